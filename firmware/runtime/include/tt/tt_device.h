@@ -1,0 +1,83 @@
+/*
+ * The device side of the link protocol (docs/protocol.md), independent of the transport: a port
+ * feeds received bytes in with tt_device_receive() and gets responses through its write callback.
+ * All buffers live in the tt_device struct or are supplied by the port; nothing is allocated.
+ */
+#ifndef TT_DEVICE_H
+#define TT_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "tt/tt_arena.h"
+#include "tt/tt_frame.h"
+#include "tt/tt_plan.h"
+
+#ifndef TT_MAX_PAYLOAD
+#define TT_MAX_PAYLOAD 4096u /* largest request or response payload, bytes */
+#endif
+#define TT_RAW_MAX (TT_MAX_PAYLOAD + TT_FRAME_OVERHEAD)
+#define TT_ENCODED_MAX TT_COBS_MAX(TT_RAW_MAX)
+
+/* Message types. Responses to a request of type T have type T | 0x80 or are ACK/ERROR. */
+enum {
+    TT_MSG_HELLO = 0x01,
+    TT_MSG_PLAN_BEGIN = 0x02,
+    TT_MSG_PLAN_CHUNK = 0x03,
+    TT_MSG_PLAN_COMMIT = 0x04,
+    TT_MSG_INPUT_CHUNK = 0x05,
+    TT_MSG_TRAIN = 0x06,
+    TT_MSG_EVAL = 0x07,
+    TT_MSG_READ_TENSOR = 0x08,
+    TT_MSG_RESET = 0x09,
+    TT_MSG_ACK = 0x80,
+    TT_MSG_INFO = 0x81,
+    TT_MSG_STEP = 0x86,
+    TT_MSG_PRED = 0x87,
+    TT_MSG_TENSOR = 0x88,
+    TT_MSG_NAK = 0x7E,
+    TT_MSG_ERROR = 0x7F,
+};
+
+typedef struct {
+    const char *board;
+    const char *cost_unit;                 /* unit of cost_counter: "us", "instructions", ... */
+    uint32_t (*cost_counter)(void *ctx);   /* free-running counter; NULL: costs report 0 */
+    void (*write)(void *ctx, const uint8_t *data, size_t len);
+    void *ctx;
+} tt_port;
+
+typedef struct {
+    tt_port port;
+    tt_arena arena;
+    /* Plan storage: two slots; uploads go to the inactive one, a commit swaps them. */
+    uint8_t *plan_slot[2];
+    size_t plan_capacity;
+    int active;
+    size_t active_len;
+    tt_plan plan;
+    bool loaded;
+    /* Upload in progress. */
+    bool uploading;
+    uint32_t upload_size, upload_next;
+    uint8_t upload_hash[TT_SHA256_SIZE];
+    /* Link state. */
+    uint8_t rx[TT_ENCODED_MAX];
+    size_t rx_len;
+    bool rx_overflow;
+    uint8_t raw[TT_RAW_MAX];
+    uint8_t tx[TT_ENCODED_MAX];
+    size_t tx_len;
+    bool have_last;
+    uint8_t last_seq, last_type;
+    uint32_t steps;
+    uint32_t bad_frames;
+} tt_device;
+
+/* plan slots: two buffers of plan_capacity bytes each, 16-byte aligned. */
+void tt_device_init(tt_device *dev, const tt_port *port, uint8_t *arena, size_t arena_capacity,
+                    uint8_t *plan_slot0, uint8_t *plan_slot1, size_t plan_capacity);
+/* Feeds received bytes; complete frames are handled and answered before it returns. */
+void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len);
+
+#endif

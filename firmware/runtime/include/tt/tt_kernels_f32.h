@@ -1,0 +1,75 @@
+/*
+ * fp32 kernels: forward, backward and update. One op per source file under runtime/ops/.
+ *
+ * Layouts (batch 1): activations C x H x W row-major; conv weights O x (I/groups) x KH x KW;
+ * linear weights O x I. Buffers are owned by the caller; kernels never allocate. Bias pointers
+ * may be NULL (no bias). Gradient kernels overwrite (not accumulate) their outputs.
+ * Accumulation is in float, in the loop order of the portable code, so results are reproducible.
+ */
+#ifndef TT_KERNELS_F32_H
+#define TT_KERNELS_F32_H
+
+#include <stdint.h>
+#include "tt/tt_status.h"
+
+typedef struct {
+    int32_t in_features;
+    int32_t out_features;
+} tt_linear_params;
+
+typedef struct {
+    int32_t in_c, in_h, in_w;
+    int32_t out_c, out_h, out_w;
+    int32_t k_h, k_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w; /* zero padding on each side */
+    int32_t groups;       /* in_c and out_c are multiples of groups */
+} tt_conv2d_params;
+
+typedef struct {
+    int32_t c, in_h, in_w;
+    int32_t out_h, out_w;
+    int32_t k_h, k_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w; /* max pool pads with -inf; avg pool counts padding (count_include_pad) */
+} tt_pool2d_params;
+
+/* y[o] = b[o] + sum_i w[o][i] x[i] */
+tt_status tt_linear_f32(const tt_linear_params *p, const float *x, const float *w, const float *b,
+                        float *y);
+/* dx[i] = sum_o dy[o] w[o][i] */
+tt_status tt_linear_grad_input_f32(const tt_linear_params *p, const float *dy, const float *w,
+                                   float *dx);
+/* dw[o][i] = dy[o] x[i]; db[o] = dy[o] (db may be NULL) */
+tt_status tt_linear_grad_weight_f32(const tt_linear_params *p, const float *dy, const float *x,
+                                    float *dw, float *db);
+
+tt_status tt_conv2d_f32(const tt_conv2d_params *p, const float *x, const float *w, const float *b,
+                        float *y);
+tt_status tt_conv2d_grad_input_f32(const tt_conv2d_params *p, const float *dy, const float *w,
+                                   float *dx);
+tt_status tt_conv2d_grad_weight_f32(const tt_conv2d_params *p, const float *dy, const float *x,
+                                    float *dw, float *db);
+
+/* y = max(x, 0); y may alias x */
+tt_status tt_relu_f32(int32_t size, const float *x, float *y);
+/* dx = dy where y > 0, else 0; dx may alias dy */
+tt_status tt_relu_grad_f32(int32_t size, const float *y, const float *dy, float *dx);
+
+tt_status tt_maxpool2d_f32(const tt_pool2d_params *p, const float *x, float *y);
+/* Routes each dy to the first maximum of its window (PyTorch's choice); dx is overwritten. */
+tt_status tt_maxpool2d_grad_f32(const tt_pool2d_params *p, const float *x, const float *dy,
+                                float *dx);
+tt_status tt_avgpool2d_f32(const tt_pool2d_params *p, const float *x, float *y);
+tt_status tt_avgpool2d_grad_f32(const tt_pool2d_params *p, const float *dy, float *dx);
+
+/* Softmax cross-entropy of one sample: loss = logsumexp(logits) - logits[label];
+ * dlogits = softmax(logits) - onehot(label); pred = argmax(logits) (first maximum).
+ * Returns TT_ERR_LABEL when label is outside [0, num_classes). */
+tt_status tt_softmax_xent_f32(int32_t num_classes, const float *logits, int32_t label, float *loss,
+                              float *dlogits, int32_t *pred);
+
+/* w -= lr * g */
+tt_status tt_sgd_f32(int32_t size, float *w, const float *g, float lr);
+
+#endif

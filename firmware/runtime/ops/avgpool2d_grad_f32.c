@@ -1,0 +1,39 @@
+/* Gradient of average pooling (count_include_pad): each dy / (k_h*k_w) is added to every input of
+ * its window; the share that fell on padding is dropped. */
+#include <stddef.h>
+#include <string.h>
+
+#include "ops_common.h"
+
+tt_status tt_avgpool2d_grad_f32(const tt_pool2d_params *p, const float *dy, float *dx)
+{
+    if (!tt_pool2d_params_ok(p) || dy == NULL || dx == NULL) {
+        return TT_ERR_ARG;
+    }
+    const float divisor = (float)(p->k_h * p->k_w);
+    const int32_t in_hw = p->in_h * p->in_w;
+    memset(dx, 0, (size_t)p->c * (size_t)in_hw * sizeof(float));
+    for (int32_t c = 0; c < p->c; c++) {
+        float *dx_c = dx + c * in_hw;
+        const float *dy_c = dy + c * p->out_h * p->out_w;
+        for (int32_t oy = 0; oy < p->out_h; oy++) {
+            for (int32_t ox = 0; ox < p->out_w; ox++) {
+                const float share = dy_c[oy * p->out_w + ox] / divisor;
+                for (int32_t ky = 0; ky < p->k_h; ky++) {
+                    const int32_t iy = oy * p->stride_h - p->pad_h + ky;
+                    if (iy < 0 || iy >= p->in_h) {
+                        continue;
+                    }
+                    for (int32_t kx = 0; kx < p->k_w; kx++) {
+                        const int32_t ix = ox * p->stride_w - p->pad_w + kx;
+                        if (ix < 0 || ix >= p->in_w) {
+                            continue;
+                        }
+                        dx_c[iy * p->in_w + ix] += share;
+                    }
+                }
+            }
+        }
+    }
+    return TT_OK;
+}

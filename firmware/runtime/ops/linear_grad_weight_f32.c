@@ -1,0 +1,24 @@
+/* Gradient of a fully connected layer with respect to its parameters:
+ * dw[o][i] = dy[o] x[i]; db[o] = dy[o] (db may be NULL). */
+#include <stddef.h>
+
+#include "ops_common.h"
+
+tt_status tt_linear_grad_weight_f32(const tt_linear_params *p, const float *dy, const float *x,
+                                    float *dw, float *db)
+{
+    if (!tt_linear_params_ok(p) || dy == NULL || x == NULL || dw == NULL) {
+        return TT_ERR_ARG;
+    }
+    const int32_t in = p->in_features;
+    for (int32_t o = 0; o < p->out_features; o++) {
+        float *row = dw + o * in;
+        for (int32_t i = 0; i < in; i++) {
+            row[i] = dy[o] * x[i];
+        }
+        if (db != NULL) {
+            db[o] = dy[o];
+        }
+    }
+    return TT_OK;
+}

@@ -1,0 +1,385 @@
+/*
+ * Request handling for the link protocol. Every request gets exactly one response; the last
+ * response is kept so a retransmitted request (same sequence number and type) is answered again
+ * without being executed twice: a lost STEP reply never trains on a sample twice.
+ */
+#include "tt/tt_device.h"
+
+#include <string.h>
+#include <zcbor_decode.h>
+#include <zcbor_encode.h>
+
+#include "tt/tt_exec.h"
+#include "tt/tt_ops.h"
+#include "tt/tt_version.h"
+
+typedef struct {
+    uint8_t type;      /* response type */
+    size_t len;        /* payload bytes written at dev->raw + 2 */
+    tt_error err;      /* set when type == TT_MSG_ERROR */
+} response;
+
+static uint8_t *payload_buf(tt_device *dev)
+{
+    return dev->raw + 2;
+}
+
+static void reply_error(response *r, tt_status code, const char *msg)
+{
+    if (r->type != TT_MSG_ERROR) { /* keep the first, most specific message */
+        tt_fail(&r->err, code, "%s", msg);
+        r->type = TT_MSG_ERROR;
+    }
+}
+
+/* Encodes an empty array: the payload of ACK. */
+static void reply_ack(tt_device *dev, response *r)
+{
+    payload_buf(dev)[0] = 0x80;
+    r->type = TT_MSG_ACK;
+    r->len = 1;
+}
+
+static void finish_encode(tt_device *dev, response *r, zcbor_state_t *s, bool ok, uint8_t type)
+{
+    if (!ok) {
+        reply_error(r, TT_ERR_INTERNAL, "response does not fit the payload buffer");
+        return;
+    }
+    r->type = type;
+    r->len = (size_t)(s->payload - payload_buf(dev));
+}
+
+static void handle_hello(tt_device *dev, response *r)
+{
+    ZCBOR_STATE_E(s, 2, payload_buf(dev), TT_MAX_PAYLOAD, 0);
+    static const uint8_t opcodes[] = {
+        TT_OP_LINEAR_F32, TT_OP_LINEAR_GRAD_INPUT_F32, TT_OP_LINEAR_GRAD_WEIGHT_F32,
+        TT_OP_CONV2D_F32, TT_OP_CONV2D_GRAD_INPUT_F32, TT_OP_CONV2D_GRAD_WEIGHT_F32,
+        TT_OP_RELU_F32, TT_OP_RELU_GRAD_F32, TT_OP_MAXPOOL2D_F32, TT_OP_MAXPOOL2D_GRAD_F32,
+        TT_OP_AVGPOOL2D_F32, TT_OP_AVGPOOL2D_GRAD_F32, TT_OP_SOFTMAX_XENT_F32, TT_OP_SGD_F32};
+    const char *board = dev->port.board ? dev->port.board : "unknown";
+    const char *unit = dev->port.cost_unit ? dev->port.cost_unit : "none";
+    uint32_t used = dev->loaded ? dev->plan.arena_size + (uint32_t)dev->plan.tables_bytes : 0;
+    bool ok = zcbor_map_start_encode(s, 13) &&
+              zcbor_tstr_put_lit(s, "firmware") && zcbor_tstr_put_term(s, TT_FIRMWARE_VERSION, 32) &&
+              zcbor_tstr_put_lit(s, "protocol") && zcbor_uint32_put(s, TT_PROTOCOL_VERSION) &&
+              zcbor_tstr_put_lit(s, "plan_format") && zcbor_uint32_put(s, TT_PLAN_FORMAT_VERSION) &&
+              zcbor_tstr_put_lit(s, "board") && zcbor_tstr_put_term(s, board, 64) &&
+              zcbor_tstr_put_lit(s, "arena_capacity") && zcbor_uint32_put(s, (uint32_t)dev->arena.capacity) &&
+              zcbor_tstr_put_lit(s, "plan_capacity") && zcbor_uint32_put(s, (uint32_t)dev->plan_capacity) &&
+              zcbor_tstr_put_lit(s, "max_payload") && zcbor_uint32_put(s, TT_MAX_PAYLOAD) &&
+              zcbor_tstr_put_lit(s, "cost_unit") && zcbor_tstr_put_term(s, unit, 32) &&
+              zcbor_tstr_put_lit(s, "plan_loaded") && zcbor_bool_put(s, dev->loaded) &&
+              zcbor_tstr_put_lit(s, "plan_hash") &&
+              zcbor_bstr_encode_ptr(s, (const char *)dev->plan.hash, dev->loaded ? TT_SHA256_SIZE : 0) &&
+              zcbor_tstr_put_lit(s, "arena_used") && zcbor_uint32_put(s, used) &&
+              zcbor_tstr_put_lit(s, "steps") && zcbor_uint32_put(s, dev->steps) &&
+              zcbor_tstr_put_lit(s, "ops") && zcbor_list_start_encode(s, sizeof opcodes);
+    for (size_t i = 0; ok && i < sizeof opcodes; i++) {
+        ok = zcbor_uint32_put(s, opcodes[i]);
+    }
+    ok = ok && zcbor_list_end_encode(s, sizeof opcodes) && zcbor_map_end_encode(s, 13);
+    finish_encode(dev, r, s, ok, TT_MSG_INFO);
+}
+
+static void handle_plan_begin(tt_device *dev, zcbor_state_t *s, response *r)
+{
+    uint32_t size;
+    struct zcbor_string hash;
+    if (!(zcbor_list_start_decode(s) && zcbor_uint32_decode(s, &size) &&
+          zcbor_bstr_decode(s, &hash) && hash.len == TT_SHA256_SIZE && zcbor_list_end_decode(s))) {
+        reply_error(r, TT_ERR_PROTO, "PLAN_BEGIN needs [size, sha256]");
+        return;
+    }
+    if (size > dev->plan_capacity) {
+        tt_fail(&r->err, TT_ERR_TOO_LARGE, "plan of %lu bytes exceeds the plan store (%lu bytes)",
+                (unsigned long)size, (unsigned long)dev->plan_capacity);
+        r->type = TT_MSG_ERROR;
+        return;
+    }
+    dev->uploading = true;
+    dev->upload_size = size;
+    dev->upload_next = 0;
+    memcpy(dev->upload_hash, hash.value, TT_SHA256_SIZE);
+    reply_ack(dev, r);
+}
+
+static void handle_plan_chunk(tt_device *dev, zcbor_state_t *s, response *r)
+{
+    uint32_t offset;
+    struct zcbor_string data;
+    if (!(zcbor_list_start_decode(s) && zcbor_uint32_decode(s, &offset) &&
+          zcbor_bstr_decode(s, &data) && zcbor_list_end_decode(s))) {
+        reply_error(r, TT_ERR_PROTO, "PLAN_CHUNK needs [offset, bytes]");
+        return;
+    }
+    if (!dev->uploading) {
+        reply_error(r, TT_ERR_PROTO, "PLAN_CHUNK without PLAN_BEGIN");
+        return;
+    }
+    if (offset != dev->upload_next || data.len > dev->upload_size - offset) {
+        reply_error(r, TT_ERR_PROTO, "PLAN_CHUNK out of order or past the announced size");
+        return;
+    }
+    memcpy(dev->plan_slot[1 - dev->active] + offset, data.value, data.len);
+    dev->upload_next += (uint32_t)data.len;
+    reply_ack(dev, r);
+}
+
+static void handle_plan_commit(tt_device *dev, response *r)
+{
+    if (!dev->uploading || dev->upload_next != dev->upload_size) {
+        reply_error(r, TT_ERR_PROTO, "PLAN_COMMIT before the whole plan was received");
+        return;
+    }
+    dev->uploading = false;
+    const uint8_t *staged = dev->plan_slot[1 - dev->active];
+    uint8_t digest[TT_SHA256_SIZE];
+    tt_sha256(staged, dev->upload_size, digest);
+    if (memcmp(digest, dev->upload_hash, TT_SHA256_SIZE) != 0) {
+        reply_error(r, TT_ERR_PLAN_HASH, "uploaded plan does not match its announced sha256");
+        return;
+    }
+    tt_plan candidate;
+    size_t keep = dev->loaded ? dev->plan.arena_size : 0;
+    tt_status st = tt_plan_load(staged, dev->upload_size, &dev->arena, keep, true, &candidate,
+                                &r->err);
+    if (st != TT_OK) {
+        r->type = TT_MSG_ERROR;
+        if (dev->loaded) { /* re-attach the good plan's tables; its parameters were not touched */
+            tt_plan_load(dev->plan_slot[dev->active], dev->active_len, &dev->arena, 0, false,
+                         &dev->plan, NULL);
+        }
+        return;
+    }
+    dev->plan = candidate;
+    dev->active = 1 - dev->active;
+    dev->active_len = dev->upload_size;
+    dev->loaded = true;
+    dev->steps = 0;
+    reply_ack(dev, r);
+}
+
+static bool require_plan(tt_device *dev, response *r)
+{
+    if (!dev->loaded) {
+        reply_error(r, TT_ERR_NO_PLAN, "no plan is loaded: upload one first");
+    }
+    return dev->loaded;
+}
+
+/* Copies sample bytes into the input tensor at offset; an empty sample leaves it as it is. */
+static bool write_input(tt_device *dev, uint32_t offset, const struct zcbor_string *data,
+                        bool whole, response *r)
+{
+    const tt_tensor *in = &dev->plan.tensors[dev->plan.input];
+    if (data->len == 0 && whole) {
+        return true; /* sent before with INPUT_CHUNK */
+    }
+    if (offset > in->nbytes || data->len > in->nbytes - offset ||
+        (whole && data->len != in->nbytes)) {
+        tt_fail(&r->err, TT_ERR_PROTO, "sample of %lu bytes at %lu does not fit the %lu-byte input",
+                (unsigned long)data->len, (unsigned long)offset, (unsigned long)in->nbytes);
+        r->type = TT_MSG_ERROR;
+        return false;
+    }
+    memcpy((uint8_t *)in->data + offset, data->value, data->len);
+    return true;
+}
+
+static void handle_input_chunk(tt_device *dev, zcbor_state_t *s, response *r)
+{
+    uint32_t offset;
+    struct zcbor_string data;
+    if (!(zcbor_list_start_decode(s) && zcbor_uint32_decode(s, &offset) &&
+          zcbor_bstr_decode(s, &data) && zcbor_list_end_decode(s))) {
+        reply_error(r, TT_ERR_PROTO, "INPUT_CHUNK needs [offset, bytes]");
+        return;
+    }
+    if (require_plan(dev, r) && write_input(dev, offset, &data, false, r)) {
+        reply_ack(dev, r);
+    }
+}
+
+static uint32_t cost_now(const tt_device *dev)
+{
+    return dev->port.cost_counter ? dev->port.cost_counter(dev->port.ctx) : 0u;
+}
+
+static void handle_train(tt_device *dev, zcbor_state_t *s, response *r)
+{
+    int32_t label;
+    double lr;
+    struct zcbor_string data;
+    if (!(zcbor_list_start_decode(s) && zcbor_int32_decode(s, &label) &&
+          zcbor_float_decode(s, &lr) && zcbor_bstr_decode(s, &data) && zcbor_list_end_decode(s))) {
+        reply_error(r, TT_ERR_PROTO, "TRAIN needs [label, lr, sample]");
+        return;
+    }
+    if (!require_plan(dev, r) || !write_input(dev, 0, &data, true, r)) {
+        return;
+    }
+    tt_step_result result;
+    uint32_t start = cost_now(dev);
+    tt_status st = tt_exec_train_step(&dev->plan, label, (float)lr, &result, &r->err);
+    uint32_t cost = cost_now(dev) - start;
+    if (st != TT_OK) {
+        r->type = TT_MSG_ERROR;
+        return;
+    }
+    dev->steps++;
+    ZCBOR_STATE_E(e, 1, payload_buf(dev), TT_MAX_PAYLOAD, 0);
+    bool ok = zcbor_list_start_encode(e, 4) && zcbor_float32_put(e, result.loss) &&
+              zcbor_int32_put(e, result.pred) && zcbor_uint32_put(e, cost) &&
+              zcbor_uint32_put(e, dev->steps) && zcbor_list_end_encode(e, 4);
+    finish_encode(dev, r, e, ok, TT_MSG_STEP);
+}
+
+static void handle_eval(tt_device *dev, zcbor_state_t *s, response *r)
+{
+    struct zcbor_string data;
+    if (!(zcbor_list_start_decode(s) && zcbor_bstr_decode(s, &data) && zcbor_list_end_decode(s))) {
+        reply_error(r, TT_ERR_PROTO, "EVAL needs [sample]");
+        return;
+    }
+    if (!require_plan(dev, r) || !write_input(dev, 0, &data, true, r)) {
+        return;
+    }
+    int32_t pred;
+    if (tt_exec_infer(&dev->plan, &pred, &r->err) != TT_OK) {
+        r->type = TT_MSG_ERROR;
+        return;
+    }
+    ZCBOR_STATE_E(e, 1, payload_buf(dev), TT_MAX_PAYLOAD, 0);
+    bool ok = zcbor_list_start_encode(e, 1) && zcbor_int32_put(e, pred) &&
+              zcbor_list_end_encode(e, 1);
+    finish_encode(dev, r, e, ok, TT_MSG_PRED);
+}
+
+static void handle_read_tensor(tt_device *dev, zcbor_state_t *s, response *r)
+{
+    uint32_t index, offset, length;
+    if (!(zcbor_list_start_decode(s) && zcbor_uint32_decode(s, &index) &&
+          zcbor_uint32_decode(s, &offset) && zcbor_uint32_decode(s, &length) &&
+          zcbor_list_end_decode(s))) {
+        reply_error(r, TT_ERR_PROTO, "READ_TENSOR needs [index, offset, length]");
+        return;
+    }
+    if (!require_plan(dev, r)) {
+        return;
+    }
+    if (index >= dev->plan.n_tensors) {
+        reply_error(r, TT_ERR_ARG, "READ_TENSOR: no such tensor");
+        return;
+    }
+    const tt_tensor *t = &dev->plan.tensors[index];
+    if (offset > t->nbytes || length > t->nbytes - offset || length > TT_MAX_PAYLOAD - 8u) {
+        reply_error(r, TT_ERR_ARG, "READ_TENSOR: range outside the tensor or the payload");
+        return;
+    }
+    ZCBOR_STATE_E(e, 1, payload_buf(dev), TT_MAX_PAYLOAD, 0);
+    bool ok = zcbor_bstr_encode_ptr(e, (const char *)t->data + offset, length);
+    finish_encode(dev, r, e, ok, TT_MSG_TENSOR);
+}
+
+static void handle_reset(tt_device *dev, response *r)
+{
+    if (!require_plan(dev, r)) {
+        return;
+    }
+    /* Re-attach the plan with its initial parameters. */
+    tt_status st = tt_plan_load(dev->plan_slot[dev->active], dev->active_len, &dev->arena, 0, true,
+                                &dev->plan, &r->err);
+    if (st != TT_OK) {
+        dev->loaded = false;
+        r->type = TT_MSG_ERROR;
+        return;
+    }
+    dev->steps = 0;
+    reply_ack(dev, r);
+}
+
+static void encode_error(tt_device *dev, response *r)
+{
+    ZCBOR_STATE_E(e, 1, payload_buf(dev), TT_MAX_PAYLOAD, 0);
+    bool ok = zcbor_list_start_encode(e, 2) && zcbor_int32_put(e, r->err.code) &&
+              zcbor_tstr_put_term(e, r->err.msg, sizeof r->err.msg) && zcbor_list_end_encode(e, 2);
+    r->len = ok ? (size_t)(e->payload - payload_buf(dev)) : 0;
+}
+
+static void send(tt_device *dev, uint8_t type, uint8_t seq, size_t len)
+{
+    dev->tx_len = tt_frame_encode(dev->raw, type, seq, len, dev->tx);
+    dev->port.write(dev->port.ctx, dev->tx, dev->tx_len);
+}
+
+static void handle_frame(tt_device *dev, const tt_frame *f)
+{
+    if (dev->have_last && f->type != TT_MSG_HELLO && f->seq == dev->last_seq &&
+        f->type == dev->last_type) {
+        dev->port.write(dev->port.ctx, dev->tx, dev->tx_len); /* a retransmission */
+        return;
+    }
+    response r = {.type = 0, .len = 0, .err = {TT_OK, ""}};
+    ZCBOR_STATE_D(s, 3, f->payload, f->payload_len, 1, 0);
+    switch (f->type) {
+    case TT_MSG_HELLO: handle_hello(dev, &r); break;
+    case TT_MSG_PLAN_BEGIN: handle_plan_begin(dev, s, &r); break;
+    case TT_MSG_PLAN_CHUNK: handle_plan_chunk(dev, s, &r); break;
+    case TT_MSG_PLAN_COMMIT: handle_plan_commit(dev, &r); break;
+    case TT_MSG_INPUT_CHUNK: handle_input_chunk(dev, s, &r); break;
+    case TT_MSG_TRAIN: handle_train(dev, s, &r); break;
+    case TT_MSG_EVAL: handle_eval(dev, s, &r); break;
+    case TT_MSG_READ_TENSOR: handle_read_tensor(dev, s, &r); break;
+    case TT_MSG_RESET: handle_reset(dev, &r); break;
+    default: reply_error(&r, TT_ERR_PROTO, "unknown message type"); break;
+    }
+    if (r.type == TT_MSG_ERROR) {
+        encode_error(dev, &r);
+    }
+    send(dev, r.type, f->seq, r.len);
+    dev->have_last = true;
+    dev->last_seq = f->seq;
+    dev->last_type = f->type;
+}
+
+void tt_device_init(tt_device *dev, const tt_port *port, uint8_t *arena, size_t arena_capacity,
+                    uint8_t *plan_slot0, uint8_t *plan_slot1, size_t plan_capacity)
+{
+    memset(dev, 0, sizeof *dev);
+    dev->port = *port;
+    tt_arena_init(&dev->arena, arena, arena_capacity);
+    dev->plan_slot[0] = plan_slot0;
+    dev->plan_slot[1] = plan_slot1;
+    dev->plan_capacity = plan_capacity;
+}
+
+void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        uint8_t byte = data[i];
+        if (byte != 0) {
+            if (dev->rx_len < sizeof dev->rx) {
+                dev->rx[dev->rx_len++] = byte;
+            } else {
+                dev->rx_overflow = true;
+            }
+            continue;
+        }
+        /* A delimiter: one frame is complete (empty frames are line noise between frames). */
+        tt_frame frame;
+        if (dev->rx_len > 0) {
+            if (!dev->rx_overflow && tt_frame_decode(dev->rx, dev->rx_len, &frame) == TT_OK) {
+                handle_frame(dev, &frame);
+            } else {
+                /* The host resends its last request. Encoded aside so the cached reply survives. */
+                uint8_t raw[TT_FRAME_OVERHEAD], nak[TT_COBS_MAX(TT_FRAME_OVERHEAD)];
+                dev->bad_frames++;
+                dev->port.write(dev->port.ctx, nak, tt_frame_encode(raw, TT_MSG_NAK, 0, 0, nak));
+            }
+        }
+        dev->rx_len = 0;
+        dev->rx_overflow = false;
+    }
+}

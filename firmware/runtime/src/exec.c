@@ -1,0 +1,145 @@
+#include "tt/tt_exec.h"
+
+#include "tt/tt_kernels_f32.h"
+#include "tt/tt_ops.h"
+
+static float *f32(const tt_plan *p, const tt_op *op, unsigned i)
+{
+    int32_t t = tt_op_operand(p, op, i);
+    return t < 0 ? NULL : (float *)p->tensors[t].data;
+}
+
+static int32_t *s32(const tt_plan *p, const tt_op *op, unsigned i)
+{
+    return (int32_t *)p->tensors[tt_op_operand(p, op, i)].data;
+}
+
+/* Attribute structs share the plan's attribute order (see host/tinyhost/ops.py). */
+static tt_linear_params linear_params(const int32_t *a)
+{
+    return (tt_linear_params){a[0], a[1]};
+}
+
+static tt_conv2d_params conv_params(const int32_t *a)
+{
+    return (tt_conv2d_params){a[0], a[1], a[2], a[3], a[4], a[5], a[6],
+                              a[7], a[8], a[9], a[10], a[11], a[12]};
+}
+
+static tt_pool2d_params pool_params(const int32_t *a)
+{
+    return (tt_pool2d_params){a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]};
+}
+
+static tt_status run_op(const tt_plan *p, const tt_op *op, float lr)
+{
+    const int32_t *a = p->attrs + op->attrs_at;
+    switch ((tt_opcode)op->opcode) {
+    case TT_OP_LINEAR_F32: {
+        tt_linear_params lp = linear_params(a);
+        return tt_linear_f32(&lp, f32(p, op, 0), f32(p, op, 1), f32(p, op, 2), f32(p, op, 3));
+    }
+    case TT_OP_LINEAR_GRAD_INPUT_F32: {
+        tt_linear_params lp = linear_params(a);
+        return tt_linear_grad_input_f32(&lp, f32(p, op, 0), f32(p, op, 1), f32(p, op, 2));
+    }
+    case TT_OP_LINEAR_GRAD_WEIGHT_F32: {
+        tt_linear_params lp = linear_params(a);
+        return tt_linear_grad_weight_f32(&lp, f32(p, op, 0), f32(p, op, 1), f32(p, op, 2),
+                                         f32(p, op, 3));
+    }
+    case TT_OP_CONV2D_F32: {
+        tt_conv2d_params cp = conv_params(a);
+        return tt_conv2d_f32(&cp, f32(p, op, 0), f32(p, op, 1), f32(p, op, 2), f32(p, op, 3));
+    }
+    case TT_OP_CONV2D_GRAD_INPUT_F32: {
+        tt_conv2d_params cp = conv_params(a);
+        return tt_conv2d_grad_input_f32(&cp, f32(p, op, 0), f32(p, op, 1), f32(p, op, 2));
+    }
+    case TT_OP_CONV2D_GRAD_WEIGHT_F32: {
+        tt_conv2d_params cp = conv_params(a);
+        return tt_conv2d_grad_weight_f32(&cp, f32(p, op, 0), f32(p, op, 1), f32(p, op, 2),
+                                         f32(p, op, 3));
+    }
+    case TT_OP_RELU_F32:
+        return tt_relu_f32(a[0], f32(p, op, 0), f32(p, op, 1));
+    case TT_OP_RELU_GRAD_F32:
+        return tt_relu_grad_f32(a[0], f32(p, op, 0), f32(p, op, 1), f32(p, op, 2));
+    case TT_OP_MAXPOOL2D_F32: {
+        tt_pool2d_params pp = pool_params(a);
+        return tt_maxpool2d_f32(&pp, f32(p, op, 0), f32(p, op, 1));
+    }
+    case TT_OP_MAXPOOL2D_GRAD_F32: {
+        tt_pool2d_params pp = pool_params(a);
+        return tt_maxpool2d_grad_f32(&pp, f32(p, op, 0), f32(p, op, 1), f32(p, op, 2));
+    }
+    case TT_OP_AVGPOOL2D_F32: {
+        tt_pool2d_params pp = pool_params(a);
+        return tt_avgpool2d_f32(&pp, f32(p, op, 0), f32(p, op, 1));
+    }
+    case TT_OP_AVGPOOL2D_GRAD_F32: {
+        tt_pool2d_params pp = pool_params(a);
+        return tt_avgpool2d_grad_f32(&pp, f32(p, op, 0), f32(p, op, 1));
+    }
+    case TT_OP_SOFTMAX_XENT_F32:
+        return tt_softmax_xent_f32(a[0], f32(p, op, 0), *s32(p, op, 1), f32(p, op, 2),
+                                   f32(p, op, 3), s32(p, op, 4));
+    case TT_OP_SGD_F32:
+        return tt_sgd_f32(a[0], f32(p, op, 0), f32(p, op, 1), lr);
+    }
+    return TT_ERR_UNSUPPORTED_OP; /* unreachable: tt_plan_check rejects unknown opcodes */
+}
+
+tt_status tt_exec_ops(const tt_plan *plan, uint32_t first, uint32_t count, float lr, tt_error *err)
+{
+    if (plan == NULL || plan->ops == NULL) {
+        return tt_fail(err, TT_ERR_NO_PLAN, "no plan is loaded");
+    }
+    if (first > plan->n_ops || count > plan->n_ops - first) {
+        return tt_fail(err, TT_ERR_ARG, "op range out of bounds");
+    }
+    for (uint32_t k = first; k < first + count; k++) {
+        tt_status st = run_op(plan, &plan->ops[k], lr);
+        if (st != TT_OK) {
+            return tt_fail(err, st, "op %lu (opcode %u) failed: %s", (unsigned long)k,
+                           (unsigned)plan->ops[k].opcode, tt_status_name(st));
+        }
+    }
+    return TT_OK;
+}
+
+tt_status tt_exec_train_step(const tt_plan *plan, int32_t label, float lr, tt_step_result *result,
+                             tt_error *err)
+{
+    if (plan == NULL || plan->ops == NULL) {
+        return tt_fail(err, TT_ERR_NO_PLAN, "no plan is loaded");
+    }
+    if (label < 0 || label >= plan->num_classes) {
+        return tt_fail(err, TT_ERR_LABEL, "label %ld outside [0, %ld)", (long)label,
+                       (long)plan->num_classes);
+    }
+    *(int32_t *)plan->tensors[plan->label].data = label;
+    tt_status st = tt_exec_ops(plan, 0, plan->n_ops, lr, err);
+    if (st == TT_OK) {
+        result->loss = *(const float *)plan->tensors[plan->loss].data;
+        result->pred = *(const int32_t *)plan->tensors[plan->pred].data;
+    }
+    return st;
+}
+
+tt_status tt_exec_infer(const tt_plan *plan, int32_t *pred, tt_error *err)
+{
+    tt_status st = tt_exec_ops(plan, 0, plan == NULL ? 0 : plan->n_forward, 0.0f, err);
+    if (st != TT_OK) {
+        return st;
+    }
+    const float *logits = plan->tensors[plan->logits].data;
+    int32_t best = 0;
+    for (int32_t i = 1; i < plan->num_classes; i++) {
+        if (logits[i] > logits[best]) {
+            best = i;
+        }
+    }
+    *pred = best;
+    return TT_OK;
+}

@@ -1,0 +1,90 @@
+#include "tt/tt_frame.h"
+
+uint32_t tt_crc32(uint32_t crc, const uint8_t *data, size_t len)
+{
+    /* Bitwise to keep flash small; frames are short. */
+    crc = ~crc;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= data[i];
+        for (unsigned b = 0; b < 8; b++) {
+            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+        }
+    }
+    return ~crc;
+}
+
+size_t tt_cobs_encode(const uint8_t *in, size_t len, uint8_t *out)
+{
+    size_t code_at = 0, o = 1;
+    uint8_t code = 1;
+    for (size_t i = 0; i < len; i++) {
+        if (in[i] == 0) {
+            out[code_at] = code;
+            code_at = o++;
+            code = 1;
+        } else {
+            out[o++] = in[i];
+            if (++code == 0xFF) {
+                out[code_at] = code;
+                code_at = o++;
+                code = 1;
+            }
+        }
+    }
+    out[code_at] = code;
+    out[o++] = 0;
+    return o;
+}
+
+tt_status tt_cobs_decode(const uint8_t *in, size_t len, uint8_t *out, size_t *out_len)
+{
+    size_t i = 0, o = 0;
+    while (i < len) {
+        uint8_t code = in[i++];
+        if (code == 0 || i + code - 1u > len) {
+            return TT_ERR_PROTO;
+        }
+        for (uint8_t k = 1; k < code; k++) {
+            if (in[i] == 0) {
+                return TT_ERR_PROTO;
+            }
+            out[o++] = in[i++];
+        }
+        if (code != 0xFF && i < len) {
+            out[o++] = 0;
+        }
+    }
+    *out_len = o;
+    return TT_OK;
+}
+
+tt_status tt_frame_decode(uint8_t *buf, size_t len, tt_frame *frame)
+{
+    size_t raw_len;
+    if (tt_cobs_decode(buf, len, buf, &raw_len) != TT_OK || raw_len < TT_FRAME_OVERHEAD) {
+        return TT_ERR_PROTO;
+    }
+    size_t body = raw_len - 4u;
+    uint32_t crc = (uint32_t)buf[body] | (uint32_t)buf[body + 1] << 8 |
+                   (uint32_t)buf[body + 2] << 16 | (uint32_t)buf[body + 3] << 24;
+    if (tt_crc32(0, buf, body) != crc) {
+        return TT_ERR_PROTO;
+    }
+    frame->type = buf[0];
+    frame->seq = buf[1];
+    frame->payload = buf + 2;
+    frame->payload_len = body - 2u;
+    return TT_OK;
+}
+
+size_t tt_frame_encode(uint8_t *raw, uint8_t type, uint8_t seq, size_t payload_len, uint8_t *out)
+{
+    raw[0] = type;
+    raw[1] = seq;
+    size_t body = payload_len + 2u;
+    uint32_t crc = tt_crc32(0, raw, body);
+    for (unsigned i = 0; i < 4; i++) {
+        raw[body + i] = (uint8_t)(crc >> (8u * i));
+    }
+    return tt_cobs_encode(raw, body + 4u, out);
+}

@@ -1,0 +1,144 @@
+"""Pass 3, autodiff: choose what trains, append the loss, derive backward and update ops.
+
+Backward ops exist only where a trainable parameter needs them: gradients flow back from the loss
+only as far as the earliest trainable layer, and frozen layers before it keep nothing for backward.
+Each update is applied right after its gradient is computed (the paper's operator reordering), so
+no weight gradient outlives its layer; the input gradient of a layer is computed first, while the
+weights still hold the values the forward pass used.
+"""
+from __future__ import annotations
+
+from tinyhost.compiler.errors import CompileError
+from tinyhost.compiler.graph import Graph, IROp
+from tinyhost.ops import Opcode
+from tinyhost.plan import DType, TensorKind
+
+PARAM_OPS = {Opcode.LINEAR_F32, Opcode.CONV2D_F32}
+
+
+def _param_layers(graph: Graph) -> list[tuple[IROp, list[int]]]:
+    """Forward ops that own parameters, with their (weight, bias) tensor ids, in order."""
+    return [(op, [p for p in op.inputs[1:] if p != -1]) for op in graph.ops[:graph.n_forward]
+            if op.opcode in PARAM_OPS]
+
+
+def layer_names(graph: Graph) -> list[str]:
+    return sorted({graph.tensors[p].name.rpartition(".")[0]
+                   for _, params in _param_layers(graph) for p in params})
+
+
+def select_trainable(graph: Graph, update: str) -> set[int]:
+    """`full`, `last:K` (last K layers with parameters), `bias-only`, or names: a comma list of
+    layers (`0,fc`) or parameters (`fc.weight`)."""
+    layers = _param_layers(graph)
+    all_params = [p for _, params in layers for p in params]
+    if update in ("full", "all"):
+        return set(all_params)
+    if update == "bias-only":
+        return {op.inputs[2] for op, _ in layers if op.inputs[2] != -1}
+    if update.startswith("last:"):
+        try:
+            k = int(update[5:])
+        except ValueError:
+            k = 0
+        if not 1 <= k <= len(layers):
+            raise CompileError(f"autodiff: --update {update}: K must be 1..{len(layers)} "
+                               "(the number of layers with parameters)")
+        return {p for _, params in layers[-k:] for p in params}
+    chosen: set[int] = set()
+    for name in filter(None, (n.strip() for n in update.split(","))):
+        hits = {p for p in all_params
+                if graph.tensors[p].name == name or graph.tensors[p].name.startswith(name + ".")}
+        if not hits:
+            raise CompileError(f"autodiff: --update names {name!r}, which is not a layer or "
+                               f"parameter of this model; layers: {', '.join(layer_names(graph))}")
+        chosen |= hits
+    if not chosen:
+        raise CompileError("autodiff: --update selects no parameters")
+    return chosen
+
+
+class Autodiff:
+    def __init__(self, graph: Graph, trainable: set[int]) -> None:
+        self.g = graph
+        self.trainable = trainable
+        self.grad: dict[int, int] = {}
+
+    def needs_grad(self) -> set[int]:
+        """Activations whose gradient is needed: downstream of a trainable parameter."""
+        needs: set[int] = set()
+        for op in self.g.ops[:self.g.n_forward]:
+            if any(i in needs or i in self.trainable for i in op.inputs):
+                needs.update(op.outputs)
+        return needs
+
+    def new_grad(self, of: int) -> int:
+        t = self.g.tensors[of]
+        return self.g.add_tensor(f"grad:{t.name}", t.shape, TensorKind.GRADIENT)
+
+    def set_grad(self, x: int, dx: int, op: IROp) -> None:
+        if x in self.grad:
+            raise CompileError(f"autodiff: {op.source}: tensor {self.g.tensors[x].name} feeds "
+                               "several trainable paths; branching graphs are not supported yet")
+        self.grad[x] = dx
+
+    def run(self) -> Graph:
+        g = self.g
+        for p in self.trainable:
+            g.tensors[p].kind = TensorKind.PARAM_TRAINABLE
+        needs = self.needs_grad()
+        if g.logits not in needs:
+            raise CompileError("autodiff: nothing to train: no trainable parameter reaches the loss")
+        g.label = g.add_tensor("label", (), TensorKind.LABEL, DType.S32)
+        g.loss = g.add_tensor("loss", (), TensorKind.OUTPUT)
+        g.pred = g.add_tensor("pred", (), TensorKind.OUTPUT, DType.S32)
+        dlogits = self.new_grad(g.logits)
+        g.add_op(Opcode.SOFTMAX_XENT_F32, [g.logits, g.label], [g.loss, dlogits, g.pred],
+                 [g.num_classes], "loss")
+        self.grad[g.logits] = dlogits
+        for op in reversed(g.ops[:g.n_forward]):
+            y = op.outputs[0]
+            if y in self.grad:
+                self.backward(op, self.grad[y], needs)
+        return g
+
+    def backward(self, op: IROp, dy: int, needs: set[int]) -> None:
+        g, x = self.g, op.inputs[0]
+        if op.opcode in PARAM_OPS:
+            w, b = op.inputs[1], op.inputs[2]
+            grad_input, grad_weight = {
+                Opcode.LINEAR_F32: (Opcode.LINEAR_GRAD_INPUT_F32, Opcode.LINEAR_GRAD_WEIGHT_F32),
+                Opcode.CONV2D_F32: (Opcode.CONV2D_GRAD_INPUT_F32, Opcode.CONV2D_GRAD_WEIGHT_F32),
+            }[op.opcode]
+            if x in needs:
+                dx = self.new_grad(x)
+                g.add_op(grad_input, [dy, w], [dx], op.attrs, op.source)
+                self.set_grad(x, dx, op)
+            train_w, train_b = w in self.trainable, b != -1 and b in self.trainable
+            if train_w or train_b:
+                # The kernel always writes dw; a bias-only layer gets a scratch dw it never applies.
+                dw = self.new_grad(w)
+                db = self.new_grad(b) if train_b else -1
+                g.add_op(grad_weight, [dy, x], [dw, db], op.attrs, op.source)
+                for p, dp in ((w, dw), (b, db)):
+                    if p in self.trainable:
+                        g.add_op(Opcode.SGD_F32, [p, dp], [p], [len_of(g, p)], op.source)
+        elif x in needs:
+            dx = self.new_grad(x)
+            if op.opcode == Opcode.RELU_F32:
+                g.add_op(Opcode.RELU_GRAD_F32, [op.outputs[0], dy], [dx], op.attrs, op.source)
+            elif op.opcode == Opcode.MAXPOOL2D_F32:
+                g.add_op(Opcode.MAXPOOL2D_GRAD_F32, [x, dy], [dx], op.attrs, op.source)
+            elif op.opcode == Opcode.AVGPOOL2D_F32:
+                g.add_op(Opcode.AVGPOOL2D_GRAD_F32, [dy], [dx], op.attrs, op.source)
+            else:
+                raise CompileError(f"autodiff: no gradient rule for {op.opcode.name}")
+            self.set_grad(x, dx, op)
+
+
+def len_of(graph: Graph, t: int) -> int:
+    return graph.tensors[t].nbytes // graph.tensors[t].dtype.itemsize
+
+
+def autodiff(graph: Graph, update: str) -> Graph:
+    return Autodiff(graph, select_trainable(graph, update)).run()

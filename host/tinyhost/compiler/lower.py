@@ -1,0 +1,281 @@
+"""Pass 2, lower: the ATen graph of a torch.export program -> IR forward ops.
+
+Batch 1: the leading (batch) dimension of every activation is dropped. Conv1d and the 1-d pools run
+as their 2-d forms with H = 1. Shape-only ops (flatten, view, squeeze, ...) alias their input: the
+data order of a contiguous batch-1 tensor does not change, so they cost nothing on the device.
+"""
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.fx import Node
+
+from tinyhost.compiler.capture import SUPPORTED_NAMES, Captured
+from tinyhost.compiler.errors import CompileError
+from tinyhost.compiler.graph import Graph
+from tinyhost.ops import Opcode
+from tinyhost.plan import TensorKind
+
+aten = torch.ops.aten
+
+ALIAS_OPS = {aten.flatten.using_ints, aten.view.default, aten.reshape.default,
+             aten._unsafe_view.default, aten.squeeze.dim, aten.squeeze.dims,
+             aten.squeeze.default, aten.unsqueeze.default, aten.contiguous.default,
+             aten.dropout.default, aten.clone.default, aten.alias.default}
+
+
+def layer_name(node: Node) -> str:
+    stack = node.meta.get("nn_module_stack")
+    if stack:
+        path, cls = list(stack.values())[-1]
+        cls_name = cls if isinstance(cls, str) else cls.__name__
+        return f"{path or '<root>'} ({cls_name.rpartition('.')[2]})"
+    return node.name
+
+
+def _shape(node: Node) -> tuple[int, ...]:
+    val = node.meta.get("val")
+    if not isinstance(val, torch.Tensor):
+        raise CompileError(f"lower: node {node.name} has no tensor shape")
+    if val.dim() < 2:
+        raise CompileError(f"lower: {layer_name(node)} produces a {val.dim()}-d tensor; "
+                           "expected a leading batch dimension")
+    return tuple(int(s) for s in val.shape[1:])
+
+
+def _pair(v: Any, n: int, default: int) -> tuple[int, ...]:
+    if v is None or (isinstance(v, Sequence) and len(v) == 0):
+        return (default,) * n
+    if isinstance(v, int):
+        return (v,) * n
+    v = tuple(int(x) for x in v)
+    return v * n if len(v) == 1 else v
+
+
+def _as_chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(shape) == 2:      # (C, L): a 1-d signal
+        return shape[0], 1, shape[1]
+    if len(shape) == 3:
+        return shape  # type: ignore[return-value]
+    raise CompileError(f"lower: expected a (C, L) or (C, H, W) activation, got shape {shape}")
+
+
+def _arg(node: Node, i: int, default: Any = None) -> Any:
+    return node.args[i] if len(node.args) > i else default
+
+
+class Lowering:
+    def __init__(self, captured: Captured) -> None:
+        self.ep = captured.program
+        self.graph = Graph()
+        self.env: dict[Node, int] = {}
+        self.handlers: dict[Any, Callable[[Node], int]] = {
+            aten.linear.default: self.linear,
+            aten.conv1d.default: self.conv, aten.conv2d.default: self.conv,
+            aten.conv1d.padding: self.conv, aten.conv2d.padding: self.conv,
+            aten.relu.default: self.relu, aten.relu_.default: self.relu,
+            aten.max_pool1d.default: self.maxpool, aten.max_pool2d.default: self.maxpool,
+            aten.avg_pool1d.default: self.avgpool, aten.avg_pool2d.default: self.avgpool,
+            aten.adaptive_avg_pool1d.default: self.adaptive_avgpool,
+            aten.adaptive_avg_pool2d.default: self.adaptive_avgpool,
+            aten.mean.dim: self.mean,
+        }
+
+    # -- graph walk -------------------------------------------------------------------------
+    def run(self) -> Graph:
+        sig = self.ep.graph_signature
+        state = self.ep.state_dict
+        consts = getattr(self.ep, "constants", {})
+        outputs: list[Node] = []
+        for node in self.ep.graph.nodes:
+            if node.op == "placeholder":
+                self.placeholder(node, sig, state, consts)
+            elif node.op == "call_function":
+                self.env[node] = self.call(node)
+            elif node.op == "output":
+                outputs = [a for a in node.args[0] if isinstance(a, Node)]
+        if len(outputs) != 1:
+            raise CompileError(f"lower: the model must return one tensor (the logits), "
+                               f"it returns {len(outputs)}")
+        logits = self.env[outputs[0]]
+        shape = _shape(outputs[0])
+        if len(shape) != 1:
+            raise CompileError(f"lower: the model output must be (batch, classes), got "
+                               f"(batch, {', '.join(map(str, shape))})")
+        self.graph.logits = logits
+        self.graph.num_classes = shape[0]
+        self.graph.n_forward = len(self.graph.ops)
+        if self.graph.n_forward == 0:
+            raise CompileError("lower: the model has no operations")
+        return self.graph
+
+    def placeholder(self, node: Node, sig: Any, state: dict, consts: dict) -> None:
+        name = node.target
+        if name in sig.inputs_to_parameters:
+            key = sig.inputs_to_parameters[name]
+            data = state[key].detach().to(torch.float32).contiguous().numpy().copy()
+            self.env[node] = self.graph.add_tensor(key, data.shape, TensorKind.PARAM_FROZEN,
+                                                   data=data)
+        elif name in sig.inputs_to_buffers:
+            raise CompileError(f"lower: buffer {sig.inputs_to_buffers[name]!r} (e.g. BatchNorm "
+                               "running statistics) is not supported in fp32 plans")
+        elif name in sig.user_inputs:
+            if self.graph.input != -1:
+                raise CompileError("lower: the model must take exactly one input tensor")
+            self.graph.input = self.graph.add_tensor("input", _shape(node), TensorKind.INPUT)
+            self.env[node] = self.graph.input
+        else:
+            raise CompileError(f"lower: unsupported graph input {name}")
+
+    def call(self, node: Node) -> int:
+        if node.target in ALIAS_OPS or node.target is operator.getitem:
+            return self.alias(node)
+        handler = self.handlers.get(node.target)
+        if handler is None:
+            raise CompileError(f"lower: unsupported op {node.target} in {layer_name(node)}; "
+                               f"supported layers: {SUPPORTED_NAMES}")
+        return handler(node)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def value(self, node: Any) -> int:
+        if not isinstance(node, Node) or node not in self.env:
+            raise CompileError(f"lower: unsupported operand {node!r}")
+        return self.env[node]
+
+    def activation(self, node: Node) -> int:
+        return self.graph.add_tensor(node.name, _shape(node), TensorKind.ACTIVATION)
+
+    def param(self, node: Any, what: str, user: Node) -> int:
+        if node is None:
+            return -1
+        t = self.value(node)
+        if self.graph.tensors[t].kind != TensorKind.PARAM_FROZEN:
+            raise CompileError(f"lower: {layer_name(user)}: the {what} must be a parameter")
+        return t
+
+    def alias(self, node: Node) -> int:
+        src = node.args[0]
+        if node.target is operator.getitem:  # max_pool2d_with_indices-style tuples
+            raise CompileError(f"lower: unsupported multi-output op feeding {node.name}")
+        return self.value(src)
+
+    # -- ops --------------------------------------------------------------------------------
+    def linear(self, node: Node) -> int:
+        x = self.value(node.args[0])
+        w = self.param(node.args[1], "weight", node)
+        b = self.param(_arg(node, 2), "bias", node)
+        out_f, in_f = self.graph.tensors[w].shape
+        x_shape = _shape(node.args[0])
+        if x_shape != (in_f,):
+            raise CompileError(f"lower: {layer_name(node)} takes a flat input of {in_f} features, "
+                               f"got shape {x_shape}; add nn.Flatten()")
+        y = self.activation(node)
+        self.graph.add_op(Opcode.LINEAR_F32, [x, w, b], [y], [in_f, out_f], layer_name(node))
+        return y
+
+    def conv(self, node: Node) -> int:
+        x = self.value(node.args[0])
+        w = self.param(node.args[1], "weight", node)
+        b = self.param(_arg(node, 2), "bias", node)
+        two_d = node.target in (aten.conv2d.default, aten.conv2d.padding)
+        n = 2 if two_d else 1
+        wshape = self.graph.tensors[w].shape
+        k = (wshape[2], wshape[3]) if two_d else (1, wshape[2])
+        stride = _pair(_arg(node, 3), n, 1)
+        padding = _arg(node, 4, 0)
+        dilation = _pair(_arg(node, 5), n, 1)
+        groups = int(_arg(node, 6, 1))
+        if any(d != 1 for d in dilation):
+            raise CompileError(f"lower: {layer_name(node)}: dilation {dilation} is not supported")
+        if isinstance(padding, str):
+            if padding == "valid":
+                pad = (0,) * n
+            elif all(s == 1 for s in stride) and all(kk % 2 for kk in k[-n:]):
+                pad = tuple(kk // 2 for kk in k[-n:])
+            else:
+                raise CompileError(f"lower: {layer_name(node)}: padding='same' needs odd kernels")
+        else:
+            pad = _pair(padding, n, 0)
+        if not two_d:
+            stride, pad = (1, *stride), (0, *pad)
+        in_c, in_h, in_w = _as_chw(_shape(node.args[0]))
+        y = self.activation(node)
+        out_c, out_h, out_w = _as_chw(self.graph.tensors[y].shape)
+        attrs = [in_c, in_h, in_w, out_c, out_h, out_w, k[0], k[1], stride[0], stride[1],
+                 pad[0], pad[1], groups]
+        self.graph.add_op(Opcode.CONV2D_F32, [x, w, b], [y], attrs, layer_name(node))
+        return y
+
+    def relu(self, node: Node) -> int:
+        x = self.value(node.args[0])
+        y = self.activation(node)
+        size = int(np.prod(self.graph.tensors[y].shape))
+        self.graph.add_op(Opcode.RELU_F32, [x], [y], [size], layer_name(node))
+        return y
+
+    def _pool(self, node: Node, opcode: Opcode, k: tuple[int, int], stride: tuple[int, int],
+              pad: tuple[int, int]) -> int:
+        x = self.value(node.args[0])
+        c, in_h, in_w = _as_chw(_shape(node.args[0]))
+        y = self.activation(node)
+        y_shape = self.graph.tensors[y].shape
+        out_h, out_w = (1, 1) if len(y_shape) == 1 else _as_chw(y_shape)[1:]
+        attrs = [c, in_h, in_w, out_h, out_w, k[0], k[1], stride[0], stride[1], pad[0], pad[1]]
+        self.graph.add_op(opcode, [x], [y], attrs, layer_name(node))
+        return y
+
+    def _pool_geometry(self, node: Node, two_d: bool) -> tuple[tuple[int, int], ...]:
+        n = 2 if two_d else 1
+        k = _pair(node.args[1], n, 1)
+        stride = _pair(_arg(node, 2), n, 0)
+        if not _arg(node, 2):
+            stride = k
+        pad = _pair(_arg(node, 3, 0), n, 0)
+        if not two_d:
+            k, stride, pad = (1, *k), (1, *stride), (0, *pad)
+        return k, stride, pad  # type: ignore[return-value]
+
+    def maxpool(self, node: Node) -> int:
+        two_d = node.target is aten.max_pool2d.default
+        dilation = _pair(_arg(node, 4), 2 if two_d else 1, 1)
+        if any(d != 1 for d in dilation) or _arg(node, 5, False):
+            raise CompileError(f"lower: {layer_name(node)}: dilation and ceil_mode are not "
+                               "supported")
+        return self._pool(node, Opcode.MAXPOOL2D_F32, *self._pool_geometry(node, two_d))
+
+    def avgpool(self, node: Node) -> int:
+        two_d = node.target is aten.avg_pool2d.default
+        k, stride, pad = self._pool_geometry(node, two_d)
+        if _arg(node, 4, False) or (not _arg(node, 5, True) and any(pad)) or _arg(node, 6):
+            raise CompileError(f"lower: {layer_name(node)}: ceil_mode, count_include_pad=False "
+                               "with padding and divisor_override are not supported")
+        return self._pool(node, Opcode.AVGPOOL2D_F32, k, stride, pad)
+
+    def _global_pool(self, node: Node, out_hw: tuple[int, int]) -> int:
+        _, in_h, in_w = _as_chw(_shape(node.args[0]))
+        if in_h % out_hw[0] or in_w % out_hw[1]:
+            raise CompileError(f"lower: {layer_name(node)}: adaptive pooling from {in_h}x{in_w} "
+                               f"to {out_hw[0]}x{out_hw[1]} needs an integer ratio")
+        k = (in_h // out_hw[0], in_w // out_hw[1])
+        return self._pool(node, Opcode.AVGPOOL2D_F32, k, k, (0, 0))
+
+    def adaptive_avgpool(self, node: Node) -> int:
+        two_d = node.target is aten.adaptive_avg_pool2d.default
+        out = _pair(node.args[1], 2 if two_d else 1, 1)
+        return self._global_pool(node, out if two_d else (1, out[0]))
+
+    def mean(self, node: Node) -> int:
+        rank = len(_shape(node.args[0])) + 1  # with batch
+        dims = sorted(d % rank for d in node.args[1])
+        if dims != list(range(2, rank)):
+            raise CompileError(f"lower: {layer_name(node)}: mean is supported only over all "
+                               "spatial dimensions (global average pooling)")
+        return self._global_pool(node, (1, 1))
+
+
+def lower(captured: Captured) -> Graph:
+    return Lowering(captured).run()

@@ -1,0 +1,70 @@
+"""Pass 4, plan_memory: tensor lifetimes over the training step -> offsets in one arena.
+
+Greedy by size, as TFLite Micro's GreedyMemoryPlanner: the largest tensor first, each at the lowest
+aligned offset that does not overlap a placed tensor whose lifetime intersects its own. Trainable
+parameters live for the whole step (and across steps); the input and label are written by the host
+before the first op; the loss and prediction are read after the last.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinyhost.compiler.graph import Graph
+from tinyhost.plan import ARENA_ALIGN, TensorKind
+
+
+@dataclass
+class Lifetime:
+    tensor: int
+    first: int  # op index that first writes it (-1: before the step)
+    last: int   # op index that last reads it (n_ops: after the step)
+    size: int
+
+
+@dataclass
+class MemoryPlan:
+    offsets: dict[int, int]
+    lifetimes: dict[int, Lifetime]
+    arena_size: int
+
+
+def _align(n: int) -> int:
+    return (n + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
+
+
+def lifetimes(graph: Graph) -> dict[int, Lifetime]:
+    n_ops = len(graph.ops)
+    spans: dict[int, list[int]] = {}
+    for k, op in enumerate(graph.ops):
+        for t in op.inputs + op.outputs:
+            if t != -1 and graph.tensors[t].kind != TensorKind.PARAM_FROZEN:
+                span = spans.setdefault(t, [k, k])
+                span[0], span[1] = min(span[0], k), max(span[1], k)
+    result = {}
+    for t, (first, last) in spans.items():
+        kind = graph.tensors[t].kind
+        if kind in (TensorKind.INPUT, TensorKind.LABEL, TensorKind.PARAM_TRAINABLE):
+            first = -1
+        if kind in (TensorKind.OUTPUT, TensorKind.PARAM_TRAINABLE):
+            last = n_ops
+        result[t] = Lifetime(t, first, last, _align(graph.tensors[t].nbytes))
+    return result
+
+
+def plan_memory(graph: Graph) -> MemoryPlan:
+    lives = lifetimes(graph)
+    order = sorted(lives.values(), key=lambda lt: (-lt.size, lt.first, lt.tensor))
+    placed: list[tuple[int, Lifetime]] = []
+    offsets: dict[int, int] = {}
+    for lt in order:
+        conflicts = sorted((off, other.size) for off, other in placed
+                           if other.first <= lt.last and lt.first <= other.last)
+        offset = 0
+        for off, size in conflicts:
+            if offset + lt.size <= off:
+                break
+            offset = max(offset, off + size)
+        offsets[lt.tensor] = offset
+        placed.append((offset, lt))
+    arena = max((offsets[t] + lives[t].size for t in offsets), default=0)
+    return MemoryPlan(offsets, lives, arena)

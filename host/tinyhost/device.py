@@ -1,0 +1,180 @@
+"""A device as the training commands see it: a board or simulator over the link, or the
+reference executor in-process (`--port ref`). Both take numpy samples and return the same results,
+so every command runs unchanged on either."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from tinyhost import __version__
+from tinyhost.link.client import DeviceClient, DeviceError, StepReply
+from tinyhost.link.transport import open_link
+from tinyhost.plan import PLAN_FORMAT_VERSION, Plan, plan_hash
+from tinyhost.refexec.executor import RefExecutor
+
+PAYLOAD_MARGIN = 32  # CBOR framing of a chunk message around its bytes
+
+
+@dataclass
+class DeviceInfo:
+    firmware: str
+    protocol: int
+    plan_format: int
+    board: str
+    arena_capacity: int
+    plan_capacity: int
+    max_payload: int
+    cost_unit: str
+    plan_loaded: bool
+    plan_hash: bytes
+    arena_used: int
+    steps: int
+    ops: list[int]
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["plan_hash"] = self.plan_hash.hex()
+        return d
+
+
+class Device(Protocol):
+    name: str
+
+    def info(self) -> DeviceInfo: ...
+    def load_plan(self, plan: Plan, data: bytes,
+                  progress: Callable[[int], None] | None = None) -> bool: ...
+    def train_step(self, x: np.ndarray, label: int, lr: float) -> StepReply: ...
+    def evaluate(self, x: np.ndarray) -> int: ...
+    def read_tensor(self, index: int) -> np.ndarray: ...
+    def close(self) -> None: ...
+
+
+def _sample_bytes(plan: Plan, x: np.ndarray) -> bytes:
+    t = plan.tensors[plan.bindings.input]
+    if x.size != t.numel:
+        raise ValueError(f"sample has {x.size} values, the plan's input {t.shape} needs {t.numel}")
+    return np.ascontiguousarray(x, dtype=t.dtype.numpy).tobytes()
+
+
+class SerialDevice:
+    """A device behind the link protocol (a board, `sim`, or a pyserial URL)."""
+
+    def __init__(self, client: DeviceClient) -> None:
+        self.client = client
+        self.name = client.link.name
+        self.plan: Plan | None = None
+        self._info = self.info()
+        if self._info.plan_format != PLAN_FORMAT_VERSION:
+            raise DeviceError(-4, f"device reads plan format {self._info.plan_format}, this "
+                                  f"tinyhost writes {PLAN_FORMAT_VERSION}: update one of them")
+        self.chunk = self._info.max_payload - PAYLOAD_MARGIN
+
+    def info(self) -> DeviceInfo:
+        return DeviceInfo(**self.client.hello())
+
+    def load_plan(self, plan: Plan, data: bytes,
+                  progress: Callable[[int], None] | None = None) -> bool:
+        """Uploads the plan unless the device already runs it (then its trained parameters are
+        kept). Returns True when it uploaded."""
+        self.plan = plan
+        info = self.info()
+        if info.plan_loaded and info.plan_hash == plan_hash(data):
+            return False
+        self.client.upload_plan(data, self.chunk, progress)
+        return True
+
+    def _need_plan(self) -> Plan:
+        if self.plan is None:
+            raise RuntimeError("load_plan() first")
+        return self.plan
+
+    def train_step(self, x: np.ndarray, label: int, lr: float) -> StepReply:
+        sample = _sample_bytes(self._need_plan(), x)
+        if len(sample) > self.chunk:
+            self.client.write_input(sample, self.chunk)
+            sample = b""
+        return self.client.train(sample, int(label), float(lr))
+
+    def evaluate(self, x: np.ndarray) -> int:
+        sample = _sample_bytes(self._need_plan(), x)
+        if len(sample) > self.chunk:
+            self.client.write_input(sample, self.chunk)
+            sample = b""
+        return self.client.evaluate(sample)
+
+    def read_tensor(self, index: int) -> np.ndarray:
+        t = self._need_plan().tensors[index]
+        raw = self.client.read_tensor(index, t.nbytes, self.chunk)
+        return np.frombuffer(raw, dtype=t.dtype.numpy).reshape(t.shape).copy()
+
+    def reset(self) -> None:
+        self.client.reset()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RefDevice:
+    """The numpy reference executor behind the device interface (`--port ref`)."""
+
+    def __init__(self) -> None:
+        self.name = "ref"
+        self.plan: Plan | None = None
+        self.data = b""
+        self.exec: RefExecutor | None = None
+
+    def info(self) -> DeviceInfo:
+        loaded = self.exec is not None
+        return DeviceInfo(
+            firmware=f"tinyhost {__version__} reference executor (numpy)", protocol=1,
+            plan_format=PLAN_FORMAT_VERSION, board="ref", arena_capacity=0, plan_capacity=0,
+            max_payload=0, cost_unit="none", plan_loaded=loaded,
+            plan_hash=plan_hash(self.data) if loaded else b"",
+            arena_used=self.plan.arena_size if self.plan else 0,
+            steps=self.exec.steps if self.exec else 0, ops=[])
+
+    def load_plan(self, plan: Plan, data: bytes,
+                  progress: Callable[[int], None] | None = None) -> bool:
+        if self.exec is not None and plan_hash(data) == plan_hash(self.data):
+            return False
+        self.plan, self.data, self.exec = plan, data, RefExecutor(plan)
+        if progress:
+            progress(len(data))
+        return True
+
+    def _need(self) -> RefExecutor:
+        if self.exec is None:
+            raise RuntimeError("load_plan() first")
+        return self.exec
+
+    def train_step(self, x: np.ndarray, label: int, lr: float) -> StepReply:
+        ex = self._need()
+        r = ex.train_step(x, int(label), lr)
+        return StepReply(r.loss, r.pred, 0, ex.steps)
+
+    def evaluate(self, x: np.ndarray) -> int:
+        return self._need().evaluate(x)
+
+    def read_tensor(self, index: int) -> np.ndarray:
+        return self._need().read_tensor(index)
+
+    def reset(self) -> None:
+        self._need().reset_parameters()
+
+    def close(self) -> None:
+        pass
+
+
+def connect(port: str) -> SerialDevice | RefDevice:
+    """`ref`, `sim`, a serial device path, or a pyserial URL."""
+    if port == "ref":
+        return RefDevice()
+    link = open_link(port)
+    try:
+        return SerialDevice(DeviceClient(link))
+    except BaseException:
+        link.close()
+        raise

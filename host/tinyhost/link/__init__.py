@@ -1,0 +1,1 @@
+"""The serial link to a device: framing, transports (serial, pty sim), and the protocol client."""

@@ -1,0 +1,103 @@
+"""Opening a port: a real serial device, a pyserial URL (socket://, loop://), or `sim`, which
+starts the host-native firmware on a pseudo-terminal and talks to it through pyserial exactly
+as to a board."""
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import serial
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SIM_IN_BUILD = REPO_ROOT / "build" / "firmware" / "ports" / "posix" / "tinytrain_sim"
+
+
+class LinkError(OSError):
+    """The port cannot be opened or the device does not answer."""
+
+
+def find_sim_binary() -> Path:
+    env = os.environ.get("TINYTRAIN_SIM")
+    if env:
+        if not Path(env).is_file():
+            raise LinkError(f"TINYTRAIN_SIM={env} does not exist")
+        return Path(env)
+    if SIM_IN_BUILD.is_file():
+        return SIM_IN_BUILD
+    found = shutil.which("tinytrain_sim")
+    if found:
+        return Path(found)
+    raise LinkError("the simulated device is not built: run `make build` in the tinytrain "
+                    "checkout, or set TINYTRAIN_SIM to the tinytrain_sim binary")
+
+
+class SimProcess:
+    """The simulated device as a child process; it exits when we close its stdin."""
+
+    def __init__(self, arena: int | None = None, board: str | None = None,
+                 exit_with_parent: bool = True) -> None:
+        args = [str(find_sim_binary())]
+        if arena is not None:
+            args += ["--arena", str(arena)]
+        if board is not None:
+            args += ["--board", board]
+        if exit_with_parent:
+            args.append("--exit-with-stdin")
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.path = self._read_path()
+
+    def _read_path(self, timeout: float = 10.0) -> str:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline().decode(errors="replace").strip() if ready else ""
+        if not line.startswith("tinytrain-sim: "):
+            self.close()
+            err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+            raise LinkError(f"the simulated device did not start: {line or err or 'no output'}")
+        return line.split(": ", 1)[1]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            if self.proc.stdin:
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+
+
+@dataclass
+class Link:
+    port: serial.SerialBase
+    name: str
+    sim: SimProcess | None = None
+
+    def close(self) -> None:
+        self.port.close()
+        if self.sim is not None:
+            self.sim.close()
+
+
+def open_link(port: str, baudrate: int = 115200) -> Link:
+    sim = None
+    if port == "sim":
+        sim = SimProcess()
+        target = sim.path
+    else:
+        target = port
+    try:
+        ser = serial.serial_for_url(target, baudrate=baudrate, timeout=0.05, write_timeout=5)
+    except (serial.SerialException, ValueError) as e:
+        if sim is not None:
+            sim.close()
+        raise LinkError(f"cannot open port {port}: {e}") from None
+    return Link(ser, port if sim is None else f"sim ({target})", sim)

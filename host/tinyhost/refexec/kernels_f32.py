@@ -1,0 +1,354 @@
+"""Numpy reference of the fp32 kernels: the specification `firmware/runtime/ops/*.c` is tested against.
+
+One function per opcode of `tinyhost.ops` (same semantics as `tt/tt_kernels_f32.h`). Batch 1, no
+batch dimension: activations are (C, H, W) (Conv1d: H = 1), conv weights (O, I/groups, KH, KW),
+linear weights (O, I), biases and other vectors 1-D. Every function returns new float32 arrays and
+never modifies its arguments. Invalid geometry or mismatched shapes raise ValueError, where the C
+kernels return TT_ERR_ARG (an out-of-range label: TT_ERR_LABEL).
+
+Semantics (PyTorch's, batch 1): conv and linear with optional bias; max pool pads with -inf and its
+backward routes each gradient to the FIRST maximum of its window in row-major scan order; avg pool
+counts the zero padding in its divisor (count_include_pad=True, divisor k_h*k_w); softmax
+cross-entropy returns loss = logsumexp - logits[label], dlogits = softmax - onehot and the first
+argmax; sgd returns w - lr*g in float32. Output sizes must be exactly
+(in + 2*pad - k) // stride + 1 (no ceil mode), and pools need pad <= k/2 (as PyTorch requires, so
+no window lies entirely in the padding).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, fields
+from typing import Self
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import ArrayLike, NDArray
+
+F32 = NDArray[np.float32]
+
+_INT32_MAX = 2**31 - 1
+
+
+def _out_size(n: int, k: int, stride: int, pad: int) -> int:
+    return (n + 2 * pad - k) // stride + 1
+
+
+def _check_window(axis: str, n: int, out: int, k: int, stride: int, pad: int) -> None:
+    if n + 2 * pad < k:
+        raise ValueError(f"kernel {axis} {k} is larger than the padded input ({n} + 2*{pad})")
+    want = _out_size(n, k, stride, pad)
+    if out != want:
+        raise ValueError(f"out_{axis} is {out}, expected (in + 2*pad - k) // stride + 1 = {want}")
+
+
+class _Geom:
+    """Shared by the geometry dataclasses: construction from a plan's attribute list."""
+
+    @classmethod
+    def from_attrs(cls, attrs: Sequence[int]) -> Self:
+        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        if len(attrs) != len(names):
+            raise ValueError(f"{cls.__name__} takes {len(names)} attributes {names}, got {len(attrs)}")
+        return cls(*(int(a) for a in attrs))
+
+    def attrs(self) -> tuple[int, ...]:
+        """The attribute list in plan order (the inverse of from_attrs)."""
+        return astuple(self)  # type: ignore[call-overload,no-any-return]
+
+    def _check_ints(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"{type(self).__name__}.{f.name} must be an int, got {v!r}")
+            lo = 0 if f.name.startswith("pad") else 1
+            if not lo <= v <= _INT32_MAX:
+                raise ValueError(f"{type(self).__name__}.{f.name} = {v} is out of range")
+
+
+@dataclass(frozen=True)
+class LinearGeom(_Geom):
+    in_features: int
+    out_features: int
+
+    def __post_init__(self) -> None:
+        self._check_ints()
+
+
+@dataclass(frozen=True)
+class ConvGeom(_Geom):
+    in_c: int
+    in_h: int
+    in_w: int
+    out_c: int
+    out_h: int
+    out_w: int
+    k_h: int
+    k_w: int
+    stride_h: int
+    stride_w: int
+    pad_h: int
+    pad_w: int
+    groups: int
+
+    def __post_init__(self) -> None:
+        self._check_ints()
+        if self.in_c % self.groups or self.out_c % self.groups:
+            raise ValueError(f"groups {self.groups} must divide in_c {self.in_c} and out_c {self.out_c}")
+        _check_window("h", self.in_h, self.out_h, self.k_h, self.stride_h, self.pad_h)
+        _check_window("w", self.in_w, self.out_w, self.k_w, self.stride_w, self.pad_w)
+
+    @classmethod
+    def infer(cls, in_c: int, in_h: int, in_w: int, out_c: int, k_h: int, k_w: int,
+              stride_h: int = 1, stride_w: int = 1, pad_h: int = 0, pad_w: int = 0,
+              groups: int = 1) -> ConvGeom:
+        """The geometry with the output size computed from the input size."""
+        return cls(in_c, in_h, in_w, out_c, _out_size(in_h, k_h, stride_h, pad_h),
+                   _out_size(in_w, k_w, stride_w, pad_w), k_h, k_w, stride_h, stride_w, pad_h, pad_w,
+                   groups)
+
+    @property
+    def x_shape(self) -> tuple[int, int, int]:
+        return (self.in_c, self.in_h, self.in_w)
+
+    @property
+    def y_shape(self) -> tuple[int, int, int]:
+        return (self.out_c, self.out_h, self.out_w)
+
+    @property
+    def w_shape(self) -> tuple[int, int, int, int]:
+        return (self.out_c, self.in_c // self.groups, self.k_h, self.k_w)
+
+
+@dataclass(frozen=True)
+class PoolGeom(_Geom):
+    c: int
+    in_h: int
+    in_w: int
+    out_h: int
+    out_w: int
+    k_h: int
+    k_w: int
+    stride_h: int
+    stride_w: int
+    pad_h: int
+    pad_w: int
+
+    def __post_init__(self) -> None:
+        self._check_ints()
+        if 2 * self.pad_h > self.k_h or 2 * self.pad_w > self.k_w:
+            raise ValueError(f"pool padding ({self.pad_h}, {self.pad_w}) must be at most half the "
+                             f"kernel ({self.k_h}, {self.k_w})")
+        _check_window("h", self.in_h, self.out_h, self.k_h, self.stride_h, self.pad_h)
+        _check_window("w", self.in_w, self.out_w, self.k_w, self.stride_w, self.pad_w)
+
+    @classmethod
+    def infer(cls, c: int, in_h: int, in_w: int, k_h: int, k_w: int, stride_h: int | None = None,
+              stride_w: int | None = None, pad_h: int = 0, pad_w: int = 0) -> PoolGeom:
+        """The geometry with the output size computed; the stride defaults to the kernel size."""
+        sh = k_h if stride_h is None else stride_h
+        sw = k_w if stride_w is None else stride_w
+        return cls(c, in_h, in_w, _out_size(in_h, k_h, sh, pad_h), _out_size(in_w, k_w, sw, pad_w),
+                   k_h, k_w, sh, sw, pad_h, pad_w)
+
+    @property
+    def x_shape(self) -> tuple[int, int, int]:
+        return (self.c, self.in_h, self.in_w)
+
+    @property
+    def y_shape(self) -> tuple[int, int, int]:
+        return (self.c, self.out_h, self.out_w)
+
+
+def _arr(a: ArrayLike, shape: tuple[int, ...], name: str) -> F32:
+    out = np.asarray(a)
+    if out.dtype != np.float32:
+        raise ValueError(f"{name} must be float32, got {out.dtype}")
+    if out.shape != shape:
+        raise ValueError(f"{name} has shape {out.shape}, expected {shape}")
+    return out
+
+
+def _windows(xp: F32, g: ConvGeom | PoolGeom) -> F32:
+    """(C, OH, OW, KH, KW) read-only view of the windows of the padded input xp (C, Hp, Wp)."""
+    v = sliding_window_view(xp, (g.k_h, g.k_w), axis=(1, 2))
+    return v[:, : g.stride_h * (g.out_h - 1) + 1 : g.stride_h, : g.stride_w * (g.out_w - 1) + 1 : g.stride_w]
+
+
+def _pad(x: F32, g: ConvGeom | PoolGeom, value: float) -> F32:
+    return np.pad(x, ((0, 0), (g.pad_h, g.pad_h), (g.pad_w, g.pad_w)), constant_values=value)
+
+
+def _fold(cols: F32, g: ConvGeom | PoolGeom, c: int) -> F32:
+    """Adjoint of _windows: sums cols (C, KH, KW, OH, OW) back onto the input (C, H, W)."""
+    hp, wp = g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w
+    dxp = np.zeros((c, hp, wp), np.float32)
+    for ky in range(g.k_h):
+        for kx in range(g.k_w):
+            dxp[:, ky : ky + g.stride_h * (g.out_h - 1) + 1 : g.stride_h,
+                kx : kx + g.stride_w * (g.out_w - 1) + 1 : g.stride_w] += cols[:, ky, kx]
+    return np.ascontiguousarray(dxp[:, g.pad_h : g.pad_h + g.in_h, g.pad_w : g.pad_w + g.in_w])
+
+
+# --- linear ---------------------------------------------------------------------------------------
+
+def linear(g: LinearGeom, x: ArrayLike, w: ArrayLike, b: ArrayLike | None) -> F32:
+    """y[o] = b[o] + sum_i w[o, i] x[i]."""
+    xa = _arr(x, (g.in_features,), "x")
+    wa = _arr(w, (g.out_features, g.in_features), "w")
+    y = wa @ xa
+    if b is not None:
+        y = y + _arr(b, (g.out_features,), "b")
+    return y.astype(np.float32, copy=False)
+
+
+def linear_grad_input(g: LinearGeom, dy: ArrayLike, w: ArrayLike) -> F32:
+    """dx[i] = sum_o dy[o] w[o, i]."""
+    dya = _arr(dy, (g.out_features,), "dy")
+    wa = _arr(w, (g.out_features, g.in_features), "w")
+    return (dya @ wa).astype(np.float32, copy=False)
+
+
+def linear_grad_weight(g: LinearGeom, dy: ArrayLike, x: ArrayLike) -> tuple[F32, F32]:
+    """(dw, db): dw[o, i] = dy[o] x[i], db = dy."""
+    dya = _arr(dy, (g.out_features,), "dy")
+    xa = _arr(x, (g.in_features,), "x")
+    return np.outer(dya, xa).astype(np.float32, copy=False), dya.copy()
+
+
+# --- conv2d ---------------------------------------------------------------------------------------
+# im2col: the windows of the padded input are gathered into cols (G, I/G*KH*KW, OH*OW), so each
+# group's convolution is one matrix product with its weights (G, O/G, I/G*KH*KW).
+
+def _im2col(g: ConvGeom, x: F32) -> F32:
+    win = _windows(_pad(x, g, 0.0), g)  # (C, OH, OW, KH, KW)
+    cg = g.in_c // g.groups
+    cols = win.reshape(g.groups, cg, g.out_h, g.out_w, g.k_h, g.k_w).transpose(0, 1, 4, 5, 2, 3)
+    return cols.reshape(g.groups, cg * g.k_h * g.k_w, g.out_h * g.out_w)
+
+
+def conv2d(g: ConvGeom, x: ArrayLike, w: ArrayLike, b: ArrayLike | None) -> F32:
+    """y[o, oy, ox] = b[o] + sum over the group's inputs and the window of w * zero-padded x."""
+    xa = _arr(x, g.x_shape, "x")
+    wa = _arr(w, g.w_shape, "w").reshape(g.groups, g.out_c // g.groups, -1)
+    y = np.matmul(wa, _im2col(g, xa)).reshape(g.y_shape)
+    if b is not None:
+        y = y + _arr(b, (g.out_c,), "b")[:, None, None]
+    out: F32 = y.astype(np.float32, copy=False)
+    return out
+
+
+def conv2d_grad_input(g: ConvGeom, dy: ArrayLike, w: ArrayLike) -> F32:
+    """dx = the adjoint of conv2d (without bias) applied to dy."""
+    dya = _arr(dy, g.y_shape, "dy").reshape(g.groups, g.out_c // g.groups, g.out_h * g.out_w)
+    wa = _arr(w, g.w_shape, "w").reshape(g.groups, g.out_c // g.groups, -1)
+    cols = np.matmul(wa.transpose(0, 2, 1), dya)  # (G, I/G*KH*KW, OH*OW)
+    return _fold(cols.reshape(g.in_c, g.k_h, g.k_w, g.out_h, g.out_w), g, g.in_c)
+
+
+def conv2d_grad_weight(g: ConvGeom, dy: ArrayLike, x: ArrayLike) -> tuple[F32, F32]:
+    """(dw, db): dw[o, i, ky, kx] = sum_{oy, ox} dy[o, oy, ox] x_padded[window]; db[o] = sum dy[o]."""
+    dya = _arr(dy, g.y_shape, "dy")
+    xa = _arr(x, g.x_shape, "x")
+    dyg = dya.reshape(g.groups, g.out_c // g.groups, g.out_h * g.out_w)
+    dw = np.matmul(dyg, _im2col(g, xa).transpose(0, 2, 1)).reshape(g.w_shape)
+    return dw.astype(np.float32, copy=False), dya.sum(axis=(1, 2), dtype=np.float32)
+
+
+# --- relu -----------------------------------------------------------------------------------------
+
+def relu(x: ArrayLike) -> F32:
+    """y = x where x > 0, else 0 (any shape)."""
+    xa = _arr(x, np.shape(x), "x")
+    return np.where(xa > 0, xa, np.float32(0)).astype(np.float32, copy=False)
+
+
+def relu_grad(y: ArrayLike, dy: ArrayLike) -> F32:
+    """dx = dy where the forward output y > 0, else 0."""
+    ya = _arr(y, np.shape(y), "y")
+    dya = _arr(dy, ya.shape, "dy")
+    return np.where(ya > 0, dya, np.float32(0)).astype(np.float32, copy=False)
+
+
+# --- pooling --------------------------------------------------------------------------------------
+
+def _argmax_windows(g: PoolGeom, x: F32) -> NDArray[np.intp]:
+    """Flat index (in row-major window order) of the first maximum of each window, (C, OH, OW)."""
+    win = _windows(_pad(x, g, -np.inf), g).reshape(g.c, g.out_h, g.out_w, g.k_h * g.k_w)
+    idx: NDArray[np.intp] = win.argmax(axis=-1)  # numpy's argmax returns the first maximum
+    return idx
+
+
+def maxpool2d(g: PoolGeom, x: ArrayLike) -> F32:
+    """y = max over each window of the -inf-padded x."""
+    xa = _arr(x, g.x_shape, "x")
+    return np.ascontiguousarray(_windows(_pad(xa, g, -np.inf), g).max(axis=(3, 4)))
+
+
+def maxpool2d_grad(g: PoolGeom, x: ArrayLike, dy: ArrayLike) -> F32:
+    """dx: each dy[c, oy, ox] is added to the first maximum of its window; everything else is 0."""
+    xa = _arr(x, g.x_shape, "x")
+    dya = _arr(dy, g.y_shape, "dy")
+    idx = _argmax_windows(g, xa)
+    hp, wp = g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w
+    c, oy, ox = np.indices(idx.shape)
+    iy = oy * g.stride_h + idx // g.k_w
+    ix = ox * g.stride_w + idx % g.k_w
+    flat = ((c * hp + iy) * wp + ix).ravel()
+    # Overlapping windows (stride < kernel) can route several gradients to one input: sum them.
+    dxp = np.bincount(flat, weights=dya.ravel(), minlength=g.c * hp * wp).astype(np.float32)
+    dxp = dxp.reshape(g.c, hp, wp)
+    return np.ascontiguousarray(dxp[:, g.pad_h : g.pad_h + g.in_h, g.pad_w : g.pad_w + g.in_w])
+
+
+def avgpool2d(g: PoolGeom, x: ArrayLike) -> F32:
+    """y = sum over each window of the zero-padded x, divided by k_h*k_w (padding counts)."""
+    xa = _arr(x, g.x_shape, "x")
+    s = _windows(_pad(xa, g, 0.0), g).sum(axis=(3, 4), dtype=np.float32)
+    y: F32 = (s / np.float32(g.k_h * g.k_w)).astype(np.float32, copy=False)
+    return y
+
+
+def avgpool2d_grad(g: PoolGeom, dy: ArrayLike) -> F32:
+    """dx: each dy[c, oy, ox] / (k_h*k_w) is added to every input of its window."""
+    dya = _arr(dy, g.y_shape, "dy")
+    share = dya / np.float32(g.k_h * g.k_w)
+    cols = np.broadcast_to(share[:, None, None], (g.c, g.k_h, g.k_w, g.out_h, g.out_w))
+    return _fold(cols, g, g.c)
+
+
+# --- loss and update ------------------------------------------------------------------------------
+
+def softmax_xent(logits: ArrayLike, label: int) -> tuple[np.float32, F32, int]:
+    """(loss, dlogits, pred) of one sample.
+
+    loss = logsumexp(logits) - logits[label]; dlogits = softmax(logits) - onehot(label);
+    pred = index of the first maximum. With m = logits[pred], e = exp(logits - m) (so e[pred] = 1)
+    and r = the sum of e without e[pred], this is computed as
+        loss = log1p(r) - (logits[label] - m),   dlogits = e / (1 + r) - onehot(label),
+    except dlogits[label] = -r / (1 + r) when label == pred. Subtracting the max avoids overflow;
+    using r instead of 1 + r keeps a small loss and gradient (a confident, correct prediction)
+    accurate instead of rounding them to multiples of ulp(1).
+    """
+    la = np.asarray(logits)
+    if la.dtype != np.float32 or la.ndim != 1 or la.size == 0:
+        raise ValueError(f"logits must be a non-empty 1-D float32 array, got {la.dtype} {la.shape}")
+    n = la.size
+    lab = int(label)
+    if not 0 <= lab < n:
+        raise ValueError(f"label {lab} is outside [0, num_classes={n})")
+    pred = int(la.argmax())  # numpy's argmax returns the first maximum
+    m = la[pred]
+    e = np.exp(la - m)
+    r = e[:pred].sum(dtype=np.float32) + e[pred + 1 :].sum(dtype=np.float32)
+    s = np.float32(1) + r
+    loss = np.float32(np.log1p(r) - (la[lab] - m))
+    d = (e / s).astype(np.float32, copy=False)
+    d[lab] = -r / s if lab == pred else d[lab] - np.float32(1)
+    return loss, d, pred
+
+
+def sgd(w: ArrayLike, g: ArrayLike, lr: float) -> F32:
+    """w - lr*g, computed in float32 (the C kernel updates w in place)."""
+    wa = _arr(w, np.shape(w), "w")
+    ga = _arr(g, wa.shape, "g")
+    return (wa - np.float32(lr) * ga).astype(np.float32, copy=False)

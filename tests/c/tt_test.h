@@ -1,0 +1,111 @@
+/*
+ * Tiny assertion and report helpers for the C unit tests. Header-only; the counters are static,
+ * so use it from ONE translation unit per test executable (the one with main).
+ *
+ *   TT_CHECK(cond);                        counts a check; on failure prints file:line and cond
+ *   TT_CHECK_MSG(cond, fmt, ...);          same, with a printf-style explanation
+ *   TT_CHECK_STATUS(expr, TT_ERR_ARG);     expr must return exactly that status
+ *   tt_test_case(name, ok, detail);        one "PASS name" / "FAIL name: detail" line, counted
+ *   tt_test_close_f32(got, want, n, ...);  float comparison with the kernels' tolerance
+ *   return tt_test_summary("suite");       prints the totals; 0 if all passed, else 1
+ *
+ * Tolerance (the same as tests/host/test_kernels_f32.py): for an output array `want`,
+ *   |got[i] - want[i]| <= TT_TEST_RTOL * |want[i]| + TT_TEST_ATOL_REL * max_j |want[j]|.
+ * A NaN in got (or want) always fails.
+ */
+#ifndef TT_TEST_H
+#define TT_TEST_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define TT_TEST_RTOL 1e-5f
+#define TT_TEST_ATOL_REL 1e-5f
+
+static int tt_test_checks_;
+static int tt_test_failures_;
+
+static inline int tt_test_check_(int ok, const char *file, int line, const char *what)
+{
+    tt_test_checks_++;
+    if (!ok) {
+        tt_test_failures_++;
+        printf("FAIL %s:%d: %s\n", file, line, what);
+    }
+    return ok;
+}
+
+#define TT_CHECK(cond) tt_test_check_((cond) ? 1 : 0, __FILE__, __LINE__, #cond)
+
+#define TT_CHECK_MSG(cond, ...)                                                                   \
+    do {                                                                                          \
+        if (!tt_test_check_((cond) ? 1 : 0, __FILE__, __LINE__, #cond)) {                         \
+            printf("     ");                                                                      \
+            printf(__VA_ARGS__);                                                                  \
+            printf("\n");                                                                         \
+        }                                                                                         \
+    } while (0)
+
+/* Status codes are compared as ints so this header does not depend on tt_status_name. */
+#define TT_CHECK_STATUS(expr, want)                                                               \
+    do {                                                                                          \
+        const int tt_got_ = (int)(expr);                                                          \
+        if (!tt_test_check_(tt_got_ == (int)(want), __FILE__, __LINE__, #expr " == " #want)) {    \
+            printf("     got %d, expected %d\n", tt_got_, (int)(want));                          \
+        }                                                                                         \
+    } while (0)
+
+/* Records and prints the result of one named case; detail (may be NULL) explains a failure. */
+static inline void tt_test_case(const char *name, int ok, const char *detail)
+{
+    tt_test_checks_++;
+    if (ok) {
+        printf("PASS %s\n", name);
+    } else {
+        tt_test_failures_++;
+        printf("FAIL %s%s%s\n", name, detail ? ": " : "", detail ? detail : "");
+    }
+}
+
+/* 1 if got[0..n) matches want[0..n) within the tolerance above. Otherwise 0, and (if msg is not
+ * NULL) a description of the worst element is written to msg. */
+static inline int tt_test_close_f32(const float *got, const float *want, size_t n, char *msg,
+                                    size_t msg_size)
+{
+    float scale = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        scale = fmaxf(scale, fabsf(want[i]));
+    }
+    const float atol = TT_TEST_ATOL_REL * scale;
+    size_t worst = 0;
+    float worst_excess = 0.0f;
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        const float err = fabsf(got[i] - want[i]);
+        const float tol = TT_TEST_RTOL * fabsf(want[i]) + atol;
+        if (!(err <= tol)) { /* also catches NaN */
+            const float excess = isnan(err) ? INFINITY : err - tol;
+            if (ok || excess > worst_excess) {
+                worst = i;
+                worst_excess = excess;
+            }
+            ok = 0;
+        }
+    }
+    if (!ok && msg != NULL && msg_size > 0) {
+        snprintf(msg, msg_size, "[%zu] = %.9g, expected %.9g (tolerance %.3g)", worst,
+                 (double)got[worst], (double)want[worst],
+                 (double)(TT_TEST_RTOL * fabsf(want[worst]) + atol));
+    }
+    return ok;
+}
+
+/* Prints "<suite>: N checks, F failed" and returns the process exit code (0: all passed). */
+static inline int tt_test_summary(const char *suite)
+{
+    printf("%s: %d checks, %d failed\n", suite, tt_test_checks_, tt_test_failures_);
+    return tt_test_failures_ == 0 ? 0 : 1;
+}
+
+#endif
