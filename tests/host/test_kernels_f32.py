@@ -20,7 +20,8 @@ from tinyhost.refexec.kernels_f32 import ConvGeom, LinearGeom, PoolGeom
 RTOL = 1e-5
 
 
-def assert_close(got: np.ndarray, ref: np.ndarray | torch.Tensor, what: str = "") -> None:
+def assert_close(got: np.ndarray, ref: np.ndarray | torch.Tensor | None, what: str = "") -> None:
+    assert ref is not None, f"{what}: no reference (a missing autograd gradient?)"
     ref_np = ref.detach().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref)
     got = np.asarray(got)
     assert got.dtype == np.float32, f"{what}: dtype {got.dtype}"

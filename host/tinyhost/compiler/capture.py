@@ -74,4 +74,4 @@ def capture(source: str) -> Captured:
         program = torch.export.export(model, (example,))
     except Exception as e:  # torch raises many types; the user needs the message, not the stack
         raise CompileError(f"torch.export failed on {source}: {e}") from None
-    return Captured(program, example, source.rpartition(":")[2])
+    return Captured(program, example, Path(source.rpartition(":")[0]).stem)

@@ -1,0 +1,47 @@
+# One command sets up and runs the demo; one sets up and runs every test (see README.md).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUILD := build
+DEMO_MODEL := host/tinyhost/demo/basicmotions_model.py:make_model
+DEMO_DATA := host/tinyhost/demo/basicmotions.npz
+DEMO_EPOCHS ?= 12
+DEMO_LR ?= 0.05
+
+.PHONY: all setup build demo test test-c test-py clean
+
+all: build
+
+$(BUILD)/.system-deps: tools/system-deps.sh
+	@bash tools/system-deps.sh
+	@mkdir -p $(BUILD) && touch $@
+
+# torch is installed first and pinned: 2.13.0 is the CPU wheel; a bare `torch` would pull CUDA.
+$(VENV)/.ready: pyproject.toml $(BUILD)/.system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $@
+
+setup: $(VENV)/.ready
+
+build: $(VENV)/.ready
+	cmake -S . -B $(BUILD) -DPython3_EXECUTABLE=$(abspath $(PY)) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD) -j2
+
+demo: build
+	$(VENV)/bin/tinyhost compile $(DEMO_MODEL) --lr $(DEMO_LR) -o $(BUILD)/demo.ttp
+	$(VENV)/bin/tinyhost train --port sim --plan $(BUILD)/demo.ttp --data $(DEMO_DATA) \
+		--epochs $(DEMO_EPOCHS) --log metrics.csv --plot loss.png
+
+test-c: build
+	ctest --test-dir $(BUILD) --output-on-failure
+
+test-py: build
+	$(PY) -m pytest -q
+
+test: test-c test-py
+
+clean:
+	rm -rf $(BUILD) metrics.csv loss.png

@@ -1,0 +1,316 @@
+"""The `tinyhost` command line. Library code lives in the modules it calls; this file only parses
+arguments, prints, and turns known errors into one clear line and a non-zero exit status."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tinyhost import __version__
+
+PORT_HELP = ("serial port of the device (/dev/ttyACM0, COM3), a pyserial URL (socket://host:port), "
+             "'sim' to start the simulated device for this command, or 'ref' for the numpy "
+             "reference executor")
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+# -- compile ----------------------------------------------------------------------------------
+def cmd_compile(args: argparse.Namespace) -> int:
+    from tinyhost.compiler import compile_model
+    from tinyhost.compiler.report import format_report
+
+    result = compile_model(args.model, update=args.update, lr=args.lr)
+    Path(args.output).write_bytes(result.data)
+    if args.json:
+        _print_json({"plan": args.output, "bytes": len(result.data), "memory": result.report.to_dict()})
+    else:
+        print(f"wrote {args.output} ({len(result.data)} bytes)")
+        print(format_report(result.report))
+    return 0
+
+
+# -- sim --------------------------------------------------------------------------------------
+def cmd_sim(args: argparse.Namespace) -> int:
+    from tinyhost.link.transport import SimProcess
+
+    sim = SimProcess(arena=args.arena, board=args.board)
+    print(sim.path, flush=True)
+    print(f"simulated device running; use --port {sim.path}. Ctrl-C stops it.", file=sys.stderr)
+    try:
+        while sim.proc.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.close()
+    return 0
+
+
+# -- device commands --------------------------------------------------------------------------
+def _load_plan(path: str):  # -> tuple[Plan, bytes]
+    from tinyhost.plan import load_plan_file
+    return load_plan_file(path)
+
+
+def _load_data(path: str, normalize: bool):
+    from tinyhost.datasets import load_dataset, standardize
+    ds = load_dataset(path)
+    if normalize:
+        ds, _, _ = standardize(ds)
+    return ds
+
+
+def _upload(device, plan, data: bytes, quiet: bool) -> None:
+    from tqdm import tqdm
+    with tqdm(total=len(data), desc="upload plan", unit="B", unit_scale=True, leave=False,
+              disable=quiet) as bar:
+        uploaded = device.load_plan(plan, data, bar.update)
+    if not quiet:
+        print("plan uploaded" if uploaded else "device already runs this plan; continuing with "
+              "its current parameters", file=sys.stderr)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from tinyhost.device import connect
+    device = connect(args.port)
+    try:
+        info = device.info()
+    finally:
+        device.close()
+    if args.json:
+        _print_json(info.to_dict())
+        return 0
+    kind = "reference executor (numpy, in-process)" if info.board == "ref" else "device"
+    print(f"{kind}: {info.board} on {args.port}")
+    print(f"firmware {info.firmware}, protocol v{info.protocol}, plan format v{info.plan_format}")
+    if info.board != "ref":
+        print(f"arena {info.arena_capacity} bytes, plan store {info.plan_capacity} bytes, "
+              f"max payload {info.max_payload} bytes")
+    if info.plan_loaded:
+        print(f"plan {info.plan_hash.hex()[:16]} loaded, arena used {info.arena_used} bytes, "
+              f"{info.steps} training steps since loading")
+    else:
+        print("no plan loaded")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tinyhost.device import connect
+    from tinyhost.params import pull_parameters, save_parameters
+    from tinyhost.plot import plot_training
+    from tinyhost.train import TrainConfig, check_dataset, train, write_metrics
+
+    plan, data = _load_plan(args.plan)
+    ds = _load_data(args.data, args.normalize)
+    check_dataset(plan, ds)
+    lr = plan.default_lr if args.lr is None else args.lr
+    quiet = args.json
+    device = connect(args.port)
+    try:
+        _upload(device, plan, data, quiet)
+        if not quiet:
+            print(f"training on {device.name}: {len(ds.x_train)} train / {len(ds.x_test)} test "
+                  f"samples, {args.epochs} epochs, lr {lr:g}", file=sys.stderr)
+        cfg = TrainConfig(epochs=args.epochs, lr=lr, seed=args.seed, shuffle=args.shuffle,
+                          max_steps=args.steps, progress=not quiet)
+        result = train(device, ds, cfg)
+        saved = None
+        if args.save_params and result.interrupted is None or (
+                args.save_params and result.interrupted == "interrupted by the user"):
+            save_parameters(pull_parameters(device, plan), args.save_params)
+            saved = args.save_params
+    finally:
+        device.close()
+    if args.log:
+        write_metrics(result, args.log)
+    if args.plot and result.records:
+        plot_training(result.losses, result.epoch_ends, result.train_accuracy,
+                      result.test_accuracy, args.plot,
+                      f"{plan.meta.get('model', 'model')} on {device.name}: {ds.name}")
+    summary = result.summary() | {"device": device.name, "lr": lr, "metrics": args.log,
+                                  "plot": args.plot, "params": saved}
+    if args.json:
+        _print_json(summary)
+    else:
+        if result.test_accuracy:
+            print(f"final test accuracy (on device): {result.test_accuracy[-1]:.1%}")
+        for what, path in (("metrics", args.log), ("loss plot", args.plot), ("parameters", saved)):
+            if path:
+                print(f"{what}: {path}")
+    if result.interrupted:
+        print(f"training stopped early: {result.interrupted}; the steps so far are recorded",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tinyhost.device import connect
+    from tinyhost.train import check_dataset, evaluate
+
+    plan, data = _load_plan(args.plan)
+    ds = _load_data(args.data, args.normalize)
+    check_dataset(plan, ds)
+    x, y = (ds.x_test, ds.y_test) if args.split == "test" else (ds.x_train, ds.y_train)
+    device = connect(args.port)
+    try:
+        _upload(device, plan, data, args.json)
+        acc, _ = evaluate(device, x, y, f"eval {args.split}", not args.json)
+    finally:
+        device.close()
+    if args.json:
+        _print_json({"device": device.name, "split": args.split, "samples": len(y),
+                     "accuracy": acc})
+    else:
+        print(f"{args.split} accuracy on {device.name}: {acc:.1%} ({len(y)} samples)")
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from tinyhost.device import connect
+    from tinyhost.params import pull_parameters, save_parameters
+
+    plan, data = _load_plan(args.plan)
+    device = connect(args.port)
+    try:
+        info = device.info()
+        from tinyhost.plan import plan_hash
+        if not info.plan_loaded or info.plan_hash != plan_hash(data):
+            print(f"error: {device.name} does not run plan {args.plan}; train it there first",
+                  file=sys.stderr)
+            return 2
+        device.load_plan(plan, data)  # binds the plan; no upload, the hashes match
+        params = pull_parameters(device, plan)
+    finally:
+        device.close()
+    save_parameters(params, args.output)
+    if args.json:
+        _print_json({"output": args.output, "parameters": {k: list(v.shape) for k, v in params.items()}})
+    else:
+        print(f"wrote {len(params)} tensors to {args.output}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from tinyhost.datasets import load_dataset, save_npz
+    ds = load_dataset(args.input)
+    save_npz(ds, args.output)
+    print(f"{args.output}: {len(ds.x_train)} train + {len(ds.x_test)} test samples of shape "
+          f"{ds.sample_shape}, classes {ds.class_names}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plan", required=True, help="compiled plan (.ttp)")
+    p.add_argument("--data", required=True,
+                   help="dataset: .ts (a NAME_TRAIN.ts finds its NAME_TEST.ts), .npz (x_train, "
+                        "y_train, x_test, y_test, or x, y) or .csv (label in the last column)")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false",
+                   help="send raw values (default: standardize each channel with the train "
+                        "split's mean and std)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinyhost",
+        description="Compile PyTorch models into training plans and train them on a "
+                    "microcontroller (or a simulated one) over a serial link.")
+    parser.add_argument("--version", action="version", version=f"tinyhost {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="compile a model into a training plan",
+                       description="Compile a PyTorch model into a training plan (.ttp) and print "
+                                   "its memory report.")
+    p.add_argument("model", help="FILE.py:FACTORY (returns (nn.Module, example_input)) or a "
+                                 "torch.export .pt2 file")
+    p.add_argument("-o", "--output", required=True, help="plan file to write (.ttp)")
+    p.add_argument("--update", default="full",
+                   help="what trains: full (default), last:K (last K layers with parameters), "
+                        "bias-only, or a comma list of layer/parameter names (e.g. 7,3.bias)")
+    p.add_argument("--lr", type=float, default=0.01,
+                   help="default learning rate stored in the plan (default 0.01)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("sim", help="run the simulated device on a pseudo-terminal",
+                       description="Start the host-native firmware on a pseudo-terminal, print "
+                                   "its path, and run until Ctrl-C.")
+    p.add_argument("--arena", type=int, help="arena capacity in bytes (default 262144)")
+    p.add_argument("--board", help="board name the device reports")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("info", help="show what a device is and what it runs")
+    p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="train a plan on a device with a dataset",
+                       description="Upload the plan (unless the device already runs it), stream "
+                                   "the training samples, record the loss and prediction the "
+                                   "device reports for every step, and evaluate on the test "
+                                   "split on the device after each epoch.")
+    p.add_argument("--port", required=True, help=PORT_HELP)
+    _add_data_args(p)
+    p.add_argument("--epochs", type=int, default=10, help="passes over the train split (default 10)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the plan's)")
+    p.add_argument("--steps", type=int, help="stop after this many training steps")
+    p.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
+    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
+                   help="shuffle the train split every epoch (default on)")
+    p.add_argument("--log", metavar="CSV", help="write per-step metrics here")
+    p.add_argument("--plot", metavar="PNG", help="write the loss and accuracy plot here")
+    p.add_argument("--save-params", metavar="FILE",
+                   help="pull the trained parameters at the end (.pt state_dict or .npz)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary, no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy of the device's current parameters")
+    p.add_argument("--port", required=True, help=PORT_HELP)
+    _add_data_args(p)
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("pull", help="trained parameters from the device into a state_dict",
+                       description="Read the trained parameters back from the device and save "
+                                   "them as a PyTorch state_dict (.pt) or raw arrays (.npz).")
+    p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--plan", required=True, help="the plan the device runs (.ttp)")
+    p.add_argument("-o", "--output", required=True, help="model.pt or params.npz")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("data", help="convert a dataset to the compact .npz form",
+                       description="Read a .ts/.npz/.csv dataset and write it as .npz.")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tinyhost.compiler.errors import CompileError
+    from tinyhost.datasets import DatasetError
+    from tinyhost.link.client import DeviceError
+    from tinyhost.plan import PlanError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CompileError, DatasetError, PlanError, DeviceError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""On-device training driven from the host: stream samples, record what the device reports,
+evaluate on the device after each epoch. No numerics happen here; the device does the training."""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from tinyhost.datasets import Dataset
+from tinyhost.device import Device
+from tinyhost.plan import Plan
+
+CSV_FIELDS = ["step", "epoch", "sample", "label", "pred", "loss", "correct", "cost",
+              "test_accuracy"]
+
+
+@dataclass
+class StepRecord:
+    step: int
+    epoch: int
+    sample: int
+    label: int
+    pred: int
+    loss: float
+    cost: int
+    test_accuracy: float | None = None
+
+
+@dataclass
+class TrainConfig:
+    epochs: int
+    lr: float
+    seed: int = 0
+    shuffle: bool = True
+    max_steps: int | None = None  # stop after this many steps in all
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    records: list[StepRecord] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)  # per epoch, during training
+    test_accuracy: list[float] = field(default_factory=list)   # per epoch, on the device
+    interrupted: str | None = None                             # why training stopped early
+
+    @property
+    def losses(self) -> list[float]:
+        return [r.loss for r in self.records]
+
+    @property
+    def epoch_ends(self) -> list[int]:
+        return [r.step for r in self.records if r.test_accuracy is not None]
+
+    def summary(self) -> dict:
+        last = self.records[-1] if self.records else None
+        return {
+            "steps": len(self.records),
+            "epochs": len(self.train_accuracy),
+            "final_loss": last.loss if last else None,
+            "train_accuracy": self.train_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "interrupted": self.interrupted,
+        }
+
+
+def check_dataset(plan: Plan, ds: Dataset) -> None:
+    need = plan.tensors[plan.bindings.input].numel
+    have = int(np.prod(ds.sample_shape))
+    if have != need:
+        raise ValueError(f"dataset samples have shape {ds.sample_shape} ({have} values), the plan's "
+                         f"input needs {need} values {plan.tensors[plan.bindings.input].shape}")
+    labels = np.concatenate([ds.y_train, ds.y_test])
+    if labels.size and (labels.min() < 0 or labels.max() >= plan.num_classes):
+        raise ValueError(f"dataset labels span {labels.min()}..{labels.max()}, the plan has "
+                         f"{plan.num_classes} classes")
+
+
+def evaluate(device: Device, x: np.ndarray, y: np.ndarray, desc: str = "eval",
+             progress: bool = True) -> tuple[float, np.ndarray]:
+    preds = np.array([device.evaluate(x[i]) for i in tqdm(range(len(x)), desc=desc, leave=False,
+                                                          disable=not progress, unit="sample")],
+                     dtype=np.int64)
+    return (float(np.mean(preds == y)) if len(y) else 0.0), preds
+
+
+def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
+    """Trains until done, a step limit, Ctrl-C or a link failure; whatever was recorded is in the
+    result either way (`interrupted` says why it stopped early)."""
+    result = TrainResult()
+    rng = np.random.default_rng(cfg.seed)
+    total = len(ds.x_train) * cfg.epochs
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    bar = tqdm(total=total, desc="training", unit="step", disable=not cfg.progress)
+    step = 0
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            order = rng.permutation(len(ds.x_train)) if cfg.shuffle else np.arange(len(ds.x_train))
+            correct = seen = 0
+            loss_sum = 0.0
+            for i in order:
+                if cfg.max_steps is not None and step >= cfg.max_steps:
+                    break
+                label = int(ds.y_train[i])
+                reply = device.train_step(ds.x_train[i], label, cfg.lr)
+                step += 1
+                seen += 1
+                correct += int(reply.pred == label)
+                loss_sum += reply.loss
+                result.records.append(StepRecord(step, epoch, int(i), label, reply.pred,
+                                                 reply.loss, reply.cost))
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.4f}",
+                                acc=f"{correct / seen:.1%}")
+            if seen == 0:
+                break
+            result.train_accuracy.append(correct / seen)
+            test_acc, _ = evaluate(device, ds.x_test, ds.y_test, f"epoch {epoch} test",
+                                   cfg.progress)
+            result.test_accuracy.append(test_acc)
+            result.records[-1].test_accuracy = test_acc
+            bar.write(f"epoch {epoch}: mean loss {loss_sum / seen:.4f}, train accuracy "
+                      f"{correct / seen:.1%}, test accuracy (on device) {test_acc:.1%}")
+    except KeyboardInterrupt:
+        result.interrupted = "interrupted by the user"
+    except OSError as e:  # the link failed: keep what was recorded
+        result.interrupted = f"link failure: {e}"
+    finally:
+        bar.close()
+    return result
+
+
+def write_metrics(result: TrainResult, path: str | Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_FIELDS)
+        for r in result.records:
+            w.writerow([r.step, r.epoch, r.sample, r.label, r.pred, f"{r.loss:.9g}",
+                        int(r.pred == r.label), r.cost,
+                        "" if r.test_accuracy is None else f"{r.test_accuracy:.6f}"])
