@@ -121,10 +121,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                           max_steps=args.steps, progress=not quiet)
         result = train(device, ds, cfg)
         saved = None
-        if args.save_params and result.interrupted is None or (
-                args.save_params and result.interrupted == "interrupted by the user"):
-            save_parameters(pull_parameters(device, plan), args.save_params)
-            saved = args.save_params
+        if args.save_params:  # also after Ctrl-C: what was trained so far is kept
+            try:
+                save_parameters(pull_parameters(device, plan), args.save_params)
+                saved = args.save_params
+            except OSError as e:
+                print(f"error: could not pull the parameters: {e}", file=sys.stderr)
     finally:
         device.close()
     if args.log:
