@@ -16,6 +16,9 @@ PORT_HELP = ("serial port of the device (/dev/ttyACM0, COM3), a pyserial URL (so
              "reference executor")
 
 
+ONE_SHOT_PORTS = ("ref", "sim")  # a fresh device per command
+
+
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
@@ -178,6 +181,11 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from tinyhost.device import connect
     from tinyhost.params import pull_parameters, save_parameters
 
+    if args.port in ONE_SHOT_PORTS:
+        print(f"error: --port {args.port} starts a fresh device for this command, so it holds "
+              "nothing to pull: use `tinyhost train ... --save-params FILE`, or run `tinyhost sim` "
+              "and pass its path as --port", file=sys.stderr)
+        return 2
     plan, data = _load_plan(args.plan)
     device = connect(args.port)
     try:

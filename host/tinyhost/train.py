@@ -122,8 +122,9 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
                                    cfg.progress)
             result.test_accuracy.append(test_acc)
             result.records[-1].test_accuracy = test_acc
-            bar.write(f"epoch {epoch}: mean loss {loss_sum / seen:.4f}, train accuracy "
-                      f"{correct / seen:.1%}, test accuracy (on device) {test_acc:.1%}")
+            if cfg.progress:
+                bar.write(f"epoch {epoch}: mean loss {loss_sum / seen:.4f}, train accuracy "
+                          f"{correct / seen:.1%}, test accuracy (on device) {test_acc:.1%}")
     except KeyboardInterrupt:
         result.interrupted = "interrupted by the user"
     except OSError as e:  # the link failed: keep what was recorded
