@@ -4,7 +4,7 @@ so every command runs unchanged on either."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import numpy as np
@@ -73,7 +73,13 @@ class SerialDevice:
         self.chunk = self._info.max_payload - PAYLOAD_MARGIN
 
     def info(self) -> DeviceInfo:
-        return DeviceInfo(**self.client.hello())
+        reply = self.client.hello()
+        known = {f.name for f in fields(DeviceInfo)}
+        missing = known - reply.keys()
+        if missing:
+            raise DeviceError(-10, f"{self.name} answered HELLO without {sorted(missing)}: "
+                                   "not a tinytrain device, or an incompatible firmware")
+        return DeviceInfo(**{k: v for k, v in reply.items() if k in known})  # newer keys ignored
 
     def load_plan(self, plan: Plan, data: bytes,
                   progress: Callable[[int], None] | None = None) -> bool:

@@ -1,0 +1,6 @@
+"""`python -m tinyhost`: the same as the `tinyhost` command."""
+import sys
+
+from tinyhost.cli import main
+
+sys.exit(main())
