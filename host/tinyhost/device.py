@@ -98,7 +98,10 @@ class SerialDevice:
         return self.plan
 
     def train_step(self, x: np.ndarray, label: int, lr: float) -> StepReply:
-        sample = _sample_bytes(self._need_plan(), x)
+        plan = self._need_plan()
+        if not -2**31 <= label < 2**31:  # the device checks the class range itself
+            raise ValueError(f"label {label} outside [0, {plan.num_classes})")
+        sample = _sample_bytes(plan, x)
         if len(sample) > self.chunk:
             self.client.write_input(sample, self.chunk)
             sample = b""

@@ -10,6 +10,7 @@ reads frozen weights in place.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -171,11 +172,15 @@ def _expect(cond: bool, what: str) -> None:
 
 def decode_plan(data: bytes) -> Plan:
     """Parse and check a `.ttp` file; every problem raises PlanError naming it."""
+    stream = io.BytesIO(data)
     try:
-        outer = cbor2.loads(data)
+        outer = cbor2.CBORDecoder(stream).decode()
     except Exception as e:  # cbor2 raises several types for truncated/corrupt input
         raise PlanError(f"not a tinytrain plan (CBOR decoding failed: {e}); "
                         "the file is corrupt or truncated") from None
+    if stream.tell() != len(data):
+        raise PlanError(f"plan file has {len(data) - stream.tell()} bytes of trailing data: "
+                        "the file is corrupt")
     _expect(isinstance(outer, list) and len(outer) == 3, "top level must be [version, body, hash]")
     version, body, digest = outer
     if version != PLAN_FORMAT_VERSION:

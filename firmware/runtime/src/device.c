@@ -5,6 +5,7 @@
  */
 #include "tt/tt_device.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <zcbor_decode.h>
 #include <zcbor_encode.h>
@@ -142,14 +143,34 @@ static void handle_plan_commit(tt_device *dev, response *r)
         return;
     }
     tt_plan candidate;
+    /* Structure, version, hash and size first, without writing anything. */
+    tt_status st = tt_plan_validate(staged, dev->upload_size, dev->arena.capacity, &candidate,
+                                    &r->err);
+    if (st != TT_OK) {
+        r->type = TT_MSG_ERROR;
+        return;
+    }
+    /* The remaining checks need the new tables in the arena tail. Keep the running plan's
+     * parameters (the arena head) out of their way when both fit; otherwise the running plan
+     * has to go first, and the reply says so if the new one then fails. */
     size_t keep = dev->loaded ? dev->plan.arena_size : 0;
-    tt_status st = tt_plan_load(staged, dev->upload_size, &dev->arena, keep, true, &candidate,
-                                &r->err);
+    bool unloaded = false;
+    size_t head = keep > candidate.arena_size ? keep : candidate.arena_size;
+    if (head + candidate.tables_bytes > dev->arena.capacity) {
+        keep = 0;
+        unloaded = dev->loaded;
+        dev->loaded = false;
+    }
+    st = tt_plan_load(staged, dev->upload_size, &dev->arena, keep, true, &candidate, &r->err);
     if (st != TT_OK) {
         r->type = TT_MSG_ERROR;
         if (dev->loaded) { /* re-attach the good plan's tables; its parameters were not touched */
             tt_plan_load(dev->plan_slot[dev->active], dev->active_len, &dev->arena, 0, false,
                          &dev->plan, NULL);
+        } else if (unloaded) {
+            size_t n = strlen(r->err.msg);
+            snprintf(r->err.msg + n, sizeof r->err.msg - n,
+                     "; the previous plan was unloaded to make room");
         }
         return;
     }

@@ -130,6 +130,36 @@ static tt_status decode_op_entry(zcbor_state_t *s, walk *w)
     return TT_OK;
 }
 
+/* Skips one data item (the meta map). zcbor_any_skip recurses once per nesting level, so a body
+ * of deeply nested arrays would exhaust a device's stack; here containers are entered with the
+ * state's backups, so nesting deeper than MAX_DEPTH in all is refused instead. */
+static bool skip_item(zcbor_state_t *s)
+{
+    while (s->payload < s->payload_end && ZCBOR_MAJOR_TYPE(*s->payload) == ZCBOR_MAJOR_TYPE_TAG) {
+        uint32_t tag;
+        if (!zcbor_tag_decode(s, &tag)) {
+            return false;
+        }
+    }
+    if (s->payload >= s->payload_end) {
+        return false;
+    }
+    zcbor_major_type_t major = ZCBOR_MAJOR_TYPE(*s->payload);
+    if (major != ZCBOR_MAJOR_TYPE_LIST && major != ZCBOR_MAJOR_TYPE_MAP) {
+        return zcbor_any_skip(s, NULL); /* does not recurse for a non-container */
+    }
+    bool map = major == ZCBOR_MAJOR_TYPE_MAP;
+    if (!(map ? zcbor_map_start_decode(s) : zcbor_list_start_decode(s))) {
+        return false; /* also when nested too deep: no backup left */
+    }
+    while (!zcbor_array_at_end(s)) {
+        if (!skip_item(s)) {
+            return false;
+        }
+    }
+    return map ? zcbor_map_end_decode(s) : zcbor_list_end_decode(s);
+}
+
 static tt_status walk_body(const struct zcbor_string *body, walk *w)
 {
     tt_plan *p = w->plan;
@@ -164,7 +194,7 @@ static tt_status walk_body(const struct zcbor_string *body, walk *w)
             return st;
         }
     }
-    if (!(zcbor_list_end_decode(s) && zcbor_any_skip(s, NULL) && zcbor_bstr_decode(s, &pad) &&
+    if (!(zcbor_list_end_decode(s) && skip_item(s) && zcbor_bstr_decode(s, &pad) &&
           zcbor_bstr_decode(s, &blob) && zcbor_list_end_decode(s))) {
         return malformed(w->err, "trailer (meta, blob)");
     }
@@ -199,6 +229,10 @@ static tt_status open_file(const uint8_t *file, size_t len, struct zcbor_string 
     if (!(zcbor_bstr_decode(s, body) && zcbor_bstr_decode(s, &digest) &&
           digest.len == TT_SHA256_SIZE && zcbor_list_end_decode(s))) {
         return tt_fail(err, TT_ERR_PLAN_FORMAT, "plan is truncated or corrupt");
+    }
+    if (s->payload != file + len) {
+        return tt_fail(err, TT_ERR_PLAN_FORMAT, "plan has %lu bytes of trailing data: corrupt",
+                       (unsigned long)(file + len - s->payload));
     }
     tt_sha256(body->value, body->len, hash);
     if (memcmp(hash, digest.value, TT_SHA256_SIZE) != 0) {
@@ -245,7 +279,7 @@ tt_status tt_plan_load(const uint8_t *file, size_t len, tt_arena *arena, size_t 
     if (head + plan->tables_bytes > arena->capacity) {
         return tt_fail(err, TT_ERR_PLAN_ARENA,
                        "checking this plan would overwrite the loaded plan's parameters "
-                       "(%lu + %lu > %lu bytes); reset the device first",
+                       "(%lu + %lu > %lu bytes)",
                        (unsigned long)head, (unsigned long)plan->tables_bytes,
                        (unsigned long)arena->capacity);
     }

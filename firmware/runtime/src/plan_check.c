@@ -1,5 +1,7 @@
 #include "plan_check.h"
 
+#include <string.h>
+
 #include "tt/tt_ops.h"
 
 /* Arity of each opcode: inputs, outputs, attributes (must match host/tinyhost/ops.py). */
@@ -43,6 +45,20 @@ static bool positive(const int32_t *a, unsigned n)
     return true;
 }
 
+/* a * b * c * d, or UINT64_MAX when a partial product exceeds INT32_MAX (the kernels index with
+ * int32_t). Every partial product stays below 2^62, so nothing wraps around. */
+static uint64_t numel4(uint64_t a, uint64_t b, uint64_t c, uint64_t d)
+{
+    const uint64_t f[4] = {a, b, c, d};
+    uint64_t n = 1;
+    for (unsigned i = 0; i < 4; i++) {
+        if (f[i] > INT32_MAX || (n *= f[i]) > INT32_MAX) {
+            return UINT64_MAX;
+        }
+    }
+    return n;
+}
+
 /* Fills the expected operand sizes from the attributes; false when the geometry is impossible. */
 static bool expected_operands(uint16_t opcode, const int32_t *a, operand_spec *s)
 {
@@ -58,6 +74,9 @@ static bool expected_operands(uint16_t opcode, const int32_t *a, operand_spec *s
             return false;
         }
         uint64_t in = (uint64_t)a[0], out = (uint64_t)a[1];
+        if (numel4(in, out, 1, 1) == UINT64_MAX) {
+            return false;
+        }
         if (opcode == TT_OP_LINEAR_F32) { /* x w b -> y */
             s->numel[0] = in; s->numel[1] = out * in; s->numel[2] = out; s->numel[3] = out;
             s->optional[2] = true;
@@ -80,10 +99,13 @@ static bool expected_operands(uint16_t opcode, const int32_t *a, operand_spec *s
             ((int64_t)a[2] + 2 * (int64_t)a[11] - a[7]) / a[9] + 1 != a[5]) {
             return false;
         }
-        uint64_t x = (uint64_t)a[0] * (uint64_t)a[1] * (uint64_t)a[2];
-        uint64_t y = (uint64_t)a[3] * (uint64_t)a[4] * (uint64_t)a[5];
-        uint64_t w = (uint64_t)a[3] * (uint64_t)(a[0] / a[12]) * (uint64_t)a[6] * (uint64_t)a[7];
+        uint64_t x = numel4((uint64_t)a[0], (uint64_t)a[1], (uint64_t)a[2], 1);
+        uint64_t y = numel4((uint64_t)a[3], (uint64_t)a[4], (uint64_t)a[5], 1);
+        uint64_t w = numel4((uint64_t)a[3], (uint64_t)(a[0] / a[12]), (uint64_t)a[6], (uint64_t)a[7]);
         uint64_t b = (uint64_t)a[3];
+        if (x == UINT64_MAX || y == UINT64_MAX || w == UINT64_MAX) {
+            return false;
+        }
         if (opcode == TT_OP_CONV2D_F32) {
             s->numel[0] = x; s->numel[1] = w; s->numel[2] = b; s->numel[3] = y;
             s->optional[2] = true;
@@ -119,8 +141,11 @@ static bool expected_operands(uint16_t opcode, const int32_t *a, operand_spec *s
             (int64_t)a[1] + 2 * (int64_t)a[9] < a[5] || (int64_t)a[2] + 2 * (int64_t)a[10] < a[6]) {
             return false;
         }
-        uint64_t x = (uint64_t)a[0] * (uint64_t)a[1] * (uint64_t)a[2];
-        uint64_t y = (uint64_t)a[0] * (uint64_t)a[3] * (uint64_t)a[4];
+        uint64_t x = numel4((uint64_t)a[0], (uint64_t)a[1], (uint64_t)a[2], 1);
+        uint64_t y = numel4((uint64_t)a[0], (uint64_t)a[3], (uint64_t)a[4], 1);
+        if (x == UINT64_MAX || y == UINT64_MAX) {
+            return false;
+        }
         if (opcode == TT_OP_MAXPOOL2D_F32 || opcode == TT_OP_AVGPOOL2D_F32) {
             s->numel[0] = x; s->numel[1] = y;
         } else if (opcode == TT_OP_MAXPOOL2D_GRAD_F32) { /* x dy -> dx */
@@ -146,11 +171,14 @@ static bool expected_operands(uint16_t opcode, const int32_t *a, operand_spec *s
 
 #define ANY_DTYPE 0xFFu
 
+/* A binding must be an arena tensor of that dtype; a scalar one (dtype given) exactly 4 bytes,
+ * since a step writes the label and reads the loss and prediction through it. */
 static tt_status check_binding(const tt_plan *p, int32_t index, uint8_t dtype, const char *what,
                                tt_error *err)
 {
     if (index < 0 || (uint32_t)index >= p->n_tensors || p->tensors[index].arena_offset < 0 ||
-        (dtype != ANY_DTYPE && p->tensors[index].dtype != dtype)) {
+        (dtype != ANY_DTYPE && p->tensors[index].dtype != dtype) ||
+        (dtype != ANY_DTYPE && strcmp(what, "logits") != 0 && p->tensors[index].nbytes != 4u)) {
         return tt_fail(err, TT_ERR_PLAN_FORMAT, "plan binding '%s' is not a valid arena tensor", what);
     }
     return TT_OK;
@@ -182,6 +210,11 @@ tt_status tt_plan_check(tt_plan *p, uint8_t *arena_base, tt_error *err)
             }
         } else if (!in_arena || t->kind == TT_KIND_PARAM_TRAINABLE) {
             return tt_fail(err, TT_ERR_PLAN_FORMAT, "tensor %u has no storage", (unsigned)i);
+        }
+        /* Loading copies a trainable tensor's initial value from the blob into the arena. */
+        if (t->kind == TT_KIND_PARAM_TRAINABLE && !in_arena) {
+            return tt_fail(err, TT_ERR_PLAN_FORMAT, "trainable tensor %u is not in the arena",
+                           (unsigned)i);
         }
     }
     tt_status st = TT_OK;

@@ -82,8 +82,22 @@ class Autodiff:
                                "several trainable paths; branching graphs are not supported yet")
         self.grad[x] = dx
 
+    def refuse_shared_parameters(self) -> None:
+        """A layer called twice would need its gradients summed before one update; the in-place
+        update after each use would feed the earlier use's backward the new weights."""
+        seen: dict[int, str] = {}
+        for op in self.g.ops[:self.g.n_forward]:
+            for p in op.inputs[1:]:
+                if p in self.trainable and p in seen:
+                    raise CompileError(f"autodiff: parameter {self.g.tensors[p].name!r} is used by "
+                                       f"{seen[p]} and {op.source}; training a layer that is "
+                                       "called more than once is not supported (freeze it with "
+                                       "--update, or use separate layers)")
+                seen.setdefault(p, op.source)
+
     def run(self) -> Graph:
         g = self.g
+        self.refuse_shared_parameters()
         for p in self.trainable:
             g.tensors[p].kind = TensorKind.PARAM_TRAINABLE
         needs = self.needs_grad()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,10 +60,14 @@ def check_layers(model: nn.Module) -> None:
 
 def capture(source: str) -> Captured:
     if source.endswith(".pt2"):
+        if not Path(source).is_file():
+            raise CompileError(f"model file {source} does not exist")
+        if not zipfile.is_zipfile(source):  # checked here: torch logs a traceback for these
+            raise CompileError(f"{source} is not a torch.export .pt2 file (not a zip archive)")
         try:
             program = torch.export.load(source)
-        except FileNotFoundError:
-            raise CompileError(f"model file {source} does not exist") from None
+        except Exception as e:  # zip, pickle and version errors alike: one clear line
+            raise CompileError(f"{source} is not a torch.export .pt2 file ({e})") from None
         example = program.example_inputs[0][0] if program.example_inputs else None
         if example is None:
             raise CompileError(f"{source} was exported without example inputs")
