@@ -3,21 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 BUILD := build
+BUILD_ARM := build-arm
 DEMO_MODEL := host/tinyhost/demo/basicmotions_model.py:make_model
 DEMO_DATA := host/tinyhost/demo/basicmotions.npz
 DEMO_EPOCHS ?= 12
 DEMO_LR ?= 0.05
 
-.PHONY: all setup build demo test test-c test-py clean
+.PHONY: all setup build qemu demo test test-c test-py clean
 
 all: build
 
-$(BUILD)/.system-deps: tools/system-deps.sh
-	@bash tools/system-deps.sh
+$(BUILD)/.system-deps-base: tools/system-deps.sh
+	@bash tools/system-deps.sh base
+	@mkdir -p $(BUILD) && touch $@
+
+$(BUILD)/.system-deps-arm: tools/system-deps.sh
+	@bash tools/system-deps.sh arm
 	@mkdir -p $(BUILD) && touch $@
 
 # torch is installed first and pinned: 2.13.0 is the CPU wheel; a bare `torch` would pull CUDA.
-$(VENV)/.ready: pyproject.toml $(BUILD)/.system-deps
+$(VENV)/.ready: pyproject.toml $(BUILD)/.system-deps-base
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
@@ -30,6 +35,12 @@ build: $(VENV)/.ready
 	cmake -S . -B $(BUILD) -DPython3_EXECUTABLE=$(abspath $(PY)) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(BUILD) -j2
 
+# The Cortex-M4F firmware for QEMU's mps2-an386 (firmware/ports/baremetal) -> build-arm/*.elf
+qemu: $(VENV)/.ready $(BUILD)/.system-deps-arm
+	cmake -S firmware/ports/baremetal -B $(BUILD_ARM) -DPython3_EXECUTABLE=$(abspath $(PY)) \
+		-DCMAKE_TOOLCHAIN_FILE=$(abspath cmake/arm-none-eabi.cmake)
+	cmake --build $(BUILD_ARM) -j2
+
 demo: build
 	$(VENV)/bin/tinyhost compile $(DEMO_MODEL) --lr $(DEMO_LR) -o $(BUILD)/demo.ttp
 	$(VENV)/bin/tinyhost train --port sim --plan $(BUILD)/demo.ttp --data $(DEMO_DATA) \
@@ -38,10 +49,10 @@ demo: build
 test-c: build
 	ctest --test-dir $(BUILD) --output-on-failure
 
-test-py: build
+test-py: build qemu
 	$(PY) -m pytest -q
 
-test: test-c test-py
+test: test-c test-py qemu
 
 clean:
-	rm -rf $(BUILD) metrics.csv loss.png
+	rm -rf $(BUILD) $(BUILD_ARM) metrics.csv loss.png

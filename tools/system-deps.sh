@@ -1,13 +1,29 @@
 #!/usr/bin/env bash
-# Makes sure the system packages the build needs are present. As root it installs what is
+# Makes sure the system packages a build step needs are present. As root it installs what is
 # missing with apt-get; otherwise it prints exactly what to install and fails.
+#   tools/system-deps.sh base   the host build and the Python environment (make demo)
+#   tools/system-deps.sh arm    the Cortex-M4F firmware and QEMU to run it (make qemu, make test)
 set -euo pipefail
 
 missing=()
-command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-command -v cc >/dev/null 2>&1 || missing+=(gcc)
-command -v make >/dev/null 2>&1 || missing+=(make)
-python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
+case "${1:-base}" in
+  base)
+    command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+    command -v cc >/dev/null 2>&1 || missing+=(gcc)
+    command -v make >/dev/null 2>&1 || missing+=(make)
+    python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
+    ;;
+  arm)
+    command -v arm-none-eabi-gcc >/dev/null 2>&1 || missing+=(gcc-arm-none-eabi)
+    { command -v arm-none-eabi-gcc >/dev/null 2>&1 &&
+      [ -f "$(arm-none-eabi-gcc -print-file-name=picolibc.specs)" ]; } || missing+=(picolibc-arm-none-eabi)
+    command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
+    ;;
+  *)
+    echo "usage: $0 base|arm" >&2
+    exit 2
+    ;;
+esac
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

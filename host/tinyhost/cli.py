@@ -12,11 +12,12 @@ from typing import Any
 from tinyhost import __version__
 
 PORT_HELP = ("serial port of the device (/dev/ttyACM0, COM3), a pyserial URL (socket://host:port), "
-             "'sim' to start the simulated device for this command, or 'ref' for the numpy "
-             "reference executor")
+             "'sim' to start the simulated device for this command, 'qemu' to start the "
+             "Cortex-M4F firmware in QEMU for this command, or 'ref' for the numpy reference "
+             "executor")
 
 
-ONE_SHOT_PORTS = ("ref", "sim")  # a fresh device per command
+ONE_SHOT_PORTS = ("ref", "sim", "qemu")  # a fresh device per command
 
 
 def _print_json(obj: Any) -> None:

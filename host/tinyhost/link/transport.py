@@ -1,6 +1,6 @@
-"""Opening a port: a real serial device, a pyserial URL (socket://, loop://), or `sim`, which
+"""Opening a port: a real serial device, a pyserial URL (socket://, loop://), `sim`, which
 starts the host-native firmware on a pseudo-terminal and talks to it through pyserial exactly
-as to a board."""
+as to a board, or `qemu`, which starts the Cortex-M4F firmware in QEMU (link/qemu.py)."""
 from __future__ import annotations
 
 import os
@@ -9,8 +9,12 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import serial
+
+if TYPE_CHECKING:
+    from tinyhost.link.qemu import QemuProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SIM_IN_BUILD = REPO_ROOT / "build" / "firmware" / "ports" / "posix" / "tinytrain_sim"
@@ -79,7 +83,7 @@ class SimProcess:
 class Link:
     port: serial.SerialBase
     name: str
-    sim: SimProcess | None = None
+    sim: SimProcess | QemuProcess | None = None
 
     def close(self) -> None:
         self.port.close()
@@ -88,6 +92,11 @@ class Link:
 
 
 def open_link(port: str, baudrate: int = 115200) -> Link:
+    if port == "qemu":
+        from tinyhost.link.qemu import QemuProcess
+        qemu = QemuProcess()
+        assert qemu.serial is not None
+        return Link(qemu.serial, f"qemu ({qemu.description})", qemu)
     sim = None
     if port == "sim":
         sim = SimProcess()

@@ -1,0 +1,111 @@
+/*
+ * The tinytrain firmware on an Arm MPS2 AN386 (Cortex-M4F) as QEMU's mps2-an386 models it: the
+ * runtime behind CMSDK UART0, polled. At boot it prints one banner line on the UART
+ * ("tinytrain-an386: firmware ..., ...\n"), then serves the link protocol (docs/protocol.md).
+ *
+ * Semihosting command line (QEMU: -semihosting-config enable=on,target=native,arg=...):
+ *   --selftest-fault   read from an address outside the MPU regions (the fault path test)
+ *   --selftest-stack   recurse until the stack runs into its MPU guard
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cmsdk_uart.h"
+#include "cortex_m4.h"
+#include "semihost.h"
+#include "tt/tt_device.h"
+#include "tt/tt_version.h"
+
+#define BOARD_NAME "mps2-an386"
+#define PCLK_HZ 25000000u
+#define BAUD 115200u
+
+/* From the linker script: the arena is all RAM that .data, .bss and the stack leave free; the
+ * plan slots are the "flash" plan store. */
+extern uint8_t __arena_start[], __arena_end[], __plan_slot0[], __plan_slot1[];
+extern uint8_t __plan_capacity[];
+
+static tt_device device;
+
+static void uart0_write(void *ctx, const uint8_t *data, size_t len)
+{
+    (void)ctx;
+    uart_write(CMSDK_UART0_BASE, data, len);
+}
+
+static void uart0_puts(const char *s)
+{
+    uart_puts(CMSDK_UART0_BASE, s);
+}
+
+/* Recursion deeper than the stack (limit is volatile: the compiler cannot bound it). */
+static volatile uint32_t recurse_limit = UINT32_MAX;
+static uint32_t recurse(uint32_t n)
+{
+    volatile uint8_t frame[256];
+    frame[0] = (uint8_t)n;
+    return n < recurse_limit ? recurse(n + 1u) + frame[0] : 0u;
+}
+
+static bool has_arg(const char *cmdline, const char *arg)
+{
+    size_t n = strlen(arg);
+    for (const char *p = cmdline; (p = strstr(p, arg)) != NULL; p += n) {
+        if ((p == cmdline || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' ')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int main(void)
+{
+    uart_init(CMSDK_UART0_BASE, PCLK_HZ, BAUD);
+    fault_set_console(uart0_puts);
+    mpu_init();
+
+    char cmdline[128] = "";
+    semihost_cmdline(cmdline, sizeof cmdline); /* also finds out whether semihosting works */
+    if (has_arg(cmdline, "--selftest-fault")) {
+        uart0_puts("tinytrain-an386: self test: reading 0x10000000, outside every MPU region\n");
+        (void)*(volatile uint32_t *)0x10000000u; /* RAZ/WI "reserved" space in QEMU */
+        uart0_puts("tinytrain-an386: self test FAILED: no fault\n");
+        return 1;
+    }
+    if (has_arg(cmdline, "--selftest-stack")) {
+        uart0_puts("tinytrain-an386: self test: overflowing the stack\n");
+        return (int)recurse(0);
+    }
+
+    cost_counter_init();
+    size_t arena_capacity = (size_t)(__arena_end - __arena_start);
+    size_t plan_capacity = (size_t)(uintptr_t)__plan_capacity;
+    tt_port port = {BOARD_NAME, cost_counter_unit(), cost_counter_read, uart0_write, NULL};
+    tt_device_init(&device, &port, __arena_start, arena_capacity, __plan_slot0, __plan_slot1,
+                   plan_capacity);
+
+    char banner[160];
+    snprintf(banner, sizeof banner,
+             "tinytrain-an386: firmware %s, board %s, arena %u bytes, plan store 2 x %u bytes, "
+             "max payload %u, cost unit %s\n",
+             TT_FIRMWARE_VERSION, BOARD_NAME, (unsigned)arena_capacity, (unsigned)plan_capacity,
+             (unsigned)TT_MAX_PAYLOAD, cost_counter_unit());
+    uart0_puts(banner);
+    semihost_write0(banner);
+
+    /* Read promptly: QEMU holds further bytes back until the one-byte RX buffer is read, and a
+     * frame is handled (and answered) inside tt_device_receive when its delimiter arrives. */
+    uint8_t buf[64];
+    for (;;) {
+        size_t n = 0;
+        while (n < sizeof buf && uart_try_read(CMSDK_UART0_BASE, &buf[n])) {
+            if (buf[n++] == 0) {
+                break; /* a frame is complete: handle it now */
+            }
+        }
+        if (n > 0) {
+            tt_device_receive(&device, buf, n);
+        }
+    }
+}
