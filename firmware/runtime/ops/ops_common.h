@@ -17,6 +17,21 @@
 
 static inline int tt_fits_i32(int64_t n) { return n > 0 && n <= INT32_MAX; }
 
+/* a * b * c * d is positive and fits int32_t. Multiplied step by step: each partial product is
+ * at most INT32_MAX^2 < 2^62, so nothing overflows int64_t on the way. */
+static inline int tt_numel_fits_i32(int32_t a, int32_t b, int32_t c, int32_t d)
+{
+    const int32_t f[4] = {a, b, c, d};
+    int64_t n = 1;
+    for (int i = 0; i < 4; i++) {
+        n *= f[i];
+        if (!tt_fits_i32(n)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* One spatial axis: in, out, kernel, stride, pad. */
 static inline int tt_window_ok(int32_t in, int32_t out, int32_t k, int32_t stride, int32_t pad)
 {
@@ -33,7 +48,7 @@ static inline int tt_window_ok(int32_t in, int32_t out, int32_t k, int32_t strid
 static inline int tt_linear_params_ok(const tt_linear_params *p)
 {
     return p != NULL && p->in_features > 0 && p->out_features > 0 &&
-           tt_fits_i32((int64_t)p->in_features * p->out_features);
+           tt_numel_fits_i32(p->in_features, p->out_features, 1, 1);
 }
 
 static inline int tt_conv2d_params_ok(const tt_conv2d_params *p)
@@ -46,9 +61,9 @@ static inline int tt_conv2d_params_ok(const tt_conv2d_params *p)
         !tt_window_ok(p->in_w, p->out_w, p->k_w, p->stride_w, p->pad_w)) {
         return 0;
     }
-    return tt_fits_i32((int64_t)p->in_c * p->in_h * p->in_w) &&
-           tt_fits_i32((int64_t)p->out_c * p->out_h * p->out_w) &&
-           tt_fits_i32((int64_t)p->out_c * (p->in_c / p->groups) * p->k_h * p->k_w);
+    return tt_numel_fits_i32(p->in_c, p->in_h, p->in_w, 1) &&
+           tt_numel_fits_i32(p->out_c, p->out_h, p->out_w, 1) &&
+           tt_numel_fits_i32(p->out_c, p->in_c / p->groups, p->k_h, p->k_w);
 }
 
 static inline int tt_pool2d_params_ok(const tt_pool2d_params *p)
@@ -63,9 +78,9 @@ static inline int tt_pool2d_params_ok(const tt_pool2d_params *p)
     if (2 * (int64_t)p->pad_h > p->k_h || 2 * (int64_t)p->pad_w > p->k_w) {
         return 0;
     }
-    return tt_fits_i32((int64_t)p->c * p->in_h * p->in_w) &&
-           tt_fits_i32((int64_t)p->c * p->out_h * p->out_w) &&
-           tt_fits_i32((int64_t)p->k_h * p->k_w);
+    return tt_numel_fits_i32(p->c, p->in_h, p->in_w, 1) &&
+           tt_numel_fits_i32(p->c, p->out_h, p->out_w, 1) &&
+           tt_numel_fits_i32(p->k_h, p->k_w, 1, 1);
 }
 
 #endif
