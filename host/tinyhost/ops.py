@@ -42,7 +42,8 @@ CONV_ATTRS = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w",
 POOL_ATTRS = ("c", "in_h", "in_w", "out_h", "out_w", "k_h", "k_w",
               "stride_h", "stride_w", "pad_h", "pad_w")
 
-# Optional operands (a bias) are encoded as -1.
+# Optional operands are encoded as -1: a bias; in weight-gradient ops, x and dw of a layer that
+# trains only its bias (no dw, so no saved input), or db of one without a trainable bias.
 OP_SPECS: dict[Opcode, OpSpec] = {
     Opcode.LINEAR_F32: OpSpec(("x", "w", "b"), ("y",), ("in_features", "out_features")),
     Opcode.LINEAR_GRAD_INPUT_F32: OpSpec(("dy", "w"), ("dx",), ("in_features", "out_features")),

@@ -22,7 +22,8 @@ from tinyhost.ops import OP_SPECS, Opcode
 
 PLAN_FORMAT_VERSION = 1
 BLOB_ALIGN = 16
-ARENA_ALIGN = 16
+ARENA_ALIGN = 16  # tensor offsets in the arena
+TABLE_ALIGN = 8   # the arena size: the device's decoded plan tables follow it 8-byte aligned
 NONE = -1  # "no tensor", "not in the arena", "no constant data"
 
 

@@ -1,6 +1,7 @@
 /* Gradient of conv2d with respect to its parameters:
  * dw[oc][icg][ky][kx] = sum_{oy,ox} dy[oc][oy][ox] * x[ic][oy*stride_h - pad_h + ky][...],
- * db[oc] = sum_{oy,ox} dy[oc][oy][ox] (db may be NULL). */
+ * db[oc] = sum_{oy,ox} dy[oc][oy][ox]. Either output may be NULL (not both): a layer that
+ * trains only its bias needs no dw and so no saved input x (then x may be NULL too). */
 #include <stddef.h>
 
 #include "ops_common.h"
@@ -8,7 +9,8 @@
 tt_status tt_conv2d_grad_weight_f32(const tt_conv2d_params *p, const float *dy, const float *x,
                                     float *dw, float *db)
 {
-    if (!tt_conv2d_params_ok(p) || dy == NULL || x == NULL || dw == NULL) {
+    if (!tt_conv2d_params_ok(p) || dy == NULL || (dw == NULL && db == NULL) ||
+        (dw != NULL && x == NULL)) {
         return TT_ERR_ARG;
     }
     const int32_t cin_g = p->in_c / p->groups;
@@ -19,7 +21,7 @@ tt_status tt_conv2d_grad_weight_f32(const tt_conv2d_params *p, const float *dy, 
     for (int32_t oc = 0; oc < p->out_c; oc++) {
         const int32_t ic0 = (oc / cout_g) * cin_g;
         const float *dy_oc = dy + oc * out_hw;
-        for (int32_t icg = 0; icg < cin_g; icg++) {
+        for (int32_t icg = 0; dw != NULL && icg < cin_g; icg++) {
             const float *x_c = x + (ic0 + icg) * p->in_h * p->in_w;
             float *dw_k = dw + (oc * cin_g + icg) * ksize;
             for (int32_t ky = 0; ky < p->k_h; ky++) {

@@ -84,7 +84,7 @@ static bool expected_operands(uint16_t opcode, const int32_t *a, operand_spec *s
             s->numel[0] = out; s->numel[1] = out * in; s->numel[2] = in;
         } else { /* dy x -> dw db */
             s->numel[0] = out; s->numel[1] = in; s->numel[2] = out * in; s->numel[3] = out;
-            s->optional[3] = true;
+            s->optional[1] = s->optional[2] = s->optional[3] = true; /* see grad_weight_ok */
         }
         return true;
     }
@@ -113,7 +113,7 @@ static bool expected_operands(uint16_t opcode, const int32_t *a, operand_spec *s
             s->numel[0] = y; s->numel[1] = w; s->numel[2] = x;
         } else {
             s->numel[0] = y; s->numel[1] = x; s->numel[2] = w; s->numel[3] = b;
-            s->optional[3] = true;
+            s->optional[1] = s->optional[2] = s->optional[3] = true; /* see grad_weight_ok */
         }
         return true;
     }
@@ -167,6 +167,17 @@ static bool expected_operands(uint16_t opcode, const int32_t *a, operand_spec *s
     default:
         return false;
     }
+}
+
+/* Weight-gradient ops (dy, x -> dw, db): a bias-only layer has neither x nor dw, so both are
+ * optional, but dw needs x and at least one output must exist. */
+static bool grad_weight_ok(const tt_plan *p, const tt_op *op)
+{
+    if (op->opcode != TT_OP_LINEAR_GRAD_WEIGHT_F32 && op->opcode != TT_OP_CONV2D_GRAD_WEIGHT_F32) {
+        return true;
+    }
+    int32_t x = tt_op_operand(p, op, 1), dw = tt_op_operand(p, op, 2), db = tt_op_operand(p, op, 3);
+    return (dw >= 0 || db >= 0) && (dw < 0 || x >= 0);
 }
 
 #define ANY_DTYPE 0xFFu
@@ -267,6 +278,10 @@ tt_status tt_plan_check(tt_plan *p, uint8_t *arena_base, tt_error *err)
                 return tt_fail(err, TT_ERR_PLAN_FORMAT, "op %u writes constant tensor %ld",
                                (unsigned)k, (long)t);
             }
+        }
+        if (!grad_weight_ok(p, op)) {
+            return tt_fail(err, TT_ERR_PLAN_FORMAT, "op %u: a weight gradient needs its input, and "
+                           "at least one of dw and db", (unsigned)k);
         }
         if (op->opcode == TT_OP_SGD_F32 && tt_op_operand(p, op, 0) != tt_op_operand(p, op, 2)) {
             return tt_fail(err, TT_ERR_PLAN_FORMAT, "op %u: SGD must update in place", (unsigned)k);

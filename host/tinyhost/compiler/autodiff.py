@@ -130,10 +130,10 @@ class Autodiff:
                 self.set_grad(x, dx, op)
             train_w, train_b = w in self.trainable, b != -1 and b in self.trainable
             if train_w or train_b:
-                # The kernel always writes dw; a bias-only layer gets a scratch dw it never applies.
-                dw = self.new_grad(w)
+                # A bias-only layer computes no dw and so keeps no input x for backward.
+                dw = self.new_grad(w) if train_w else -1
                 db = self.new_grad(b) if train_b else -1
-                g.add_op(grad_weight, [dy, x], [dw, db], op.attrs, op.source)
+                g.add_op(grad_weight, [dy, x if train_w else -1], [dw, db], op.attrs, op.source)
                 for p, dp in ((w, dw), (b, db)):
                     if p in self.trainable:
                         g.add_op(Opcode.SGD_F32, [p, dp], [p], [len_of(g, p)], op.source)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinyhost.compiler.graph import Graph
-from tinyhost.plan import ARENA_ALIGN, TensorKind
+from tinyhost.plan import ARENA_ALIGN, TABLE_ALIGN, TensorKind
 
 
 @dataclass
@@ -66,5 +66,8 @@ def plan_memory(graph: Graph) -> MemoryPlan:
             offset = max(offset, off + size)
         offsets[lt.tensor] = offset
         placed.append((offset, lt))
-    arena = max((offsets[t] + lives[t].size for t in offsets), default=0)
+    # The arena ends where the highest tensor's bytes end, rounded up to the 8-byte alignment the
+    # device's plan tables (placed right after it in the tightest fit) need.
+    end = max((offsets[t] + graph.tensors[t].nbytes for t in offsets), default=0)
+    arena = (end + TABLE_ALIGN - 1) // TABLE_ALIGN * TABLE_ALIGN
     return MemoryPlan(offsets, lives, arena)

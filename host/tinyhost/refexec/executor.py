@@ -99,14 +99,15 @@ class RefExecutor:
     def _linear_grad_weight(self, op: Op) -> None:
         g = LinearGeom.from_attrs(op.attrs)
         dy, x = op.inputs
-        dw, db = k.linear_grad_weight(g, self.view(dy, (g.out_features,)),
-                                      self.view(x, (g.in_features,)))
+        xv = self.view(x, (g.in_features,)) if x != NONE else np.zeros(g.in_features, np.float32)
+        dw, db = k.linear_grad_weight(g, self.view(dy, (g.out_features,)), xv)
         self._store_weight_grads(op, dw, db)
 
     def _store_weight_grads(self, op: Op, dw: np.ndarray, db: np.ndarray) -> None:
-        self.view(op.outputs[0])[...] = dw.reshape(-1)
-        if op.outputs[1] != NONE:
-            self.view(op.outputs[1])[...] = db.reshape(-1)
+        """Either output may be absent: a bias-only layer has no dw (and no saved input)."""
+        for out, value in zip(op.outputs, (dw, db)):
+            if out != NONE:
+                self.view(out)[...] = value.reshape(-1)
 
     @staticmethod
     def _conv_shapes(g: ConvGeom) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
@@ -131,7 +132,8 @@ class RefExecutor:
         g = ConvGeom.from_attrs(op.attrs)
         xs, _, ys = self._conv_shapes(g)
         dy, x = op.inputs
-        dw, db = k.conv2d_grad_weight(g, self.view(dy, ys), self.view(x, xs))
+        xv = self.view(x, xs) if x != NONE else np.zeros(xs, np.float32)
+        dw, db = k.conv2d_grad_weight(g, self.view(dy, ys), xv)
         self._store_weight_grads(op, dw, db)
 
     def _relu(self, op: Op) -> None:

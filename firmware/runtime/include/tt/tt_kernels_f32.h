@@ -40,7 +40,7 @@ tt_status tt_linear_f32(const tt_linear_params *p, const float *x, const float *
 /* dx[i] = sum_o dy[o] w[o][i] */
 tt_status tt_linear_grad_input_f32(const tt_linear_params *p, const float *dy, const float *w,
                                    float *dx);
-/* dw[o][i] = dy[o] x[i]; db[o] = dy[o] (db may be NULL) */
+/* dw[o][i] = dy[o] x[i]; db[o] = dy[o]. dw or db may be NULL (not both); x only matters for dw. */
 tt_status tt_linear_grad_weight_f32(const tt_linear_params *p, const float *dy, const float *x,
                                     float *dw, float *db);
 
@@ -48,6 +48,7 @@ tt_status tt_conv2d_f32(const tt_conv2d_params *p, const float *x, const float *
                         float *y);
 tt_status tt_conv2d_grad_input_f32(const tt_conv2d_params *p, const float *dy, const float *w,
                                    float *dx);
+/* dw and db as for linear: either may be NULL (a bias-only layer needs neither dw nor x). */
 tt_status tt_conv2d_grad_weight_f32(const tt_conv2d_params *p, const float *dy, const float *x,
                                     float *dw, float *db);
 

@@ -1,0 +1,93 @@
+"""Instructions per training step and per op of the C runtime, counted by callgrind on the host
+build (repeatable: the same binary and inputs give the same counts, whatever the machine load).
+
+    .venv/bin/python bench/step_cost.py [PLAN.ttp ...] [--steps 3]
+
+Without plans it compiles the demo model (full update, last layer, bias only). Builds an
+unsanitized -O2 runtime into build-bench/ (ASan would distort the counts). Prints markdown tables.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = REPO / "build-bench"
+RUNNER = BUILD / "firmware" / "ports" / "posix" / "tinytrain_run"
+DEMO_MODEL = f"{REPO}/host/tinyhost/demo/basicmotions_model.py:make_model"
+
+
+def build_runner() -> None:
+    subprocess.run(["cmake", "-S", str(REPO), "-B", str(BUILD), f"-DPython3_EXECUTABLE={sys.executable}",
+                    "-DTT_SANITIZE=OFF", "-DCMAKE_BUILD_TYPE=Release"], check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run(["cmake", "--build", str(BUILD), "-j2", "--target", "tinytrain_run"], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def callgrind(plan: Path, steps: int) -> dict[str, int]:
+    """Inclusive instruction counts per function for `steps` training steps (both runs of the
+    runner's arena check are included; the per-step figures divide by their total)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                        str(RUNNER), str(plan), "--steps", str(steps)],
+                       check=True, capture_output=True)
+        text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out)],
+                              check=True, capture_output=True, text=True).stdout
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d,]+) \([^)]*\)\s+\S*:(\w+)", line) or \
+            re.match(r"\s*([\d,]+)\s+\S*:(\w+)", line)
+        if m:
+            counts[m[2]] = max(counts.get(m[2], 0), int(m[1].replace(",", "")))
+    return counts
+
+
+def per_op(counts: dict[str, int], calls: int) -> dict[str, float]:
+    ops: dict[str, float] = defaultdict(float)
+    for fn, n in counts.items():
+        if fn.startswith("tt_") and fn.endswith(("_f32", "_s8")) and fn != "tt_exec_ops":
+            ops[fn[3:]] += n / calls
+    return dict(sorted(ops.items(), key=lambda kv: -kv[1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("plans", nargs="*", type=Path)
+    ap.add_argument("--steps", type=int, default=3)
+    args = ap.parse_args()
+    build_runner()
+    plans: list[tuple[str, Path]] = [(p.stem, p) for p in args.plans]
+    tmp = Path(tempfile.mkdtemp())
+    if not plans:
+        from tinyhost.compiler import compile_model
+        for update in ("full", "last:1", "bias-only"):
+            path = tmp / f"demo-{update.replace(':', '')}.ttp"
+            path.write_bytes(compile_model(DEMO_MODEL, update=update, lr=0.05).data)
+            plans.append((f"demo, {update}", path))
+    print(f"instructions per training step (callgrind, host x86-64 -O2 build, {args.steps} steps)\n")
+    print("| plan | instructions / step |")
+    print("|---|---:|")
+    op_tables = []
+    for name, path in plans:
+        counts = callgrind(path, args.steps)
+        calls = 2 * args.steps  # the runner trains twice (two fill patterns)
+        step = counts.get("tt_exec_train_step", 0) / calls
+        print(f"| {name} | {step:,.0f} |")
+        op_tables.append((name, per_op(counts, calls)))
+    for name, ops in op_tables:
+        print(f"\nper op, {name}\n")
+        print("| kernel | instructions / step |")
+        print("|---|---:|")
+        for op, n in ops.items():
+            print(f"| {op} | {n:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
