@@ -21,22 +21,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from closeness import RTOL, assert_close
 from tinyhost.refexec import kernels_s8 as k
 from tinyhost.refexec import requant as rq
 from tinyhost.refexec.kernels_f32 import ConvGeom, PoolGeom
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-RTOL = 1e-5
 
 
-def assert_close(got: np.ndarray, ref: np.ndarray | torch.Tensor | None, what: str = "") -> None:
-    assert ref is not None, f"{what}: no reference"
-    ref_np = ref.detach().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref)
-    got = np.asarray(got)
-    assert got.dtype == np.float32, f"{what}: dtype {got.dtype}"
-    assert got.shape == ref_np.shape, f"{what}: shape {got.shape} != {ref_np.shape}"
-    atol = 1e-5 * float(np.max(np.abs(ref_np))) if ref_np.size else 0.0
-    np.testing.assert_allclose(got, ref_np, rtol=RTOL, atol=atol, err_msg=what)
 
 
 def t64(a: np.ndarray, grad: bool = False) -> torch.Tensor:
