@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from closeness import RTOL, assert_close
+from closeness import assert_close
 from tinyhost.ops import CONV_ATTRS, POOL_ATTRS, OP_SPECS, Opcode
 from tinyhost.refexec import kernels_f32 as k
 from tinyhost.refexec.kernels_f32 import ConvGeom, LinearGeom, PoolGeom
