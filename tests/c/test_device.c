@@ -462,6 +462,123 @@ static void free_files(plan_files *pf)
     }
 }
 
+/* --- a plan store behind the port's slot hooks (flash on a device) --------------------------------- */
+
+typedef struct {
+    test_device t;
+    int erases, writes, commits;
+    int erased_slot, committed_slot;
+    size_t erased_size, committed_len;
+    size_t fail_write_at; /* a write at this offset fails (SIZE_MAX: never) */
+} store_device;
+
+static store_device flashdev;
+
+static int store_erase(void *ctx, int slot, size_t size)
+{
+    store_device *f = ctx;
+    f->erases++;
+    f->erased_slot = slot;
+    f->erased_size = size;
+    memset(f->t.slots[slot], 0xFF, PLAN_CAPACITY);
+    return 0;
+}
+
+static int store_write(void *ctx, int slot, size_t offset, const uint8_t *data, size_t len)
+{
+    store_device *f = ctx;
+    if (offset == f->fail_write_at) {
+        return -5;
+    }
+    f->writes++;
+    for (size_t i = 0; i < len; i++) { /* flash: programming only clears bits */
+        f->t.slots[slot][offset + i] &= data[i];
+    }
+    return 0;
+}
+
+static void store_committed(void *ctx, int slot, size_t len)
+{
+    store_device *f = ctx;
+    f->commits++;
+    f->committed_slot = slot;
+    f->committed_len = len;
+}
+
+static void store_port_write(void *ctx, const uint8_t *data, size_t len)
+{
+    port_write(&((store_device *)ctx)->t, data, len);
+}
+
+static void store_device_init(store_device *f)
+{
+    memset(f, 0, sizeof *f);
+    f->fail_write_at = SIZE_MAX;
+    tt_port port = {"test-flash", "ticks", NULL, store_port_write, f};
+    tt_device_init(&f->t.dev, &port, f->t.arena, sizeof f->t.arena, f->t.slots[0], f->t.slots[1],
+                   PLAN_CAPACITY);
+    tt_plan_store store = {store_erase, store_write, store_committed, f};
+    tt_device_set_plan_store(&f->t.dev, &store);
+    f->t.seq = 0x40;
+}
+
+/* Uploads through the slot hooks, a failing write, and tt_device_restore of the stored slot. */
+static void run_store(const plan_files *small, const plan_files *demo)
+{
+    reply r;
+    step_reply st;
+    char detail[160];
+    store_device_init(&flashdev);
+    uint8_t type = upload(&flashdev.t, small->file, small->len, 700, NULL, &r);
+    bool ok = type == TT_MSG_ACK && flashdev.erases == 1 && flashdev.erased_slot == 1 &&
+              flashdev.erased_size == small->len && flashdev.commits == 1 &&
+              flashdev.committed_slot == 1 && flashdev.committed_len == small->len &&
+              flashdev.writes == (int)((small->len + 699) / 700) &&
+              memcmp(flashdev.t.slots[1], small->file, small->len) == 0;
+    snprintf(detail, sizeof detail, "reply 0x%02x, erases %d (slot %d, %lu B), writes %d, "
+             "commits %d (slot %d, %lu B)", type, flashdev.erases, flashdev.erased_slot,
+             (unsigned long)flashdev.erased_size, flashdev.writes, flashdev.commits,
+             flashdev.committed_slot, (unsigned long)flashdev.committed_len);
+    tt_test_case("store hooks: PLAN_BEGIN erases the inactive slot, chunks go through slot_write, "
+                 "the commit is reported", ok, detail);
+    const pd_step *s0 = &small->plan->steps[0];
+    ok = train(&flashdev.t, s0, small->samples[0], small->sample_len, &st) &&
+         close_rel(st.loss, s0->loss);
+    tt_test_case("store hooks: the plan runs from the stored slot (reference loss)", ok, NULL);
+
+    flashdev.fail_write_at = 4000;
+    type = upload(&flashdev.t, demo->file, demo->len, 4000, NULL, &r);
+    expect_error("store hooks: a failing slot_write -> ERROR TT_ERR_STORAGE", type, &r,
+                 TT_ERR_STORAGE);
+    info in = hello(&flashdev.t, "after the failed write");
+    ok = in.plan_loaded && in.steps == 1 && flashdev.commits == 1 &&
+         memcmp(in.plan_hash, small->file + small->len - TT_SHA256_SIZE, TT_SHA256_SIZE) == 0;
+    tt_test_case("store hooks: ... and the running plan is kept", ok, NULL);
+    type = request(&flashdev.t, TT_MSG_PLAN_CHUNK, req, cbor_chunk(8000, demo->file, 16), &r);
+    expect_error("store hooks: ... and the upload is over (PLAN_CHUNK -> TT_ERR_PROTO)", type, &r,
+                 TT_ERR_PROTO);
+
+    /* A "reboot": a fresh device over the same slots restores the stored plan. */
+    static store_device rebooted;
+    store_device_init(&rebooted);
+    memcpy(rebooted.t.slots, flashdev.t.slots, sizeof rebooted.t.slots);
+    tt_error err = {TT_OK, ""};
+    tt_status rs = tt_device_restore(&rebooted.t.dev, 1, small->len, &err);
+    in = hello(&rebooted.t, "restored");
+    ok = rs == TT_OK && in.plan_loaded && in.steps == 0 &&
+         memcmp(in.plan_hash, small->file + small->len - TT_SHA256_SIZE, TT_SHA256_SIZE) == 0 &&
+         train(&rebooted.t, s0, small->samples[0], small->sample_len, &st) &&
+         close_rel(st.loss, s0->loss);
+    tt_test_case("tt_device_restore: the stored plan runs with its initial parameters", ok,
+                 err.msg);
+    rs = tt_device_restore(&rebooted.t.dev, 0, small->len, &err); /* slot 0 holds no plan */
+    in = hello(&rebooted.t, "bad restore");
+    ok = rs != TT_OK && !in.plan_loaded;
+    tt_test_case("tt_device_restore of a slot without a valid plan fails, nothing loaded", ok,
+                 tt_status_name(rs));
+    TT_CHECK(!flashdev.t.overflowed && !rebooted.t.overflowed);
+}
+
 /* --- the test --------------------------------------------------------------------------------- */
 
 static void run(const char *dir)
@@ -754,6 +871,8 @@ static void run(const char *dir)
     in = hello(&dut, "demo");
     TT_CHECK(memcmp(in.plan_hash, demo.file + demo.len - TT_SHA256_SIZE, TT_SHA256_SIZE) == 0);
     TT_CHECK(!dut.overflowed && !twin.overflowed);
+
+    run_store(&small, &demo);
 
     free(params);
     free(params2);

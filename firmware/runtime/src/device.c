@@ -99,6 +99,16 @@ static void handle_plan_begin(tt_device *dev, zcbor_state_t *s, response *r)
         r->type = TT_MSG_ERROR;
         return;
     }
+    dev->uploading = false; /* until the store is ready for it */
+    if (dev->store.write != NULL && dev->store.erase != NULL) {
+        int rc = dev->store.erase(dev->store.ctx, 1 - dev->active, size);
+        if (rc != 0) {
+            tt_fail(&r->err, TT_ERR_STORAGE, "plan store: erasing room for %lu bytes failed (%d)",
+                    (unsigned long)size, rc);
+            r->type = TT_MSG_ERROR;
+            return;
+        }
+    }
     dev->uploading = true;
     dev->upload_size = size;
     dev->upload_next = 0;
@@ -123,7 +133,18 @@ static void handle_plan_chunk(tt_device *dev, zcbor_state_t *s, response *r)
         reply_error(r, TT_ERR_PROTO, "PLAN_CHUNK out of order or past the announced size");
         return;
     }
-    memcpy(dev->plan_slot[1 - dev->active] + offset, data.value, data.len);
+    if (dev->store.write != NULL) {
+        int rc = dev->store.write(dev->store.ctx, 1 - dev->active, offset, data.value, data.len);
+        if (rc != 0) {
+            dev->uploading = false;
+            tt_fail(&r->err, TT_ERR_STORAGE, "plan store: writing %lu bytes at %lu failed (%d)",
+                    (unsigned long)data.len, (unsigned long)offset, rc);
+            r->type = TT_MSG_ERROR;
+            return;
+        }
+    } else {
+        memcpy(dev->plan_slot[1 - dev->active] + offset, data.value, data.len);
+    }
     dev->upload_next += (uint32_t)data.len;
     reply_ack(dev, r);
 }
@@ -179,6 +200,9 @@ static void handle_plan_commit(tt_device *dev, response *r)
     dev->active_len = dev->upload_size;
     dev->loaded = true;
     dev->steps = 0;
+    if (dev->store.write != NULL && dev->store.committed != NULL) {
+        dev->store.committed(dev->store.ctx, dev->active, dev->active_len);
+    }
     reply_ack(dev, r);
 }
 
@@ -376,6 +400,11 @@ void tt_device_init(tt_device *dev, const tt_port *port, uint8_t *arena, size_t 
     dev->plan_capacity = plan_capacity;
 }
 
+void tt_device_set_plan_store(tt_device *dev, const tt_plan_store *store)
+{
+    dev->store = *store;
+}
+
 void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
@@ -403,4 +432,25 @@ void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len)
         dev->rx_len = 0;
         dev->rx_overflow = false;
     }
+}
+
+tt_status tt_device_restore(tt_device *dev, int slot, size_t len, tt_error *err)
+{
+    if ((slot != 0 && slot != 1) || len > dev->plan_capacity) {
+        return tt_fail(err, TT_ERR_ARG, "no plan of %lu bytes in slot %d (capacity %lu)",
+                       (unsigned long)len, slot, (unsigned long)dev->plan_capacity);
+    }
+    dev->loaded = false;
+    dev->uploading = false;
+    tt_plan candidate;
+    tt_status st = tt_plan_load(dev->plan_slot[slot], len, &dev->arena, 0, true, &candidate, err);
+    if (st != TT_OK) {
+        return st;
+    }
+    dev->plan = candidate;
+    dev->active = slot;
+    dev->active_len = len;
+    dev->loaded = true;
+    dev->steps = 0;
+    return TT_OK;
 }

@@ -17,6 +17,7 @@ const char *tt_status_name(tt_status status)
     case TT_ERR_TOO_LARGE: return "TT_ERR_TOO_LARGE";
     case TT_ERR_LABEL: return "TT_ERR_LABEL";
     case TT_ERR_INTERNAL: return "TT_ERR_INTERNAL";
+    case TT_ERR_STORAGE: return "TT_ERR_STORAGE";
     }
     return "TT_ERR_UNKNOWN";
 }

@@ -47,8 +47,23 @@ typedef struct {
     void *ctx;
 } tt_port;
 
+/* A plan store that is not plain RAM (flash), set with tt_device_set_plan_store. With one,
+ * PLAN_BEGIN calls erase (if set) for the slot the upload goes to, and each PLAN_CHUNK calls write
+ * instead of memcpy; a non-zero return is answered with ERROR TT_ERR_STORAGE and ends the upload.
+ * Chunks arrive in order from offset 0; every byte of the announced size must be readable when the
+ * last chunk's write returns. The slots stay readable in place (memory-mapped flash): the plan is
+ * hashed, decoded and run from there. committed (optional) is told when a committed upload in
+ * `slot` (len bytes) has become the running plan. */
+typedef struct {
+    int (*erase)(void *ctx, int slot, size_t size);
+    int (*write)(void *ctx, int slot, size_t offset, const uint8_t *data, size_t len);
+    void (*committed)(void *ctx, int slot, size_t len);
+    void *ctx;
+} tt_plan_store;
+
 typedef struct {
     tt_port port;
+    tt_plan_store store; /* write == NULL: the slots are RAM, written with memcpy */
     tt_arena arena;
     /* Plan storage: two slots; uploads go to the inactive one, a commit swaps them. */
     uint8_t *plan_slot[2];
@@ -77,7 +92,13 @@ typedef struct {
 /* plan slots: two buffers of plan_capacity bytes each, 16-byte aligned. */
 void tt_device_init(tt_device *dev, const tt_port *port, uint8_t *arena, size_t arena_capacity,
                     uint8_t *plan_slot0, uint8_t *plan_slot1, size_t plan_capacity);
+/* Routes plan uploads through store (copied) instead of memcpy into the slots; call after init. */
+void tt_device_set_plan_store(tt_device *dev, const tt_plan_store *store);
 /* Feeds received bytes; complete frames are handled and answered before it returns. */
 void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len);
+/* Makes the len-byte plan already in slot (0 or 1) the running plan with its initial parameters,
+ * as a committed upload would (a port restoring the plan it kept in flash at boot). Every check of
+ * tt_plan_load applies; on failure no plan is loaded. */
+tt_status tt_device_restore(tt_device *dev, int slot, size_t len, tt_error *err);
 
 #endif
