@@ -1,0 +1,168 @@
+/*
+ * int8 kernels: the integer forward pass (TFLite Micro / CMSIS-NN arithmetic, bit for bit), the
+ * fp32 backward of the paper's quantized graph, and the QAS weight updates. docs/int8.md is the
+ * specification; host/tinyhost/refexec/kernels_s8.py and requant.py are its executable form, and
+ * these kernels equal them bit for bit for integer outputs (and for the elementwise fp32 ones).
+ *
+ * Layouts as tt_kernels_f32.h (batch 1): activations C x H x W, conv weights O x (I/groups) x
+ * KH x KW, geometry in tt_conv2d_params / tt_pool2d_params. int8 tensors are int8_t, biases,
+ * multipliers and shifts int32_t, gradients float. Buffers are owned by the caller and kernels
+ * never allocate: a kernel that needs working memory has a `_get_buffer_size()` query and takes
+ * it as a tt_scratch (first argument, as CMSIS-NN's context). Every kernel returns TT_OK, or
+ * TT_ERR_ARG for a NULL pointer or an impossible parameter, without writing any output.
+ *
+ * Integer contract: as in the reference (which raises where C would overflow int32), inputs whose
+ * exact result needs more than 32 bits (an accumulator, a left-shifted value) are outside the
+ * contract. The kernels stay free of undefined behaviour there (they wrap or saturate), but the
+ * values are unspecified.
+ *
+ * Two implementations of the conv inner loops: portable C, and (when the compiler defines
+ * __ARM_FEATURE_DSP, e.g. Cortex-M4/M7/M33, and TT_S8_PORTABLE is not defined) SMLAD/SXTB16
+ * loops as CMSIS-NN's. Both give identical results; the scratch sizes are the same in both, so a
+ * host-side memory planner gets the device's figure.
+ */
+#ifndef TT_KERNELS_S8_H
+#define TT_KERNELS_S8_H
+
+#include <stdint.h>
+
+#include "tt/tt_kernels_f32.h" /* tt_conv2d_params, tt_pool2d_params */
+#include "tt/tt_status.h"
+
+/* Caller-owned working memory: buf must be 4-byte aligned and hold size bytes. */
+typedef struct {
+    void *buf;
+    int32_t size;
+} tt_scratch;
+
+/* Requantization of a conv's int32 accumulator to int8 (per output channel):
+ *   y = clamp(MultiplyByQuantizedMultiplier(acc, mult[o], shift[o]) + y_zero, act_min, act_max)
+ * Zero points in [-128, 127]; -128 <= act_min <= act_max <= 127; shift[o] in [-31, 30] (left
+ * shift when positive); mult[o] any int32 (QuantizeMultiplier gives [2^30, 2^31) or 0). */
+typedef struct {
+    int32_t x_zero;
+    int32_t y_zero;
+    int32_t act_min;
+    int32_t act_max;
+    const int32_t *mult;  /* out_c entries */
+    const int32_t *shift; /* out_c entries */
+} tt_s8_requant;
+
+/* Which kernels this build runs: "dsp" (SMLAD inner loops) or "portable". */
+const char *tt_kernels_s8_variant(void);
+
+/* --- forward ------------------------------------------------------------------------------- */
+
+/* Bytes of scratch tt_conv2d_s8 needs for p (two im2col columns of int16); negative (TT_ERR_ARG)
+ * when p is invalid. The same on every target. */
+int32_t tt_conv2d_s8_get_buffer_size(const tt_conv2d_params *p);
+/* Per-channel int8 convolution, TFLite ConvPerChannel (any groups):
+ *   acc[o] = bias[o] + sum w[o,i,ky,kx] * (x[i, ...] - x_zero)   (out-of-image taps add 0)
+ * then tt_s8_requant. bias may be NULL (0). */
+tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const tt_s8_requant *q,
+                       const int8_t *x, const int8_t *w, const int32_t *bias, int8_t *y);
+
+/* Bytes of scratch tt_depthwise_conv2d_s8 needs for p (k_h padded input rows and the channel's
+ * weights, int16); negative when p is invalid or not depthwise. */
+int32_t tt_depthwise_conv2d_s8_get_buffer_size(const tt_conv2d_params *p);
+/* tt_conv2d_s8 for groups == in_c (out_c = in_c * channel multiplier; output channel o reads input
+ * channel o / multiplier), TFLite DepthwiseConvPerChannel. */
+tt_status tt_depthwise_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p,
+                                 const tt_s8_requant *q, const int8_t *x, const int8_t *w,
+                                 const int32_t *bias, int8_t *y);
+
+/* int8 add, TFLite AddFunc with tflite-micro's CalculateOpDataAdd parameters (left_shift = 20,
+ * multipliers < 1 so every shift is in [-31, 0]; left_shift in [0, 30]):
+ *   v_i = MBQM((x_i - x_i_zero) * 2^left_shift, x_i_mult, x_i_shift)
+ *   y   = clamp(MBQM(v_1 + v_2, y_mult, y_shift) + y_zero, act_min, act_max)
+ * Multipliers in [0, INT32_MAX]. */
+typedef struct {
+    int32_t x1_zero, x2_zero, y_zero;
+    int32_t left_shift;
+    int32_t x1_mult, x1_shift;
+    int32_t x2_mult, x2_shift;
+    int32_t y_mult, y_shift;
+    int32_t act_min, act_max;
+} tt_add_s8_params;
+/* Elementwise over size elements; y may alias x1 or x2. */
+tt_status tt_add_s8(const tt_add_s8_params *p, int32_t size, const int8_t *x1, const int8_t *x2,
+                    int8_t *y);
+
+/* int8 average pool, input and output sharing one quantization (zero point x_zero, which is also
+ * the padding value): y = clamp(round_half_away(window sum / (k_h*k_w)), act_min, act_max), the
+ * divisor counting padding (count_include_pad). Window at most 2^23 taps. */
+tt_status tt_avgpool2d_s8(const tt_pool2d_params *p, int32_t x_zero, int32_t act_min,
+                          int32_t act_max, const int8_t *x, int8_t *y);
+
+/* y = (x - zero) * scale in float; scale positive and finite. */
+tt_status tt_dequantize_s8_f32(int32_t size, const int8_t *x, float scale, int32_t zero,
+                               float *y);
+/* y = clamp(round_half_away(x / scale) + zero, -128, 127), the division in float (TFLite
+ * AffineQuantize). Infinities saturate; a NaN anywhere in x is TT_ERR_ARG. */
+tt_status tt_quantize_f32_s8(int32_t size, const float *x, float scale, int32_t zero, int8_t *y);
+
+/* --- backward (fp32) ----------------------------------------------------------------------- */
+
+/* Gradient through the clamp and the requantization, to the int32 accumulator:
+ *   dz[c][i] = (act_min < y[c][i] < act_max ? dy[c][i] : 0) * eff_scale[c]
+ * over channels x plane elements (an add's clamp: channels = 1, eff_scale = {1}). dz may alias dy. */
+tt_status tt_requant_grad_f32(int32_t channels, int32_t plane, const int8_t *y, const float *dy,
+                              const float *eff_scale, int32_t act_min, int32_t act_max,
+                              float *dz);
+
+/* dx = the transposed convolution of dz with the int8 weights as floats (any groups). */
+tt_status tt_conv2d_s8_grad_input_f32(const tt_conv2d_params *p, const float *dz, const int8_t *w,
+                                      float *dx);
+
+/* A selection of weight rows (the sparse update): count distinct indices into axis 0 (output
+ * channels) or axis 1 (input channels of a groups == 1 weight). index NULL (count ignored) means
+ * every row of that axis. */
+typedef struct {
+    const int32_t *index;
+    int32_t count;
+    int32_t axis;
+} tt_channel_select;
+
+/* (dw, db) with respect to the integer weights and bias:
+ *   dw[o,i,ky,kx] = sum_p dz[o,p] * (x - x_zero)[window]      (out-of-image taps 0)
+ *   db[o]         = sum_p dz[o,p]                              (every channel; db may be NULL)
+ * sel (NULL: all) picks the rows of dw, in its order: axis 0 -> dw is count x I/g x KH x KW,
+ * axis 1 (groups == 1) -> O x count x KH x KW. */
+tt_status tt_conv2d_s8_grad_weight_f32(const tt_conv2d_params *p, const tt_channel_select *sel,
+                                       const float *dz, const int8_t *x, int32_t x_zero, float *dw,
+                                       float *db);
+
+/* (dx1, dx2) = (dy * f32(s1/sy), dy * f32(s2/sy)), each factor divided in double and rounded
+ * once. Apply the add's clamp mask first (tt_requant_grad_f32 with eff_scale 1). dx1 or dx2 may
+ * alias dy. */
+tt_status tt_add_s8_grad_f32(int32_t size, const float *dy, float s1, float s2, float sy,
+                             float *dx1, float *dx2);
+
+/* dx = dy * scale (dequantize's gradient); dx may alias dy. */
+tt_status tt_dequantize_grad_f32(int32_t size, const float *dy, float scale, float *dx);
+
+/* --- QAS updates --------------------------------------------------------------------------- */
+
+/* A weight as out_c x in_c x k (conv: I/groups and KH*KW; linear: I and 1) and the selected rows
+ * (sel NULL: every output channel). dw holds only the selected rows, in sel's order. qas has one
+ * entry per output channel (out_c); the step is u = lr * (dw * qas[o]) in float. */
+typedef struct {
+    int32_t out_c;
+    int32_t in_c;
+    int32_t k;
+} tt_weight_shape;
+
+/* Rule A, in place on the selected rows of w: w <- clip(rint(w - u), -127, 127) (halves to even). */
+tt_status tt_update_s8_round_f32(const tt_weight_shape *s, const tt_channel_select *sel, int8_t *w,
+                                 const float *dw, float lr, const float *qas);
+/* Rule B, a float master of the selected rows (shaped as dw): master <- master - u (no clip, no
+ * rounding), and the selected rows of w <- clip(rint(master), -127, 127). */
+tt_status tt_update_s8_master_f32(const tt_weight_shape *s, const tt_channel_select *sel,
+                                  float *master, int8_t *w, const float *dw, float lr,
+                                  const float *qas);
+/* Bias update, u = lr * (db * qas) in float. master NULL: b <- sat32(b - rint(u)) (the step is
+ * rounded, not the sum). Otherwise master <- master - u and b = sat32(rint(master)). */
+tt_status tt_update_s32_f32(int32_t size, int32_t *b, float *master, const float *db, float lr,
+                            const float *qas);
+
+#endif

@@ -1,0 +1,282 @@
+/* Per-channel int8 convolution (TFLite ConvPerChannel), any groups, through im2col:
+ *
+ * For two output positions at a time, the input windows are copied into two int16 columns
+ * (x - x_zero, 0 for out-of-image taps) in the weight row order (i, ky, kx); then every output
+ * channel of the group takes dot products of its int8 weight row with the columns, two channels
+ * by two columns per pass (CMSIS-NN's arm_nn_mat_mult_kernel_s8_s16 blocking). The DSP build
+ * stores each group of four column entries as (c0, c2, c1, c3), so that one SXTB16 of four
+ * weights, (w0, w2), and one SXTB16 ROR 8, (w1, w3), each meet their partners in one SMLAD.
+ * Accumulation is modulo 2^32 (exact whenever the sum fits int32, the contract), then
+ * tt_requant_out. */
+#include <stddef.h>
+
+#include "ops_common_s8.h"
+#include "requant_s8.h"
+
+/* Column entries per column, rounded up to a multiple of 4 (keeps the second column aligned). */
+static int64_t column_len(const tt_conv2d_params *p)
+{
+    const int64_t k = (int64_t)(p->in_c / p->groups) * p->k_h * p->k_w;
+    return (k + 3) & ~(int64_t)3;
+}
+
+int32_t tt_conv2d_s8_get_buffer_size(const tt_conv2d_params *p)
+{
+    if (!tt_conv2d_params_ok(p)) {
+        return TT_ERR_ARG;
+    }
+    const int64_t bytes = 2 * column_len(p) * (int64_t)sizeof(int16_t);
+    return bytes <= INT32_MAX ? (int32_t)bytes : TT_ERR_ARG;
+}
+
+/* The column of output position (oy, ox) for the group whose first input channel is x_g. */
+static void build_column(const tt_conv2d_params *p, const int8_t *x_g, int32_t x_zero, int32_t oy,
+                         int32_t ox, int16_t *col)
+{
+    const int32_t cin_g = p->in_c / p->groups;
+    const int32_t plane = p->in_h * p->in_w;
+    const int32_t iy0 = oy * p->stride_h - p->pad_h;
+    const int32_t ix0 = ox * p->stride_w - p->pad_w;
+    const int32_t ky_lo = iy0 < 0 ? -iy0 : 0;
+    const int32_t ky_hi = p->in_h - iy0 < p->k_h ? p->in_h - iy0 : p->k_h;
+    const int32_t kx_lo = ix0 < 0 ? -ix0 : 0;
+    const int32_t kx_hi = p->in_w - ix0 < p->k_w ? p->in_w - ix0 : p->k_w;
+
+    if (p->k_h == 1 && p->k_w == 1) { /* pointwise: a strided gather */
+        if (ky_lo < ky_hi && kx_lo < kx_hi) {
+            const int8_t *src = x_g + iy0 * p->in_w + ix0;
+            for (int32_t i = 0; i < cin_g; i++) {
+                col[i] = (int16_t)(src[i * plane] - x_zero);
+            }
+        } else {
+            memset(col, 0, (size_t)cin_g * sizeof *col);
+        }
+        return;
+    }
+    int16_t *c = col;
+    for (int32_t i = 0; i < cin_g; i++) {
+        const int8_t *x_c = x_g + i * plane;
+        for (int32_t ky = 0; ky < p->k_h; ky++) {
+            if (ky < ky_lo || ky >= ky_hi || kx_lo >= kx_hi) {
+                memset(c, 0, (size_t)p->k_w * sizeof *c);
+                c += p->k_w;
+                continue;
+            }
+            const int8_t *row = x_c + (iy0 + ky) * p->in_w; /* ix0 may be negative */
+            int32_t kx = 0;
+            for (; kx < kx_lo; kx++) {
+                *c++ = 0;
+            }
+            for (; kx < kx_hi; kx++) {
+                *c++ = (int16_t)(row[ix0 + kx] - x_zero);
+            }
+            for (; kx < p->k_w; kx++) {
+                *c++ = 0;
+            }
+        }
+    }
+}
+
+#if TT_S8_DSP
+/* (c0, c1, c2, c3) -> (c0, c2, c1, c3) in every whole group of four (the tail stays). */
+static void reorder_column(int16_t *col, int32_t k)
+{
+    for (int32_t j = 0; j + 4 <= k; j += 4) {
+        const uint32_t a = tt_ld32(col + j);     /* c0 | c1 << 16 */
+        const uint32_t b = tt_ld32(col + j + 2); /* c2 | c3 << 16 */
+        const uint32_t lo = (a & 0xFFFFu) | (b << 16);
+        const uint32_t hi = (a >> 16) | (b & 0xFFFF0000u);
+        memcpy(col + j, &lo, sizeof lo);
+        memcpy(col + j + 2, &hi, sizeof hi);
+    }
+}
+
+/* acc[0..3] += (wa . c0, wa . c1, wb . c0, wb . c1) over k entries. */
+static void mac_2x2(const int8_t *wa, const int8_t *wb, const int16_t *c0, const int16_t *c1,
+                    int32_t k, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    int32_t j = 0;
+    for (; j + 4 <= k; j += 4) {
+        const uint32_t wva = tt_ld32(wa + j);
+        const uint32_t wvb = tt_ld32(wb + j);
+        const uint32_t a02 = tt_sxtb16(wva), a13 = tt_sxtb16_ror8(wva);
+        const uint32_t b02 = tt_sxtb16(wvb), b13 = tt_sxtb16_ror8(wvb);
+        const uint32_t c0_02 = tt_ld32(c0 + j), c0_13 = tt_ld32(c0 + j + 2);
+        a0 = tt_smlad(a02, c0_02, a0);
+        a0 = tt_smlad(a13, c0_13, a0);
+        b0 = tt_smlad(b02, c0_02, b0);
+        b0 = tt_smlad(b13, c0_13, b0);
+        const uint32_t c1_02 = tt_ld32(c1 + j), c1_13 = tt_ld32(c1 + j + 2);
+        a1 = tt_smlad(a02, c1_02, a1);
+        a1 = tt_smlad(a13, c1_13, a1);
+        b1 = tt_smlad(b02, c1_02, b1);
+        b1 = tt_smlad(b13, c1_13, b1);
+    }
+    uint32_t ua0 = (uint32_t)a0, ua1 = (uint32_t)a1, ub0 = (uint32_t)b0, ub1 = (uint32_t)b1;
+    for (; j < k; j++) {
+        ua0 += (uint32_t)(wa[j] * c0[j]);
+        ua1 += (uint32_t)(wa[j] * c1[j]);
+        ub0 += (uint32_t)(wb[j] * c0[j]);
+        ub1 += (uint32_t)(wb[j] * c1[j]);
+    }
+    acc[0] = (int32_t)ua0;
+    acc[1] = (int32_t)ua1;
+    acc[2] = (int32_t)ub0;
+    acc[3] = (int32_t)ub1;
+}
+
+/* acc[0..1] += (wa . c0, wb . c0). */
+static void mac_2x1(const int8_t *wa, const int8_t *wb, const int16_t *c0, int32_t k, int32_t *acc)
+{
+    int32_t a0 = acc[0], b0 = acc[1];
+    int32_t j = 0;
+    for (; j + 4 <= k; j += 4) {
+        const uint32_t wva = tt_ld32(wa + j);
+        const uint32_t wvb = tt_ld32(wb + j);
+        const uint32_t c02 = tt_ld32(c0 + j), c13 = tt_ld32(c0 + j + 2);
+        a0 = tt_smlad(tt_sxtb16(wva), c02, a0);
+        a0 = tt_smlad(tt_sxtb16_ror8(wva), c13, a0);
+        b0 = tt_smlad(tt_sxtb16(wvb), c02, b0);
+        b0 = tt_smlad(tt_sxtb16_ror8(wvb), c13, b0);
+    }
+    uint32_t ua0 = (uint32_t)a0, ub0 = (uint32_t)b0;
+    for (; j < k; j++) {
+        ua0 += (uint32_t)(wa[j] * c0[j]);
+        ub0 += (uint32_t)(wb[j] * c0[j]);
+    }
+    acc[0] = (int32_t)ua0;
+    acc[1] = (int32_t)ub0;
+}
+
+/* Returns acc + wa . c0. */
+static int32_t mac_1x1(const int8_t *wa, const int16_t *c0, int32_t k, int32_t acc)
+{
+    int32_t j = 0;
+    for (; j + 4 <= k; j += 4) {
+        const uint32_t wva = tt_ld32(wa + j);
+        acc = tt_smlad(tt_sxtb16(wva), tt_ld32(c0 + j), acc);
+        acc = tt_smlad(tt_sxtb16_ror8(wva), tt_ld32(c0 + j + 2), acc);
+    }
+    uint32_t u = (uint32_t)acc;
+    for (; j < k; j++) {
+        u += (uint32_t)(wa[j] * c0[j]);
+    }
+    return (int32_t)u;
+}
+
+#else /* portable */
+
+static void mac_2x2(const int8_t *wa, const int8_t *wb, const int16_t *c0, const int16_t *c1,
+                    int32_t k, int32_t *acc)
+{
+    uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1];
+    uint32_t b0 = (uint32_t)acc[2], b1 = (uint32_t)acc[3];
+    for (int32_t j = 0; j < k; j++) {
+        const int32_t va = wa[j], vb = wb[j], x0 = c0[j], x1 = c1[j];
+        a0 += (uint32_t)(va * x0);
+        a1 += (uint32_t)(va * x1);
+        b0 += (uint32_t)(vb * x0);
+        b1 += (uint32_t)(vb * x1);
+    }
+    acc[0] = (int32_t)a0;
+    acc[1] = (int32_t)a1;
+    acc[2] = (int32_t)b0;
+    acc[3] = (int32_t)b1;
+}
+
+static void mac_2x1(const int8_t *wa, const int8_t *wb, const int16_t *c0, int32_t k, int32_t *acc)
+{
+    uint32_t a0 = (uint32_t)acc[0], b0 = (uint32_t)acc[1];
+    for (int32_t j = 0; j < k; j++) {
+        const int32_t x0 = c0[j];
+        a0 += (uint32_t)(wa[j] * x0);
+        b0 += (uint32_t)(wb[j] * x0);
+    }
+    acc[0] = (int32_t)a0;
+    acc[1] = (int32_t)b0;
+}
+
+static int32_t mac_1x1(const int8_t *wa, const int16_t *c0, int32_t k, int32_t acc)
+{
+    uint32_t u = (uint32_t)acc;
+    for (int32_t j = 0; j < k; j++) {
+        u += (uint32_t)(wa[j] * c0[j]);
+    }
+    return (int32_t)u;
+}
+#endif
+
+tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const tt_s8_requant *q,
+                       const int8_t *x, const int8_t *w, const int32_t *bias, int8_t *y)
+{
+    const int32_t need = tt_conv2d_s8_get_buffer_size(p);
+    if (need < 0 || !tt_scratch_ok(ctx, need) || !tt_s8_requant_ok(q, p->out_c) || x == NULL ||
+        w == NULL || y == NULL) {
+        return TT_ERR_ARG;
+    }
+    const int32_t cin_g = p->in_c / p->groups;
+    const int32_t cout_g = p->out_c / p->groups;
+    const int32_t k = cin_g * p->k_h * p->k_w;
+    const int32_t out_hw = p->out_h * p->out_w;
+    int16_t *col0 = (int16_t *)ctx->buf;
+    int16_t *col1 = col0 + column_len(p);
+
+    for (int32_t g = 0; g < p->groups; g++) {
+        const int8_t *x_g = x + g * cin_g * p->in_h * p->in_w;
+        const int32_t oc_end = (g + 1) * cout_g;
+        for (int32_t pos = 0; pos < out_hw; pos += 2) {
+            const int two = pos + 1 < out_hw;
+            build_column(p, x_g, q->x_zero, pos / p->out_w, pos % p->out_w, col0);
+            if (two) {
+                build_column(p, x_g, q->x_zero, (pos + 1) / p->out_w, (pos + 1) % p->out_w, col1);
+            }
+#if TT_S8_DSP
+            reorder_column(col0, k);
+            if (two) {
+                reorder_column(col1, k);
+            }
+#endif
+            int32_t oc = g * cout_g;
+            for (; oc + 1 < oc_end; oc += 2) {
+                const int32_t ba = bias != NULL ? bias[oc] : 0;
+                const int32_t bb = bias != NULL ? bias[oc + 1] : 0;
+                const int8_t *wa = w + oc * k;
+                const int8_t *wb = wa + k;
+                int8_t *ya = y + oc * out_hw + pos;
+                int8_t *yb = ya + out_hw;
+                if (two) {
+                    int32_t acc[4] = {ba, ba, bb, bb};
+                    mac_2x2(wa, wb, col0, col1, k, acc);
+                    ya[1] = tt_requant_out(acc[1], q->mult[oc], q->shift[oc], q->y_zero,
+                                           q->act_min, q->act_max);
+                    yb[1] = tt_requant_out(acc[3], q->mult[oc + 1], q->shift[oc + 1], q->y_zero,
+                                           q->act_min, q->act_max);
+                    ya[0] = tt_requant_out(acc[0], q->mult[oc], q->shift[oc], q->y_zero,
+                                           q->act_min, q->act_max);
+                    yb[0] = tt_requant_out(acc[2], q->mult[oc + 1], q->shift[oc + 1], q->y_zero,
+                                           q->act_min, q->act_max);
+                } else {
+                    int32_t acc[2] = {ba, bb};
+                    mac_2x1(wa, wb, col0, k, acc);
+                    ya[0] = tt_requant_out(acc[0], q->mult[oc], q->shift[oc], q->y_zero,
+                                           q->act_min, q->act_max);
+                    yb[0] = tt_requant_out(acc[1], q->mult[oc + 1], q->shift[oc + 1], q->y_zero,
+                                           q->act_min, q->act_max);
+                }
+            }
+            if (oc < oc_end) { /* an odd channel left over */
+                const int32_t b = bias != NULL ? bias[oc] : 0;
+                const int8_t *wa = w + oc * k;
+                int8_t *ya = y + oc * out_hw + pos;
+                ya[0] = tt_requant_out(mac_1x1(wa, col0, k, b), q->mult[oc], q->shift[oc],
+                                       q->y_zero, q->act_min, q->act_max);
+                if (two) {
+                    ya[1] = tt_requant_out(mac_1x1(wa, col1, k, b), q->mult[oc], q->shift[oc],
+                                           q->y_zero, q->act_min, q->act_max);
+                }
+            }
+        }
+    }
+    return TT_OK;
+}

@@ -1,0 +1,80 @@
+/* Gradient of the int8 conv with respect to its integer weights and bias, in float:
+ * dw[o,i,ky,kx] = sum_p dz[o,p] * (x - x_zero) over the window (out-of-image taps 0) for the
+ * selected rows only (the sparse update), db[o] = sum_p dz[o,p] for every channel. */
+#include <stddef.h>
+
+#include "ops_common_s8.h"
+
+/* dw_k[ky][kx] = sum_p dz_oc[p] * (x_c - x_zero)[window(p) + (ky, kx)] for one (oc, ic) pair. */
+static void kernel_grad(const tt_conv2d_params *p, const float *dz_oc, const int8_t *x_c,
+                        float x_zero, float *dw_k)
+{
+    for (int32_t ky = 0; ky < p->k_h; ky++) {
+        for (int32_t kx = 0; kx < p->k_w; kx++) {
+            float acc = 0.0f;
+            for (int32_t oy = 0; oy < p->out_h; oy++) {
+                const int32_t iy = oy * p->stride_h - p->pad_h + ky;
+                if (iy < 0 || iy >= p->in_h) {
+                    continue;
+                }
+                const int8_t *x_row = x_c + iy * p->in_w;
+                const float *dz_row = dz_oc + oy * p->out_w;
+                for (int32_t ox = 0; ox < p->out_w; ox++) {
+                    const int32_t ix = ox * p->stride_w - p->pad_w + kx;
+                    if (ix < 0 || ix >= p->in_w) {
+                        continue;
+                    }
+                    acc += dz_row[ox] * ((float)x_row[ix] - x_zero);
+                }
+            }
+            dw_k[ky * p->k_w + kx] = acc;
+        }
+    }
+}
+
+tt_status tt_conv2d_s8_grad_weight_f32(const tt_conv2d_params *p, const tt_channel_select *sel,
+                                       const float *dz, const int8_t *x, int32_t x_zero, float *dw,
+                                       float *db)
+{
+    if (!tt_conv2d_params_ok(p) ||
+        !tt_select_axis_ok(sel, p->out_c, p->in_c / p->groups, p->groups == 1) || dz == NULL ||
+        x == NULL || !tt_in_s8(x_zero) || dw == NULL) {
+        return TT_ERR_ARG;
+    }
+    const int32_t cin_g = p->in_c / p->groups;
+    const int32_t cout_g = p->out_c / p->groups;
+    const int32_t ksize = p->k_h * p->k_w;
+    const int32_t out_hw = p->out_h * p->out_w;
+    const int32_t in_hw = p->in_h * p->in_w;
+    const float xz = (float)x_zero;
+
+    if (tt_select_axis(sel) == 0) {
+        const int32_t rows = tt_select_count(sel, p->out_c);
+        for (int32_t j = 0; j < rows; j++) {
+            const int32_t oc = tt_select_at(sel, j);
+            const int32_t ic0 = (oc / cout_g) * cin_g;
+            for (int32_t icg = 0; icg < cin_g; icg++) {
+                kernel_grad(p, dz + oc * out_hw, x + (ic0 + icg) * in_hw, xz,
+                            dw + (j * cin_g + icg) * ksize);
+            }
+        }
+    } else { /* input channels of a groups == 1 conv */
+        const int32_t cols = tt_select_count(sel, p->in_c);
+        for (int32_t oc = 0; oc < p->out_c; oc++) {
+            for (int32_t j = 0; j < cols; j++) {
+                kernel_grad(p, dz + oc * out_hw, x + tt_select_at(sel, j) * in_hw, xz,
+                            dw + (oc * cols + j) * ksize);
+            }
+        }
+    }
+    if (db != NULL) {
+        for (int32_t oc = 0; oc < p->out_c; oc++) {
+            float acc = 0.0f;
+            for (int32_t i = 0; i < out_hw; i++) {
+                acc += dz[oc * out_hw + i];
+            }
+            db[oc] = acc;
+        }
+    }
+    return TT_OK;
+}

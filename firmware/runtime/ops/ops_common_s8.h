@@ -1,0 +1,160 @@
+/*
+ * Shared by the int8 kernels (private to runtime/ops): parameter checks, and the DSP-extension
+ * helpers of the fast path.
+ *
+ * TT_S8_DSP is 1 when the compiler targets an Arm core with the DSP extension (__ARM_FEATURE_DSP:
+ * Cortex-M4, M7, M33, M55, ...) and TT_S8_PORTABLE is not defined; the conv kernels then use
+ * SXTB16 (sign-extend two bytes to two halfwords) and SMLAD (two 16x16 products added to a 32-bit
+ * accumulator) as CMSIS-NN's s8 kernels do. SMLAD's accumulation wraps modulo 2^32, as the
+ * portable code's unsigned accumulation does, so both give the exact sum whenever it fits int32.
+ */
+#ifndef TT_OPS_COMMON_S8_H
+#define TT_OPS_COMMON_S8_H
+
+#include <float.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ops_common.h"
+#include "tt/tt_kernels_s8.h"
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TT_S8_PORTABLE)
+#define TT_S8_DSP 1
+#else
+#define TT_S8_DSP 0
+#endif
+
+static inline int tt_in_s8(int32_t v)
+{
+    return v >= INT8_MIN && v <= INT8_MAX;
+}
+
+static inline int tt_act_range_ok(int32_t lo, int32_t hi)
+{
+    return tt_in_s8(lo) && tt_in_s8(hi) && lo <= hi;
+}
+
+/* A scale as the reference accepts it: positive and finite. */
+static inline int tt_scale_ok(float s)
+{
+    return s > 0.0f && s <= FLT_MAX; /* false for NaN */
+}
+
+/* Zero points, clamp and (n channels of) shifts; mult and shift must not be NULL. */
+static inline int tt_s8_requant_ok(const tt_s8_requant *q, int32_t n)
+{
+    if (q == NULL || q->mult == NULL || q->shift == NULL || !tt_in_s8(q->x_zero) ||
+        !tt_in_s8(q->y_zero) || !tt_act_range_ok(q->act_min, q->act_max)) {
+        return 0;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        if (q->shift[i] < -31 || q->shift[i] > 30) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Scratch of at least `need` bytes, 4-byte aligned (need 0: ctx may be NULL). */
+static inline int tt_scratch_ok(const tt_scratch *ctx, int32_t need)
+{
+    if (need == 0) {
+        return 1;
+    }
+    return ctx != NULL && ctx->buf != NULL && ctx->size >= need &&
+           ((uintptr_t)ctx->buf & 3u) == 0;
+}
+
+/* sel is NULL or count distinct indices in [0, n). Quadratic, but count is a layer's channel
+ * count and the kernels that take it do far more work per channel. */
+static inline int tt_select_ok(const tt_channel_select *sel, int32_t n)
+{
+    if (sel == NULL || sel->index == NULL) {
+        return 1;
+    }
+    if (sel->count < 0 || sel->count > n) {
+        return 0;
+    }
+    for (int32_t i = 0; i < sel->count; i++) {
+        if (sel->index[i] < 0 || sel->index[i] >= n) {
+            return 0;
+        }
+        for (int32_t j = 0; j < i; j++) {
+            if (sel->index[j] == sel->index[i]) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* A weight shape whose element count fits int32. */
+static inline int tt_weight_shape_ok(const tt_weight_shape *s)
+{
+    return s != NULL && tt_numel_fits_i32(s->out_c, s->in_c, s->k, 1);
+}
+
+/* sel is NULL, or selects on axis 0 (rows among n0) or axis 1 (among n1; only when allow_axis1). */
+static inline int tt_select_axis_ok(const tt_channel_select *sel, int32_t n0, int32_t n1,
+                                    int allow_axis1)
+{
+    if (sel == NULL) {
+        return 1;
+    }
+    if (sel->axis == 0) {
+        return tt_select_ok(sel, n0);
+    }
+    return sel->axis == 1 && allow_axis1 && tt_select_ok(sel, n1);
+}
+
+/* The selection's axis (0 when sel is NULL). */
+static inline int32_t tt_select_axis(const tt_channel_select *sel)
+{
+    return sel == NULL ? 0 : sel->axis;
+}
+
+/* Number of selected rows on an axis of n (all when sel or its index is NULL). */
+static inline int32_t tt_select_count(const tt_channel_select *sel, int32_t n)
+{
+    return (sel == NULL || sel->index == NULL) ? n : sel->count;
+}
+
+/* The j-th selected row of an axis. */
+static inline int32_t tt_select_at(const tt_channel_select *sel, int32_t j)
+{
+    return (sel == NULL || sel->index == NULL) ? j : sel->index[j];
+}
+
+#if TT_S8_DSP
+#include <arm_acle.h>
+
+/* Unaligned 32-bit loads (LDR allows them on v7-M/v8-M; memcpy says so to the compiler). */
+static inline uint32_t tt_ld32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* (b0, b2) and (b1, b3) of a word's bytes, sign-extended to halfwords. */
+static inline uint32_t tt_sxtb16(uint32_t x)
+{
+    return (uint32_t)__sxtb16((int32_t)x);
+}
+
+static inline uint32_t tt_sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* acc + x.lo * y.lo + x.hi * y.hi (signed halfwords). */
+static inline int32_t tt_smlad(uint32_t x, uint32_t y, int32_t acc)
+{
+    return __smlad((int32_t)x, (int32_t)y, acc);
+}
+#endif
+
+#endif
