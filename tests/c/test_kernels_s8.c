@@ -1,0 +1,1250 @@
+/*
+ * The C int8 kernels against vectors from the numpy reference (tests/c/gen_vectors_s8.py).
+ *
+ * Usage: test_kernels_s8 VECTOR_DIR   (reads VECTOR_DIR/kernels_s8.vec; format: gen_vectors_s8.py)
+ *
+ * Runs on the host (CTest, ASan/UBSan, the portable kernels) and on Cortex-M4F under QEMU (the DSP
+ * kernels; firmware/ports/baremetal/test_main.c supplies argv from the semihosting command line,
+ * and stdio and malloc go through picolibc's semihosting library), so it uses only ISO C stdio.
+ *
+ * Integer outputs must equal the reference exactly, and so must the float outputs of the
+ * elementwise kernels (one float operation per element, in the reference's order); the conv
+ * gradients use tt_test.h's tolerance (their sums are ordered differently). Per case, every
+ * kernel runs twice, with its outputs pre-filled with two different poison patterns (an element
+ * the kernel forgot to write cannot match in both runs; float outputs get NaNs), inside guard
+ * bytes that must stay intact (writes past either end), and with its scratch surrounded by guards
+ * and pre-filled with garbage. Inputs are exact-size heap buffers and must be unchanged
+ * afterwards. Aliasing the header allows is exercised too. Then the TT_ERR_ARG cases, which must
+ * not write their outputs.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "requant_s8.h"
+#include "tt/tt_kernels_s8.h"
+#include "tt_test.h"
+
+#define NAME_LEN 64
+#define MAX_ATTRS 20
+#define MAX_TENSORS 10
+#define GUARD 32 /* bytes on each side of every output and scratch buffer */
+
+static const uint8_t GUARD_BYTE = 0xE7;
+static const uint8_t POISON_BYTES[2] = {0x5A, 0xA5};
+static const uint32_t NAN_POISON[2] = {0x7fc0beefu, 0xffc0f00du};
+
+/* --- vector file --------------------------------------------------------------------------- */
+
+typedef enum { DT_S8, DT_I32, DT_F32 } dtype;
+
+static size_t dt_size(dtype dt)
+{
+    return dt == DT_S8 ? 1 : 4;
+}
+
+typedef struct {
+    int is_out;
+    dtype dt;
+    char role[NAME_LEN];
+    int32_t n;
+    void *data; /* int8_t, int32_t or float */
+} vec_tensor;
+
+typedef struct {
+    char kernel[NAME_LEN];
+    char name[NAME_LEN];
+    int32_t nattrs;
+    int32_t attrs[MAX_ATTRS];
+    int ntensors;
+    vec_tensor t[MAX_TENSORS];
+} vec_case;
+
+static void free_case(vec_case *c)
+{
+    for (int k = 0; k < c->ntensors; k++) {
+        free(c->t[k].data);
+    }
+    memset(c, 0, sizeof *c);
+}
+
+/* Next whitespace-separated token, skipping '#' comment lines. 0 at end of file. */
+static int next_token(FILE *f, char *tok, size_t size)
+{
+    int ch;
+    for (;;) {
+        do {
+            ch = fgetc(f);
+        } while (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r');
+        if (ch == EOF) {
+            return 0;
+        }
+        if (ch != '#') {
+            break;
+        }
+        while (ch != '\n' && ch != EOF) {
+            ch = fgetc(f);
+        }
+    }
+    size_t len = 0;
+    while (ch != EOF && ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') {
+        if (len + 1 < size) {
+            tok[len++] = (char)ch;
+        }
+        ch = fgetc(f);
+    }
+    tok[len] = '\0';
+    return 1;
+}
+
+static int parse_i32(const char *tok, int32_t *out)
+{
+    char *end;
+    const long long v = strtoll(tok, &end, 10);
+    if (*tok == '\0' || *end != '\0' || v < INT32_MIN || v > INT32_MAX) {
+        return 0;
+    }
+    *out = (int32_t)v;
+    return 1;
+}
+
+/* A float as the 8 hex digits of its bit pattern (exact on any libc). */
+static int parse_f32_bits(const char *tok, float *out)
+{
+    char *end;
+    const unsigned long long v = strtoull(tok, &end, 16);
+    if (strlen(tok) != 8 || *end != '\0' || v > 0xffffffffull) {
+        return 0;
+    }
+    const uint32_t bits = (uint32_t)v;
+    memcpy(out, &bits, sizeof bits);
+    return 1;
+}
+
+/* Reads one case. 1: read; 0: end of file; -1: malformed (message in err). */
+static int read_case(FILE *f, vec_case *c, char *err, size_t err_size)
+{
+    char tok[NAME_LEN];
+    memset(c, 0, sizeof *c);
+    if (!next_token(f, tok, sizeof tok)) {
+        return 0;
+    }
+    if (strcmp(tok, "case") != 0 || !next_token(f, c->kernel, sizeof c->kernel) ||
+        !next_token(f, c->name, sizeof c->name)) {
+        snprintf(err, err_size, "expected 'case <kernel> <name>', got '%s'", tok);
+        return -1;
+    }
+    for (;;) {
+        if (!next_token(f, tok, sizeof tok)) {
+            snprintf(err, err_size, "%s/%s: unexpected end of file", c->kernel, c->name);
+            return -1;
+        }
+        if (strcmp(tok, "end") == 0) {
+            return 1;
+        }
+        if (strcmp(tok, "attrs") == 0) {
+            if (!next_token(f, tok, sizeof tok) || !parse_i32(tok, &c->nattrs) || c->nattrs < 0 ||
+                c->nattrs > MAX_ATTRS) {
+                snprintf(err, err_size, "%s/%s: bad attrs count", c->kernel, c->name);
+                return -1;
+            }
+            for (int32_t k = 0; k < c->nattrs; k++) {
+                if (!next_token(f, tok, sizeof tok) || !parse_i32(tok, &c->attrs[k])) {
+                    snprintf(err, err_size, "%s/%s: bad attribute", c->kernel, c->name);
+                    return -1;
+                }
+            }
+            continue;
+        }
+        if ((strcmp(tok, "in") != 0 && strcmp(tok, "out") != 0) || c->ntensors == MAX_TENSORS) {
+            snprintf(err, err_size, "%s/%s: unexpected '%s'", c->kernel, c->name, tok);
+            return -1;
+        }
+        vec_tensor *t = &c->t[c->ntensors++];
+        t->is_out = strcmp(tok, "out") == 0;
+        char type[8];
+        if (!next_token(f, type, sizeof type) || !next_token(f, t->role, sizeof t->role) ||
+            !next_token(f, tok, sizeof tok) || !parse_i32(tok, &t->n) || t->n <= 0) {
+            snprintf(err, err_size, "%s/%s: bad tensor header", c->kernel, c->name);
+            return -1;
+        }
+        if (strcmp(type, "s8") == 0) {
+            t->dt = DT_S8;
+        } else if (strcmp(type, "i32") == 0) {
+            t->dt = DT_I32;
+        } else if (strcmp(type, "f32") == 0) {
+            t->dt = DT_F32;
+        } else {
+            snprintf(err, err_size, "%s/%s: unknown dtype %s", c->kernel, c->name, type);
+            return -1;
+        }
+        t->data = malloc((size_t)t->n * dt_size(t->dt));
+        if (t->data == NULL) {
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+        for (int32_t k = 0; k < t->n; k++) {
+            int ok = next_token(f, tok, sizeof tok);
+            int32_t v = 0;
+            if (ok && t->dt == DT_F32) {
+                ok = parse_f32_bits(tok, (float *)t->data + k);
+            } else if (ok) {
+                ok = parse_i32(tok, &v);
+                if (t->dt == DT_S8) {
+                    ok = ok && v >= INT8_MIN && v <= INT8_MAX;
+                    ((int8_t *)t->data)[k] = (int8_t)v;
+                } else {
+                    ((int32_t *)t->data)[k] = v;
+                }
+            }
+            if (!ok) {
+                snprintf(err, err_size, "%s/%s: bad value %d of %s", c->kernel, c->name, (int)k,
+                         t->role);
+                return -1;
+            }
+        }
+    }
+}
+
+/* --- per-case context: operand lookup, guarded outputs, comparison -------------------------- */
+
+typedef struct {
+    const vec_case *c;
+    int ok;
+    char msg[320];
+} ctx;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void fail(ctx *x, const char *fmt, ...)
+{
+    if (x->ok) { /* keep the first failure */
+        x->ok = 0;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(x->msg, sizeof x->msg, fmt, ap);
+        va_end(ap);
+    }
+}
+
+static const vec_tensor *find(const vec_case *c, int is_out, const char *role)
+{
+    for (int k = 0; k < c->ntensors; k++) {
+        if (c->t[k].is_out == is_out && strcmp(c->t[k].role, role) == 0) {
+            return &c->t[k];
+        }
+    }
+    return NULL;
+}
+
+/* An input of n elements of dt; NULL if absent (an error unless optional). n < 0: any size. */
+static const void *in_t(ctx *x, const char *role, dtype dt, int32_t n, int optional)
+{
+    const vec_tensor *t = find(x->c, 0, role);
+    if (t == NULL) {
+        if (!optional) {
+            fail(x, "vector file: input %s missing", role);
+        }
+        return NULL;
+    }
+    if (t->dt != dt || (n >= 0 && t->n != n)) {
+        fail(x, "vector file: input %s has the wrong type or size", role);
+        return NULL;
+    }
+    return t->data;
+}
+
+static int32_t in_count(ctx *x, const char *role)
+{
+    const vec_tensor *t = find(x->c, 0, role);
+    return t == NULL ? 0 : t->n;
+}
+
+static float in_scalar(ctx *x, const char *role)
+{
+    const float *v = in_t(x, role, DT_F32, 1, 0);
+    return v == NULL ? 0.0f : v[0];
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n > 0 ? n : 1);
+    if (p == NULL) {
+        printf("out of memory (%u bytes)\n", (unsigned)n);
+        exit(2);
+    }
+    return p;
+}
+
+/* A guarded buffer: GUARD bytes, n elements, GUARD bytes. */
+typedef struct {
+    uint8_t *base;
+    void *p;
+    int32_t n;
+    dtype dt;
+} outbuf;
+
+static size_t out_bytes(const outbuf *o)
+{
+    return (size_t)o->n * dt_size(o->dt);
+}
+
+/* Poisoned with pattern `pass` (0 or 1). */
+static void out_init(outbuf *o, dtype dt, int32_t n, int pass)
+{
+    o->n = n;
+    o->dt = dt;
+    o->base = xmalloc((size_t)n * dt_size(dt) + 2 * GUARD);
+    o->p = o->base + GUARD;
+    memset(o->base, GUARD_BYTE, GUARD);
+    memset(o->base + GUARD + out_bytes(o), GUARD_BYTE, GUARD);
+    if (dt == DT_F32) {
+        for (int32_t k = 0; k < n; k++) {
+            memcpy((float *)o->p + k, &NAN_POISON[pass & 1], 4);
+        }
+    } else {
+        memset(o->p, POISON_BYTES[pass & 1], out_bytes(o));
+    }
+}
+
+/* Initialised with a copy of src (in-place kernels). */
+static void out_copy(outbuf *o, dtype dt, int32_t n, const void *src)
+{
+    out_init(o, dt, n, 0);
+    memcpy(o->p, src, out_bytes(o));
+}
+
+static void out_free(outbuf *o)
+{
+    free(o->base);
+    o->base = NULL;
+    o->p = NULL;
+}
+
+static int bytes_are(const uint8_t *p, size_t n, uint8_t v)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (p[k] != v) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int guards_ok(const outbuf *o)
+{
+    return bytes_are(o->base, GUARD, GUARD_BYTE) &&
+           bytes_are(o->base + GUARD + out_bytes(o), GUARD, GUARD_BYTE);
+}
+
+static void check_status(ctx *x, tt_status st, const char *what)
+{
+    if (st != TT_OK) {
+        fail(x, "%s returned status %d", what, (int)st);
+    }
+}
+
+/* Compares o with the expected output `role`: integers and (exact) floats bit for bit, other
+ * floats within tt_test.h's tolerance. Also checks o's guards. */
+static void expect(ctx *x, const char *role, const outbuf *o, int exact)
+{
+    if (!guards_ok(o)) {
+        fail(x, "%s: wrote outside the output buffer", role);
+        return;
+    }
+    const vec_tensor *t = find(x->c, 1, role);
+    if (t == NULL || t->dt != o->dt || t->n != o->n) {
+        fail(x, "vector file: expected output %s missing or of the wrong type or size", role);
+        return;
+    }
+    if (o->dt == DT_F32 && !exact) {
+        char detail[200];
+        if (!tt_test_close_f32(o->p, t->data, (size_t)o->n, detail, sizeof detail)) {
+            fail(x, "%s%s", role, detail);
+        }
+        return;
+    }
+    for (int32_t k = 0; k < o->n; k++) {
+        if (o->dt == DT_S8) {
+            const int8_t g = ((const int8_t *)o->p)[k], w = ((const int8_t *)t->data)[k];
+            if (g != w) {
+                fail(x, "%s[%d] = %d, expected %d", role, (int)k, g, w);
+                return;
+            }
+        } else if (o->dt == DT_I32) {
+            const int32_t g = ((const int32_t *)o->p)[k], w = ((const int32_t *)t->data)[k];
+            if (g != w) {
+                fail(x, "%s[%d] = %ld, expected %ld", role, (int)k, (long)g, (long)w);
+                return;
+            }
+        } else {
+            uint32_t g, w;
+            memcpy(&g, (const float *)o->p + k, 4);
+            memcpy(&w, (const float *)t->data + k, 4);
+            if (g != w) {
+                fail(x, "%s[%d] = %.9g (0x%08lx), expected %.9g (0x%08lx)", role, (int)k,
+                     (double)((const float *)o->p)[k], (unsigned long)g,
+                     (double)((const float *)t->data)[k], (unsigned long)w);
+                return;
+            }
+        }
+    }
+}
+
+/* Scratch of `need` bytes between guards, pre-filled with garbage (kernels may not assume 0). */
+typedef struct {
+    uint8_t *base;
+    tt_scratch s;
+} scratchbuf;
+
+static void scratch_init(scratchbuf *b, int32_t need)
+{
+    b->base = xmalloc((size_t)need + 2 * GUARD);
+    memset(b->base, GUARD_BYTE, GUARD);
+    memset(b->base + GUARD, 0x9B, (size_t)need);
+    memset(b->base + GUARD + need, GUARD_BYTE, GUARD);
+    b->s.buf = b->base + GUARD; /* malloc alignment + 32: 4-byte aligned */
+    b->s.size = need;
+}
+
+static int scratch_guards_ok(const scratchbuf *b)
+{
+    return bytes_are(b->base, GUARD, GUARD_BYTE) &&
+           bytes_are(b->base + GUARD + b->s.size, GUARD, GUARD_BYTE);
+}
+
+static int attrs_ok(ctx *x, int32_t n)
+{
+    if (x->c->nattrs != n) {
+        fail(x, "vector file: %d attributes, expected %d", (int)x->c->nattrs, (int)n);
+        return 0;
+    }
+    return 1;
+}
+
+static tt_conv2d_params conv_params(const int32_t *a)
+{
+    tt_conv2d_params p = {a[0], a[1], a[2], a[3], a[4], a[5], a[6],
+                          a[7], a[8], a[9], a[10], a[11], a[12]};
+    return p;
+}
+
+static tt_pool2d_params pool_params(const int32_t *a)
+{
+    tt_pool2d_params p = {a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]};
+    return p;
+}
+
+static int32_t numel_x(const tt_conv2d_params *p)
+{
+    return p->in_c * p->in_h * p->in_w;
+}
+
+static int32_t numel_y(const tt_conv2d_params *p)
+{
+    return p->out_c * p->out_h * p->out_w;
+}
+
+static int32_t numel_w(const tt_conv2d_params *p)
+{
+    return p->out_c * (p->in_c / p->groups) * p->k_h * p->k_w;
+}
+
+/* --- runners, one per kernel ---------------------------------------------------------------- */
+
+static void run_primitive(ctx *x)
+{
+    if (!attrs_ok(x, 1)) {
+        return;
+    }
+    const int32_t n = x->c->attrs[0];
+    const char *kern = x->c->kernel;
+    const int is_srdhm = strcmp(kern, "srdhm") == 0, is_rdbpot = strcmp(kern, "rdbpot") == 0;
+    const int32_t *a = in_t(x, is_srdhm ? "a" : "x", DT_I32, n, 0);
+    const int32_t *b = in_t(x, is_srdhm ? "b" : is_rdbpot ? "e" : "mult", DT_I32, n, 0);
+    const int32_t *s = is_srdhm || is_rdbpot ? NULL : in_t(x, "shift", DT_I32, n, 0);
+    if (!x->ok) {
+        return;
+    }
+    outbuf r;
+    out_init(&r, DT_I32, n, 0);
+    int32_t *rp = r.p;
+    for (int32_t k = 0; k < n; k++) {
+        if (is_srdhm) {
+            rp[k] = tt_srdhm(a[k], b[k]);
+        } else if (is_rdbpot) {
+            if (b[k] < 0 || b[k] > 31) {
+                fail(x, "vector file: exponent %ld", (long)b[k]);
+                break;
+            }
+            rp[k] = tt_rdbpot(a[k], b[k]);
+        } else {
+            if (s[k] < -31 || s[k] > 30) {
+                fail(x, "vector file: shift %ld", (long)s[k]);
+                break;
+            }
+            rp[k] = tt_requantize(a[k], b[k], s[k]);
+        }
+    }
+    expect(x, "r", &r, 1);
+    out_free(&r);
+}
+
+static void run_conv(ctx *x)
+{
+    if (!attrs_ok(x, 17)) {
+        return;
+    }
+    const int depthwise = strcmp(x->c->kernel, "depthwise_conv2d_s8") == 0;
+    const tt_conv2d_params p = conv_params(x->c->attrs);
+    const int32_t *a = x->c->attrs;
+    const int8_t *in = in_t(x, "x", DT_S8, numel_x(&p), 0);
+    const int8_t *w = in_t(x, "w", DT_S8, numel_w(&p), 0);
+    const int32_t *bias = in_t(x, "bias", DT_I32, p.out_c, 1);
+    const int32_t *mult = in_t(x, "mult", DT_I32, p.out_c, 0);
+    const int32_t *shift = in_t(x, "shift", DT_I32, p.out_c, 0);
+    if (!x->ok) {
+        return;
+    }
+    const tt_s8_requant q = {a[13], a[14], a[15], a[16], mult, shift};
+    const int32_t need = depthwise ? tt_depthwise_conv2d_s8_get_buffer_size(&p)
+                                   : tt_conv2d_s8_get_buffer_size(&p);
+    if (need < 0) {
+        fail(x, "get_buffer_size returned %ld", (long)need);
+        return;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        scratchbuf sb;
+        scratch_init(&sb, need);
+        outbuf y;
+        out_init(&y, DT_S8, numel_y(&p), pass);
+        const tt_status st = depthwise ? tt_depthwise_conv2d_s8(&sb.s, &p, &q, in, w, bias, y.p)
+                                       : tt_conv2d_s8(&sb.s, &p, &q, in, w, bias, y.p);
+        check_status(x, st, x->c->kernel);
+        expect(x, "y", &y, 1);
+        if (!scratch_guards_ok(&sb)) {
+            fail(x, "wrote outside the scratch buffer (%ld bytes)", (long)need);
+        }
+        out_free(&y);
+        free(sb.base);
+    }
+}
+
+static void run_add(ctx *x)
+{
+    if (!attrs_ok(x, 13)) {
+        return;
+    }
+    const int32_t *a = x->c->attrs;
+    const int32_t n = a[0];
+    const tt_add_s8_params p = {a[1], a[2], a[3], a[4], a[5], a[6],
+                                a[7], a[8], a[9], a[10], a[11], a[12]};
+    const int8_t *x1 = in_t(x, "x1", DT_S8, n, 0);
+    const int8_t *x2 = in_t(x, "x2", DT_S8, n, 0);
+    if (!x->ok) {
+        return;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        outbuf y;
+        out_init(&y, DT_S8, n, pass);
+        check_status(x, tt_add_s8(&p, n, x1, x2, y.p), "tt_add_s8");
+        expect(x, "y", &y, 1);
+        out_free(&y);
+    }
+    outbuf y1, y2; /* in place: y aliases x1, then x2 */
+    out_copy(&y1, DT_S8, n, x1);
+    check_status(x, tt_add_s8(&p, n, y1.p, x2, y1.p), "tt_add_s8 (y = x1)");
+    expect(x, "y", &y1, 1);
+    out_copy(&y2, DT_S8, n, x2);
+    check_status(x, tt_add_s8(&p, n, x1, y2.p, y2.p), "tt_add_s8 (y = x2)");
+    expect(x, "y", &y2, 1);
+    out_free(&y1);
+    out_free(&y2);
+}
+
+static void run_avgpool(ctx *x)
+{
+    if (!attrs_ok(x, 14)) {
+        return;
+    }
+    const tt_pool2d_params p = pool_params(x->c->attrs);
+    const int32_t *a = x->c->attrs;
+    const int8_t *in = in_t(x, "x", DT_S8, p.c * p.in_h * p.in_w, 0);
+    if (!x->ok) {
+        return;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        outbuf y;
+        out_init(&y, DT_S8, p.c * p.out_h * p.out_w, pass);
+        check_status(x, tt_avgpool2d_s8(&p, a[11], a[12], a[13], in, y.p), "tt_avgpool2d_s8");
+        expect(x, "y", &y, 1);
+        out_free(&y);
+    }
+}
+
+static void run_dequantize(ctx *x)
+{
+    if (!attrs_ok(x, 2)) {
+        return;
+    }
+    const int32_t n = x->c->attrs[0];
+    const int8_t *in = in_t(x, "x", DT_S8, n, 0);
+    const float scale = in_scalar(x, "scale");
+    if (!x->ok) {
+        return;
+    }
+    outbuf y;
+    out_init(&y, DT_F32, n, 0);
+    check_status(x, tt_dequantize_s8_f32(n, in, scale, x->c->attrs[1], y.p), "tt_dequantize_s8_f32");
+    expect(x, "y", &y, 1);
+    out_free(&y);
+}
+
+static void run_quantize(ctx *x)
+{
+    if (!attrs_ok(x, 2)) {
+        return;
+    }
+    const int32_t n = x->c->attrs[0];
+    const float *in = in_t(x, "x", DT_F32, n, 0);
+    const float scale = in_scalar(x, "scale");
+    if (!x->ok) {
+        return;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        outbuf y;
+        out_init(&y, DT_S8, n, pass);
+        check_status(x, tt_quantize_f32_s8(n, in, scale, x->c->attrs[1], y.p),
+                     "tt_quantize_f32_s8");
+        expect(x, "y", &y, 1);
+        out_free(&y);
+    }
+}
+
+static void run_requant_grad(ctx *x)
+{
+    if (!attrs_ok(x, 4)) {
+        return;
+    }
+    const int32_t *a = x->c->attrs;
+    const int32_t n = a[0] * a[1];
+    const int8_t *y = in_t(x, "y", DT_S8, n, 0);
+    const float *dy = in_t(x, "dy", DT_F32, n, 0);
+    const float *e = in_t(x, "eff_scale", DT_F32, a[0], 0);
+    if (!x->ok) {
+        return;
+    }
+    outbuf dz, dz2;
+    out_init(&dz, DT_F32, n, 0);
+    check_status(x, tt_requant_grad_f32(a[0], a[1], y, dy, e, a[2], a[3], dz.p),
+                 "tt_requant_grad_f32");
+    expect(x, "dz", &dz, 1);
+    out_copy(&dz2, DT_F32, n, dy); /* in place: dz aliases dy */
+    check_status(x, tt_requant_grad_f32(a[0], a[1], y, dz2.p, e, a[2], a[3], dz2.p),
+                 "tt_requant_grad_f32 (in place)");
+    expect(x, "dz", &dz2, 1);
+    out_free(&dz);
+    out_free(&dz2);
+}
+
+static void run_grad_input(ctx *x)
+{
+    if (!attrs_ok(x, 13)) {
+        return;
+    }
+    const tt_conv2d_params p = conv_params(x->c->attrs);
+    const float *dz = in_t(x, "dz", DT_F32, numel_y(&p), 0);
+    const int8_t *w = in_t(x, "w", DT_S8, numel_w(&p), 0);
+    if (!x->ok) {
+        return;
+    }
+    outbuf dx;
+    out_init(&dx, DT_F32, numel_x(&p), 0);
+    check_status(x, tt_conv2d_s8_grad_input_f32(&p, dz, w, dx.p), "tt_conv2d_s8_grad_input_f32");
+    expect(x, "dx", &dx, 0);
+    out_free(&dx);
+}
+
+static void run_grad_weight(ctx *x)
+{
+    if (!attrs_ok(x, 15)) {
+        return;
+    }
+    const tt_conv2d_params p = conv_params(x->c->attrs);
+    const int32_t x_zero = x->c->attrs[13], axis = x->c->attrs[14];
+    const float *dz = in_t(x, "dz", DT_F32, numel_y(&p), 0);
+    const int8_t *in = in_t(x, "x", DT_S8, numel_x(&p), 0);
+    const int32_t *chan = in_t(x, "channels", DT_I32, -1, 1);
+    if (!x->ok) {
+        return;
+    }
+    const tt_channel_select sel = {chan, in_count(x, "channels"), axis};
+    const int32_t cin_g = p.in_c / p.groups, ksize = p.k_h * p.k_w;
+    int32_t n_dw = numel_w(&p);
+    if (chan != NULL) {
+        n_dw = axis == 0 ? sel.count * cin_g * ksize : p.out_c * sel.count * ksize;
+    }
+    outbuf dw, db, dw2;
+    out_init(&dw, DT_F32, n_dw, 0);
+    out_init(&db, DT_F32, p.out_c, 0);
+    out_init(&dw2, DT_F32, n_dw, 1);
+    const tt_channel_select *s = chan != NULL ? &sel : NULL;
+    check_status(x, tt_conv2d_s8_grad_weight_f32(&p, s, dz, in, x_zero, dw.p, db.p),
+                 "tt_conv2d_s8_grad_weight_f32");
+    expect(x, "dw", &dw, 0);
+    expect(x, "db", &db, 0);
+    check_status(x, tt_conv2d_s8_grad_weight_f32(&p, s, dz, in, x_zero, dw2.p, NULL),
+                 "tt_conv2d_s8_grad_weight_f32 (db NULL)");
+    if (!guards_ok(&dw2) || memcmp(dw.p, dw2.p, out_bytes(&dw)) != 0) {
+        fail(x, "dw differs when db is NULL");
+    }
+    out_free(&dw);
+    out_free(&db);
+    out_free(&dw2);
+}
+
+static void run_add_grad(ctx *x)
+{
+    if (!attrs_ok(x, 1)) {
+        return;
+    }
+    const int32_t n = x->c->attrs[0];
+    const float *dy = in_t(x, "dy", DT_F32, n, 0);
+    const float s1 = in_scalar(x, "s1"), s2 = in_scalar(x, "s2"), sy = in_scalar(x, "sy");
+    if (!x->ok) {
+        return;
+    }
+    outbuf dx1, dx2, dx1b;
+    out_init(&dx1, DT_F32, n, 0);
+    out_init(&dx2, DT_F32, n, 1);
+    check_status(x, tt_add_s8_grad_f32(n, dy, s1, s2, sy, dx1.p, dx2.p), "tt_add_s8_grad_f32");
+    expect(x, "dx1", &dx1, 1);
+    expect(x, "dx2", &dx2, 1);
+    out_copy(&dx1b, DT_F32, n, dy); /* dx1 aliases dy */
+    check_status(x, tt_add_s8_grad_f32(n, dx1b.p, s1, s2, sy, dx1b.p, dx2.p),
+                 "tt_add_s8_grad_f32 (in place)");
+    expect(x, "dx1", &dx1b, 1);
+    expect(x, "dx2", &dx2, 1);
+    out_free(&dx1);
+    out_free(&dx2);
+    out_free(&dx1b);
+}
+
+static void run_dequantize_grad(ctx *x)
+{
+    if (!attrs_ok(x, 1)) {
+        return;
+    }
+    const int32_t n = x->c->attrs[0];
+    const float *dy = in_t(x, "dy", DT_F32, n, 0);
+    const float scale = in_scalar(x, "scale");
+    if (!x->ok) {
+        return;
+    }
+    outbuf dx, dx2;
+    out_init(&dx, DT_F32, n, 0);
+    check_status(x, tt_dequantize_grad_f32(n, dy, scale, dx.p), "tt_dequantize_grad_f32");
+    expect(x, "dx", &dx, 1);
+    out_copy(&dx2, DT_F32, n, dy);
+    check_status(x, tt_dequantize_grad_f32(n, dx2.p, scale, dx2.p), "tt_dequantize_grad_f32 (in place)");
+    expect(x, "dx", &dx2, 1);
+    out_free(&dx);
+    out_free(&dx2);
+}
+
+static void run_update_s8(ctx *x)
+{
+    if (!attrs_ok(x, 4)) {
+        return;
+    }
+    const int master_rule = strcmp(x->c->kernel, "update_s8_master_f32") == 0;
+    const int32_t *a = x->c->attrs;
+    const tt_weight_shape s = {a[0], a[1], a[2]};
+    const int32_t *chan = in_t(x, "channels", DT_I32, -1, 1);
+    const tt_channel_select sel = {chan, in_count(x, "channels"), a[3]};
+    const int32_t n_w = s.out_c * s.in_c * s.k;
+    int32_t n_rows = n_w;
+    if (chan != NULL) {
+        n_rows = a[3] == 0 ? sel.count * s.in_c * s.k : s.out_c * sel.count * s.k;
+    }
+    const int8_t *w = in_t(x, "w", DT_S8, n_w, 0);
+    const float *dw = in_t(x, "dw", DT_F32, n_rows, 0);
+    const float *qas = in_t(x, "qas", DT_F32, s.out_c, 0);
+    const float lr = in_scalar(x, "lr");
+    const float *master = master_rule ? in_t(x, "master", DT_F32, n_rows, 0) : NULL;
+    if (!x->ok) {
+        return;
+    }
+    const tt_channel_select *sp = chan != NULL ? &sel : NULL;
+    outbuf wo;
+    out_copy(&wo, DT_S8, n_w, w);
+    if (master_rule) {
+        outbuf mo;
+        out_copy(&mo, DT_F32, n_rows, master);
+        check_status(x, tt_update_s8_master_f32(&s, sp, mo.p, wo.p, dw, lr, qas),
+                     "tt_update_s8_master_f32");
+        expect(x, "master", &mo, 1);
+        out_free(&mo);
+    } else {
+        check_status(x, tt_update_s8_round_f32(&s, sp, wo.p, dw, lr, qas), "tt_update_s8_round_f32");
+    }
+    expect(x, "w", &wo, 1);
+    out_free(&wo);
+}
+
+static void run_update_s32(ctx *x)
+{
+    if (!attrs_ok(x, 1)) {
+        return;
+    }
+    const int32_t n = x->c->attrs[0];
+    const int32_t *b = in_t(x, "b", DT_I32, n, 0);
+    const float *master = in_t(x, "master", DT_F32, n, 1);
+    const float *db = in_t(x, "db", DT_F32, n, 0);
+    const float *qas = in_t(x, "qas", DT_F32, n, 0);
+    const float lr = in_scalar(x, "lr");
+    if (!x->ok) {
+        return;
+    }
+    outbuf bo, mo;
+    out_copy(&bo, DT_I32, n, b);
+    if (master != NULL) {
+        out_copy(&mo, DT_F32, n, master);
+    }
+    check_status(x, tt_update_s32_f32(n, bo.p, master != NULL ? mo.p : NULL, db, lr, qas),
+                 "tt_update_s32_f32");
+    expect(x, "b", &bo, 1);
+    if (master != NULL) {
+        expect(x, "master", &mo, 1);
+        out_free(&mo);
+    }
+    out_free(&bo);
+}
+
+typedef struct {
+    const char *kernel;
+    void (*run)(ctx *x);
+    int cases;
+} runner;
+
+static runner RUNNERS[] = {
+    {"srdhm", run_primitive, 0},
+    {"rdbpot", run_primitive, 0},
+    {"requantize", run_primitive, 0},
+    {"conv2d_s8", run_conv, 0},
+    {"depthwise_conv2d_s8", run_conv, 0},
+    {"add_s8", run_add, 0},
+    {"avgpool2d_s8", run_avgpool, 0},
+    {"dequantize_s8_f32", run_dequantize, 0},
+    {"quantize_f32_s8", run_quantize, 0},
+    {"requant_grad_f32", run_requant_grad, 0},
+    {"conv2d_s8_grad_input_f32", run_grad_input, 0},
+    {"conv2d_s8_grad_weight_f32", run_grad_weight, 0},
+    {"add_s8_grad_f32", run_add_grad, 0},
+    {"dequantize_grad_f32", run_dequantize_grad, 0},
+    {"update_s8_round_f32", run_update_s8, 0},
+    {"update_s8_master_f32", run_update_s8, 0},
+    {"update_s32_f32", run_update_s32, 0},
+};
+#define N_RUNNERS (sizeof RUNNERS / sizeof RUNNERS[0])
+
+static void run_case(const vec_case *c)
+{
+    char label[2 * NAME_LEN + 2];
+    snprintf(label, sizeof label, "%s/%s", c->kernel, c->name);
+    ctx x = {c, 1, ""};
+
+    /* Snapshot the inputs: kernels must not modify them. */
+    void *saved[MAX_TENSORS] = {0};
+    for (int k = 0; k < c->ntensors; k++) {
+        if (!c->t[k].is_out) {
+            const size_t n = (size_t)c->t[k].n * dt_size(c->t[k].dt);
+            saved[k] = xmalloc(n);
+            memcpy(saved[k], c->t[k].data, n);
+        }
+    }
+    runner *r = NULL;
+    for (size_t k = 0; k < N_RUNNERS; k++) {
+        if (strcmp(RUNNERS[k].kernel, c->kernel) == 0) {
+            r = &RUNNERS[k];
+        }
+    }
+    if (r == NULL) {
+        fail(&x, "unknown kernel %s", c->kernel);
+    } else {
+        r->cases++;
+        r->run(&x);
+    }
+    for (int k = 0; k < c->ntensors; k++) {
+        if (saved[k] != NULL) {
+            if (memcmp(saved[k], c->t[k].data, (size_t)c->t[k].n * dt_size(c->t[k].dt)) != 0) {
+                fail(&x, "input %s was modified", c->t[k].role);
+            }
+            free(saved[k]);
+        }
+    }
+    tt_test_case(label, x.ok, x.msg);
+}
+
+/* --- invalid arguments ---------------------------------------------------------------------- */
+
+#define ERR_BUF 1024
+static int8_t g_s8a[ERR_BUF], g_s8b[ERR_BUF], g_s8out[ERR_BUF];
+static int32_t g_i32[ERR_BUF], g_mult[ERR_BUF], g_shift[ERR_BUF], g_i32out[ERR_BUF];
+static float g_f32[ERR_BUF], g_f32out[ERR_BUF], g_f32out2[ERR_BUF];
+static uint32_t g_scratch_words[ERR_BUF];
+
+static void poison_outputs(void)
+{
+    memset(g_s8out, 0x5A, sizeof g_s8out);
+    memset(g_i32out, 0x5A, sizeof g_i32out);
+    memset(g_f32out, 0x5A, sizeof g_f32out);
+    memset(g_f32out2, 0x5A, sizeof g_f32out2);
+}
+
+static int outputs_untouched(void)
+{
+    return bytes_are((const uint8_t *)g_s8out, sizeof g_s8out, 0x5A) &&
+           bytes_are((const uint8_t *)g_i32out, sizeof g_i32out, 0x5A) &&
+           bytes_are((const uint8_t *)g_f32out, sizeof g_f32out, 0x5A) &&
+           bytes_are((const uint8_t *)g_f32out2, sizeof g_f32out2, 0x5A);
+}
+
+/* expr must return `want` and leave every output buffer as it was. */
+#define EXPECT_ERR(expr, want)                                                                    \
+    do {                                                                                          \
+        poison_outputs();                                                                         \
+        TT_CHECK_STATUS(expr, want);                                                              \
+        TT_CHECK_MSG(outputs_untouched(), "%s wrote an output", #expr);                           \
+    } while (0)
+
+static void init_error_inputs(void)
+{
+    for (int k = 0; k < ERR_BUF; k++) {
+        g_s8a[k] = (int8_t)(k * 37);
+        g_s8b[k] = (int8_t)(k * 11 + 3);
+        g_i32[k] = k * 1000 - 500000;
+        g_mult[k] = (1 << 30) + k;
+        g_shift[k] = -8;
+        g_f32[k] = (float)(k % 17) * 0.25f - 2.0f;
+    }
+}
+
+static void check_conv_errors(void)
+{
+    /* 4 -> 6 channels in 2 groups, 6x6 input, 3x3 kernel, stride 1, padding 1: 6x6 output. */
+    const tt_conv2d_params ok = {4, 6, 6, 6, 6, 6, 3, 3, 1, 1, 1, 1, 2};
+    const tt_s8_requant q = {3, -5, -128, 127, g_mult, g_shift};
+    const int32_t need = tt_conv2d_s8_get_buffer_size(&ok);
+    TT_CHECK(need > 0 && need <= (int32_t)sizeof g_scratch_words - 4);
+    tt_scratch sc = {g_scratch_words, need};
+    TT_CHECK_STATUS(tt_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_OK);
+    TT_CHECK_STATUS(tt_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, NULL, g_s8out), TT_OK);
+
+    tt_conv2d_params bad[16];
+    int n = 0;
+    for (int k = 0; k < 16; k++) {
+        bad[k] = ok;
+    }
+    bad[n++].groups = 0;
+    bad[n++].groups = 4;    /* does not divide out_c 6 */
+    bad[n++].in_c = 0;
+    bad[n++].in_h = -6;
+    bad[n++].out_h = 5;     /* inconsistent with (6 + 2 - 3) / 1 + 1 = 6 */
+    bad[n++].stride_w = 0;
+    bad[n++].pad_h = -1;
+    bad[n++].k_w = 0;
+    bad[n++].k_h = 9;       /* taller than the padded input */
+    for (int k = 0; k < n; k++) {
+        TT_CHECK(tt_conv2d_s8_get_buffer_size(&bad[k]) < 0);
+        EXPECT_ERR(tt_conv2d_s8(&sc, &bad[k], &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+        EXPECT_ERR(tt_conv2d_s8_grad_input_f32(&bad[k], g_f32, g_s8b, g_f32out), TT_ERR_ARG);
+        EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(&bad[k], NULL, g_f32, g_s8a, 0, g_f32out,
+                                                g_f32out2),
+                   TT_ERR_ARG);
+    }
+    TT_CHECK(tt_conv2d_s8_get_buffer_size(NULL) < 0);
+    EXPECT_ERR(tt_conv2d_s8(NULL, &ok, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&sc, NULL, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, NULL, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q, NULL, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q, g_s8a, NULL, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, g_i32, NULL), TT_ERR_ARG);
+
+    /* Scratch: too small, NULL, misaligned. */
+    tt_scratch small = {g_scratch_words, need - 1};
+    tt_scratch null_buf = {NULL, need};
+    tt_scratch odd = {(uint8_t *)g_scratch_words + 2, need};
+    EXPECT_ERR(tt_conv2d_s8(&small, &ok, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&null_buf, &ok, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&odd, &ok, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+
+    /* Quantization parameters. */
+    const tt_s8_requant bad_q[] = {
+        {128, 0, -128, 127, g_mult, g_shift},  {-129, 0, -128, 127, g_mult, g_shift},
+        {0, 128, -128, 127, g_mult, g_shift},  {0, -200, -128, 127, g_mult, g_shift},
+        {0, 0, 5, 4, g_mult, g_shift},         {0, 0, -129, 127, g_mult, g_shift},
+        {0, 0, -128, 128, g_mult, g_shift},    {0, 0, -128, 127, NULL, g_shift},
+        {0, 0, -128, 127, g_mult, NULL},
+    };
+    for (size_t k = 0; k < sizeof bad_q / sizeof bad_q[0]; k++) {
+        EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &bad_q[k], g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    }
+    int32_t shifts[6] = {-8, -8, -8, -8, -8, 31}; /* the last channel's shift is out of range */
+    const tt_s8_requant q31 = {0, 0, -128, 127, g_mult, shifts};
+    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q31, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    shifts[5] = -32;
+    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q31, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    shifts[5] = 30;
+    TT_CHECK_STATUS(tt_conv2d_s8(&sc, &ok, &q31, g_s8a, g_s8b, g_i32, g_s8out), TT_OK);
+
+    /* Depthwise: 4 channels, multiplier 2. */
+    const tt_conv2d_params dw = {4, 6, 6, 8, 6, 6, 3, 3, 1, 1, 1, 1, 4};
+    const int32_t dneed = tt_depthwise_conv2d_s8_get_buffer_size(&dw);
+    TT_CHECK(dneed > 0 && dneed <= (int32_t)sizeof g_scratch_words - 4);
+    tt_scratch dsc = {g_scratch_words, dneed};
+    TT_CHECK_STATUS(tt_depthwise_conv2d_s8(&dsc, &dw, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_OK);
+    TT_CHECK(tt_depthwise_conv2d_s8_get_buffer_size(&ok) < 0); /* groups 2 != in_c 4 */
+    EXPECT_ERR(tt_depthwise_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    tt_scratch dsmall = {g_scratch_words, dneed - 2};
+    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsmall, &dw, &q, g_s8a, g_s8b, g_i32, g_s8out),
+               TT_ERR_ARG);
+    EXPECT_ERR(tt_depthwise_conv2d_s8(NULL, &dw, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsc, &dw, &bad_q[4], g_s8a, g_s8b, g_i32, g_s8out),
+               TT_ERR_ARG);
+    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsc, &dw, &q, NULL, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsc, &dw, &q, g_s8a, NULL, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsc, &dw, &q, g_s8a, g_s8b, g_i32, NULL), TT_ERR_ARG);
+
+    /* Gradients: pointers, x_zero, channel selections. */
+    TT_CHECK_STATUS(tt_conv2d_s8_grad_input_f32(&ok, g_f32, g_s8b, g_f32out), TT_OK);
+    EXPECT_ERR(tt_conv2d_s8_grad_input_f32(NULL, g_f32, g_s8b, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8_grad_input_f32(&ok, NULL, g_s8b, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8_grad_input_f32(&ok, g_f32, NULL, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8_grad_input_f32(&ok, g_f32, g_s8b, NULL), TT_ERR_ARG);
+    const tt_conv2d_params g1 = {4, 6, 6, 6, 6, 6, 3, 3, 1, 1, 1, 1, 1};
+    const int32_t idx[4] = {2, 0, 5, 2};
+    const tt_channel_select sel_ok = {idx, 3, 0}, sel_in = {idx, 2, 1};
+    TT_CHECK_STATUS(tt_conv2d_s8_grad_weight_f32(&g1, &sel_ok, g_f32, g_s8a, 7, g_f32out, NULL),
+                    TT_OK);
+    TT_CHECK_STATUS(tt_conv2d_s8_grad_weight_f32(&g1, &sel_in, g_f32, g_s8a, 7, g_f32out, NULL),
+                    TT_OK);
+    const tt_channel_select bad_sel[] = {
+        {idx, 4, 0},  /* index 2 repeats */
+        {idx, 3, 1},  /* input channel 5 of 4 */
+        {idx, 2, 2},  /* no axis 2 */
+        {idx, -1, 0}, /* negative count */
+        {idx, 7, 0},  /* more rows than channels */
+    };
+    for (size_t k = 0; k < sizeof bad_sel / sizeof bad_sel[0]; k++) {
+        EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(&g1, &bad_sel[k], g_f32, g_s8a, 7, g_f32out,
+                                                g_f32out2),
+                   TT_ERR_ARG);
+    }
+    const int32_t neg[1] = {-1};
+    const tt_channel_select sel_neg = {neg, 1, 0};
+    EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(&g1, &sel_neg, g_f32, g_s8a, 7, g_f32out, g_f32out2),
+               TT_ERR_ARG);
+    /* Input-channel selection needs groups == 1. */
+    EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(&ok, &sel_in, g_f32, g_s8a, 7, g_f32out, g_f32out2),
+               TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(&g1, NULL, g_f32, g_s8a, 128, g_f32out, g_f32out2),
+               TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(NULL, NULL, g_f32, g_s8a, 0, g_f32out, g_f32out2),
+               TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(&g1, NULL, NULL, g_s8a, 0, g_f32out, g_f32out2),
+               TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(&g1, NULL, g_f32, NULL, 0, g_f32out, g_f32out2),
+               TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(&g1, NULL, g_f32, g_s8a, 0, NULL, g_f32out2),
+               TT_ERR_ARG);
+}
+
+static void check_elementwise_errors(void)
+{
+    const tt_add_s8_params ok = {1, -2, 3, 20, 1 << 30, -1, 1 << 30, -2, 1 << 30, -10, -128, 127};
+    TT_CHECK_STATUS(tt_add_s8(&ok, 16, g_s8a, g_s8b, g_s8out), TT_OK);
+    tt_add_s8_params bad[12];
+    int n = 0;
+    for (int k = 0; k < 12; k++) {
+        bad[k] = ok;
+    }
+    bad[n++].x1_zero = 128;
+    bad[n++].y_zero = -129;
+    bad[n++].left_shift = 31;
+    bad[n++].left_shift = -1;
+    bad[n++].x1_mult = -1;
+    bad[n++].x2_shift = 1; /* multipliers are below 1: no left shifts */
+    bad[n++].y_shift = -32;
+    bad[n].act_min = 10;
+    bad[n++].act_max = 9;
+    bad[n++].act_max = 128;
+    for (int k = 0; k < n; k++) {
+        EXPECT_ERR(tt_add_s8(&bad[k], 16, g_s8a, g_s8b, g_s8out), TT_ERR_ARG);
+    }
+    EXPECT_ERR(tt_add_s8(NULL, 16, g_s8a, g_s8b, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_s8(&ok, 0, g_s8a, g_s8b, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_s8(&ok, -3, g_s8a, g_s8b, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_s8(&ok, 16, NULL, g_s8b, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_s8(&ok, 16, g_s8a, NULL, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_s8(&ok, 16, g_s8a, g_s8b, NULL), TT_ERR_ARG);
+
+    const tt_pool2d_params pool = {2, 5, 5, 3, 3, 2, 2, 2, 2, 1, 1};
+    TT_CHECK_STATUS(tt_avgpool2d_s8(&pool, 3, -128, 127, g_s8a, g_s8out), TT_OK);
+    tt_pool2d_params bad_pool = pool;
+    bad_pool.out_h = 2;
+    EXPECT_ERR(tt_avgpool2d_s8(&bad_pool, 3, -128, 127, g_s8a, g_s8out), TT_ERR_ARG);
+    bad_pool = pool;
+    bad_pool.pad_w = 2; /* more than half the kernel */
+    bad_pool.out_w = 4;
+    EXPECT_ERR(tt_avgpool2d_s8(&bad_pool, 3, -128, 127, g_s8a, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_avgpool2d_s8(NULL, 3, -128, 127, g_s8a, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_avgpool2d_s8(&pool, 128, -128, 127, g_s8a, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_avgpool2d_s8(&pool, 0, 1, 0, g_s8a, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_avgpool2d_s8(&pool, 0, -129, 0, g_s8a, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_avgpool2d_s8(&pool, 0, -128, 127, NULL, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_avgpool2d_s8(&pool, 0, -128, 127, g_s8a, NULL), TT_ERR_ARG);
+    /* A window of 2^23 + 1 taps could overflow the rounding. */
+    const tt_pool2d_params huge = {1, 8388609, 1, 1, 1, 8388609, 1, 1, 1, 0, 0};
+    EXPECT_ERR(tt_avgpool2d_s8(&huge, 0, -128, 127, g_s8a, g_s8out), TT_ERR_ARG);
+
+    const float bad_scales[] = {0.0f, -1.0f, INFINITY, NAN, -0.0f};
+    TT_CHECK_STATUS(tt_dequantize_s8_f32(8, g_s8a, 0.5f, 3, g_f32out), TT_OK);
+    TT_CHECK_STATUS(tt_quantize_f32_s8(8, g_f32, 0.5f, 3, g_s8out), TT_OK);
+    TT_CHECK_STATUS(tt_dequantize_grad_f32(8, g_f32, 0.5f, g_f32out), TT_OK);
+    TT_CHECK_STATUS(tt_add_s8_grad_f32(8, g_f32, 0.5f, 0.25f, 0.75f, g_f32out, g_f32out2), TT_OK);
+    for (size_t k = 0; k < sizeof bad_scales / sizeof bad_scales[0]; k++) {
+        const float s = bad_scales[k];
+        EXPECT_ERR(tt_dequantize_s8_f32(8, g_s8a, s, 3, g_f32out), TT_ERR_ARG);
+        EXPECT_ERR(tt_quantize_f32_s8(8, g_f32, s, 3, g_s8out), TT_ERR_ARG);
+        EXPECT_ERR(tt_dequantize_grad_f32(8, g_f32, s, g_f32out), TT_ERR_ARG);
+        EXPECT_ERR(tt_add_s8_grad_f32(8, g_f32, s, 0.25f, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
+        EXPECT_ERR(tt_add_s8_grad_f32(8, g_f32, 0.5f, s, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
+        EXPECT_ERR(tt_add_s8_grad_f32(8, g_f32, 0.5f, 0.25f, s, g_f32out, g_f32out2), TT_ERR_ARG);
+    }
+    EXPECT_ERR(tt_dequantize_s8_f32(0, g_s8a, 0.5f, 3, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_dequantize_s8_f32(8, NULL, 0.5f, 3, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_dequantize_s8_f32(8, g_s8a, 0.5f, 3, NULL), TT_ERR_ARG);
+    EXPECT_ERR(tt_dequantize_s8_f32(8, g_s8a, 0.5f, -129, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_quantize_f32_s8(-1, g_f32, 0.5f, 3, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_quantize_f32_s8(8, NULL, 0.5f, 3, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_quantize_f32_s8(8, g_f32, 0.5f, 3, NULL), TT_ERR_ARG);
+    EXPECT_ERR(tt_quantize_f32_s8(8, g_f32, 0.5f, 200, g_s8out), TT_ERR_ARG);
+    float with_nan[8] = {1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f, NAN};
+    EXPECT_ERR(tt_quantize_f32_s8(8, with_nan, 0.5f, 0, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_dequantize_grad_f32(0, g_f32, 0.5f, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_dequantize_grad_f32(8, NULL, 0.5f, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_dequantize_grad_f32(8, g_f32, 0.5f, NULL), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_s8_grad_f32(0, g_f32, 0.5f, 0.25f, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_s8_grad_f32(8, NULL, 0.5f, 0.25f, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_s8_grad_f32(8, g_f32, 0.5f, 0.25f, 0.75f, NULL, g_f32out2), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_s8_grad_f32(8, g_f32, 0.5f, 0.25f, 0.75f, g_f32out, NULL), TT_ERR_ARG);
+
+    TT_CHECK_STATUS(tt_requant_grad_f32(2, 4, g_s8a, g_f32, g_f32, -128, 127, g_f32out), TT_OK);
+    EXPECT_ERR(tt_requant_grad_f32(0, 4, g_s8a, g_f32, g_f32, -128, 127, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(2, -4, g_s8a, g_f32, g_f32, -128, 127, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(65536, 65536, g_s8a, g_f32, g_f32, -128, 127, g_f32out),
+               TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(2, 4, NULL, g_f32, g_f32, -128, 127, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(2, 4, g_s8a, NULL, g_f32, -128, 127, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(2, 4, g_s8a, g_f32, NULL, -128, 127, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(2, 4, g_s8a, g_f32, g_f32, -128, 127, NULL), TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(2, 4, g_s8a, g_f32, g_f32, 3, 2, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(2, 4, g_s8a, g_f32, g_f32, -128, 300, g_f32out), TT_ERR_ARG);
+}
+
+static void check_update_errors(void)
+{
+    /* Updates write in place: their "outputs" are copies that must stay as they were. */
+    const tt_weight_shape s = {4, 3, 9};
+    const int32_t idx[3] = {1, 3, 1};
+    const tt_channel_select sel = {idx, 2, 0};
+    int8_t w[108];
+    float master[108];
+    memset(w, 0x5A, sizeof w);
+    memset(master, 0x5A, sizeof master);
+    TT_CHECK_STATUS(tt_update_s8_round_f32(&s, &sel, w, g_f32, 0.1f, g_f32), TT_OK);
+    TT_CHECK_STATUS(tt_update_s8_master_f32(&s, &sel, master, w, g_f32, 0.1f, g_f32), TT_OK);
+    memset(w, 0x5A, sizeof w);
+    memset(master, 0x5A, sizeof master);
+    const tt_weight_shape bad_s[] = {{0, 3, 9}, {4, -3, 9}, {4, 3, 0}, {65536, 65536, 1}};
+    const tt_channel_select bad_sel[] = {
+        {idx, 3, 0},  /* 1 repeats */
+        {idx, 2, 1},  /* input channel 3 of 3 */
+        {idx, 1, -1}, /* no such axis */
+        {idx, 5, 0},  /* more than out_c */
+    };
+    for (size_t k = 0; k < sizeof bad_s / sizeof bad_s[0]; k++) {
+        TT_CHECK_STATUS(tt_update_s8_round_f32(&bad_s[k], NULL, w, g_f32, 0.1f, g_f32), TT_ERR_ARG);
+        TT_CHECK_STATUS(tt_update_s8_master_f32(&bad_s[k], NULL, master, w, g_f32, 0.1f, g_f32),
+                        TT_ERR_ARG);
+    }
+    for (size_t k = 0; k < sizeof bad_sel / sizeof bad_sel[0]; k++) {
+        TT_CHECK_STATUS(tt_update_s8_round_f32(&s, &bad_sel[k], w, g_f32, 0.1f, g_f32), TT_ERR_ARG);
+        TT_CHECK_STATUS(tt_update_s8_master_f32(&s, &bad_sel[k], master, w, g_f32, 0.1f, g_f32),
+                        TT_ERR_ARG);
+    }
+    TT_CHECK_STATUS(tt_update_s8_round_f32(NULL, NULL, w, g_f32, 0.1f, g_f32), TT_ERR_ARG);
+    TT_CHECK_STATUS(tt_update_s8_round_f32(&s, NULL, NULL, g_f32, 0.1f, g_f32), TT_ERR_ARG);
+    TT_CHECK_STATUS(tt_update_s8_round_f32(&s, NULL, w, NULL, 0.1f, g_f32), TT_ERR_ARG);
+    TT_CHECK_STATUS(tt_update_s8_round_f32(&s, NULL, w, g_f32, 0.1f, NULL), TT_ERR_ARG);
+    TT_CHECK_STATUS(tt_update_s8_master_f32(&s, NULL, NULL, w, g_f32, 0.1f, g_f32), TT_ERR_ARG);
+    TT_CHECK_STATUS(tt_update_s8_master_f32(&s, NULL, master, NULL, g_f32, 0.1f, g_f32),
+                    TT_ERR_ARG);
+    TT_CHECK_STATUS(tt_update_s8_master_f32(&s, NULL, master, w, NULL, 0.1f, g_f32), TT_ERR_ARG);
+    TT_CHECK_STATUS(tt_update_s8_master_f32(&s, NULL, master, w, g_f32, 0.1f, NULL), TT_ERR_ARG);
+    TT_CHECK(bytes_are((const uint8_t *)w, sizeof w, 0x5A));
+    TT_CHECK(bytes_are((const uint8_t *)master, sizeof master, 0x5A));
+
+    int32_t b[8];
+    memset(b, 0x5A, sizeof b);
+    memset(master, 0x5A, sizeof master);
+    TT_CHECK_STATUS(tt_update_s32_f32(0, b, NULL, g_f32, 0.1f, g_f32), TT_ERR_ARG);
+    TT_CHECK_STATUS(tt_update_s32_f32(8, NULL, master, g_f32, 0.1f, g_f32), TT_ERR_ARG);
+    TT_CHECK_STATUS(tt_update_s32_f32(8, b, master, NULL, 0.1f, g_f32), TT_ERR_ARG);
+    TT_CHECK_STATUS(tt_update_s32_f32(8, b, master, g_f32, 0.1f, NULL), TT_ERR_ARG);
+    TT_CHECK(bytes_are((const uint8_t *)b, sizeof b, 0x5A));
+    TT_CHECK(bytes_are((const uint8_t *)master, sizeof master, 0x5A));
+}
+
+/* --- main ----------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s VECTOR_DIR\n", argc > 0 ? argv[0] : "test_kernels_s8");
+        return 2;
+    }
+    printf("test_kernels_s8: %s kernels\n", tt_kernels_s8_variant());
+    char path[512];
+    snprintf(path, sizeof path, "%s/kernels_s8.vec", argv[1]);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "cannot open %s (generate it with tests/c/gen_vectors_s8.py)\n", path);
+        return 2;
+    }
+    vec_case *c = xmalloc(sizeof *c);
+    char err[256];
+    int rc;
+    while ((rc = read_case(f, c, err, sizeof err)) == 1) {
+        run_case(c);
+        free_case(c);
+    }
+    free_case(c);
+    free(c);
+    fclose(f);
+    TT_CHECK_MSG(rc == 0, "%s: %s", path, err);
+    for (size_t k = 0; k < N_RUNNERS; k++) {
+        TT_CHECK_MSG(RUNNERS[k].cases > 0, "no vectors for %s", RUNNERS[k].kernel);
+    }
+
+    init_error_inputs();
+    check_conv_errors();
+    check_elementwise_errors();
+    check_update_errors();
+    return tt_test_summary("test_kernels_s8");
+}
