@@ -179,6 +179,8 @@ FIXED_DEPTHWISE = [
     (2, 1, 7, 1, 3, 1, 1),                  # one column
     (3, 1, 2, 2, 5, 1, 2),                  # a kernel larger than the input
     (16, 1, 10, 10, 3, 1, 1),               # MCUNet-like
+    (3, 2, 4, 4, 1, 1, 1),                  # 1x1 with padding: border outputs are bias only
+    (2, 1, 3, 3, 2, 1, 2),                  # windows entirely in the padding
 ]
 
 

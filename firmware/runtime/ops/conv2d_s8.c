@@ -207,6 +207,54 @@ static int32_t mac_1x1(const int8_t *wa, const int16_t *c0, int32_t k, int32_t a
 }
 #endif
 
+/* One group's weight rows and requantization, for conv_columns. */
+typedef struct {
+    const int8_t *w;       /* the group's first weight row */
+    const int32_t *bias;   /* the group's first bias, or NULL */
+    const int32_t *mult;   /* the group's first multiplier and shift */
+    const int32_t *shift;
+    int32_t k;             /* weights per row (column entries) */
+    int32_t out_hw;        /* output channel stride */
+    int32_t y_zero, lo, hi; /* output zero point and clamp (lo, hi relative to y_zero) */
+} conv_rows;
+
+/* Output channels [0, n) of r at one position (col0) or two adjacent ones (col0, col1 != NULL);
+ * y points at channel 0's output at the first position. */
+static void conv_columns(const conv_rows *r, int32_t n, const int16_t *col0, const int16_t *col1,
+                         int8_t *y)
+{
+    const int32_t k = r->k, out_hw = r->out_hw, yz = r->y_zero, lo = r->lo, hi = r->hi;
+    const int8_t *w = r->w;
+    int32_t c = 0;
+    for (; c + 1 < n; c += 2, w += 2 * k, y += 2 * out_hw) {
+        const int32_t ba = r->bias != NULL ? r->bias[c] : 0;
+        const int32_t bb = r->bias != NULL ? r->bias[c + 1] : 0;
+        const tt_requant_ch qa = tt_requant_ch_make(r->mult[c], r->shift[c]);
+        const tt_requant_ch qb = tt_requant_ch_make(r->mult[c + 1], r->shift[c + 1]);
+        if (col1 != NULL) {
+            int32_t acc[4] = {ba, ba, bb, bb};
+            mac_2x2(w, w + k, col0, col1, k, acc);
+            y[0] = tt_s8_out(tt_requant_ch_apply(qa, acc[0]), yz, lo, hi);
+            y[1] = tt_s8_out(tt_requant_ch_apply(qa, acc[1]), yz, lo, hi);
+            y[out_hw] = tt_s8_out(tt_requant_ch_apply(qb, acc[2]), yz, lo, hi);
+            y[out_hw + 1] = tt_s8_out(tt_requant_ch_apply(qb, acc[3]), yz, lo, hi);
+        } else {
+            int32_t acc[2] = {ba, bb};
+            mac_2x1(w, w + k, col0, k, acc);
+            y[0] = tt_s8_out(tt_requant_ch_apply(qa, acc[0]), yz, lo, hi);
+            y[out_hw] = tt_s8_out(tt_requant_ch_apply(qb, acc[1]), yz, lo, hi);
+        }
+    }
+    if (c < n) { /* an odd channel left over */
+        const int32_t b = r->bias != NULL ? r->bias[c] : 0;
+        const tt_requant_ch q = tt_requant_ch_make(r->mult[c], r->shift[c]);
+        y[0] = tt_s8_out(tt_requant_ch_apply(q, mac_1x1(w, col0, k, b)), yz, lo, hi);
+        if (col1 != NULL) {
+            y[1] = tt_s8_out(tt_requant_ch_apply(q, mac_1x1(w, col1, k, b)), yz, lo, hi);
+        }
+    }
+}
+
 tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const tt_s8_requant *q,
                        const int8_t *x, const int8_t *w, const int32_t *bias, int8_t *y)
 {
@@ -219,17 +267,32 @@ tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const t
     const int32_t cout_g = p->out_c / p->groups;
     const int32_t k = cin_g * p->k_h * p->k_w;
     const int32_t out_hw = p->out_h * p->out_w;
+    const int32_t x_zero = q->x_zero;
     int16_t *col0 = (int16_t *)ctx->buf;
     int16_t *col1 = col0 + column_len(p);
 
     for (int32_t g = 0; g < p->groups; g++) {
         const int8_t *x_g = x + g * cin_g * p->in_h * p->in_w;
-        const int32_t oc_end = (g + 1) * cout_g;
+        const int32_t oc0 = g * cout_g;
+        const conv_rows rows = {w + oc0 * k,         bias != NULL ? bias + oc0 : NULL,
+                                q->mult + oc0,       q->shift + oc0,
+                                k,                   out_hw,
+                                q->y_zero,           q->act_min - q->y_zero,
+                                q->act_max - q->y_zero};
+        int32_t oy = 0, ox = 0; /* the position pos */
         for (int32_t pos = 0; pos < out_hw; pos += 2) {
             const int two = pos + 1 < out_hw;
-            build_column(p, x_g, q->x_zero, pos / p->out_w, pos % p->out_w, col0);
+            build_column(p, x_g, x_zero, oy, ox, col0);
+            if (++ox == p->out_w) {
+                ox = 0;
+                oy++;
+            }
             if (two) {
-                build_column(p, x_g, q->x_zero, (pos + 1) / p->out_w, (pos + 1) % p->out_w, col1);
+                build_column(p, x_g, x_zero, oy, ox, col1);
+                if (++ox == p->out_w) {
+                    ox = 0;
+                    oy++;
+                }
             }
 #if TT_S8_DSP
             reorder_column(col0, k);
@@ -237,45 +300,7 @@ tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const t
                 reorder_column(col1, k);
             }
 #endif
-            int32_t oc = g * cout_g;
-            for (; oc + 1 < oc_end; oc += 2) {
-                const int32_t ba = bias != NULL ? bias[oc] : 0;
-                const int32_t bb = bias != NULL ? bias[oc + 1] : 0;
-                const int8_t *wa = w + oc * k;
-                const int8_t *wb = wa + k;
-                int8_t *ya = y + oc * out_hw + pos;
-                int8_t *yb = ya + out_hw;
-                if (two) {
-                    int32_t acc[4] = {ba, ba, bb, bb};
-                    mac_2x2(wa, wb, col0, col1, k, acc);
-                    ya[1] = tt_requant_out(acc[1], q->mult[oc], q->shift[oc], q->y_zero,
-                                           q->act_min, q->act_max);
-                    yb[1] = tt_requant_out(acc[3], q->mult[oc + 1], q->shift[oc + 1], q->y_zero,
-                                           q->act_min, q->act_max);
-                    ya[0] = tt_requant_out(acc[0], q->mult[oc], q->shift[oc], q->y_zero,
-                                           q->act_min, q->act_max);
-                    yb[0] = tt_requant_out(acc[2], q->mult[oc + 1], q->shift[oc + 1], q->y_zero,
-                                           q->act_min, q->act_max);
-                } else {
-                    int32_t acc[2] = {ba, bb};
-                    mac_2x1(wa, wb, col0, k, acc);
-                    ya[0] = tt_requant_out(acc[0], q->mult[oc], q->shift[oc], q->y_zero,
-                                           q->act_min, q->act_max);
-                    yb[0] = tt_requant_out(acc[1], q->mult[oc + 1], q->shift[oc + 1], q->y_zero,
-                                           q->act_min, q->act_max);
-                }
-            }
-            if (oc < oc_end) { /* an odd channel left over */
-                const int32_t b = bias != NULL ? bias[oc] : 0;
-                const int8_t *wa = w + oc * k;
-                int8_t *ya = y + oc * out_hw + pos;
-                ya[0] = tt_requant_out(mac_1x1(wa, col0, k, b), q->mult[oc], q->shift[oc],
-                                       q->y_zero, q->act_min, q->act_max);
-                if (two) {
-                    ya[1] = tt_requant_out(mac_1x1(wa, col1, k, b), q->mult[oc], q->shift[oc],
-                                           q->y_zero, q->act_min, q->act_max);
-                }
-            }
+            conv_columns(&rows, cout_g, col0, two ? col1 : NULL, y + oc0 * out_hw + pos);
         }
     }
     return TT_OK;

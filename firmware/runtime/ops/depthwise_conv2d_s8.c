@@ -1,16 +1,25 @@
 /* Per-channel int8 depthwise convolution (TFLite DepthwiseConvPerChannel): groups == in_c, output
  * channel o = c * multiplier + m reads input channel c.
  *
- * Per input channel, the input rows a window needs are converted once into a ring of k_h int16
- * rows (x - x_zero, with pad_w zeros on each side and one spare zero), and the channel's weights
- * into int16 rows of even length (a zero appended to odd k_w). Every tap is then in bounds, padding
- * contributes 0 and no inner loop tests coordinates. Two outputs of a row are computed per pass;
- * the DSP build takes two taps per SMLAD (the spare zero weight pairs with the spare zero column
- * of an odd k_w). Accumulation is modulo 2^32 (exact in the contract), then tt_requant_out. */
+ * Per input channel, the input rows a window needs are converted once into int16 (x - x_zero,
+ * with pad_w zeros on each side and one spare zero) in a ring of k_h rows. Each row is stored
+ * twice, at slots s and s + k_h, so that any k_h consecutive input rows are consecutive in the
+ * buffer. The channel's weights are expanded into int16 rows of even length (a zero appended to
+ * an odd k_w). Every tap is then in bounds, padding contributes 0 and no inner loop tests
+ * coordinates. Four outputs of a row are computed per pass, with the tap loop unrolled for the
+ * common kernel widths; the DSP build takes two taps per SMLAD (an odd k_w's spare zero weight
+ * meets the spare zero column). Accumulation is modulo 2^32 (exact in the contract), then the
+ * requantization of requant_s8.h. */
 #include <stddef.h>
 
 #include "ops_common_s8.h"
 #include "requant_s8.h"
+
+#if defined(__GNUC__)
+#define TT_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define TT_ALWAYS_INLINE inline
+#endif
 
 /* int16 entries per buffered row: in_w + 2 * pad_w + 1, rounded up to even (aligned rows). */
 static int64_t row_len(const tt_conv2d_params *p)
@@ -29,52 +38,162 @@ int32_t tt_depthwise_conv2d_s8_get_buffer_size(const tt_conv2d_params *p)
         return TT_ERR_ARG;
     }
     const int64_t mult = p->out_c / p->in_c;
-    const int64_t entries = p->k_h * row_len(p) + mult * p->k_h * (int64_t)even(p->k_w);
+    const int64_t entries = 2 * p->k_h * row_len(p) + mult * p->k_h * (int64_t)even(p->k_w);
     const int64_t bytes = entries * (int64_t)sizeof(int16_t);
     return bytes <= INT32_MAX ? (int32_t)bytes : TT_ERR_ARG;
 }
 
-/* a0 + wr . r[0..k_w), a1 + wr . r[stride..stride + k_w) over the taps of one kernel row. */
-static inline void taps_2(const int16_t *wr, const int16_t *r, int32_t stride, int32_t k_w,
-                          uint32_t *a0, uint32_t *a1)
+/* One output row of one channel. */
+typedef struct {
+    const int16_t *rows; /* the window's first input row (at output 0), rows wb apart */
+    const int16_t *w;    /* the first used kernel row */
+    int32_t n_rows;      /* kernel rows inside the image */
+    int32_t wb;
+    int32_t stride;      /* stride_w */
+    int32_t out_w;
+    int32_t bias;
+    tt_requant_ch q;
+    int32_t y_zero, lo, hi; /* lo, hi relative to y_zero */
+} dw_row;
+
+/* Outputs [ox, ox + n) of one row, n in 1..4, sharing each kernel row's weight loads. `taps` (a
+ * constant where inlined into the specialisations below) is k_w, or in the DSP build the even
+ * kwp, two taps per SMLAD; the weight rows are kwp = taps rounded up to even apart. */
+static TT_ALWAYS_INLINE void outputs_n(const dw_row *d, int32_t taps, int32_t ox, int32_t n,
+                                       int8_t *y)
 {
+    const int32_t kwp = taps + (taps & 1);
+    const int32_t stride = d->stride, wb = d->wb;
+    const int16_t *r = d->rows + ox * stride;
+    const int16_t *w = d->w;
+    const int16_t *w_end = w + d->n_rows * kwp;
+    uint32_t a0 = (uint32_t)d->bias, a1 = a0, a2 = a0, a3 = a0;
+    for (; w != w_end; w += kwp, r += wb) {
 #if TT_S8_DSP
-    int32_t s0 = (int32_t)*a0, s1 = (int32_t)*a1;
-    const int16_t *r1 = r + stride;
-    for (int32_t k = 0; k < k_w; k += 2) { /* k_w odd: the last pair's second weight is 0 */
-        const uint32_t wv = tt_ld32(wr + k);
-        s0 = tt_smlad(wv, tt_ld32(r + k), s0);
-        s1 = tt_smlad(wv, tt_ld32(r1 + k), s1);
-    }
-    *a0 = (uint32_t)s0;
-    *a1 = (uint32_t)s1;
+        /* Taps k, k + 1 of the row for every output (unrolled for taps <= 8). */
+#define TT_DW_STEP(k)                                                                             \
+    do {                                                                                          \
+        const uint32_t wv = tt_ld32(w + (k));                                                     \
+        a0 = (uint32_t)tt_smlad(wv, tt_ld32(r + (k)), (int32_t)a0);                               \
+        if (n > 1) {                                                                              \
+            a1 = (uint32_t)tt_smlad(wv, tt_ld32(r + stride + (k)), (int32_t)a1);                  \
+        }                                                                                         \
+        if (n > 2) {                                                                              \
+            a2 = (uint32_t)tt_smlad(wv, tt_ld32(r + 2 * stride + (k)), (int32_t)a2);              \
+        }                                                                                         \
+        if (n > 3) {                                                                              \
+            a3 = (uint32_t)tt_smlad(wv, tt_ld32(r + 3 * stride + (k)), (int32_t)a3);              \
+        }                                                                                         \
+    } while (0)
+        if (taps <= 8) { /* written out: compilers do not reliably unroll this themselves */
+            if (taps > 0) {
+                TT_DW_STEP(0);
+            }
+            if (taps > 2) {
+                TT_DW_STEP(2);
+            }
+            if (taps > 4) {
+                TT_DW_STEP(4);
+            }
+            if (taps > 6) {
+                TT_DW_STEP(6);
+            }
+        } else {
+            for (int32_t k = 0; k < taps; k += 2) {
+                TT_DW_STEP(k);
+            }
+        }
+#undef TT_DW_STEP
 #else
-    uint32_t s0 = *a0, s1 = *a1;
-    const int16_t *r1 = r + stride;
-    for (int32_t k = 0; k < k_w; k++) {
-        const int32_t wv = wr[k];
-        s0 += (uint32_t)(wv * r[k]);
-        s1 += (uint32_t)(wv * r1[k]);
-    }
-    *a0 = s0;
-    *a1 = s1;
+        /* Tap k of the row for every output (unrolled for taps <= 8). */
+#define TT_DW_STEP(k)                                                                             \
+    do {                                                                                          \
+        const int32_t wv = w[k];                                                                  \
+        a0 += (uint32_t)(wv * r[k]);                                                              \
+        if (n > 1) {                                                                              \
+            a1 += (uint32_t)(wv * r[stride + (k)]);                                               \
+        }                                                                                         \
+        if (n > 2) {                                                                              \
+            a2 += (uint32_t)(wv * r[2 * stride + (k)]);                                           \
+        }                                                                                         \
+        if (n > 3) {                                                                              \
+            a3 += (uint32_t)(wv * r[3 * stride + (k)]);                                           \
+        }                                                                                         \
+    } while (0)
+        if (taps <= 8) { /* written out: compilers do not reliably unroll this themselves */
+            if (taps > 0) {
+                TT_DW_STEP(0);
+            }
+            if (taps > 1) {
+                TT_DW_STEP(1);
+            }
+            if (taps > 2) {
+                TT_DW_STEP(2);
+            }
+            if (taps > 3) {
+                TT_DW_STEP(3);
+            }
+            if (taps > 4) {
+                TT_DW_STEP(4);
+            }
+            if (taps > 5) {
+                TT_DW_STEP(5);
+            }
+            if (taps > 6) {
+                TT_DW_STEP(6);
+            }
+            if (taps > 7) {
+                TT_DW_STEP(7);
+            }
+        } else {
+            for (int32_t k = 0; k < taps; k++) {
+                TT_DW_STEP(k);
+            }
+        }
+#undef TT_DW_STEP
 #endif
+    }
+    const tt_requant_ch q = d->q;
+    const int32_t yz = d->y_zero, lo = d->lo, hi = d->hi;
+    y[ox] = tt_s8_out(tt_requant_ch_apply(q, (int32_t)a0), yz, lo, hi);
+    if (n > 1) {
+        y[ox + 1] = tt_s8_out(tt_requant_ch_apply(q, (int32_t)a1), yz, lo, hi);
+    }
+    if (n > 2) {
+        y[ox + 2] = tt_s8_out(tt_requant_ch_apply(q, (int32_t)a2), yz, lo, hi);
+    }
+    if (n > 3) {
+        y[ox + 3] = tt_s8_out(tt_requant_ch_apply(q, (int32_t)a3), yz, lo, hi);
+    }
 }
 
-static inline uint32_t taps_1(const int16_t *wr, const int16_t *r, int32_t k_w, uint32_t a0)
+static TT_ALWAYS_INLINE void row_outputs(const dw_row *d, int32_t taps, int8_t *y)
 {
+    int32_t ox = 0;
+    for (; ox + 3 < d->out_w; ox += 4) {
+        outputs_n(d, taps, ox, 4, y);
+    }
+    for (; ox < d->out_w; ox++) {
+        outputs_n(d, taps, ox, 1, y);
+    }
+}
+
+/* Specialised for the usual kernel widths, 3, 5 and 7 (the tap steps unroll), generic otherwise.
+ * (Each specialisation costs ~2 KB of code on Cortex-M4.) */
+static void row_outputs_any(const dw_row *d, int32_t taps, int8_t *y)
+{
+    switch (taps) {
 #if TT_S8_DSP
-    int32_t s0 = (int32_t)a0;
-    for (int32_t k = 0; k < k_w; k += 2) {
-        s0 = tt_smlad(tt_ld32(wr + k), tt_ld32(r + k), s0);
-    }
-    return (uint32_t)s0;
+    case 4: row_outputs(d, 4, y); break;
+    case 6: row_outputs(d, 6, y); break;
+    case 8: row_outputs(d, 8, y); break;
 #else
-    for (int32_t k = 0; k < k_w; k++) {
-        a0 += (uint32_t)(wr[k] * r[k]);
-    }
-    return a0;
+    case 3: row_outputs(d, 3, y); break;
+    case 5: row_outputs(d, 5, y); break;
+    case 7: row_outputs(d, 7, y); break;
 #endif
+    default: row_outputs(d, taps, y); break;
+    }
 }
 
 tt_status tt_depthwise_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p,
@@ -91,16 +210,24 @@ tt_status tt_depthwise_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *
     const int32_t wb = (int32_t)row_len(p);
     const int32_t in_hw = p->in_h * p->in_w;
     const int32_t out_hw = p->out_h * p->out_w;
-    const int32_t sw = p->stride_w;
+    const int32_t x_zero = q->x_zero;
 #if TT_S8_DSP
     const int32_t taps = kwp; /* tap pairs, the odd one padded with a zero weight */
 #else
     const int32_t taps = k_w;
 #endif
     int16_t *rows = (int16_t *)ctx->buf;
-    int16_t *wexp = rows + k_h * wb;
-    memset(rows, 0, (size_t)k_h * (size_t)wb * sizeof *rows); /* the padding columns stay 0 */
+    int16_t *wexp = rows + 2 * k_h * wb;
+    /* The padding columns are never written again, so they stay 0. */
+    memset(rows, 0, (size_t)(2 * k_h) * (size_t)wb * sizeof *rows);
 
+    dw_row d;
+    d.wb = wb;
+    d.stride = p->stride_w;
+    d.out_w = p->out_w;
+    d.y_zero = q->y_zero;
+    d.lo = q->act_min - q->y_zero;
+    d.hi = q->act_max - q->y_zero;
     for (int32_t ic = 0; ic < p->in_c; ic++) {
         const int8_t *x_c = x + ic * in_hw;
         for (int32_t m = 0; m < mult; m++) {
@@ -120,53 +247,36 @@ tt_status tt_depthwise_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *
             const int32_t iy0 = oy * p->stride_h - p->pad_h;
             const int32_t ky_lo = iy0 < 0 ? -iy0 : 0;
             const int32_t ky_hi = p->in_h - iy0 < k_h ? p->in_h - iy0 : k_h;
-            int32_t slot0 = 0;
-            if (ky_lo < ky_hi) {
-                /* Convert the rows this window needs that the ring does not hold yet. A row r
-                 * lives in slot r % k_h; the window spans at most k_h rows ending at the newest,
-                 * so the rows it overwrites (r - k_h) are no longer needed. */
+            d.n_rows = ky_hi > ky_lo ? ky_hi - ky_lo : 0;
+            d.rows = rows;
+            if (d.n_rows > 0) {
+                /* Convert the rows this window needs that the ring does not hold yet. Row r
+                 * lives in slots r % k_h and r % k_h + k_h; the window spans at most k_h rows
+                 * ending at the newest, so the row a conversion replaces (r - k_h) is no longer
+                 * needed. */
                 const int32_t first = iy0 + ky_lo > next_row ? iy0 + ky_lo : next_row;
                 for (int32_t r = first; r < iy0 + ky_hi; r++) {
                     int16_t *dst = rows + (r % k_h) * wb + p->pad_w;
+                    int16_t *dst2 = dst + k_h * wb;
                     const int8_t *src = x_c + r * p->in_w;
                     for (int32_t ix = 0; ix < p->in_w; ix++) {
-                        dst[ix] = (int16_t)(src[ix] - q->x_zero);
+                        const int16_t v = (int16_t)(src[ix] - x_zero);
+                        dst[ix] = v;
+                        dst2[ix] = v;
                     }
                 }
                 if (iy0 + ky_hi > next_row) {
                     next_row = iy0 + ky_hi;
                 }
-                slot0 = (iy0 + ky_lo) % k_h;
+                d.rows = rows + ((iy0 + ky_lo) % k_h) * wb;
             }
             for (int32_t m = 0; m < mult; m++) {
                 const int32_t oc = ic * mult + m;
-                const uint32_t b = bias != NULL ? (uint32_t)bias[oc] : 0u;
-                const int32_t om = q->mult[oc], os = q->shift[oc];
-                const int16_t *wm = wexp + m * k_h * kwp;
-                int8_t *yrow = y + oc * out_hw + oy * p->out_w;
-                int32_t ox = 0;
-                for (; ox + 1 < p->out_w; ox += 2) {
-                    uint32_t a0 = b, a1 = b;
-                    int32_t slot = slot0;
-                    for (int32_t ky = ky_lo; ky < ky_hi; ky++) {
-                        taps_2(wm + ky * kwp, rows + slot * wb + ox * sw, sw, taps, &a0, &a1);
-                        slot = slot + 1 == k_h ? 0 : slot + 1;
-                    }
-                    yrow[ox] = tt_requant_out((int32_t)a0, om, os, q->y_zero, q->act_min,
-                                              q->act_max);
-                    yrow[ox + 1] = tt_requant_out((int32_t)a1, om, os, q->y_zero, q->act_min,
-                                                  q->act_max);
-                }
-                if (ox < p->out_w) {
-                    uint32_t a0 = b;
-                    int32_t slot = slot0;
-                    for (int32_t ky = ky_lo; ky < ky_hi; ky++) {
-                        a0 = taps_1(wm + ky * kwp, rows + slot * wb + ox * sw, taps, a0);
-                        slot = slot + 1 == k_h ? 0 : slot + 1;
-                    }
-                    yrow[ox] = tt_requant_out((int32_t)a0, om, os, q->y_zero, q->act_min,
-                                              q->act_max);
-                }
+                /* (a window entirely in the padding reads no weights) */
+                d.w = wexp + (m * k_h + (d.n_rows > 0 ? ky_lo : 0)) * kwp;
+                d.bias = bias != NULL ? bias[oc] : 0;
+                d.q = tt_requant_ch_make(q->mult[oc], q->shift[oc]);
+                row_outputs_any(&d, taps, y + oc * out_hw + oy * p->out_w);
             }
         }
     }

@@ -54,16 +54,69 @@ static inline int32_t tt_requantize(int32_t x, int32_t mult, int32_t shift)
     return tt_rdbpot(tt_srdhm(x, mult), -shift);
 }
 
-/* The int8 output of a requantized accumulator: clamp(tt_requantize(acc) + y_zero, lo, hi), with
- * lo <= hi in [-128, 127] and y_zero in [-128, 127]. The requantized value is first limited to
- * [-256, 255], which cannot change the clamped sum but keeps the addition inside int32. */
+/* clamp(v + y_zero, lo, hi) for any int32 v, with lo_rel = lo - y_zero and hi_rel = hi - y_zero
+ * (lo <= hi and y_zero in [-128, 127]): clamping v first is the same and cannot overflow. */
+static inline int8_t tt_s8_out(int32_t v, int32_t y_zero, int32_t lo_rel, int32_t hi_rel)
+{
+    v = v < lo_rel ? lo_rel : v > hi_rel ? hi_rel : v;
+    return (int8_t)(v + y_zero);
+}
+
+/* The int8 output of a requantized accumulator: clamp(tt_requantize(acc) + y_zero, lo, hi). */
 static inline int8_t tt_requant_out(int32_t acc, int32_t mult, int32_t shift, int32_t y_zero,
                                     int32_t lo, int32_t hi)
 {
-    int32_t v = tt_requantize(acc, mult, shift);
-    v = v > 255 ? 255 : v < -256 ? -256 : v;
-    v += y_zero;
-    return (int8_t)(v > hi ? hi : v < lo ? lo : v);
+    return tt_s8_out(tt_requantize(acc, mult, shift), y_zero, lo - y_zero, hi - y_zero);
+}
+
+/*
+ * tt_requantize for one output channel, prepared once and applied to many accumulators. For a
+ * right shift e = -shift >= 1 (every realistic conv: M < 1/2) it takes one 32x32+64-bit
+ * multiply-accumulate (SMLAL) and one shift instead of the two rounding steps:
+ *
+ *   tt_rdbpot(r, e) = floor((r + 2^(e-1) - [r < 0]) / 2^e)                  (checked case by case)
+ *   r = tt_srdhm(x, m) = floor((P + 2^30) / 2^31), P = x * m
+ *   => result = floor((P + 2^30 + c * 2^31) / 2^(31+e)),  c = 2^(e-1) - [r < 0]
+ *             = high_word(P + 2^30 + c * 2^31) >> (e - 1)
+ *
+ * [r < 0] may be replaced by [x ^ m < 0] (the sign of P): they differ only when r = 0, where
+ * both give 0. x = m = INT32_MIN (where tt_srdhm saturates to 2^31 - 1 instead of 2^31) needs no
+ * special case: both give 2^(31-e). |P + 2^30 + c * 2^31| < 2^63. Shifts >= 0 use tt_requantize.
+ * tests/c/test_kernels_s8.c compares the two on the reference's vectors and random values.
+ */
+typedef struct {
+    int32_t mult;
+    int32_t shift;
+    int32_t half; /* 2^(-shift-1) when shift < 0 */
+} tt_requant_ch;
+
+/* The rare shift >= 0 case, kept out of line so that the inner loops stay small. */
+#if defined(__GNUC__)
+#define TT_REQUANT_OUTLINED static __attribute__((noinline, unused))
+#else
+#define TT_REQUANT_OUTLINED static inline
+#endif
+TT_REQUANT_OUTLINED int32_t tt_requantize_outlined(int32_t x, int32_t mult, int32_t shift)
+{
+    return tt_requantize(x, mult, shift);
+}
+
+static inline tt_requant_ch tt_requant_ch_make(int32_t mult, int32_t shift)
+{
+    tt_requant_ch c = {mult, shift, shift < 0 ? (int32_t)(UINT32_C(1) << (-shift - 1)) : 0};
+    return c;
+}
+
+static inline int32_t tt_requant_ch_apply(tt_requant_ch c, int32_t x)
+{
+    if (c.shift >= 0) {
+        return tt_requantize_outlined(x, c.mult, c.shift);
+    }
+    const int32_t k = c.half - (int32_t)((uint32_t)(x ^ c.mult) >> 31); /* c above, >= 0 */
+    const int64_t add = (int64_t)((uint64_t)(uint32_t)(k >> 1) << 32 |
+                                  (UINT32_C(0x40000000) | (uint32_t)k << 31));
+    const int64_t v = (int64_t)x * c.mult + add;
+    return (int32_t)(v >> 32) >> (-c.shift - 1);
 }
 
 #endif
