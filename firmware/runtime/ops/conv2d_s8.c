@@ -29,6 +29,21 @@ int32_t tt_conv2d_s8_get_buffer_size(const tt_conv2d_params *p)
     return bytes <= INT32_MAX ? (int32_t)bytes : TT_ERR_ARG;
 }
 
+/* The rows of an all-inside window: cin_g x k_h rows of k_w bytes from src (rows in_w apart,
+ * channels plane apart), minus x_zero. k_w is a constant where specialised. */
+static TT_S8_INLINE void copy_window(int16_t *c, const int8_t *src, int32_t cin_g, int32_t k_h,
+                                     int32_t k_w, int32_t in_w, int32_t plane, int32_t x_zero)
+{
+    for (int32_t i = 0; i < cin_g; i++, src += plane) {
+        const int8_t *row = src;
+        for (int32_t ky = 0; ky < k_h; ky++, row += in_w, c += k_w) {
+            for (int32_t kx = 0; kx < k_w; kx++) {
+                c[kx] = (int16_t)(row[kx] - x_zero);
+            }
+        }
+    }
+}
+
 /* The column of output position (oy, ox) for the group whose first input channel is x_g. */
 static void build_column(const tt_conv2d_params *p, const int8_t *x_g, int32_t x_zero, int32_t oy,
                          int32_t ox, int16_t *col)
@@ -42,36 +57,40 @@ static void build_column(const tt_conv2d_params *p, const int8_t *x_g, int32_t x
     const int32_t kx_lo = ix0 < 0 ? -ix0 : 0;
     const int32_t kx_hi = p->in_w - ix0 < p->k_w ? p->in_w - ix0 : p->k_w;
 
-    if (p->k_h == 1 && p->k_w == 1) { /* pointwise: a strided gather */
-        if (ky_lo < ky_hi && kx_lo < kx_hi) {
-            const int8_t *src = x_g + iy0 * p->in_w + ix0;
+    if (ky_lo == 0 && ky_hi == p->k_h && kx_lo == 0 && kx_hi == p->k_w) { /* all inside */
+        const int8_t *src = x_g + iy0 * p->in_w + ix0;
+        if (p->k_h == 1 && p->k_w == 1) { /* pointwise: a strided gather */
             for (int32_t i = 0; i < cin_g; i++) {
                 col[i] = (int16_t)(src[i * plane] - x_zero);
             }
-        } else {
-            memset(col, 0, (size_t)cin_g * sizeof *col);
+            return;
+        }
+        switch (p->k_w) { /* unrolled copies for the usual widths */
+        case 3:
+            copy_window(col, src, cin_g, p->k_h, 3, p->in_w, plane, x_zero);
+            break;
+        case 5:
+            copy_window(col, src, cin_g, p->k_h, 5, p->in_w, plane, x_zero);
+            break;
+        default:
+            copy_window(col, src, cin_g, p->k_h, p->k_w, p->in_w, plane, x_zero);
+            break;
         }
         return;
     }
     int16_t *c = col;
     for (int32_t i = 0; i < cin_g; i++) {
         const int8_t *x_c = x_g + i * plane;
-        for (int32_t ky = 0; ky < p->k_h; ky++) {
+        for (int32_t ky = 0; ky < p->k_h; ky++, c += p->k_w) {
             if (ky < ky_lo || ky >= ky_hi || kx_lo >= kx_hi) {
-                memset(c, 0, (size_t)p->k_w * sizeof *c);
-                c += p->k_w;
+                for (int32_t kx = 0; kx < p->k_w; kx++) {
+                    c[kx] = 0;
+                }
                 continue;
             }
             const int8_t *row = x_c + (iy0 + ky) * p->in_w; /* ix0 may be negative */
-            int32_t kx = 0;
-            for (; kx < kx_lo; kx++) {
-                *c++ = 0;
-            }
-            for (; kx < kx_hi; kx++) {
-                *c++ = (int16_t)(row[ix0 + kx] - x_zero);
-            }
-            for (; kx < p->k_w; kx++) {
-                *c++ = 0;
+            for (int32_t kx = 0; kx < p->k_w; kx++) {
+                c[kx] = (kx >= kx_lo && kx < kx_hi) ? (int16_t)(row[ix0 + kx] - x_zero) : 0;
             }
         }
     }

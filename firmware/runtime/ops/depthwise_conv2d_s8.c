@@ -15,12 +15,6 @@
 #include "ops_common_s8.h"
 #include "requant_s8.h"
 
-#if defined(__GNUC__)
-#define TT_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define TT_ALWAYS_INLINE inline
-#endif
-
 /* int16 entries per buffered row: in_w + 2 * pad_w + 1, rounded up to even (aligned rows). */
 static int64_t row_len(const tt_conv2d_params *p)
 {
@@ -59,7 +53,7 @@ typedef struct {
 /* Outputs [ox, ox + n) of one row, n in 1..4, sharing each kernel row's weight loads. `taps` (a
  * constant where inlined into the specialisations below) is k_w, or in the DSP build the even
  * kwp, two taps per SMLAD; the weight rows are kwp = taps rounded up to even apart. */
-static TT_ALWAYS_INLINE void outputs_n(const dw_row *d, int32_t taps, int32_t ox, int32_t n,
+static TT_S8_INLINE void outputs_n(const dw_row *d, int32_t taps, int32_t ox, int32_t n,
                                        int8_t *y)
 {
     const int32_t kwp = taps + (taps & 1);
@@ -167,7 +161,7 @@ static TT_ALWAYS_INLINE void outputs_n(const dw_row *d, int32_t taps, int32_t ox
     }
 }
 
-static TT_ALWAYS_INLINE void row_outputs(const dw_row *d, int32_t taps, int8_t *y)
+static TT_S8_INLINE void row_outputs(const dw_row *d, int32_t taps, int8_t *y)
 {
     int32_t ox = 0;
     for (; ox + 3 < d->out_w; ox += 4) {

@@ -25,6 +25,13 @@
 #define TT_S8_DSP 0
 #endif
 
+/* For helpers whose constant arguments should specialise them (loops over k_w unrolled). */
+#if defined(__GNUC__)
+#define TT_S8_INLINE inline __attribute__((always_inline))
+#else
+#define TT_S8_INLINE inline
+#endif
+
 static inline int tt_in_s8(int32_t v)
 {
     return v >= INT8_MIN && v <= INT8_MAX;
