@@ -4,6 +4,7 @@
 #   test_kernels_s8_an386           tests/c/test_kernels_s8.c against the runtime as the firmware
 #                                   has it: the int8 kernels' DSP (SMLAD) inner loops
 #   test_kernels_s8_an386_portable  the same with the portable inner loops (TT_S8_PORTABLE)
+#   bench_kernels_s8_an386[_portable]  bench/kernels_s8.c, for bench/kernels.py
 #
 #   qemu-system-arm -M mps2-an386 -cpu cortex-m4 -display none -monitor none -serial null \
 #       -semihosting-config enable=on,target=native,arg=test,arg=VECTOR_DIR \
@@ -47,4 +48,10 @@ endfunction()
 
 tt_add_an386_test(test_kernels_s8_an386 ${TT_ROOT}/tests/c/test_kernels_s8.c)
 tt_add_an386_test(test_kernels_s8_an386_portable ${TT_ROOT}/tests/c/test_kernels_s8.c
+                  LIBS tt_kernels_s8_portable)
+
+# bench/kernels_s8.c (instructions per call under -icount shift=0), DSP and portable; run by
+# bench/kernels.py.
+tt_add_an386_test(bench_kernels_s8_an386 ${TT_ROOT}/bench/kernels_s8.c)
+tt_add_an386_test(bench_kernels_s8_an386_portable ${TT_ROOT}/bench/kernels_s8.c
                   LIBS tt_kernels_s8_portable)
