@@ -62,8 +62,9 @@ int32_t tt_conv2d_s8_get_buffer_size(const tt_conv2d_params *p);
 tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const tt_s8_requant *q,
                        const int8_t *x, const int8_t *w, const int32_t *bias, int8_t *y);
 
-/* Bytes of scratch tt_depthwise_conv2d_s8 needs for p (k_h padded input rows and the channel's
- * weights, int16); negative when p is invalid or not depthwise. */
+/* Bytes of scratch tt_depthwise_conv2d_s8 needs for p (2 k_h padded input rows and one input
+ * channel's weights, as int16: 2 * (2 k_h (in_w + 2 pad_w + 2) + multiplier k_h (k_w + 1)),
+ * about), negative when p is invalid or not depthwise. The same on every target. */
 int32_t tt_depthwise_conv2d_s8_get_buffer_size(const tt_conv2d_params *p);
 /* tt_conv2d_s8 for groups == in_c (out_c = in_c * channel multiplier; output channel o reads input
  * channel o / multiplier), TFLite DepthwiseConvPerChannel. */
