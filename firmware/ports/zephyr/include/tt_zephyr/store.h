@@ -1,0 +1,72 @@
+/*
+ * Plan slots and trained parameters in a flash partition, through Zephyr's flash_map.
+ *
+ * The partition (node label tinytrain_partition, else storage_partition) is split into three
+ * equal, erase-aligned parts: plan slot 0, plan slot 1, and a parameter log. Uploads go through
+ * tt_device's plan store hooks: PLAN_BEGIN erases the pages the upload needs in the inactive slot,
+ * chunks are programmed as they arrive, and the plan then runs from flash in place (the slots must
+ * be memory-mapped: on-chip flash, or the flash simulator's buffer). A commit appends a log
+ * record (slot, length, plan hash, step count, trained parameters); tt_zstore_save appends
+ * another when the parameters changed. At boot tt_zstore_restore loads the newest intact record's
+ * plan and parameters. Records are only appended; the log part is erased when full. A record is
+ * written header first and carries CRCs, so one torn by a reset is skipped, and the one before it
+ * is used.
+ */
+#ifndef TT_ZEPHYR_STORE_H
+#define TT_ZEPHYR_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <zephyr/storage/flash_map.h>
+
+#include "tt/tt_device.h"
+
+#define TT_ZSTORE_WBS_MAX 32u /* largest flash write block supported */
+
+typedef struct {
+    off_t base;   /* partition offset of the region being written */
+    size_t done;  /* bytes accepted so far */
+    size_t total; /* bytes announced (plan uploads) */
+    uint8_t pend[TT_ZSTORE_WBS_MAX];
+    size_t pend_len;
+} tt_zstore_writer;
+
+typedef struct {
+    uint32_t seq, slot, plan_len, steps, params_len, params_crc;
+    uint8_t plan_hash[TT_SHA256_SIZE];
+} tt_zstore_record;
+
+typedef struct {
+    const struct flash_area *fa;
+    const uint8_t *mapped; /* the partition, readable in place */
+    size_t part;           /* bytes in each of the three parts */
+    size_t wbs;            /* flash write block */
+    uint8_t erase_value;
+    tt_device *dev;
+    tt_zstore_writer upload, log;
+    off_t log_next;        /* offset in the log part for the next record; -1: erase it first */
+    bool have_last;
+    tt_zstore_record last; /* the newest intact record */
+    off_t last_at;         /* its offset in the log part */
+    uint32_t records_skipped, log_erases, saves;
+} tt_zstore;
+
+/* Opens the partition and scans the parameter log. 0 or a negative errno: -ENOSPC fewer than
+ * three erase pages, -ENOTSUP a write block over TT_ZSTORE_WBS_MAX, -EFAULT the partition is not
+ * 16-byte aligned in memory (the flash simulator's buffer needs a memory-region for that). */
+int tt_zstore_open(tt_zstore *st);
+/* Plan slot i (0 or 1), memory-mapped, and the capacity of each slot. */
+uint8_t *tt_zstore_slot(tt_zstore *st, int i);
+size_t tt_zstore_slot_capacity(const tt_zstore *st);
+/* Routes dev's plan uploads into the slots (after tt_device_init with tt_zstore_slot(st, 0/1)). */
+void tt_zstore_attach(tt_zstore *st, tt_device *dev);
+/* Loads the newest saved plan and its parameters into the attached device. 1: plan and
+ * parameters restored, 0: nothing saved, negative: the saved plan did not load (err says why). */
+int tt_zstore_restore(tt_zstore *st, tt_error *err);
+/* Appends a record when the running plan's parameters or step count differ from the newest
+ * record's. 1: saved, 0: nothing to save, negative errno: flash error. */
+int tt_zstore_save(tt_zstore *st);
+
+#endif
