@@ -13,7 +13,7 @@ from tinyhost import __version__
 from tinyhost.link.client import DeviceClient, DeviceError, StepReply
 from tinyhost.link.transport import open_link
 from tinyhost.plan import PLAN_FORMAT_VERSION, Plan, plan_hash
-from tinyhost.refexec.executor import RefExecutor
+from tinyhost.refexec.executor import RefExecutor, prepare_input
 
 PAYLOAD_MARGIN = 32  # CBOR framing of a chunk message around its bytes
 
@@ -53,10 +53,9 @@ class Device(Protocol):
 
 
 def _sample_bytes(plan: Plan, x: np.ndarray) -> bytes:
-    t = plan.tensors[plan.bindings.input]
-    if x.size != t.numel:
-        raise ValueError(f"sample has {x.size} values, the plan's input {t.shape} needs {t.numel}")
-    return np.ascontiguousarray(x, dtype=t.dtype.numpy).tobytes()
+    """The input tensor's bytes; float samples for an int8 input are quantized with the plan's
+    meta["input_quant"] (the same function the reference executor uses)."""
+    return prepare_input(plan, x).tobytes()
 
 
 class SerialDevice:

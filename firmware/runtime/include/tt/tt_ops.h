@@ -1,4 +1,6 @@
-/* Opcode numbers of the plan format. Must match host/tinyhost/ops.py and docs/plan.cddl. */
+/* Opcode numbers of the plan format. Must match host/tinyhost/ops.py and docs/plan.cddl.
+ * The int8 graph's opcodes (20 and up) are not executed by this runtime yet: plan_check.c has no
+ * ARITY entry for them, so a plan using them is refused before anything runs. */
 #ifndef TT_OPS_H
 #define TT_OPS_H
 
@@ -17,6 +19,19 @@ typedef enum {
     TT_OP_AVGPOOL2D_GRAD_F32 = 12,
     TT_OP_SOFTMAX_XENT_F32 = 13,
     TT_OP_SGD_F32 = 14,
+    TT_OP_CONV2D_S8 = 20,
+    TT_OP_DEPTHWISE_CONV2D_S8 = 21,
+    TT_OP_ADD_S8 = 22,
+    TT_OP_AVGPOOL2D_S8 = 23,
+    TT_OP_DEQUANTIZE_S8_F32 = 24,
+    TT_OP_REQUANT_GRAD_F32 = 25,
+    TT_OP_CONV2D_S8_GRAD_INPUT_F32 = 26,
+    TT_OP_CONV2D_S8_GRAD_WEIGHT_F32 = 27,
+    TT_OP_ADD_S8_GRAD_F32 = 28,
+    TT_OP_DEQUANTIZE_GRAD_F32 = 29,
+    TT_OP_UPDATE_S8_F32 = 30,
+    TT_OP_UPDATE_S32_F32 = 31,
+    TT_OP_ADD_F32 = 32,
 } tt_opcode;
 
 #endif
