@@ -5,17 +5,24 @@ Each pass has one job and its own file; an error raised inside a pass names it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from tinyhost.compiler.autodiff import autodiff
+from tinyhost.compiler.autodiff_s8 import autodiff_s8
 from tinyhost.compiler.capture import capture
 from tinyhost.compiler.errors import CompileError
 from tinyhost.compiler.emit import emit
+from tinyhost.compiler.import_tiny import HEAD_SEED, import_tiny
 from tinyhost.compiler.lower import lower
 from tinyhost.compiler.plan_memory import plan_memory
 from tinyhost.compiler.report import MemoryReport, memory_report
+from tinyhost.ops import UpdateRule
 from tinyhost.plan import Plan, encode_plan
 
 PASSES = ("capture", "lower", "autodiff", "plan_memory", "emit")
+# int8 models from tiny-training: the import replaces capture and lowering.
+PASSES_TINY = ("import_tiny", "autodiff", "plan_memory", "emit")
+INT8_UPDATE_RULES = {"round": UpdateRule.ROUND, "master": UpdateRule.MASTER}
 
 
 @dataclass
@@ -25,16 +32,47 @@ class CompileResult:
     report: MemoryReport
 
 
-def compile_model(source: str, update: str = "full", lr: float = 0.01) -> CompileResult:
+def compile_model(source: str, update: str = "full", lr: float = 0.01,
+                  reorder: bool = True) -> CompileResult:
     captured = capture(source)
     graph = lower(captured)
-    graph = autodiff(graph, update)
+    graph = autodiff(graph, update, reorder)
     memory = plan_memory(graph)
     meta = {"model": captured.name, "source": source, "update": update,
             "input_shape": list(captured.example_input.shape[1:])}
+    if not reorder:
+        meta["reorder"] = False
     plan = emit(graph, memory, lr, meta)
     data = encode_plan(plan)
     return CompileResult(plan, data, memory_report(plan, len(data)))
 
 
-__all__ = ["CompileError", "CompileResult", "PASSES", "compile_model"]
+def compile_tiny_training(pkl: str | Path, num_classes: int, update: str = "full",
+                          lr: float = 0.01, input_size: int | None = None, qas: bool = True,
+                          int8_update: str = "round", reorder: bool = True) -> CompileResult:
+    """A pretrained int8 model of the paper (tiny-training's .pkl) -> a training plan with a new
+    fp32 head of num_classes; `update` is full, last:K, bias-only or a sparse-update scheme file
+    (see compiler/sparse.py); int8_update is the int8 weight update rule, round or master."""
+    if int8_update not in INT8_UPDATE_RULES:
+        raise CompileError(f"--int8-update {int8_update!r}: expected one of "
+                           f"{', '.join(INT8_UPDATE_RULES)}")
+    rule = INT8_UPDATE_RULES[int8_update]
+    graph = import_tiny(pkl, num_classes, input_size)
+    name = Path(pkl).stem
+    input_shape = list(graph.tensors[graph.input].shape)
+    assert graph.input_quant is not None
+    graph, scheme = autodiff_s8(graph, update, name, qas=qas, rule=rule, reorder=reorder)
+    memory = plan_memory(graph)
+    meta = {"model": name, "source": str(pkl), "format": "tiny-training int8",
+            "update": update, "scheme": scheme.to_dict(), "input_shape": input_shape,
+            "input_quant": {"scale": graph.input_quant[0], "zero": graph.input_quant[1]},
+            "qas": qas, "int8_update": int8_update, "reorder": reorder,
+            "head": {"dtype": "f32", "init": f"torch.nn.Linear default, seed {HEAD_SEED}"},
+            "import_notes": graph.notes}
+    plan = emit(graph, memory, lr, meta)
+    data = encode_plan(plan)
+    return CompileResult(plan, data, memory_report(plan, len(data)))
+
+
+__all__ = ["CompileError", "CompileResult", "PASSES", "PASSES_TINY", "compile_model",
+           "compile_tiny_training"]

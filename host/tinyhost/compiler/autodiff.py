@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from tinyhost.compiler.errors import CompileError
 from tinyhost.compiler.graph import Graph, IROp
-from tinyhost.ops import Opcode
+from tinyhost.ops import INPLACE_UPDATES, Opcode
 from tinyhost.plan import DType, TensorKind
 
 PARAM_OPS = {Opcode.LINEAR_F32, Opcode.CONV2D_F32}
@@ -154,5 +154,21 @@ def len_of(graph: Graph, t: int) -> int:
     return graph.tensors[t].nbytes // graph.tensors[t].dtype.itemsize
 
 
-def autodiff(graph: Graph, update: str) -> Graph:
-    return Autodiff(graph, select_trainable(graph, update)).run()
+def defer_updates(graph: Graph) -> None:
+    """Move every parameter update after the whole backward pass (keeping their order): the
+    schedule without the paper's operator reordering, where every weight gradient stays live
+    until the end of the step. Safe because an update only writes its own parameter, which no
+    later backward op reads (a layer's input gradient precedes its update)."""
+    start = graph.n_forward
+    head, updates = graph.ops[:start], []
+    rest = []
+    for op in graph.ops[start:]:
+        (updates if op.opcode in INPLACE_UPDATES else rest).append(op)
+    graph.ops = head + rest + updates
+
+
+def autodiff(graph: Graph, update: str, reorder: bool = True) -> Graph:
+    graph = Autodiff(graph, select_trainable(graph, update)).run()
+    if not reorder:
+        defer_updates(graph)
+    return graph

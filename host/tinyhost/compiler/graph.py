@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,9 @@ class IROp:
     outputs: list[int]
     attrs: list[int]
     source: str  # the layer or graph node it came from, for messages and reports
+    # Float facts a later pass needs but the op does not carry (int8 graphs: the scales from which
+    # backward constants are made only if the layer is in the backward pass).
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,6 +46,11 @@ class Graph:
     pred: int = NONE
     n_forward: int = 0
     num_classes: int = 0
+    # int8 graphs (compiler/import_tiny.py): the input's (scale, zero) and the forward op index of
+    # every backbone conv in network order (what sparse-update schemes index).
+    input_quant: tuple[float, int] | None = None
+    conv_ops: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what an import changed, for the plan's meta
 
     def add_tensor(self, name: str, shape: tuple[int, ...], kind: TensorKind,
                    dtype: DType = DType.F32, data: np.ndarray | None = None) -> int:
@@ -49,8 +58,8 @@ class Graph:
         return len(self.tensors) - 1
 
     def add_op(self, opcode: Opcode, inputs: list[int], outputs: list[int], attrs: list[int],
-               source: str) -> IROp:
-        op = IROp(opcode, inputs, outputs, [int(a) for a in attrs], source)
+               source: str, info: dict[str, Any] | None = None) -> IROp:
+        op = IROp(opcode, inputs, outputs, [int(a) for a in attrs], source, info or {})
         self.ops.append(op)
         return op
 

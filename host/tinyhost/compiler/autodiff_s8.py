@@ -1,0 +1,254 @@
+"""Pass 3 for int8 graphs, autodiff: what trains (a sparse-update scheme), the loss, the fp32
+backward of the quantized graph and the QAS updates (docs/int8.md).
+
+As the fp32 autodiff: backward ops exist only where a trainable parameter needs them, gradients
+flow back from the loss only as far as the earliest trainable layer, and each update follows its
+gradient right away (the paper's operator reordering) unless `reorder` is off (then every update
+runs after the whole backward pass, as a framework without reordering does; for measurements).
+
+Per conv in the backward pass (gradient dy of its int8 output y):
+  REQUANT_GRAD_F32 (mask, dy, eff_scale) -> dz, in place over dy (the clamp mask and the
+      effective scale: dz is the gradient at the int32 accumulator). The mask is the paper's
+      (act_min <= pre-clamp value <= act_max), 1 bit per element, written by the forward op;
+  CONV2D_S8_GRAD_INPUT_F32 (dz, w) -> dx, if anything before the layer trains, before the update;
+  CONV2D_S8_GRAD_WEIGHT_F32 (dz, x) -> (dw of the trained rows, db), if the layer trains;
+  UPDATE_S8_F32 / UPDATE_S32_F32 with the per-channel QAS scales (ones with qas=False).
+A residual add's input gradient (the shortcut) and the conv branch's meet at the block input:
+the second contribution is added in place (ADD_F32). Tensors read by the backward (a layer's mask,
+a trained layer's int8 input) are kept by the memory plan; nothing else is.
+
+Trainable state lives in the arena: a layer training all its weights has its int8 weight there;
+one training some output channels keeps only those rows there (`w_rows`, with the frozen weight
+in the plan blob serving the other channels); biases are int32; with the MASTER rule, an f32 copy
+of each trained tensor as well. The head is fp32 and trains with SGD_F32.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tinyhost.compiler.autodiff import defer_updates, len_of
+from tinyhost.compiler.errors import CompileError
+from tinyhost.compiler.graph import Graph, IROp
+from tinyhost.compiler.sparse import LayerUpdate, Scheme, layer_updates, parse_update
+from tinyhost.ops import Opcode, UpdateRule
+from tinyhost.plan import DType, TensorKind
+from tinyhost.refexec.executor import mask_bytes
+from tinyhost.refexec.kernels_s8 import qas_bias_scale, qas_weight_scale
+
+CONV_S8 = (Opcode.CONV2D_S8, Opcode.DEPTHWISE_CONV2D_S8)
+
+
+class AutodiffS8:
+    def __init__(self, graph: Graph, updates: list[LayerUpdate], qas: bool, rule: UpdateRule) -> None:
+        self.g = graph
+        self.updates = updates
+        self.qas = qas
+        self.rule = rule
+        self.grad: dict[int, int] = {}
+        self.master: dict[int, int] = {}  # trainable tensor -> its f32 master
+
+    # -- helpers ----------------------------------------------------------------------------
+    def const(self, name: str, data: np.ndarray, dtype: DType) -> int:
+        return self.g.add_tensor(name, data.shape, TensorKind.PARAM_FROZEN, dtype, data)
+
+    def new_grad(self, of: int, name: str | None = None) -> int:
+        t = self.g.tensors[of]
+        return self.g.add_tensor(name or f"grad:{t.name}", t.shape, TensorKind.GRADIENT)
+
+    def accumulate(self, x: int, dx: int, source: str) -> None:
+        """dx is a gradient contribution to x: the first is x's gradient, later ones add to it."""
+        if x not in self.grad:
+            self.grad[x] = dx
+            return
+        acc = self.grad[x]
+        self.g.add_op(Opcode.ADD_F32, [acc, dx], [acc], [len_of(self.g, acc)], source)
+
+    def contribution(self, x: int) -> int:
+        """The tensor a gradient op writes its contribution to x into."""
+        return self.new_grad(x, None if x not in self.grad else f"grad:{self.g.tensors[x].name}+")
+
+    def mask_of(self, op: IROp) -> int:
+        """The forward op's 1-bit clamp mask output, added now that the backward reads it."""
+        if op.outputs[1] == -1:
+            y = self.g.tensors[op.outputs[0]]
+            n = int(np.prod(y.shape))
+            op.outputs[1] = self.g.add_tensor(f"{op.source}.mask", (mask_bytes(n),),
+                                              TensorKind.ACTIVATION, DType.S8)
+        return op.outputs[1]
+
+    def make_trainable(self, t: int, initial_master: np.ndarray) -> None:
+        self.g.tensors[t].kind = TensorKind.PARAM_TRAINABLE
+        if self.rule == UpdateRule.MASTER:
+            name = f"{self.g.tensors[t].name}.master"
+            m = self.g.add_tensor(name, initial_master.shape, TensorKind.PARAM_TRAINABLE,
+                                  DType.F32, initial_master.astype(np.float32))
+            self.master[t] = m
+
+    # -- what trains ------------------------------------------------------------------------
+    def mark_trainable(self) -> set[int]:
+        g = self.g
+        trainable: set[int] = set()
+        for k, upd in zip(g.conv_ops, self.updates):
+            op = g.ops[k]
+            x, w, b = op.inputs[:3]
+            wt = g.tensors[w]
+            if upd.bias:
+                if b == -1:
+                    raise CompileError(f"autodiff: {op.source} has no bias to train")
+                self.make_trainable(b, g.tensors[b].data.astype(np.float32))
+                trainable.add(b)
+            if not upd.weight:
+                continue
+            if upd.channels is None:
+                self.make_trainable(w, wt.data.astype(np.float32))
+                trainable.add(w)
+            else:
+                rows_data = np.ascontiguousarray(wt.data[upd.channels])
+                rows = g.add_tensor(f"{op.source}.weight_rows", rows_data.shape,
+                                    TensorKind.PARAM_FROZEN, DType.S8, rows_data)
+                channels = self.const(f"{op.source}.weight_channels", upd.channels.astype(np.int32),
+                                      DType.S32)
+                op.inputs[5], op.inputs[6] = rows, channels
+                op.attrs[-1] = len(upd.channels)
+                self.make_trainable(rows, rows_data.astype(np.float32))
+                trainable.add(rows)
+        head = g.ops[g.n_forward - 1]
+        if head.opcode != Opcode.LINEAR_F32:
+            raise CompileError("autodiff: an int8 graph must end in its fp32 linear head")
+        for p in head.inputs[1:]:
+            if p != -1:
+                g.tensors[p].kind = TensorKind.PARAM_TRAINABLE
+                trainable.add(p)
+        return trainable
+
+    def needs_grad(self, trainable: set[int]) -> set[int]:
+        needs: set[int] = set()
+        for op in self.g.ops[:self.g.n_forward]:
+            if any(i in needs or i in trainable for i in op.inputs):
+                needs.update(o for o in op.outputs if o != -1)
+        return needs
+
+    # -- the pass ---------------------------------------------------------------------------
+    def run(self) -> Graph:
+        g = self.g
+        trainable = self.mark_trainable()
+        needs = self.needs_grad(trainable)
+        g.label = g.add_tensor("label", (), TensorKind.LABEL, DType.S32)
+        g.loss = g.add_tensor("loss", (), TensorKind.OUTPUT)
+        g.pred = g.add_tensor("pred", (), TensorKind.OUTPUT, DType.S32)
+        dlogits = self.new_grad(g.logits)
+        g.add_op(Opcode.SOFTMAX_XENT_F32, [g.logits, g.label], [g.loss, dlogits, g.pred],
+                 [g.num_classes], "loss")
+        self.grad[g.logits] = dlogits
+        for op in reversed(g.ops[:g.n_forward]):
+            y = op.outputs[0]
+            if y in self.grad:
+                self.backward(op, self.grad[y], needs, trainable)
+        return g
+
+    def backward(self, op: IROp, dy: int, needs: set[int], trainable: set[int]) -> None:
+        g = self.g
+        x = op.inputs[0]
+        if op.opcode == Opcode.LINEAR_F32:
+            w, b = op.inputs[1], op.inputs[2]
+            if x in needs:
+                dx = self.contribution(x)
+                g.add_op(Opcode.LINEAR_GRAD_INPUT_F32, [dy, w], [dx], op.attrs, op.source)
+                self.accumulate(x, dx, op.source)
+            dw, db = self.new_grad(w), (self.new_grad(b) if b != -1 else -1)
+            g.add_op(Opcode.LINEAR_GRAD_WEIGHT_F32, [dy, x], [dw, db], op.attrs, op.source)
+            for p, dp in ((w, dw), (b, db)):
+                if p != -1:
+                    g.add_op(Opcode.SGD_F32, [p, dp], [p], [len_of(g, p)], op.source)
+        elif op.opcode == Opcode.DEQUANTIZE_S8_F32:
+            if x in needs:
+                dx = self.contribution(x)
+                g.add_op(Opcode.DEQUANTIZE_GRAD_F32, [dy, op.inputs[1]], [dx], [op.attrs[0]],
+                         op.source)
+                self.accumulate(x, dx, op.source)
+        elif op.opcode == Opcode.AVGPOOL2D_S8:
+            if x in needs:
+                dx = self.contribution(x)
+                g.add_op(Opcode.AVGPOOL2D_GRAD_F32, [dy], [dx], op.attrs[:11], op.source)
+                self.accumulate(x, dx, op.source)
+        elif op.opcode == Opcode.ADD_S8:
+            x1, x2 = op.inputs
+            if x1 == x2:
+                raise CompileError(f"autodiff: {op.source} adds a tensor to itself")
+            size = op.attrs[0]
+            info = op.info
+            scales = self.const(f"{op.source}.scales",
+                                np.array([info["s1"], info["s2"], info["sy"]], np.float32), DType.F32)
+            d1 = self.contribution(x1) if x1 in needs else -1
+            d2 = self.contribution(x2) if x2 in needs else -1
+            if d1 == -1 and d2 == -1:
+                return
+            g.add_op(Opcode.ADD_S8_GRAD_F32, [self.mask_of(op), dy, scales], [d1, d2], [size],
+                     op.source)
+            for xi, di in ((x1, d1), (x2, d2)):
+                if di != -1:
+                    self.accumulate(xi, di, op.source)
+        elif op.opcode in CONV_S8:
+            self.conv_backward(op, dy, needs, trainable)
+        else:
+            raise CompileError(f"autodiff: no gradient rule for {op.opcode.name}")
+
+    def conv_backward(self, op: IROp, dy: int, needs: set[int], trainable: set[int]) -> None:
+        g = self.g
+        x, w, b, _, _, w_rows, channels = op.inputs
+        conv_attrs = op.attrs[:13]
+        x_zero, n_rows = op.attrs[13], op.attrs[17]
+        info = op.info
+        out_c, out_h, out_w = g.tensors[op.outputs[0]].shape
+        eff = self.const(f"{op.source}.eff_scale", info["eff"].astype(np.float32), DType.F32)
+        # dz in place over dy: nothing else reads dy.
+        g.add_op(Opcode.REQUANT_GRAD_F32, [self.mask_of(op), dy, eff], [dy],
+                 [out_c, out_h * out_w], op.source)
+        dz = dy
+        if x in needs:
+            dx = self.contribution(x)
+            g.add_op(Opcode.CONV2D_S8_GRAD_INPUT_F32, [dz, w, w_rows, channels], [dx],
+                     conv_attrs + [n_rows], op.source)
+            self.accumulate(x, dx, op.source)
+        w_state = w_rows if w_rows != -1 else w
+        train_w = w_state in trainable
+        train_b = b != -1 and b in trainable
+        if not (train_w or train_b):
+            return
+        dw = self.new_grad(w_state) if train_w else -1
+        db = self.new_grad(b) if train_b else -1
+        n_ch = 0 if not train_w else (n_rows if w_rows != -1 else out_c)
+        g.add_op(Opcode.CONV2D_S8_GRAD_WEIGHT_F32,
+                 [dz, x if train_w else -1, channels if train_w else -1], [dw, db],
+                 conv_attrs + [x_zero, n_ch], op.source)
+        w_scales = info["w_scales"]
+        live = np.where(info["dead"], np.float32(0), np.float32(1))  # dead channels never train
+        if train_w:
+            qas = (qas_weight_scale(w_scales) if self.qas else np.ones(out_c, np.float32)) * live
+            if w_rows != -1:
+                qas = qas[g.tensors[channels].data]
+            qt = self.const(f"{op.source}.qas_w", np.ascontiguousarray(qas, np.float32), DType.F32)
+            shape = g.tensors[w_state].shape
+            m = self.master.get(w_state, -1)
+            g.add_op(Opcode.UPDATE_S8_F32, [w_state, dw, qt, m], [w_state, m],
+                     [shape[0], int(np.prod(shape[1:])), int(self.rule)], op.source)
+        if train_b:
+            qas = (qas_bias_scale(w_scales, info["x_scale"]) if self.qas
+                   else np.ones(out_c, np.float32)) * live
+            qt = self.const(f"{op.source}.qas_b", qas, DType.F32)
+            m = self.master.get(b, -1)
+            g.add_op(Opcode.UPDATE_S32_F32, [b, db, qt, m], [b, m], [out_c, int(self.rule)],
+                     op.source)
+
+
+def autodiff_s8(graph: Graph, update: str, model: str, qas: bool = True,
+                rule: UpdateRule = UpdateRule.ROUND, reorder: bool = True) -> tuple[Graph, Scheme]:
+    if not graph.conv_ops:
+        raise CompileError("autodiff: the int8 graph has no convs")
+    scheme = parse_update(update, len(graph.conv_ops), model)
+    weights = [graph.tensors[graph.ops[k].inputs[1]].data for k in graph.conv_ops]
+    updates = layer_updates(scheme, weights, update)
+    graph = AutodiffS8(graph, updates, qas, rule).run()
+    if not reorder:
+        defer_updates(graph)
+    return graph, scheme
