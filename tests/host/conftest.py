@@ -1,0 +1,60 @@
+"""Fixtures of the int8 tests: the paper's model files (skipped when absent), a cache of compiled
+int8 plans shared by the whole session, and a small synthetic model in the same format."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from int8_ref import MODELS, synthetic_cfg
+
+PAPER_MODELS = ("mcunet-5fps", "mbv2-w0.35")
+SCHEMES = MODELS / "sparse_schemes.json"
+
+
+def paper_model(name: str) -> Path:
+    path = MODELS / f"{name}.pkl"
+    if not path.is_file():
+        pytest.skip(f"{path} is not here (the paper's models live in ../shared/data/mcu_models)")
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def _compile(path: str, num_classes: int, update: str, input_size: int | None, qas: bool,
+             int8_update: str, reorder: bool):
+    from tinyhost.compiler import compile_tiny_training
+    return compile_tiny_training(path, num_classes, update=update, input_size=input_size, qas=qas,
+                                 int8_update=int8_update, reorder=reorder)
+
+
+@pytest.fixture(scope="session")
+def compile_int8():
+    """compile_int8(path, update="full", num_classes=10, input_size=None, qas=True,
+    int8_update="round", reorder=True) -> CompileResult, compiled once per session."""
+    def get(path, update="full", num_classes=10, input_size=None, qas=True, int8_update="round",
+            reorder=True):
+        return _compile(str(path), num_classes, update, input_size, qas, int8_update, reorder)
+    return get
+
+
+@pytest.fixture(scope="session")
+def synthetic_pkl(tmp_path_factory) -> Path:
+    """A 16x16 model in the tiny-training format: residual and plain blocks, 3x3 and 5x5
+    depthwise, strides, a feature_mix layer (int8_ref.synthetic_cfg)."""
+    path = tmp_path_factory.mktemp("tiny") / "synthetic.pkl"
+    torch.save(synthetic_cfg(seed=0, size=16), path)
+    return path
+
+
+def smooth_images(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Image-like float inputs in [-1, 1] (the paper's normalisation): smooth colour fields with
+    some fine texture, so activations look like a photo's rather than noise's."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 6, 6, generator=g) * 2 - 1
+    img = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear",
+                                          align_corners=False)
+    img = img + 0.15 * (torch.rand(n, 3, size, size, generator=g) * 2 - 1)
+    return img.clamp(-1, 1).numpy().astype(np.float32)
