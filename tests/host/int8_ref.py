@@ -313,7 +313,7 @@ def train_step(net: PaperNet, x_int: np.ndarray, label: int, lr: float, spec: Tr
                 L.weight[rows] = new if spec.rule == "master" else torch.round(new).clamp(-127, 127)
         for p in (net.head_w, net.head_b):
             p.copy_(_f32(p - _f32(lr32 * _f32(p.grad))))
-    return float(loss), pred
+    return float(loss.detach()), pred
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
