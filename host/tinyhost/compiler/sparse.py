@@ -34,6 +34,7 @@ import numpy as np
 from tinyhost.compiler.errors import CompileError
 
 SIMPLE_FORMS = "full, last:K, bias-only"
+SCHEME_KEYS = {"n_bias_update", "manual_weight_idx", "weight_update_ratio"}
 SCHEME_FORMS = "scheme.json (one scheme) or sparse_schemes.json:MODEL:BUDGET (e.g. :mcunet-5fps:99kb)"
 
 
@@ -137,7 +138,7 @@ def scheme_from_file(update: str, n_conv: int, model: str) -> Scheme:
         raise _err(update, f"expected {SCHEME_FORMS}")
     keys = [k for k in rest[1:].split(":")] if rest else []
     data = _load_json(path, update)
-    if isinstance(data, dict) and "n_bias_update" in data:
+    if isinstance(data, dict) and SCHEME_KEYS & data.keys():
         if keys:
             raise _err(update, f"{path} holds one scheme; drop the selector {rest!r}")
         return scheme_from_dict(data, n_conv, update, str(path))
