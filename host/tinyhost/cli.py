@@ -26,15 +26,52 @@ def _print_json(obj: Any) -> None:
 
 # -- compile ----------------------------------------------------------------------------------
 def cmd_compile(args: argparse.Namespace) -> int:
-    from tinyhost.compiler import compile_model
+    from tinyhost.compiler import compile_model, compile_tiny_training
     from tinyhost.compiler.report import format_report
 
-    result = compile_model(args.model, update=args.update, lr=args.lr)
+    int8_only = [flag for flag, given in (("--num-classes", args.num_classes is not None),
+                                          ("--input-size", args.input_size is not None),
+                                          ("--no-qas", not args.qas),
+                                          ("--int8-update", args.int8_update is not None))
+                 if given]
+    if (args.model is None) == (args.from_tiny_training is None):
+        print("error: give a MODEL (FILE.py:FACTORY or .pt2) or --from-tiny-training PKL, "
+              "not both", file=sys.stderr)
+        return 2
+    if args.from_tiny_training is not None:
+        if args.num_classes is None:
+            print("error: --from-tiny-training needs --num-classes N (the new head's classes)",
+                  file=sys.stderr)
+            return 2
+        result = compile_tiny_training(
+            args.from_tiny_training, args.num_classes, update=args.update, lr=args.lr,
+            input_size=args.input_size, qas=args.qas, int8_update=args.int8_update or "round",
+            reorder=args.reorder)
+    else:
+        if int8_only:
+            print(f"error: {', '.join(int8_only)} apply to --from-tiny-training models only",
+                  file=sys.stderr)
+            return 2
+        result = compile_model(args.model, update=args.update, lr=args.lr, reorder=args.reorder)
     Path(args.output).write_bytes(result.data)
+    meta = result.plan.meta
     if args.json:
-        _print_json({"plan": args.output, "bytes": len(result.data), "memory": result.report.to_dict()})
+        out = {"plan": args.output, "bytes": len(result.data), "memory": result.report.to_dict()}
+        if "scheme" in meta:
+            out["int8"] = {k: meta[k] for k in ("scheme", "qas", "int8_update", "reorder",
+                                                "input_shape", "input_quant", "import_notes")}
+        _print_json(out)
     else:
         print(f"wrote {args.output} ({len(result.data)} bytes)")
+        if "scheme" in meta:
+            s = meta["scheme"]
+            print(f"int8 {meta['model']} {'x'.join(map(str, meta['input_shape']))}: biases of the "
+                  f"last {s['n_bias_update']} convs, weights of convs {s['manual_weight_idx']} "
+                  f"(channel ratios {s['weight_update_ratio']}), fp32 head; QAS "
+                  f"{'on' if meta['qas'] else 'off'}, int8 update rule {meta['int8_update']}")
+            if meta["import_notes"]:
+                print(f"import: {len(meta['import_notes'])} layers have dead channels "
+                      "(saturated bias, constant output); they never train (see --json)")
         print(format_report(result.report))
     return 0
 
@@ -237,14 +274,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("compile", help="compile a model into a training plan",
-                       description="Compile a PyTorch model into a training plan (.ttp) and print "
-                                   "its memory report.")
-    p.add_argument("model", help="FILE.py:FACTORY (returns (nn.Module, example_input)) or a "
-                                 "torch.export .pt2 file")
+                       description="Compile a PyTorch model, or a pretrained int8 model of the "
+                                   "paper (--from-tiny-training), into a training plan (.ttp) "
+                                   "and print its memory report.")
+    p.add_argument("model", nargs="?",
+                   help="FILE.py:FACTORY (returns (nn.Module, example_input)) or a torch.export "
+                        ".pt2 file; or use --from-tiny-training")
     p.add_argument("-o", "--output", required=True, help="plan file to write (.ttp)")
+    p.add_argument("--from-tiny-training", metavar="PKL",
+                   help="compile one of the paper's pretrained int8 models (tiny-training's .pkl, "
+                        "e.g. mcunet-5fps.pkl) with a new fp32 head of --num-classes")
+    p.add_argument("--num-classes", type=int, help="classes of the new head (int8 models)")
+    p.add_argument("--input-size", type=int,
+                   help="input resolution N (NxN) of an int8 model (default: the model's, 128)")
     p.add_argument("--update", default="full",
-                   help="what trains: full (default), last:K (last K layers with parameters), "
-                        "bias-only, or a comma list of layer/parameter names (e.g. 7,3.bias)")
+                   help="what trains: full (default), last:K (last K layers with parameters, the "
+                        "head included), bias-only, or a comma list of layer/parameter names "
+                        "(e.g. 7,3.bias; fp32 models); for int8 models also a sparse-update scheme: "
+                        "scheme.json (one scheme) or sparse_schemes.json:MODEL:BUDGET (the "
+                        "paper's file, e.g. ...:mcunet-5fps:99kb; ...:BUDGET takes the model's "
+                        "name from the .pkl)")
+    p.add_argument("--no-qas", dest="qas", action="store_false",
+                   help="int8 models: no quantization-aware scaling of the gradients")
+    p.add_argument("--int8-update", choices=("round", "master"),
+                   help="int8 weight update: round (int8 weights only, default) or master (an "
+                        "f32 copy of the trained rows and biases, updated and rounded)")
+    p.add_argument("--no-reorder", dest="reorder", action="store_false",
+                   help="apply every update after the whole backward pass instead of right "
+                        "after its gradient (for memory comparisons)")
     p.add_argument("--lr", type=float, default=0.01,
                    help="default learning rate stored in the plan (default 0.01)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -12,10 +12,12 @@ import numpy as np
 from tinyhost import __version__
 from tinyhost.link.client import DeviceClient, DeviceError, StepReply
 from tinyhost.link.transport import open_link
+from tinyhost.ops import Opcode
 from tinyhost.plan import PLAN_FORMAT_VERSION, Plan, plan_hash
 from tinyhost.refexec.executor import RefExecutor, prepare_input
 
 PAYLOAD_MARGIN = 32  # CBOR framing of a chunk message around its bytes
+UNSUPPORTED_OP = -8  # TT_ERR_UNSUPPORTED_OP, what the firmware answers for such a plan
 
 
 @dataclass
@@ -88,6 +90,12 @@ class SerialDevice:
         info = self.info()
         if info.plan_loaded and info.plan_hash == plan_hash(data):
             return False
+        missing = sorted({op.opcode for op in plan.ops} - set(info.ops))
+        if info.ops and missing:  # the device would refuse it after the upload
+            names = ", ".join(Opcode(o).name for o in missing)
+            raise DeviceError(UNSUPPORTED_OP,
+                              f"{self.name} (firmware {info.firmware}) does not run {names}, "
+                              "which this plan uses; the reference executor (--port ref) does")
         self.client.upload_plan(data, self.chunk, progress)
         return True
 
