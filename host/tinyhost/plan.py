@@ -18,7 +18,7 @@ from typing import Any
 import cbor2
 import numpy as np
 
-from tinyhost.ops import OP_SPECS, Opcode
+from tinyhost.ops import OP_SPECS, Opcode, UpdateRule
 
 PLAN_FORMAT_VERSION = 1
 BLOB_ALIGN = 16
@@ -223,6 +223,12 @@ def check_plan(plan: Plan) -> None:
                 and len(op.attrs) == len(spec.attrs), f"op {k} ({op.opcode.name}) arity")
         for i in op.inputs + op.outputs:
             _expect(i == NONE or 0 <= i < n, f"op {k} ({op.opcode.name}) names tensor {i}")
+        if op.opcode in (Opcode.UPDATE_S8_F32, Opcode.UPDATE_S32_F32):
+            _expect(op.outputs == [op.inputs[0], op.inputs[3]],
+                    f"op {k} ({op.opcode.name}) must update its state in place")
+            _expect(op.attrs[-1] in (UpdateRule.ROUND, UpdateRule.MASTER) and
+                    (op.inputs[3] != NONE) == (op.attrs[-1] == UpdateRule.MASTER),
+                    f"op {k} ({op.opcode.name}): a master copy goes with rule MASTER only")
     for i in (plan.bindings.input, plan.bindings.label, plan.bindings.logits,
               plan.bindings.loss, plan.bindings.pred):
         _expect(0 <= i < n and plan.tensors[i].in_arena, f"binding {i} is not an arena tensor")

@@ -356,3 +356,23 @@ def test_pt2_equals_factory(tmp_path: Path, which: str, demo_plan, plans, small_
     # Only meta (model name, source) differs, so the files differ only there.
     assert hashlib.sha256(encode_plan(dataclasses.replace(got.plan, meta=ref.plan.meta))).digest() \
         == hashlib.sha256(ref.data).digest()
+
+
+def test_no_reorder_defers_updates(small_spec) -> None:
+    """--no-reorder: the same ops, every update after the whole backward pass (the schedule the
+    paper's operator reordering improves on), the same training arithmetic, more memory."""
+    a = compile_model(small_spec, update="full").plan
+    b = compile_model(small_spec, update="full", reorder=False).plan
+    kinds = [op.opcode.name for op in b.ops]
+    first_sgd = kinds.index("SGD_F32")
+    assert all(k == "SGD_F32" for k in kinds[first_sgd:])
+    assert sorted(kinds) == sorted(op.opcode.name for op in a.ops)
+    assert b.arena_size > a.arena_size and b.meta["reorder"] is False
+    check_memory_plan(b)
+    rng = np.random.default_rng(0)
+    ea, eb = RefExecutor(a), RefExecutor(b)
+    for _ in range(3):
+        x = rng.standard_normal(a.tensors[a.bindings.input].shape).astype(np.float32)
+        assert ea.train_step(x, 1, 0.05).loss == eb.train_step(x, 1, 0.05).loss
+    for i in a.trainable:
+        np.testing.assert_array_equal(ea.read_tensor(i), eb.read_tensor(i))

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from conftest import PAPER_MODELS, SCHEMES, paper_model, smooth_images
-from int8_ref import PaperNet, QConvFn, quantize_multiplier
+from int8_ref import PaperNet, QConvFn
 from tinyhost.compiler import CompileError, compile_tiny_training
 from tinyhost.ops import Opcode
 from tinyhost.plan import DType, TensorKind

@@ -239,3 +239,23 @@ def test_dead_channels_do_not_train(tmp_path, synthetic_pkl, samples):
     assert not np.array_equal(w1, w0) and not np.array_equal(b1, b0)
     assert not any(t.kind == TensorKind.PARAM_FROZEN and "blocks.1.pointwise1.weight" == t.name
                    for t in plan.tensors)
+
+
+def test_plan_check_refuses_inconsistent_updates(synthetic_pkl):
+    """A master copy goes with rule MASTER, and updates name their state as outputs."""
+    import dataclasses
+
+    from tinyhost.plan import PlanError, check_plan
+    plan = compile_tiny_training(synthetic_pkl, 4, update="full", int8_update="master").plan
+    k = next(k for k, op in enumerate(plan.ops) if op.opcode == Opcode.UPDATE_S8_F32)
+    for mutate in (lambda op: op.attrs.__setitem__(-1, 0),          # rule ROUND with a master
+                   lambda op: op.outputs.__setitem__(1, NONE),       # master not updated in place
+                   lambda op: op.attrs.__setitem__(-1, 2)):          # no such rule
+        bad = dataclasses.replace(plan, ops=[dataclasses.replace(o, inputs=list(o.inputs),
+                                                                 outputs=list(o.outputs),
+                                                                 attrs=list(o.attrs))
+                                             for o in plan.ops])
+        mutate(bad.ops[k])
+        with pytest.raises(PlanError, match="UPDATE_S8_F32"):
+            check_plan(bad)
+    check_plan(plan)
