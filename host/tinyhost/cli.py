@@ -107,6 +107,17 @@ def _load_data(path: str, normalize: bool):
     return ds
 
 
+def _warn_int8_normalize(plan, normalize: bool) -> None:
+    """Standardised samples (mean 0, std 1) overflow an int8 input quantized for [-1, 1]."""
+    iq = plan.meta.get("input_quant")
+    if normalize and isinstance(iq, dict):
+        lo, hi = ((q - iq["zero"]) * iq["scale"] for q in (-128, 127))
+        print(f"warning: this int8 plan quantizes its input for [{lo:.3g}, {hi:.3g}]; samples are "
+              "standardised (mean 0, std 1), so values beyond that range saturate. Scale the data "
+              "to the model's range (the paper's models: images in [-1, 1]) and pass "
+              "--no-normalize", file=sys.stderr)
+
+
 def _upload(device, plan, data: bytes, quiet: bool) -> None:
     from tqdm import tqdm
     with tqdm(total=len(data), desc="upload plan", unit="B", unit_scale=True, leave=False,
@@ -150,6 +161,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     plan, data = _load_plan(args.plan)
     ds = _load_data(args.data, args.normalize)
     check_dataset(plan, ds)
+    _warn_int8_normalize(plan, args.normalize)
     lr = plan.default_lr if args.lr is None else args.lr
     quiet = args.json
     device = connect(args.port)
@@ -200,6 +212,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     plan, data = _load_plan(args.plan)
     ds = _load_data(args.data, args.normalize)
     check_dataset(plan, ds)
+    _warn_int8_normalize(plan, args.normalize)
     x, y = (ds.x_test, ds.y_test) if args.split == "test" else (ds.x_train, ds.y_train)
     device = connect(args.port)
     try:

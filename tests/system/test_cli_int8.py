@@ -61,7 +61,9 @@ def test_train_ref_from_float_images(int8_plan, images, tmp_path, capsys):
     assert main(["train", "--port", "ref", "--plan", str(out), "--data", str(images),
                  "--epochs", "2", "--no-normalize", "--save-params", str(tmp_path / "p.npz"),
                  "--json"]) == 0
-    s = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    s = json.loads(captured.out)
+    assert "warning" not in captured.err
     assert s["steps"] == 16 and s["interrupted"] is None and np.isfinite(s["final_loss"])
     params = np.load(tmp_path / "p.npz")
     assert params["blocks.13.pointwise1.weight_rows"].dtype == np.int8
@@ -91,3 +93,11 @@ def test_compile_errors(args, message, tmp_path, capsys, monkeypatch):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_standardised_samples_warn(int8_plan, images, capsys):
+    out, _ = int8_plan
+    assert main(["eval", "--port", "ref", "--plan", str(out), "--data", str(images), "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: this int8 plan quantizes its input for [-1, 0.996]" in err
+    assert "--no-normalize" in err
