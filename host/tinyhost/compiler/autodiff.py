@@ -73,8 +73,7 @@ class Autodiff:
         return needs
 
     def new_grad(self, of: int) -> int:
-        t = self.g.tensors[of]
-        return self.g.add_tensor(f"grad:{t.name}", t.shape, TensorKind.GRADIENT)
+        return self.g.add_grad(of)
 
     def set_grad(self, x: int, dx: int, op: IROp) -> None:
         if x in self.grad:
@@ -103,13 +102,7 @@ class Autodiff:
         needs = self.needs_grad()
         if g.logits not in needs:
             raise CompileError("autodiff: nothing to train: no trainable parameter reaches the loss")
-        g.label = g.add_tensor("label", (), TensorKind.LABEL, DType.S32)
-        g.loss = g.add_tensor("loss", (), TensorKind.OUTPUT)
-        g.pred = g.add_tensor("pred", (), TensorKind.OUTPUT, DType.S32)
-        dlogits = self.new_grad(g.logits)
-        g.add_op(Opcode.SOFTMAX_XENT_F32, [g.logits, g.label], [g.loss, dlogits, g.pred],
-                 [g.num_classes], "loss")
-        self.grad[g.logits] = dlogits
+        self.grad[g.logits] = append_loss(g)
         for op in reversed(g.ops[:g.n_forward]):
             y = op.outputs[0]
             if y in self.grad:
@@ -148,6 +141,18 @@ class Autodiff:
             else:
                 raise CompileError(f"autodiff: no gradient rule for {op.opcode.name}")
             self.set_grad(x, dx, op)
+
+
+def append_loss(g: Graph) -> int:
+    """Binds label, loss and prediction and appends softmax cross-entropy on the logits; returns
+    the logits' gradient tensor, where backpropagation starts."""
+    g.label = g.add_tensor("label", (), TensorKind.LABEL, DType.S32)
+    g.loss = g.add_tensor("loss", (), TensorKind.OUTPUT)
+    g.pred = g.add_tensor("pred", (), TensorKind.OUTPUT, DType.S32)
+    dlogits = g.add_grad(g.logits)
+    g.add_op(Opcode.SOFTMAX_XENT_F32, [g.logits, g.label], [g.loss, dlogits, g.pred],
+             [g.num_classes], "loss")
+    return dlogits
 
 
 def len_of(graph: Graph, t: int) -> int:

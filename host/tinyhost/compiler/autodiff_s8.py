@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyhost.compiler.autodiff import defer_updates, len_of
+from tinyhost.compiler.autodiff import append_loss, defer_updates, len_of
 from tinyhost.compiler.errors import CompileError
 from tinyhost.compiler.graph import Graph, IROp
 from tinyhost.compiler.sparse import LayerUpdate, Scheme, layer_updates, parse_update
@@ -52,8 +52,7 @@ class AutodiffS8:
         return self.g.add_tensor(name, data.shape, TensorKind.PARAM_FROZEN, dtype, data)
 
     def new_grad(self, of: int, name: str | None = None) -> int:
-        t = self.g.tensors[of]
-        return self.g.add_tensor(name or f"grad:{t.name}", t.shape, TensorKind.GRADIENT)
+        return self.g.add_grad(of, name)
 
     def accumulate(self, x: int, dx: int, source: str) -> None:
         """dx is a gradient contribution to x: the first is x's gradient, later ones add to it."""
@@ -133,13 +132,7 @@ class AutodiffS8:
         g = self.g
         trainable = self.mark_trainable()
         needs = self.needs_grad(trainable)
-        g.label = g.add_tensor("label", (), TensorKind.LABEL, DType.S32)
-        g.loss = g.add_tensor("loss", (), TensorKind.OUTPUT)
-        g.pred = g.add_tensor("pred", (), TensorKind.OUTPUT, DType.S32)
-        dlogits = self.new_grad(g.logits)
-        g.add_op(Opcode.SOFTMAX_XENT_F32, [g.logits, g.label], [g.loss, dlogits, g.pred],
-                 [g.num_classes], "loss")
-        self.grad[g.logits] = dlogits
+        self.grad[g.logits] = append_loss(g)
         for op in reversed(g.ops[:g.n_forward]):
             y = op.outputs[0]
             if y in self.grad:

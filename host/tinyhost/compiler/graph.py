@@ -57,6 +57,11 @@ class Graph:
         self.tensors.append(IRTensor(name, dtype, tuple(int(s) for s in shape), kind, data))
         return len(self.tensors) - 1
 
+    def add_grad(self, of: int, name: str | None = None) -> int:
+        """A gradient tensor shaped like tensor `of`."""
+        t = self.tensors[of]
+        return self.add_tensor(name or f"grad:{t.name}", t.shape, TensorKind.GRADIENT)
+
     def add_op(self, opcode: Opcode, inputs: list[int], outputs: list[int], attrs: list[int],
                source: str, info: dict[str, Any] | None = None) -> IROp:
         op = IROp(opcode, inputs, outputs, [int(a) for a in attrs], source, info or {})
