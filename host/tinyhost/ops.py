@@ -28,7 +28,8 @@ class Opcode(IntEnum):
     AVGPOOL2D_GRAD_F32 = 12
     SOFTMAX_XENT_F32 = 13
     SGD_F32 = 14
-    # int8 graph (docs/int8.md): integer forward, fp32 backward, QAS updates. Not yet on the device.
+    # int8 graph (docs/int8.md): integer forward, fp32 backward, QAS updates. On the device so far:
+    # DEQUANTIZE_GRAD_F32 and ADD_F32 only (tests/host/test_format_agreement.py NOT_YET_ON_DEVICE).
     CONV2D_S8 = 20
     DEPTHWISE_CONV2D_S8 = 21
     ADD_S8 = 22

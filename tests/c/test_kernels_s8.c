@@ -1145,6 +1145,20 @@ static void check_elementwise_errors(void)
     EXPECT_ERR(tt_dequantize_grad_f32(0, g_f32, 0.5f, g_f32out), TT_ERR_ARG);
     EXPECT_ERR(tt_dequantize_grad_f32(8, NULL, 0.5f, g_f32out), TT_ERR_ARG);
     EXPECT_ERR(tt_dequantize_grad_f32(8, g_f32, 0.5f, NULL), TT_ERR_ARG);
+    /* ADD_F32: exact elementwise sum (the reference's f32 a + b), also in place on either input. */
+    TT_CHECK_STATUS(tt_add_f32(8, g_f32, g_f32, g_f32out), TT_OK);
+    for (int k = 0; k < 8; k++) {
+        TT_CHECK(g_f32out[k] == g_f32[k] + g_f32[k]);
+        g_f32out2[k] = 0.125f * (float)k;
+    }
+    TT_CHECK_STATUS(tt_add_f32(8, g_f32out2, g_f32, g_f32out2), TT_OK);
+    for (int k = 0; k < 8; k++) {
+        TT_CHECK(g_f32out2[k] == 0.125f * (float)k + g_f32[k]);
+    }
+    EXPECT_ERR(tt_add_f32(0, g_f32, g_f32, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_f32(8, NULL, g_f32, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_f32(8, g_f32, NULL, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_f32(8, g_f32, g_f32, NULL), TT_ERR_ARG);
     EXPECT_ERR(tt_add_s8_grad_f32(0, g_f32, 0.5f, 0.25f, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
     EXPECT_ERR(tt_add_s8_grad_f32(8, NULL, 0.5f, 0.25f, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
     EXPECT_ERR(tt_add_s8_grad_f32(8, g_f32, 0.5f, 0.25f, 0.75f, NULL, g_f32out2), TT_ERR_ARG);

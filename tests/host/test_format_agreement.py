@@ -34,8 +34,8 @@ from tinyhost.ops import OP_SPECS, Opcode
 NOT_YET_ON_DEVICE = frozenset({
     Opcode.CONV2D_S8, Opcode.DEPTHWISE_CONV2D_S8, Opcode.ADD_S8, Opcode.AVGPOOL2D_S8,
     Opcode.DEQUANTIZE_S8_F32, Opcode.REQUANT_GRAD_F32, Opcode.CONV2D_S8_GRAD_INPUT_F32,
-    Opcode.CONV2D_S8_GRAD_WEIGHT_F32, Opcode.ADD_S8_GRAD_F32, Opcode.DEQUANTIZE_GRAD_F32,
-    Opcode.UPDATE_S8_F32, Opcode.UPDATE_S32_F32, Opcode.ADD_F32,
+    Opcode.CONV2D_S8_GRAD_WEIGHT_F32, Opcode.ADD_S8_GRAD_F32,
+    Opcode.UPDATE_S8_F32, Opcode.UPDATE_S32_F32,
 })
 ON_DEVICE = {op.name for op in Opcode if op not in NOT_YET_ON_DEVICE}
 

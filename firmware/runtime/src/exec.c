@@ -1,6 +1,7 @@
 #include "tt/tt_exec.h"
 
 #include "tt/tt_kernels_f32.h"
+#include "tt/tt_kernels_s8.h"
 #include "tt/tt_ops.h"
 
 static float *f32(const tt_plan *p, const tt_op *op, unsigned i)
@@ -86,7 +87,11 @@ static tt_status run_op(const tt_plan *p, const tt_op *op, float lr)
                                    f32(p, op, 3), s32(p, op, 4));
     case TT_OP_SGD_F32:
         return tt_sgd_f32(a[0], f32(p, op, 0), f32(p, op, 1), lr);
-    default: /* the int8 graph's opcodes: not on the device yet (plan_check refuses them) */
+    case TT_OP_DEQUANTIZE_GRAD_F32:
+        return tt_dequantize_grad_f32(a[0], f32(p, op, 0), *f32(p, op, 1), f32(p, op, 2));
+    case TT_OP_ADD_F32:
+        return tt_add_f32(a[0], f32(p, op, 0), f32(p, op, 1), f32(p, op, 2));
+    default: /* the other int8-graph opcodes: not on the device yet (plan_check refuses them) */
         break;
     }
     return TT_ERR_UNSUPPORTED_OP; /* unreachable: tt_plan_check rejects unknown opcodes */

@@ -24,6 +24,8 @@ static const op_arity ARITY[] = {
     [TT_OP_AVGPOOL2D_GRAD_F32] = {1, 1, 11},
     [TT_OP_SOFTMAX_XENT_F32] = {2, 3, 1},
     [TT_OP_SGD_F32] = {2, 1, 1},
+    [TT_OP_DEQUANTIZE_GRAD_F32] = {2, 1, 1},
+    [TT_OP_ADD_F32] = {2, 1, 1},
 };
 #define N_OPCODES (sizeof ARITY / sizeof ARITY[0])
 
@@ -125,6 +127,19 @@ static bool expected_operands(uint16_t opcode, const int32_t *a, operand_spec *s
         s->numel[0] = s->numel[1] = s->numel[2] = (uint64_t)a[0];
         return true;
     case TT_OP_SGD_F32:
+        if (!positive(a, 1)) {
+            return false;
+        }
+        s->numel[0] = s->numel[1] = s->numel[2] = (uint64_t)a[0];
+        return true;
+    case TT_OP_DEQUANTIZE_GRAD_F32: /* dy scale -> dx */
+        if (!positive(a, 1)) {
+            return false;
+        }
+        s->numel[0] = s->numel[2] = (uint64_t)a[0];
+        s->numel[1] = 1;
+        return true;
+    case TT_OP_ADD_F32: /* a b -> y */
         if (!positive(a, 1)) {
             return false;
         }

@@ -142,6 +142,9 @@ tt_status tt_add_s8_grad_f32(int32_t size, const float *dy, float s1, float s2, 
 /* dx = dy * scale (dequantize's gradient); dx may alias dy. */
 tt_status tt_dequantize_grad_f32(int32_t size, const float *dy, float scale, float *dx);
 
+/* y = a + b elementwise (ADD_F32, gradient accumulation); y may alias a or b. */
+tt_status tt_add_f32(int32_t size, const float *a, const float *b, float *y);
+
 /* --- QAS updates --------------------------------------------------------------------------- */
 
 /* A weight as out_c x in_c x k (conv: I/groups and KH*KW; linear: I and 1) and the selected rows
