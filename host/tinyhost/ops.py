@@ -29,7 +29,7 @@ class Opcode(IntEnum):
     SOFTMAX_XENT_F32 = 13
     SGD_F32 = 14
     # int8 graph (docs/int8.md): integer forward, fp32 backward, QAS updates. On the device so far:
-    # DEQUANTIZE_GRAD_F32 and ADD_F32 only (tests/host/test_format_agreement.py NOT_YET_ON_DEVICE).
+    # DEQUANTIZE_S8_F32, DEQUANTIZE_GRAD_F32, ADD_F32 (see test_format_agreement.py).
     CONV2D_S8 = 20
     DEPTHWISE_CONV2D_S8 = 21
     ADD_S8 = 22

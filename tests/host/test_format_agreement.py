@@ -33,7 +33,7 @@ from tinyhost.ops import OP_SPECS, Opcode
 # wired into plan_check.c and exec.c, remove it here.
 NOT_YET_ON_DEVICE = frozenset({
     Opcode.CONV2D_S8, Opcode.DEPTHWISE_CONV2D_S8, Opcode.ADD_S8, Opcode.AVGPOOL2D_S8,
-    Opcode.DEQUANTIZE_S8_F32, Opcode.REQUANT_GRAD_F32, Opcode.CONV2D_S8_GRAD_INPUT_F32,
+    Opcode.REQUANT_GRAD_F32, Opcode.CONV2D_S8_GRAD_INPUT_F32,
     Opcode.CONV2D_S8_GRAD_WEIGHT_F32, Opcode.ADD_S8_GRAD_F32,
     Opcode.UPDATE_S8_F32, Opcode.UPDATE_S32_F32,
 })

@@ -59,7 +59,7 @@ static void handle_hello(tt_device *dev, response *r)
         TT_OP_CONV2D_F32, TT_OP_CONV2D_GRAD_INPUT_F32, TT_OP_CONV2D_GRAD_WEIGHT_F32,
         TT_OP_RELU_F32, TT_OP_RELU_GRAD_F32, TT_OP_MAXPOOL2D_F32, TT_OP_MAXPOOL2D_GRAD_F32,
         TT_OP_AVGPOOL2D_F32, TT_OP_AVGPOOL2D_GRAD_F32, TT_OP_SOFTMAX_XENT_F32, TT_OP_SGD_F32,
-        TT_OP_DEQUANTIZE_GRAD_F32, TT_OP_ADD_F32};
+        TT_OP_DEQUANTIZE_GRAD_F32, TT_OP_ADD_F32, TT_OP_DEQUANTIZE_S8_F32};
     const char *board = dev->port.board ? dev->port.board : "unknown";
     const char *unit = dev->port.cost_unit ? dev->port.cost_unit : "none";
     uint32_t used = dev->loaded ? dev->plan.arena_size + (uint32_t)dev->plan.tables_bytes : 0;

@@ -15,6 +15,11 @@ static int32_t *s32(const tt_plan *p, const tt_op *op, unsigned i)
     return (int32_t *)p->tensors[tt_op_operand(p, op, i)].data;
 }
 
+static const int8_t *s8(const tt_plan *p, const tt_op *op, unsigned i)
+{
+    return (const int8_t *)p->tensors[tt_op_operand(p, op, i)].data;
+}
+
 /* Attribute structs share the plan's attribute order (see host/tinyhost/ops.py). */
 static tt_linear_params linear_params(const int32_t *a)
 {
@@ -89,6 +94,9 @@ static tt_status run_op(const tt_plan *p, const tt_op *op, float lr)
         return tt_sgd_f32(a[0], f32(p, op, 0), f32(p, op, 1), lr);
     case TT_OP_DEQUANTIZE_GRAD_F32:
         return tt_dequantize_grad_f32(a[0], f32(p, op, 0), *f32(p, op, 1), f32(p, op, 2));
+    case TT_OP_DEQUANTIZE_S8_F32:
+        return tt_dequantize_s8_f32(a[0], s8(p, op, 0), *f32(p, op, 1), a[1],
+                                    f32(p, op, 2));
     case TT_OP_ADD_F32:
         return tt_add_f32(a[0], f32(p, op, 0), f32(p, op, 1), f32(p, op, 2));
     default: /* the other int8-graph opcodes: not on the device yet (plan_check refuses them) */

@@ -26,6 +26,7 @@ static const op_arity ARITY[] = {
     [TT_OP_SGD_F32] = {2, 1, 1},
     [TT_OP_DEQUANTIZE_GRAD_F32] = {2, 1, 1},
     [TT_OP_ADD_F32] = {2, 1, 1},
+    [TT_OP_DEQUANTIZE_S8_F32] = {2, 1, 2},
 };
 #define N_OPCODES (sizeof ARITY / sizeof ARITY[0])
 
@@ -138,6 +139,14 @@ static bool expected_operands(uint16_t opcode, const int32_t *a, operand_spec *s
         }
         s->numel[0] = s->numel[2] = (uint64_t)a[0];
         s->numel[1] = 1;
+        return true;
+    case TT_OP_DEQUANTIZE_S8_F32: /* x (int8) scale -> y; attrs size zero */
+        if (!positive(a, 1) || a[1] < -128 || a[1] > 127) {
+            return false;
+        }
+        s->numel[0] = s->numel[2] = (uint64_t)a[0];
+        s->numel[1] = 1;
+        s->dtype[0] = TT_DTYPE_S8;
         return true;
     case TT_OP_ADD_F32: /* a b -> y */
         if (!positive(a, 1)) {
@@ -284,10 +293,11 @@ tt_status tt_plan_check(tt_plan *p, uint8_t *arena_base, tt_error *err)
                                (unsigned)k, i, (long)t);
             }
             const tt_tensor *tt = &p->tensors[t];
-            if (tt->dtype != spec.dtype[i] || (uint64_t)tt->nbytes != spec.numel[i] * 4u) {
+            const uint64_t esize = spec.dtype[i] == TT_DTYPE_S8 ? 1u : 4u;
+            if (tt->dtype != spec.dtype[i] || (uint64_t)tt->nbytes != spec.numel[i] * esize) {
                 return tt_fail(err, TT_ERR_PLAN_BOUNDS, "op %u (opcode %u): operand %u has %lu "
                                "bytes, its attributes need %lu", (unsigned)k, (unsigned)op->opcode,
-                               i, (unsigned long)tt->nbytes, (unsigned long)(spec.numel[i] * 4u));
+                               i, (unsigned long)tt->nbytes, (unsigned long)(spec.numel[i] * esize));
             }
             if (i >= ar->n_in && tt->arena_offset < 0) {
                 return tt_fail(err, TT_ERR_PLAN_FORMAT, "op %u writes constant tensor %ld",
