@@ -71,45 +71,7 @@ static void free_case(vec_case *c)
     memset(c, 0, sizeof *c);
 }
 
-/* Next whitespace-separated token, skipping '#' comment lines. 0 at end of file. */
-static int next_token(FILE *f, char *tok, size_t size)
-{
-    int ch;
-    for (;;) {
-        do {
-            ch = fgetc(f);
-        } while (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r');
-        if (ch == EOF) {
-            return 0;
-        }
-        if (ch != '#') {
-            break;
-        }
-        while (ch != '\n' && ch != EOF) {
-            ch = fgetc(f);
-        }
-    }
-    size_t len = 0;
-    while (ch != EOF && ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') {
-        if (len + 1 < size) {
-            tok[len++] = (char)ch;
-        }
-        ch = fgetc(f);
-    }
-    tok[len] = '\0';
-    return 1;
-}
 
-static int parse_i32(const char *tok, int32_t *out)
-{
-    char *end;
-    const long long v = strtoll(tok, &end, 10);
-    if (*tok == '\0' || *end != '\0' || v < INT32_MIN || v > INT32_MAX) {
-        return 0;
-    }
-    *out = (int32_t)v;
-    return 1;
-}
 
 /* A float as the 8 hex digits of its bit pattern (exact on any libc). */
 static int parse_f32_bits(const char *tok, float *out)
@@ -129,16 +91,16 @@ static int read_case(FILE *f, vec_case *c, char *err, size_t err_size)
 {
     char tok[NAME_LEN];
     memset(c, 0, sizeof *c);
-    if (!next_token(f, tok, sizeof tok)) {
+    if (!tt_next_token(f, tok, sizeof tok)) {
         return 0;
     }
-    if (strcmp(tok, "case") != 0 || !next_token(f, c->kernel, sizeof c->kernel) ||
-        !next_token(f, c->name, sizeof c->name)) {
+    if (strcmp(tok, "case") != 0 || !tt_next_token(f, c->kernel, sizeof c->kernel) ||
+        !tt_next_token(f, c->name, sizeof c->name)) {
         snprintf(err, err_size, "expected 'case <kernel> <name>', got '%s'", tok);
         return -1;
     }
     for (;;) {
-        if (!next_token(f, tok, sizeof tok)) {
+        if (!tt_next_token(f, tok, sizeof tok)) {
             snprintf(err, err_size, "%s/%s: unexpected end of file", c->kernel, c->name);
             return -1;
         }
@@ -146,13 +108,13 @@ static int read_case(FILE *f, vec_case *c, char *err, size_t err_size)
             return 1;
         }
         if (strcmp(tok, "attrs") == 0) {
-            if (!next_token(f, tok, sizeof tok) || !parse_i32(tok, &c->nattrs) || c->nattrs < 0 ||
+            if (!tt_next_token(f, tok, sizeof tok) || !tt_parse_i32(tok, &c->nattrs) || c->nattrs < 0 ||
                 c->nattrs > MAX_ATTRS) {
                 snprintf(err, err_size, "%s/%s: bad attrs count", c->kernel, c->name);
                 return -1;
             }
             for (int32_t k = 0; k < c->nattrs; k++) {
-                if (!next_token(f, tok, sizeof tok) || !parse_i32(tok, &c->attrs[k])) {
+                if (!tt_next_token(f, tok, sizeof tok) || !tt_parse_i32(tok, &c->attrs[k])) {
                     snprintf(err, err_size, "%s/%s: bad attribute", c->kernel, c->name);
                     return -1;
                 }
@@ -166,8 +128,8 @@ static int read_case(FILE *f, vec_case *c, char *err, size_t err_size)
         vec_tensor *t = &c->t[c->ntensors++];
         t->is_out = strcmp(tok, "out") == 0;
         char type[8];
-        if (!next_token(f, type, sizeof type) || !next_token(f, t->role, sizeof t->role) ||
-            !next_token(f, tok, sizeof tok) || !parse_i32(tok, &t->n) || t->n <= 0) {
+        if (!tt_next_token(f, type, sizeof type) || !tt_next_token(f, t->role, sizeof t->role) ||
+            !tt_next_token(f, tok, sizeof tok) || !tt_parse_i32(tok, &t->n) || t->n <= 0) {
             snprintf(err, err_size, "%s/%s: bad tensor header", c->kernel, c->name);
             return -1;
         }
@@ -187,12 +149,12 @@ static int read_case(FILE *f, vec_case *c, char *err, size_t err_size)
             return -1;
         }
         for (int32_t k = 0; k < t->n; k++) {
-            int ok = next_token(f, tok, sizeof tok);
+            int ok = tt_next_token(f, tok, sizeof tok);
             int32_t v = 0;
             if (ok && t->dt == DT_F32) {
                 ok = parse_f32_bits(tok, (float *)t->data + k);
             } else if (ok) {
-                ok = parse_i32(tok, &v);
+                ok = tt_parse_i32(tok, &v);
                 if (t->dt == DT_S8) {
                     ok = ok && v >= INT8_MIN && v <= INT8_MAX;
                     ((int8_t *)t->data)[k] = (int8_t)v;

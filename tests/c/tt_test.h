@@ -18,7 +18,9 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #define TT_TEST_RTOL 1e-5f
 #define TT_TEST_ATOL_REL 1e-5f
@@ -106,6 +108,50 @@ static inline int tt_test_summary(const char *suite)
 {
     printf("%s: %d checks, %d failed\n", suite, tt_test_checks_, tt_test_failures_);
     return tt_test_failures_ == 0 ? 0 : 1;
+}
+
+
+/* Reading the test-vector files the numpy reference writes (tests/c/gen_vectors*.py). */
+
+/* Next whitespace-separated token, skipping '#' comment lines. 0 at end of file. */
+static inline int tt_next_token(FILE *f, char *tok, size_t size)
+{
+    int ch;
+    for (;;) {
+        do {
+            ch = fgetc(f);
+        } while (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r');
+        if (ch == EOF) {
+            return 0;
+        }
+        if (ch != '#') {
+            break;
+        }
+        while (ch != '\n' && ch != EOF) {
+            ch = fgetc(f);
+        }
+    }
+    size_t len = 0;
+    while (ch != EOF && ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') {
+        if (len + 1 < size) {
+            tok[len++] = (char)ch;
+        }
+        ch = fgetc(f);
+    }
+    tok[len] = '\0';
+    return 1;
+}
+
+/* A decimal int32 token; 0 when it is not one (strtoll: long is 32 bits on Cortex-M). */
+static inline int tt_parse_i32(const char *tok, int32_t *out)
+{
+    char *end;
+    const long long v = strtoll(tok, &end, 10);
+    if (*tok == '\0' || *end != '\0' || v < INT32_MIN || v > INT32_MAX) {
+        return 0;
+    }
+    *out = (int32_t)v;
+    return 1;
 }
 
 #endif
