@@ -111,11 +111,11 @@ static int run(const layer *l)
         mult[o] = (int32_t)(0x40000000u + (rng() & 0x3FFFFFFFu)); /* [2^30, 2^31) */
         shift[o] = -9 - (int32_t)(rng() % 3u);
     }
-    const tt_s8_requant q = {-3, 5, -128, 127, mult, shift};
+    const tt_s8_requant q = {-3, 5, -128, 127, mult, shift, NULL};
     const tt_scratch ctx = {scratch, need};
     const uint32_t t0 = cost_now();
-    const tt_status st = l->depthwise ? tt_depthwise_conv2d_s8(&ctx, p, &q, x, w, bias, y)
-                                      : tt_conv2d_s8(&ctx, p, &q, x, w, bias, y);
+    const tt_status st = l->depthwise ? tt_depthwise_conv2d_s8(&ctx, p, &q, x, w, NULL, bias, y)
+                                      : tt_conv2d_s8(&ctx, p, &q, x, w, NULL, bias, y);
     const uint32_t t1 = cost_now();
     uint32_t sum = 2166136261u; /* FNV-1a of the output */
     for (int32_t i = 0; i < ny; i++) {

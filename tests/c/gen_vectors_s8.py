@@ -11,7 +11,8 @@ Format (text, whitespace-separated tokens; '#' starts a comment line):
     end
 dtype is s8 or i32 (decimal values) or f32 (the IEEE-754 bit pattern as 8 hex digits, so that the
 values read back exactly on any libc). Float scalars (scales, lr) are f32 tensors of 1 element.
-An absent optional operand (bias, channel selection, bias master) is simply not listed.
+An absent optional operand (bias, channel selection, bias master, clamp mask, substituted rows) is
+simply not listed. Clamp masks are packed bits (tinyhost.refexec.executor.pack_mask) as s8 bytes.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyhost.refexec import kernels_s8 as k
+from tinyhost.refexec.executor import pack_mask
 from tinyhost.refexec import requant as rq
 from tinyhost.refexec.kernels_f32 import ConvGeom, PoolGeom
 
@@ -47,7 +49,7 @@ KERNEL_ATTRS = {
     "avgpool2d_s8": POOL_GEOM + ("x_zero", "act_min", "act_max"),
     "dequantize_s8_f32": ("size", "zero"),
     "quantize_f32_s8": ("size", "zero"),
-    "requant_grad_f32": ("channels", "plane", "act_min", "act_max"),
+    "requant_grad_f32": ("channels", "plane"),
     "conv2d_s8_grad_input_f32": CONV_GEOM,
     "conv2d_s8_grad_weight_f32": CONV_GEOM + ("x_zero", "axis"),
     "add_s8_grad_f32": ("size",),
@@ -244,6 +246,17 @@ def zero_points(rng: np.random.Generator, i: int) -> tuple[int, int, int, int]:
     return -128, -128, -128, 127  # the paper's ReLU6-in-range layers
 
 
+def row_subst(rng: np.random.Generator, w: np.ndarray) -> tuple[list[Tensor], np.ndarray]:
+    """A random substitution of some output channels' rows (the sparse update's trainable rows):
+    the "channels" and "rows" inputs, and the weight the kernel then effectively uses."""
+    out_c = w.shape[0]
+    channels = np.sort(rng.permutation(out_c)[: int(rng.integers(1, out_c + 1))])
+    rows = s8_rand(rng, channels.size, *w.shape[1:], lo=-127)
+    eff = w.copy()
+    eff[channels] = rows
+    return [("in", "channels", i32(channels)), ("in", "rows", rows)], eff
+
+
 def conv_forward_cases(rng: np.random.Generator) -> Iterator[Case]:
     for i, g in enumerate(conv_geoms(rng, 24)):
         kind = "left" if i % 11 == 5 else "tiny" if i % 11 == 9 else "normal"
@@ -258,17 +271,25 @@ def conv_forward_cases(rng: np.random.Generator) -> Iterator[Case]:
             bias = i32(rng.integers(-5, 6, size=g.out_c))
             xz = 0
         has_bias = i % 4 != 3
-        acc = k.conv2d_acc_s8(g, x, w, bias if has_bias else None, xz)
-        mult, shift = requant_params(rng, acc, kind)
-        y = k.conv2d_s8(g, x, w, bias if has_bias else None, mult, shift, xz, yz, lo, hi)
         ins: list[Tensor] = [("in", "x", x), ("in", "w", w)]
+        w_eff = w
+        if i % 3 == 1:  # some output channels use substituted (trainable) rows
+            sub, w_eff = row_subst(rng, w)
+            ins += sub
+        acc = k.conv2d_acc_s8(g, x, w_eff, bias if has_bias else None, xz)
+        mult, shift = requant_params(rng, acc, kind)
+        y, mask = k.conv2d_s8(g, x, w_eff, bias if has_bias else None, mult, shift, xz, yz, lo, hi,
+                              return_mask=True)
         if has_bias:
             ins.append(("in", "bias", bias))
         ins += [("in", "mult", mult), ("in", "shift", shift)]
+        outs: list[Tensor] = [("out", "y", y)]
+        if i % 2 == 0:  # the clamp mask the backward needs
+            outs.append(("out", "mask", pack_mask(mask)))
         attrs = g.attrs() + (xz, yz, lo, hi)
-        yield ("conv2d_s8", f"conv{i}_{kind}", attrs, ins + [("out", "y", y)])
+        yield ("conv2d_s8", f"conv{i}_{kind}", attrs, ins + outs)
         if g.groups == g.in_c:  # depthwise (a single-channel conv is one too)
-            yield ("depthwise_conv2d_s8", f"conv{i}_{kind}", attrs, ins + [("out", "y", y)])
+            yield ("depthwise_conv2d_s8", f"conv{i}_{kind}", attrs, ins + outs)
 
 
 # --- add, avgpool, (de)quantize ---------------------------------------------------------------------
@@ -296,7 +317,9 @@ def add_case(rng: np.random.Generator, name: str, n: int, p: k.AddParams) -> Cas
     x2[:4] = [-128, 127, 127, -128][: min(4, n)]
     attrs = (n, p.x1_zero, p.x2_zero, p.y_zero, p.left_shift, p.x1_multiplier, p.x1_shift,
              p.x2_multiplier, p.x2_shift, p.y_multiplier, p.y_shift, p.act_min, p.act_max)
-    return ("add_s8", name, attrs, [("in", "x1", x1), ("in", "x2", x2), ("out", "y", k.add_s8(x1, x2, p))])
+    y, mask = k.add_s8(x1, x2, p, return_mask=True)
+    return ("add_s8", name, attrs, [("in", "x1", x1), ("in", "x2", x2), ("out", "y", y),
+                                    ("out", "mask", pack_mask(mask))])
 
 
 # (c, in_h, in_w, k_h, k_w, stride_h, stride_w, pad_h, pad_w)
@@ -366,11 +389,14 @@ def backward_cases(rng: np.random.Generator) -> Iterator[Case]:
         flat[:: 5] = lo  # values at the bounds get no gradient
         flat[1:: 7] = hi
         y = np.clip(y, lo, hi).astype(np.int8)
+        mask = k.saturation_mask(y, lo, hi)
+        if i % 2:  # a forward's mask: also values at a bound that were not clamped
+            mask |= rng.random(mask.shape) < 0.2
         dy = normal(rng, c, plane)
         e = np.exp(rng.uniform(np.log(1e-4), np.log(1.0), size=c)).astype(np.float32)
-        yield ("requant_grad_f32", f"rg{i}", (c, plane, lo, hi),
-               [("in", "y", y), ("in", "dy", dy), ("in", "eff_scale", e),
-                ("out", "dz", k.requant_grad(y, dy, e, lo, hi))])
+        yield ("requant_grad_f32", f"rg{i}", (c, plane),
+               [("in", "mask", pack_mask(mask)), ("in", "dy", dy), ("in", "eff_scale", e),
+                ("out", "dz", k.requant_grad(y, dy, e, lo, hi, mask=mask))])
 
     for i, g in enumerate(conv_geoms(rng, 10)):
         dz = normal(rng, *g.y_shape, scale=1e-3)
@@ -378,6 +404,10 @@ def backward_cases(rng: np.random.Generator) -> Iterator[Case]:
         x = s8_rand(rng, *g.x_shape)
         yield ("conv2d_s8_grad_input_f32", f"gi{i}", g.attrs(),
                [("in", "dz", dz), ("in", "w", w), ("out", "dx", k.conv2d_s8_grad_input(g, dz, w))])
+        sub, w_eff = row_subst(rng, w)
+        yield ("conv2d_s8_grad_input_f32", f"gi{i}_rows", g.attrs(),
+               [("in", "dz", dz), ("in", "w", w)] + sub
+               + [("out", "dx", k.conv2d_s8_grad_input(g, dz, w_eff))])
         xz = int(rng.integers(-128, 128))
         ins: list[Tensor] = [("in", "dz", dz), ("in", "x", x)]
         dw, db = k.conv2d_s8_grad_weight(g, dz, x, xz)
@@ -398,10 +428,14 @@ def backward_cases(rng: np.random.Generator) -> Iterator[Case]:
     for i, n in enumerate([1, 7, 100, 999]):
         dy = normal(rng, n)
         s1, s2, sy = (float(np.float32(v)) for v in np.exp(rng.uniform(np.log(1e-3), np.log(0.3), size=3)))
+        ins = [("in", "dy", dy), ("in", "s1", f32(s1)), ("in", "s2", f32(s2)), ("in", "sy", f32(sy))]
         dx1, dx2 = k.add_s8_grad(dy, s1, s2, sy)
-        yield ("add_s8_grad_f32", f"ag{i}", (n,),
-               [("in", "dy", dy), ("in", "s1", f32(s1)), ("in", "s2", f32(s2)), ("in", "sy", f32(sy)),
-                ("out", "dx1", dx1), ("out", "dx2", dx2)])
+        yield ("add_s8_grad_f32", f"ag{i}", (n,), ins + [("out", "dx1", dx1), ("out", "dx2", dx2)])
+        mask = rng.random(n) < 0.7  # the add's clamp mask, applied first
+        dz = k.requant_grad(np.zeros(n, np.int8), dy, np.float32(1), mask=mask)
+        dx1, dx2 = k.add_s8_grad(dz, s1, s2, sy)
+        yield ("add_s8_grad_f32", f"ag{i}_mask", (n,),
+               ins + [("in", "mask", pack_mask(mask)), ("out", "dx1", dx1), ("out", "dx2", dx2)])
         scale = s1
         yield ("dequantize_grad_f32", f"dg{i}", (n,),
                [("in", "dy", dy), ("in", "scale", f32(scale)), ("out", "dx", k.dequantize_s8_grad(dy, scale))])

@@ -416,6 +416,27 @@ static int32_t numel_w(const tt_conv2d_params *p)
     return p->out_c * (p->in_c / p->groups) * p->k_h * p->k_w;
 }
 
+/* A clamp mask output of n bits: only the first n bits are specified (the rest of the last byte
+ * is cleared before comparing). */
+static void expect_mask(ctx *x, outbuf *m, int32_t n)
+{
+    if (n % 8 != 0 && guards_ok(m)) {
+        ((uint8_t *)m->p)[n / 8] &= (uint8_t)((1u << (n % 8)) - 1u);
+    }
+    expect(x, "mask", m, 1);
+}
+
+/* The optional "rows" (count x row_size int8) and "channels" inputs of a case: a row substitution,
+ * or NULL when the case has none. */
+static const tt_row_subst *in_subst(ctx *x, tt_row_subst *sub, int32_t row_size)
+{
+    const int32_t count = in_count(x, "channels");
+    sub->channels = in_t(x, "channels", DT_I32, -1, 1);
+    sub->rows = in_t(x, "rows", DT_S8, count * row_size, sub->channels == NULL);
+    sub->count = count;
+    return sub->channels == NULL ? NULL : sub;
+}
+
 /* --- runners, one per kernel ---------------------------------------------------------------- */
 
 static void run_primitive(ctx *x)
@@ -475,10 +496,12 @@ static void run_conv(ctx *x)
     const int32_t *bias = in_t(x, "bias", DT_I32, p.out_c, 1);
     const int32_t *mult = in_t(x, "mult", DT_I32, p.out_c, 0);
     const int32_t *shift = in_t(x, "shift", DT_I32, p.out_c, 0);
+    tt_row_subst sub_buf;
+    const tt_row_subst *sub = in_subst(x, &sub_buf, numel_w(&p) / p.out_c);
     if (!x->ok) {
         return;
     }
-    const tt_s8_requant q = {a[13], a[14], a[15], a[16], mult, shift};
+    const int with_mask = find(x->c, 1, "mask") != NULL;
     const int32_t need = depthwise ? tt_depthwise_conv2d_s8_get_buffer_size(&p)
                                    : tt_conv2d_s8_get_buffer_size(&p);
     if (need < 0) {
@@ -488,16 +511,23 @@ static void run_conv(ctx *x)
     for (int pass = 0; pass < 2; pass++) {
         scratchbuf sb;
         scratch_init(&sb, need);
-        outbuf y;
+        outbuf y, m;
         out_init(&y, DT_S8, numel_y(&p), pass);
-        const tt_status st = depthwise ? tt_depthwise_conv2d_s8(&sb.s, &p, &q, in, w, bias, y.p)
-                                       : tt_conv2d_s8(&sb.s, &p, &q, in, w, bias, y.p);
+        out_init(&m, DT_S8, with_mask ? (numel_y(&p) + 7) / 8 : 1, pass);
+        const tt_s8_requant q = {a[13], a[14], a[15], a[16], mult, shift,
+                                 with_mask ? (uint8_t *)m.p : NULL};
+        const tt_status st = depthwise ? tt_depthwise_conv2d_s8(&sb.s, &p, &q, in, w, sub, bias, y.p)
+                                       : tt_conv2d_s8(&sb.s, &p, &q, in, w, sub, bias, y.p);
         check_status(x, st, x->c->kernel);
         expect(x, "y", &y, 1);
+        if (with_mask) {
+            expect_mask(x, &m, numel_y(&p));
+        }
         if (!scratch_guards_ok(&sb)) {
             fail(x, "wrote outside the scratch buffer (%ld bytes)", (long)need);
         }
         out_free(&y);
+        out_free(&m);
         free(sb.base);
     }
 }
@@ -509,20 +539,25 @@ static void run_add(ctx *x)
     }
     const int32_t *a = x->c->attrs;
     const int32_t n = a[0];
-    const tt_add_s8_params p = {a[1], a[2], a[3], a[4], a[5], a[6],
-                                a[7], a[8], a[9], a[10], a[11], a[12]};
+    tt_add_s8_params p = {a[1], a[2], a[3], a[4], a[5], a[6],
+                          a[7], a[8], a[9], a[10], a[11], a[12], NULL};
     const int8_t *x1 = in_t(x, "x1", DT_S8, n, 0);
     const int8_t *x2 = in_t(x, "x2", DT_S8, n, 0);
     if (!x->ok) {
         return;
     }
     for (int pass = 0; pass < 2; pass++) {
-        outbuf y;
+        outbuf y, m;
         out_init(&y, DT_S8, n, pass);
+        out_init(&m, DT_S8, (n + 7) / 8, pass);
+        p.mask = m.p;
         check_status(x, tt_add_s8(&p, n, x1, x2, y.p), "tt_add_s8");
         expect(x, "y", &y, 1);
+        expect_mask(x, &m, n);
         out_free(&y);
+        out_free(&m);
     }
+    p.mask = NULL;
     outbuf y1, y2; /* in place: y aliases x1, then x2 */
     out_copy(&y1, DT_S8, n, x1);
     check_status(x, tt_add_s8(&p, n, y1.p, x2, y1.p), "tt_add_s8 (y = x1)");
@@ -595,12 +630,12 @@ static void run_quantize(ctx *x)
 
 static void run_requant_grad(ctx *x)
 {
-    if (!attrs_ok(x, 4)) {
+    if (!attrs_ok(x, 2)) {
         return;
     }
     const int32_t *a = x->c->attrs;
     const int32_t n = a[0] * a[1];
-    const int8_t *y = in_t(x, "y", DT_S8, n, 0);
+    const uint8_t *mask = in_t(x, "mask", DT_S8, (n + 7) / 8, 0);
     const float *dy = in_t(x, "dy", DT_F32, n, 0);
     const float *e = in_t(x, "eff_scale", DT_F32, a[0], 0);
     if (!x->ok) {
@@ -608,11 +643,10 @@ static void run_requant_grad(ctx *x)
     }
     outbuf dz, dz2;
     out_init(&dz, DT_F32, n, 0);
-    check_status(x, tt_requant_grad_f32(a[0], a[1], y, dy, e, a[2], a[3], dz.p),
-                 "tt_requant_grad_f32");
+    check_status(x, tt_requant_grad_f32(a[0], a[1], mask, dy, e, dz.p), "tt_requant_grad_f32");
     expect(x, "dz", &dz, 1);
     out_copy(&dz2, DT_F32, n, dy); /* in place: dz aliases dy */
-    check_status(x, tt_requant_grad_f32(a[0], a[1], y, dz2.p, e, a[2], a[3], dz2.p),
+    check_status(x, tt_requant_grad_f32(a[0], a[1], mask, dz2.p, e, dz2.p),
                  "tt_requant_grad_f32 (in place)");
     expect(x, "dz", &dz2, 1);
     out_free(&dz);
@@ -627,12 +661,15 @@ static void run_grad_input(ctx *x)
     const tt_conv2d_params p = conv_params(x->c->attrs);
     const float *dz = in_t(x, "dz", DT_F32, numel_y(&p), 0);
     const int8_t *w = in_t(x, "w", DT_S8, numel_w(&p), 0);
+    tt_row_subst sub_buf;
+    const tt_row_subst *sub = in_subst(x, &sub_buf, numel_w(&p) / p.out_c);
     if (!x->ok) {
         return;
     }
     outbuf dx;
     out_init(&dx, DT_F32, numel_x(&p), 0);
-    check_status(x, tt_conv2d_s8_grad_input_f32(&p, dz, w, dx.p), "tt_conv2d_s8_grad_input_f32");
+    check_status(x, tt_conv2d_s8_grad_input_f32(&p, dz, w, sub, dx.p),
+                 "tt_conv2d_s8_grad_input_f32");
     expect(x, "dx", &dx, 0);
     out_free(&dx);
 }
@@ -682,6 +719,7 @@ static void run_add_grad(ctx *x)
     }
     const int32_t n = x->c->attrs[0];
     const float *dy = in_t(x, "dy", DT_F32, n, 0);
+    const uint8_t *mask = in_t(x, "mask", DT_S8, (n + 7) / 8, 1);
     const float s1 = in_scalar(x, "s1"), s2 = in_scalar(x, "s2"), sy = in_scalar(x, "sy");
     if (!x->ok) {
         return;
@@ -689,14 +727,21 @@ static void run_add_grad(ctx *x)
     outbuf dx1, dx2, dx1b;
     out_init(&dx1, DT_F32, n, 0);
     out_init(&dx2, DT_F32, n, 1);
-    check_status(x, tt_add_s8_grad_f32(n, dy, s1, s2, sy, dx1.p, dx2.p), "tt_add_s8_grad_f32");
+    check_status(x, tt_add_s8_grad_f32(n, mask, dy, s1, s2, sy, dx1.p, dx2.p),
+                 "tt_add_s8_grad_f32");
     expect(x, "dx1", &dx1, 1);
     expect(x, "dx2", &dx2, 1);
     out_copy(&dx1b, DT_F32, n, dy); /* dx1 aliases dy */
-    check_status(x, tt_add_s8_grad_f32(n, dx1b.p, s1, s2, sy, dx1b.p, dx2.p),
+    check_status(x, tt_add_s8_grad_f32(n, mask, dx1b.p, s1, s2, sy, dx1b.p, dx2.p),
                  "tt_add_s8_grad_f32 (in place)");
     expect(x, "dx1", &dx1b, 1);
     expect(x, "dx2", &dx2, 1);
+    outbuf only2; /* dx1 not wanted */
+    out_init(&only2, DT_F32, n, 0);
+    check_status(x, tt_add_s8_grad_f32(n, mask, dy, s1, s2, sy, NULL, only2.p),
+                 "tt_add_s8_grad_f32 (dx1 NULL)");
+    expect(x, "dx2", &only2, 1);
+    out_free(&only2);
     out_free(&dx1);
     out_free(&dx2);
     out_free(&dx1b);
@@ -906,12 +951,12 @@ static void check_conv_errors(void)
 {
     /* 4 -> 6 channels in 2 groups, 6x6 input, 3x3 kernel, stride 1, padding 1: 6x6 output. */
     const tt_conv2d_params ok = {4, 6, 6, 6, 6, 6, 3, 3, 1, 1, 1, 1, 2};
-    const tt_s8_requant q = {3, -5, -128, 127, g_mult, g_shift};
+    const tt_s8_requant q = {3, -5, -128, 127, g_mult, g_shift, NULL};
     const int32_t need = tt_conv2d_s8_get_buffer_size(&ok);
     TT_CHECK(need > 0 && need <= (int32_t)sizeof g_scratch_words - 4);
     tt_scratch sc = {g_scratch_words, need};
-    TT_CHECK_STATUS(tt_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_OK);
-    TT_CHECK_STATUS(tt_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, NULL, g_s8out), TT_OK);
+    TT_CHECK_STATUS(tt_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_OK);
+    TT_CHECK_STATUS(tt_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, NULL, NULL, g_s8out), TT_OK);
 
     tt_conv2d_params bad[16];
     int n = 0;
@@ -929,71 +974,88 @@ static void check_conv_errors(void)
     bad[n++].k_h = 9;       /* taller than the padded input */
     for (int k = 0; k < n; k++) {
         TT_CHECK(tt_conv2d_s8_get_buffer_size(&bad[k]) < 0);
-        EXPECT_ERR(tt_conv2d_s8(&sc, &bad[k], &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
-        EXPECT_ERR(tt_conv2d_s8_grad_input_f32(&bad[k], g_f32, g_s8b, g_f32out), TT_ERR_ARG);
+        EXPECT_ERR(tt_conv2d_s8(&sc, &bad[k], &q, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
+        EXPECT_ERR(tt_conv2d_s8_grad_input_f32(&bad[k], g_f32, g_s8b, NULL, g_f32out), TT_ERR_ARG);
         EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(&bad[k], NULL, g_f32, g_s8a, 0, g_f32out,
                                                 g_f32out2),
                    TT_ERR_ARG);
     }
     TT_CHECK(tt_conv2d_s8_get_buffer_size(NULL) < 0);
-    EXPECT_ERR(tt_conv2d_s8(NULL, &ok, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
-    EXPECT_ERR(tt_conv2d_s8(&sc, NULL, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
-    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, NULL, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
-    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q, NULL, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
-    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q, g_s8a, NULL, g_i32, g_s8out), TT_ERR_ARG);
-    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, g_i32, NULL), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(NULL, &ok, &q, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&sc, NULL, &q, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, NULL, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q, NULL, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q, g_s8a, NULL, NULL, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, NULL, g_i32, NULL), TT_ERR_ARG);
+
+    /* Row substitutions: channels must be strictly increasing and inside out_c. */
+    const int32_t ch_ok[2] = {1, 4}, ch_dup[2] = {4, 4}, ch_down[2] = {4, 1}, ch_out[2] = {1, 6};
+    const int32_t ch_neg[2] = {-1, 2};
+    const tt_row_subst sub_ok = {g_s8b, ch_ok, 2};
+    TT_CHECK_STATUS(tt_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, &sub_ok, g_i32, g_s8out), TT_OK);
+    TT_CHECK_STATUS(tt_conv2d_s8_grad_input_f32(&ok, g_f32, g_s8b, &sub_ok, g_f32out), TT_OK);
+    const tt_row_subst bad_sub[] = {
+        {g_s8b, ch_dup, 2}, {g_s8b, ch_down, 2}, {g_s8b, ch_out, 2}, {g_s8b, ch_neg, 2},
+        {NULL, ch_ok, 2},   {g_s8b, NULL, 2},    {g_s8b, ch_ok, -1}, {g_s8b, ch_ok, 7},
+    };
+    for (size_t k = 0; k < sizeof bad_sub / sizeof bad_sub[0]; k++) {
+        EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, &bad_sub[k], g_i32, g_s8out),
+                   TT_ERR_ARG);
+        EXPECT_ERR(tt_conv2d_s8_grad_input_f32(&ok, g_f32, g_s8b, &bad_sub[k], g_f32out),
+                   TT_ERR_ARG);
+    }
 
     /* Scratch: too small, NULL, misaligned. */
     tt_scratch small = {g_scratch_words, need - 1};
     tt_scratch null_buf = {NULL, need};
     tt_scratch odd = {(uint8_t *)g_scratch_words + 2, need};
-    EXPECT_ERR(tt_conv2d_s8(&small, &ok, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
-    EXPECT_ERR(tt_conv2d_s8(&null_buf, &ok, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
-    EXPECT_ERR(tt_conv2d_s8(&odd, &ok, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&small, &ok, &q, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&null_buf, &ok, &q, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&odd, &ok, &q, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
 
     /* Quantization parameters. */
     const tt_s8_requant bad_q[] = {
-        {128, 0, -128, 127, g_mult, g_shift},  {-129, 0, -128, 127, g_mult, g_shift},
-        {0, 128, -128, 127, g_mult, g_shift},  {0, -200, -128, 127, g_mult, g_shift},
-        {0, 0, 5, 4, g_mult, g_shift},         {0, 0, -129, 127, g_mult, g_shift},
-        {0, 0, -128, 128, g_mult, g_shift},    {0, 0, -128, 127, NULL, g_shift},
-        {0, 0, -128, 127, g_mult, NULL},
+        {128, 0, -128, 127, g_mult, g_shift, NULL},  {-129, 0, -128, 127, g_mult, g_shift, NULL},
+        {0, 128, -128, 127, g_mult, g_shift, NULL},  {0, -200, -128, 127, g_mult, g_shift, NULL},
+        {0, 0, 5, 4, g_mult, g_shift, NULL},         {0, 0, -129, 127, g_mult, g_shift, NULL},
+        {0, 0, -128, 128, g_mult, g_shift, NULL},    {0, 0, -128, 127, NULL, g_shift, NULL},
+        {0, 0, -128, 127, g_mult, NULL, NULL},
     };
     for (size_t k = 0; k < sizeof bad_q / sizeof bad_q[0]; k++) {
-        EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &bad_q[k], g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+        EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &bad_q[k], g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
     }
     int32_t shifts[6] = {-8, -8, -8, -8, -8, 31}; /* the last channel's shift is out of range */
-    const tt_s8_requant q31 = {0, 0, -128, 127, g_mult, shifts};
-    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q31, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    const tt_s8_requant q31 = {0, 0, -128, 127, g_mult, shifts, NULL};
+    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q31, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
     shifts[5] = -32;
-    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q31, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8(&sc, &ok, &q31, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
     shifts[5] = 30;
-    TT_CHECK_STATUS(tt_conv2d_s8(&sc, &ok, &q31, g_s8a, g_s8b, g_i32, g_s8out), TT_OK);
+    TT_CHECK_STATUS(tt_conv2d_s8(&sc, &ok, &q31, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_OK);
 
     /* Depthwise: 4 channels, multiplier 2. */
     const tt_conv2d_params dw = {4, 6, 6, 8, 6, 6, 3, 3, 1, 1, 1, 1, 4};
     const int32_t dneed = tt_depthwise_conv2d_s8_get_buffer_size(&dw);
     TT_CHECK(dneed > 0 && dneed <= (int32_t)sizeof g_scratch_words - 4);
     tt_scratch dsc = {g_scratch_words, dneed};
-    TT_CHECK_STATUS(tt_depthwise_conv2d_s8(&dsc, &dw, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_OK);
+    TT_CHECK_STATUS(tt_depthwise_conv2d_s8(&dsc, &dw, &q, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_OK);
     TT_CHECK(tt_depthwise_conv2d_s8_get_buffer_size(&ok) < 0); /* groups 2 != in_c 4 */
-    EXPECT_ERR(tt_depthwise_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_depthwise_conv2d_s8(&sc, &ok, &q, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
     tt_scratch dsmall = {g_scratch_words, dneed - 2};
-    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsmall, &dw, &q, g_s8a, g_s8b, g_i32, g_s8out),
+    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsmall, &dw, &q, g_s8a, g_s8b, NULL, g_i32, g_s8out),
                TT_ERR_ARG);
-    EXPECT_ERR(tt_depthwise_conv2d_s8(NULL, &dw, &q, g_s8a, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
-    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsc, &dw, &bad_q[4], g_s8a, g_s8b, g_i32, g_s8out),
+    EXPECT_ERR(tt_depthwise_conv2d_s8(NULL, &dw, &q, g_s8a, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsc, &dw, &bad_q[4], g_s8a, g_s8b, NULL, g_i32, g_s8out),
                TT_ERR_ARG);
-    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsc, &dw, &q, NULL, g_s8b, g_i32, g_s8out), TT_ERR_ARG);
-    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsc, &dw, &q, g_s8a, NULL, g_i32, g_s8out), TT_ERR_ARG);
-    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsc, &dw, &q, g_s8a, g_s8b, g_i32, NULL), TT_ERR_ARG);
+    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsc, &dw, &q, NULL, g_s8b, NULL, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsc, &dw, &q, g_s8a, NULL, NULL, g_i32, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(tt_depthwise_conv2d_s8(&dsc, &dw, &q, g_s8a, g_s8b, NULL, g_i32, NULL), TT_ERR_ARG);
 
     /* Gradients: pointers, x_zero, channel selections. */
-    TT_CHECK_STATUS(tt_conv2d_s8_grad_input_f32(&ok, g_f32, g_s8b, g_f32out), TT_OK);
-    EXPECT_ERR(tt_conv2d_s8_grad_input_f32(NULL, g_f32, g_s8b, g_f32out), TT_ERR_ARG);
-    EXPECT_ERR(tt_conv2d_s8_grad_input_f32(&ok, NULL, g_s8b, g_f32out), TT_ERR_ARG);
-    EXPECT_ERR(tt_conv2d_s8_grad_input_f32(&ok, g_f32, NULL, g_f32out), TT_ERR_ARG);
-    EXPECT_ERR(tt_conv2d_s8_grad_input_f32(&ok, g_f32, g_s8b, NULL), TT_ERR_ARG);
+    TT_CHECK_STATUS(tt_conv2d_s8_grad_input_f32(&ok, g_f32, g_s8b, NULL, g_f32out), TT_OK);
+    EXPECT_ERR(tt_conv2d_s8_grad_input_f32(NULL, g_f32, g_s8b, NULL, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8_grad_input_f32(&ok, NULL, g_s8b, NULL, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8_grad_input_f32(&ok, g_f32, NULL, NULL, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8_grad_input_f32(&ok, g_f32, g_s8b, NULL, NULL), TT_ERR_ARG);
     const tt_conv2d_params g1 = {4, 6, 6, 6, 6, 6, 3, 3, 1, 1, 1, 1, 1};
     const int32_t idx[4] = {2, 0, 5, 2};
     const tt_channel_select sel_ok = {idx, 3, 0}, sel_in = {idx, 2, 1};
@@ -1034,7 +1096,8 @@ static void check_conv_errors(void)
 
 static void check_elementwise_errors(void)
 {
-    const tt_add_s8_params ok = {1, -2, 3, 20, 1 << 30, -1, 1 << 30, -2, 1 << 30, -10, -128, 127};
+    const tt_add_s8_params ok = {1, -2, 3, 20, 1 << 30, -1, 1 << 30, -2, 1 << 30, -10, -128, 127,
+                                 NULL};
     TT_CHECK_STATUS(tt_add_s8(&ok, 16, g_s8a, g_s8b, g_s8out), TT_OK);
     tt_add_s8_params bad[12];
     int n = 0;
@@ -1084,15 +1147,15 @@ static void check_elementwise_errors(void)
     TT_CHECK_STATUS(tt_dequantize_s8_f32(8, g_s8a, 0.5f, 3, g_f32out), TT_OK);
     TT_CHECK_STATUS(tt_quantize_f32_s8(8, g_f32, 0.5f, 3, g_s8out), TT_OK);
     TT_CHECK_STATUS(tt_dequantize_grad_f32(8, g_f32, 0.5f, g_f32out), TT_OK);
-    TT_CHECK_STATUS(tt_add_s8_grad_f32(8, g_f32, 0.5f, 0.25f, 0.75f, g_f32out, g_f32out2), TT_OK);
+    TT_CHECK_STATUS(tt_add_s8_grad_f32(8, NULL, g_f32, 0.5f, 0.25f, 0.75f, g_f32out, g_f32out2), TT_OK);
     for (size_t k = 0; k < sizeof bad_scales / sizeof bad_scales[0]; k++) {
         const float s = bad_scales[k];
         EXPECT_ERR(tt_dequantize_s8_f32(8, g_s8a, s, 3, g_f32out), TT_ERR_ARG);
         EXPECT_ERR(tt_quantize_f32_s8(8, g_f32, s, 3, g_s8out), TT_ERR_ARG);
         EXPECT_ERR(tt_dequantize_grad_f32(8, g_f32, s, g_f32out), TT_ERR_ARG);
-        EXPECT_ERR(tt_add_s8_grad_f32(8, g_f32, s, 0.25f, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
-        EXPECT_ERR(tt_add_s8_grad_f32(8, g_f32, 0.5f, s, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
-        EXPECT_ERR(tt_add_s8_grad_f32(8, g_f32, 0.5f, 0.25f, s, g_f32out, g_f32out2), TT_ERR_ARG);
+        EXPECT_ERR(tt_add_s8_grad_f32(8, NULL, g_f32, s, 0.25f, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
+        EXPECT_ERR(tt_add_s8_grad_f32(8, NULL, g_f32, 0.5f, s, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
+        EXPECT_ERR(tt_add_s8_grad_f32(8, NULL, g_f32, 0.5f, 0.25f, s, g_f32out, g_f32out2), TT_ERR_ARG);
     }
     EXPECT_ERR(tt_dequantize_s8_f32(0, g_s8a, 0.5f, 3, g_f32out), TT_ERR_ARG);
     EXPECT_ERR(tt_dequantize_s8_f32(8, NULL, 0.5f, 3, g_f32out), TT_ERR_ARG);
@@ -1121,22 +1184,18 @@ static void check_elementwise_errors(void)
     EXPECT_ERR(tt_add_f32(8, NULL, g_f32, g_f32out), TT_ERR_ARG);
     EXPECT_ERR(tt_add_f32(8, g_f32, NULL, g_f32out), TT_ERR_ARG);
     EXPECT_ERR(tt_add_f32(8, g_f32, g_f32, NULL), TT_ERR_ARG);
-    EXPECT_ERR(tt_add_s8_grad_f32(0, g_f32, 0.5f, 0.25f, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
-    EXPECT_ERR(tt_add_s8_grad_f32(8, NULL, 0.5f, 0.25f, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
-    EXPECT_ERR(tt_add_s8_grad_f32(8, g_f32, 0.5f, 0.25f, 0.75f, NULL, g_f32out2), TT_ERR_ARG);
-    EXPECT_ERR(tt_add_s8_grad_f32(8, g_f32, 0.5f, 0.25f, 0.75f, g_f32out, NULL), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_s8_grad_f32(0, NULL, g_f32, 0.5f, 0.25f, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
+    EXPECT_ERR(tt_add_s8_grad_f32(8, NULL, NULL, 0.5f, 0.25f, 0.75f, g_f32out, g_f32out2), TT_ERR_ARG);
 
-    TT_CHECK_STATUS(tt_requant_grad_f32(2, 4, g_s8a, g_f32, g_f32, -128, 127, g_f32out), TT_OK);
-    EXPECT_ERR(tt_requant_grad_f32(0, 4, g_s8a, g_f32, g_f32, -128, 127, g_f32out), TT_ERR_ARG);
-    EXPECT_ERR(tt_requant_grad_f32(2, -4, g_s8a, g_f32, g_f32, -128, 127, g_f32out), TT_ERR_ARG);
-    EXPECT_ERR(tt_requant_grad_f32(65536, 65536, g_s8a, g_f32, g_f32, -128, 127, g_f32out),
-               TT_ERR_ARG);
-    EXPECT_ERR(tt_requant_grad_f32(2, 4, NULL, g_f32, g_f32, -128, 127, g_f32out), TT_ERR_ARG);
-    EXPECT_ERR(tt_requant_grad_f32(2, 4, g_s8a, NULL, g_f32, -128, 127, g_f32out), TT_ERR_ARG);
-    EXPECT_ERR(tt_requant_grad_f32(2, 4, g_s8a, g_f32, NULL, -128, 127, g_f32out), TT_ERR_ARG);
-    EXPECT_ERR(tt_requant_grad_f32(2, 4, g_s8a, g_f32, g_f32, -128, 127, NULL), TT_ERR_ARG);
-    EXPECT_ERR(tt_requant_grad_f32(2, 4, g_s8a, g_f32, g_f32, 3, 2, g_f32out), TT_ERR_ARG);
-    EXPECT_ERR(tt_requant_grad_f32(2, 4, g_s8a, g_f32, g_f32, -128, 300, g_f32out), TT_ERR_ARG);
+    const uint8_t *mask = (const uint8_t *)g_s8a;
+    TT_CHECK_STATUS(tt_requant_grad_f32(2, 4, mask, g_f32, g_f32, g_f32out), TT_OK);
+    EXPECT_ERR(tt_requant_grad_f32(0, 4, mask, g_f32, g_f32, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(2, -4, mask, g_f32, g_f32, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(65536, 65536, mask, g_f32, g_f32, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(2, 4, NULL, g_f32, g_f32, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(2, 4, mask, NULL, g_f32, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(2, 4, mask, g_f32, NULL, g_f32out), TT_ERR_ARG);
+    EXPECT_ERR(tt_requant_grad_f32(2, 4, mask, g_f32, g_f32, NULL), TT_ERR_ARG);
 }
 
 static void check_update_errors(void)

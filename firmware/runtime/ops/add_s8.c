@@ -32,7 +32,8 @@ tt_status tt_add_s8(const tt_add_s8_params *p, int32_t size, const int8_t *x1, c
          * outside the contract, so add in 64 bits and saturate. */
         const int64_t sum = (int64_t)v1 + v2;
         const int32_t vs = sum > INT32_MAX ? INT32_MAX : sum < INT32_MIN ? INT32_MIN : (int32_t)sum;
-        y[i] = tt_requant_out(vs, p->y_mult, p->y_shift, p->y_zero, p->act_min, p->act_max);
+        y[i] = tt_s8_out_mask(tt_requantize(vs, p->y_mult, p->y_shift), p->y_zero,
+                              p->act_min - p->y_zero, p->act_max - p->y_zero, p->mask, i);
     }
     return TT_OK;
 }

@@ -7,7 +7,7 @@
  * stores each group of four column entries as (c0, c2, c1, c3), so that one SXTB16 of four
  * weights, (w0, w2), and one SXTB16 ROR 8, (w1, w3), each meet their partners in one SMLAD.
  * Accumulation is modulo 2^32 (exact whenever the sum fits int32, the contract), then
- * tt_requant_out. */
+ * the requantization (tt_s8_out_mask). */
 #include <stddef.h>
 
 #include "ops_common_s8.h"
@@ -228,58 +228,71 @@ static int32_t mac_1x1(const int8_t *wa, const int16_t *c0, int32_t k, int32_t a
 
 /* One group's weight rows and requantization, for conv_columns. */
 typedef struct {
-    const int8_t *w;       /* the group's first weight row */
-    const int32_t *bias;   /* the group's first bias, or NULL */
-    const int32_t *mult;   /* the group's first multiplier and shift */
+    const int8_t *w;       /* the weight's row 0 (rows k apart) */
+    const tt_row_subst *sub; /* substituted rows, or NULL */
+    int32_t oc0;           /* the group's first output channel */
+    const int32_t *bias;   /* per output channel (indexed by oc0 + c), or NULL */
+    const int32_t *mult;
     const int32_t *shift;
     int32_t k;             /* weights per row (column entries) */
     int32_t out_hw;        /* output channel stride */
     int32_t y_zero, lo, hi; /* output zero point and clamp (lo, hi relative to y_zero) */
+    uint8_t *mask;         /* the clamp mask (tt_s8_requant), or NULL */
 } conv_rows;
 
-/* Output channels [0, n) of r at one position (col0) or two adjacent ones (col0, col1 != NULL);
- * y points at channel 0's output at the first position. */
+/* Output channels [0, n) of r's group at output position pos (col0) or at pos and pos + 1 (col0,
+ * col1 != NULL); y is the whole output. */
 static void conv_columns(const conv_rows *r, int32_t n, const int16_t *col0, const int16_t *col1,
-                         int8_t *y)
+                         int8_t *y, int32_t pos)
 {
     const int32_t k = r->k, out_hw = r->out_hw, yz = r->y_zero, lo = r->lo, hi = r->hi;
-    const int8_t *w = r->w;
-    int32_t c = 0;
-    for (; c + 1 < n; c += 2, w += 2 * k, y += 2 * out_hw) {
-        const int32_t ba = r->bias != NULL ? r->bias[c] : 0;
-        const int32_t bb = r->bias != NULL ? r->bias[c + 1] : 0;
-        const tt_requant_ch qa = tt_requant_ch_make(r->mult[c], r->shift[c]);
-        const tt_requant_ch qb = tt_requant_ch_make(r->mult[c + 1], r->shift[c + 1]);
+    uint8_t *mask = r->mask;
+    tt_row_cursor rows = tt_row_cursor_make(r->w, k, r->sub, r->oc0);
+    int32_t o = r->oc0;
+    const int32_t end = r->oc0 + n;
+    for (; o + 1 < end; o += 2) {
+        const int8_t *wa = tt_row_cursor_at(&rows, o);
+        const int8_t *wb = tt_row_cursor_at(&rows, o + 1);
+        const int32_t ba = r->bias != NULL ? r->bias[o] : 0;
+        const int32_t bb = r->bias != NULL ? r->bias[o + 1] : 0;
+        const tt_requant_ch qa = tt_requant_ch_make(r->mult[o], r->shift[o]);
+        const tt_requant_ch qb = tt_requant_ch_make(r->mult[o + 1], r->shift[o + 1]);
+        const int32_t ia = o * out_hw + pos, ib = ia + out_hw;
         if (col1 != NULL) {
             int32_t acc[4] = {ba, ba, bb, bb};
-            mac_2x2(w, w + k, col0, col1, k, acc);
-            y[0] = tt_s8_out(tt_requant_ch_apply(qa, acc[0]), yz, lo, hi);
-            y[1] = tt_s8_out(tt_requant_ch_apply(qa, acc[1]), yz, lo, hi);
-            y[out_hw] = tt_s8_out(tt_requant_ch_apply(qb, acc[2]), yz, lo, hi);
-            y[out_hw + 1] = tt_s8_out(tt_requant_ch_apply(qb, acc[3]), yz, lo, hi);
+            mac_2x2(wa, wb, col0, col1, k, acc);
+            y[ia] = tt_s8_out_mask(tt_requant_ch_apply(qa, acc[0]), yz, lo, hi, mask, ia);
+            y[ia + 1] = tt_s8_out_mask(tt_requant_ch_apply(qa, acc[1]), yz, lo, hi, mask, ia + 1);
+            y[ib] = tt_s8_out_mask(tt_requant_ch_apply(qb, acc[2]), yz, lo, hi, mask, ib);
+            y[ib + 1] = tt_s8_out_mask(tt_requant_ch_apply(qb, acc[3]), yz, lo, hi, mask, ib + 1);
         } else {
             int32_t acc[2] = {ba, bb};
-            mac_2x1(w, w + k, col0, k, acc);
-            y[0] = tt_s8_out(tt_requant_ch_apply(qa, acc[0]), yz, lo, hi);
-            y[out_hw] = tt_s8_out(tt_requant_ch_apply(qb, acc[1]), yz, lo, hi);
+            mac_2x1(wa, wb, col0, k, acc);
+            y[ia] = tt_s8_out_mask(tt_requant_ch_apply(qa, acc[0]), yz, lo, hi, mask, ia);
+            y[ib] = tt_s8_out_mask(tt_requant_ch_apply(qb, acc[1]), yz, lo, hi, mask, ib);
         }
     }
-    if (c < n) { /* an odd channel left over */
-        const int32_t b = r->bias != NULL ? r->bias[c] : 0;
-        const tt_requant_ch q = tt_requant_ch_make(r->mult[c], r->shift[c]);
-        y[0] = tt_s8_out(tt_requant_ch_apply(q, mac_1x1(w, col0, k, b)), yz, lo, hi);
+    if (o < end) { /* an odd channel left over */
+        const int8_t *wa = tt_row_cursor_at(&rows, o);
+        const int32_t b = r->bias != NULL ? r->bias[o] : 0;
+        const tt_requant_ch q = tt_requant_ch_make(r->mult[o], r->shift[o]);
+        const int32_t ia = o * out_hw + pos;
+        y[ia] = tt_s8_out_mask(tt_requant_ch_apply(q, mac_1x1(wa, col0, k, b)), yz, lo, hi, mask,
+                               ia);
         if (col1 != NULL) {
-            y[1] = tt_s8_out(tt_requant_ch_apply(q, mac_1x1(w, col1, k, b)), yz, lo, hi);
+            y[ia + 1] = tt_s8_out_mask(tt_requant_ch_apply(q, mac_1x1(wa, col1, k, b)), yz, lo, hi,
+                                       mask, ia + 1);
         }
     }
 }
 
 tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const tt_s8_requant *q,
-                       const int8_t *x, const int8_t *w, const int32_t *bias, int8_t *y)
+                       const int8_t *x, const int8_t *w, const tt_row_subst *sub,
+                       const int32_t *bias, int8_t *y)
 {
     const int32_t need = tt_conv2d_s8_get_buffer_size(p);
     if (need < 0 || !tt_scratch_ok(ctx, need) || !tt_s8_requant_ok(q, p->out_c) || x == NULL ||
-        w == NULL || y == NULL) {
+        w == NULL || y == NULL || !tt_row_subst_ok(sub, p->out_c)) {
         return TT_ERR_ARG;
     }
     const int32_t cin_g = p->in_c / p->groups;
@@ -293,11 +306,10 @@ tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const t
     for (int32_t g = 0; g < p->groups; g++) {
         const int8_t *x_g = x + g * cin_g * p->in_h * p->in_w;
         const int32_t oc0 = g * cout_g;
-        const conv_rows rows = {w + oc0 * k,         bias != NULL ? bias + oc0 : NULL,
-                                q->mult + oc0,       q->shift + oc0,
-                                k,                   out_hw,
-                                q->y_zero,           q->act_min - q->y_zero,
-                                q->act_max - q->y_zero};
+        const conv_rows rows = {w,      sub,         oc0,       bias,
+                                q->mult, q->shift,   k,         out_hw,
+                                q->y_zero, q->act_min - q->y_zero, q->act_max - q->y_zero,
+                                q->mask};
         int32_t oy = 0, ox = 0; /* the position pos */
         for (int32_t pos = 0; pos < out_hw; pos += 2) {
             const int two = pos + 1 < out_hw;
@@ -319,7 +331,7 @@ tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const t
                 reorder_column(col1, k);
             }
 #endif
-            conv_columns(&rows, cout_g, col0, two ? col1 : NULL, y + oc0 * out_hw + pos);
+            conv_columns(&rows, cout_g, col0, two ? col1 : NULL, y, pos);
         }
     }
     return TT_OK;

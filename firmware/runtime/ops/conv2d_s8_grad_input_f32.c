@@ -1,14 +1,16 @@
 /* Gradient of the int8 conv with respect to its input, carried in float: the transposed
- * convolution of dz with the int8 weights as floats (as tt_conv2d_grad_input_f32). */
+ * convolution of dz with the int8 weights as floats (as tt_conv2d_grad_input_f32), with the
+ * sparse update's trainable rows standing in for theirs. */
 #include <stddef.h>
 #include <string.h>
 
 #include "ops_common_s8.h"
 
 tt_status tt_conv2d_s8_grad_input_f32(const tt_conv2d_params *p, const float *dz, const int8_t *w,
-                                      float *dx)
+                                      const tt_row_subst *sub, float *dx)
 {
-    if (!tt_conv2d_params_ok(p) || dz == NULL || w == NULL || dx == NULL) {
+    if (!tt_conv2d_params_ok(p) || dz == NULL || w == NULL || dx == NULL ||
+        !tt_row_subst_ok(sub, p->out_c)) {
         return TT_ERR_ARG;
     }
     const int32_t cin_g = p->in_c / p->groups;
@@ -16,9 +18,10 @@ tt_status tt_conv2d_s8_grad_input_f32(const tt_conv2d_params *p, const float *dz
     const int32_t ksize = p->k_h * p->k_w;
 
     memset(dx, 0, (size_t)p->in_c * (size_t)p->in_h * (size_t)p->in_w * sizeof(float));
+    tt_row_cursor rows = tt_row_cursor_make(w, cin_g * ksize, sub, 0);
     for (int32_t oc = 0; oc < p->out_c; oc++) {
         const int32_t ic0 = (oc / cout_g) * cin_g;
-        const int8_t *w_oc = w + oc * cin_g * ksize;
+        const int8_t *w_oc = tt_row_cursor_at(&rows, oc);
         const float *dz_oc = dz + oc * p->out_h * p->out_w;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_h;

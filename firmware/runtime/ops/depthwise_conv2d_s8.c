@@ -48,6 +48,8 @@ typedef struct {
     int32_t bias;
     tt_requant_ch q;
     int32_t y_zero, lo, hi; /* lo, hi relative to y_zero */
+    uint8_t *mask;          /* the clamp mask (tt_s8_requant), or NULL */
+    int32_t mask_at;        /* the mask index of the row's output 0 */
 } dw_row;
 
 /* Outputs [ox, ox + n) of one row, n in 1..4, sharing each kernel row's weight loads. `taps` (a
@@ -149,15 +151,17 @@ static TT_S8_INLINE void outputs_n(const dw_row *d, int32_t taps, int32_t ox, in
     }
     const tt_requant_ch q = d->q;
     const int32_t yz = d->y_zero, lo = d->lo, hi = d->hi;
-    y[ox] = tt_s8_out(tt_requant_ch_apply(q, (int32_t)a0), yz, lo, hi);
+    uint8_t *mask = d->mask;
+    const int32_t at = d->mask_at + ox;
+    y[ox] = tt_s8_out_mask(tt_requant_ch_apply(q, (int32_t)a0), yz, lo, hi, mask, at);
     if (n > 1) {
-        y[ox + 1] = tt_s8_out(tt_requant_ch_apply(q, (int32_t)a1), yz, lo, hi);
+        y[ox + 1] = tt_s8_out_mask(tt_requant_ch_apply(q, (int32_t)a1), yz, lo, hi, mask, at + 1);
     }
     if (n > 2) {
-        y[ox + 2] = tt_s8_out(tt_requant_ch_apply(q, (int32_t)a2), yz, lo, hi);
+        y[ox + 2] = tt_s8_out_mask(tt_requant_ch_apply(q, (int32_t)a2), yz, lo, hi, mask, at + 2);
     }
     if (n > 3) {
-        y[ox + 3] = tt_s8_out(tt_requant_ch_apply(q, (int32_t)a3), yz, lo, hi);
+        y[ox + 3] = tt_s8_out_mask(tt_requant_ch_apply(q, (int32_t)a3), yz, lo, hi, mask, at + 3);
     }
 }
 
@@ -192,11 +196,11 @@ static void row_outputs_any(const dw_row *d, int32_t taps, int8_t *y)
 
 tt_status tt_depthwise_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p,
                                  const tt_s8_requant *q, const int8_t *x, const int8_t *w,
-                                 const int32_t *bias, int8_t *y)
+                                 const tt_row_subst *sub, const int32_t *bias, int8_t *y)
 {
     const int32_t need = tt_depthwise_conv2d_s8_get_buffer_size(p);
     if (need < 0 || !tt_scratch_ok(ctx, need) || !tt_s8_requant_ok(q, p->out_c) || x == NULL ||
-        w == NULL || y == NULL) {
+        w == NULL || y == NULL || !tt_row_subst_ok(sub, p->out_c)) {
         return TT_ERR_ARG;
     }
     const int32_t mult = p->out_c / p->in_c;
@@ -222,10 +226,12 @@ tt_status tt_depthwise_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *
     d.y_zero = q->y_zero;
     d.lo = q->act_min - q->y_zero;
     d.hi = q->act_max - q->y_zero;
+    d.mask = q->mask;
+    tt_row_cursor w_rows = tt_row_cursor_make(w, k_h * k_w, sub, 0);
     for (int32_t ic = 0; ic < p->in_c; ic++) {
         const int8_t *x_c = x + ic * in_hw;
         for (int32_t m = 0; m < mult; m++) {
-            const int8_t *w_o = w + (ic * mult + m) * k_h * k_w;
+            const int8_t *w_o = tt_row_cursor_at(&w_rows, ic * mult + m);
             for (int32_t ky = 0; ky < k_h; ky++) {
                 int16_t *dst = wexp + (m * k_h + ky) * kwp;
                 for (int32_t kx = 0; kx < k_w; kx++) {
@@ -270,7 +276,8 @@ tt_status tt_depthwise_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *
                 d.w = wexp + (m * k_h + (d.n_rows > 0 ? ky_lo : 0)) * kwp;
                 d.bias = bias != NULL ? bias[oc] : 0;
                 d.q = tt_requant_ch_make(q->mult[oc], q->shift[oc]);
-                row_outputs_any(&d, taps, y + oc * out_hw + oy * p->out_w);
+                d.mask_at = oc * out_hw + oy * p->out_w;
+                row_outputs_any(&d, taps, y + d.mask_at);
             }
         }
     }

@@ -96,6 +96,55 @@ static inline int tt_select_ok(const tt_channel_select *sel, int32_t n)
     return 1;
 }
 
+/* sub is NULL, or count rows (non-NULL when count > 0) for strictly increasing channels in
+ * [0, out_c). */
+static inline int tt_row_subst_ok(const tt_row_subst *sub, int32_t out_c)
+{
+    if (sub == NULL || sub->count == 0) {
+        return 1;
+    }
+    if (sub->count < 0 || sub->count > out_c || sub->rows == NULL || sub->channels == NULL) {
+        return 0;
+    }
+    for (int32_t j = 0; j < sub->count; j++) {
+        if (sub->channels[j] < (j == 0 ? 0 : sub->channels[j - 1] + 1) ||
+            sub->channels[j] >= out_c) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Walks a weight's rows in increasing output channel order, taking the substituted ones from
+ * sub: tt_row_cursor_at(&c, o) for o = o0, o0 + 1, ... (any start, then increasing). */
+typedef struct {
+    const int8_t *w;   /* row 0 of the weight */
+    int32_t row_size;  /* entries per row */
+    const tt_row_subst *sub;
+    int32_t next;      /* the first substitution whose channel is not below the last asked */
+} tt_row_cursor;
+
+static inline tt_row_cursor tt_row_cursor_make(const int8_t *w, int32_t row_size,
+                                               const tt_row_subst *sub, int32_t first_channel)
+{
+    tt_row_cursor c = {w, row_size, sub, 0};
+    if (sub != NULL) {
+        while (c.next < sub->count && sub->channels[c.next] < first_channel) {
+            c.next++;
+        }
+    }
+    return c;
+}
+
+static inline const int8_t *tt_row_cursor_at(tt_row_cursor *c, int32_t o)
+{
+    const tt_row_subst *s = c->sub;
+    if (s != NULL && c->next < s->count && s->channels[c->next] == o) {
+        return s->rows + (c->next++) * c->row_size;
+    }
+    return c->w + o * c->row_size;
+}
+
 /* A weight shape whose element count fits int32. */
 static inline int tt_weight_shape_ok(const tt_weight_shape *s)
 {

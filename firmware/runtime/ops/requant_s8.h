@@ -62,11 +62,17 @@ static inline int8_t tt_s8_out(int32_t v, int32_t y_zero, int32_t lo_rel, int32_
     return (int8_t)(v + y_zero);
 }
 
-/* The int8 output of a requantized accumulator: clamp(tt_requantize(acc) + y_zero, lo, hi). */
-static inline int8_t tt_requant_out(int32_t acc, int32_t mult, int32_t shift, int32_t y_zero,
-                                    int32_t lo, int32_t hi)
+/* tt_s8_out that also records the clamp mask bit i (mask NULL: none): set where v lies in
+ * [lo_rel, hi_rel], i.e. where the clamp did not change the value (tt_s8_requant). */
+static inline int8_t tt_s8_out_mask(int32_t v, int32_t y_zero, int32_t lo_rel, int32_t hi_rel,
+                                    uint8_t *mask, int32_t i)
 {
-    return tt_s8_out(tt_requantize(acc, mult, shift), y_zero, lo - y_zero, hi - y_zero);
+    if (mask != NULL) {
+        const uint8_t bit = (uint8_t)(1u << (i & 7));
+        mask[i >> 3] = (v >= lo_rel && v <= hi_rel) ? (uint8_t)(mask[i >> 3] | bit)
+                                                     : (uint8_t)(mask[i >> 3] & ~bit);
+    }
+    return tt_s8_out(v, y_zero, lo_rel, hi_rel);
 }
 
 /*

@@ -38,7 +38,12 @@ typedef struct {
 /* Requantization of a conv's int32 accumulator to int8 (per output channel):
  *   y = clamp(MultiplyByQuantizedMultiplier(acc, mult[o], shift[o]) + y_zero, act_min, act_max)
  * Zero points in [-128, 127]; -128 <= act_min <= act_max <= 127; shift[o] in [-31, 30] (left
- * shift when positive); mult[o] any int32 (QuantizeMultiplier gives [2^30, 2^31) or 0). */
+ * shift when positive); mult[o] any int32 (QuantizeMultiplier gives [2^30, 2^31) or 0).
+ *
+ * mask (optional, NULL: none) receives the clamp mask the backward needs (the paper's 1-bit
+ * mask): bit i % 8 of byte i / 8, i the output's C x H x W index, set where act_min <= the
+ * value before the clamp <= act_max. ceil(out elements / 8) bytes; the bits past the last
+ * element are unspecified. */
 typedef struct {
     int32_t x_zero;
     int32_t y_zero;
@@ -46,7 +51,18 @@ typedef struct {
     int32_t act_max;
     const int32_t *mult;  /* out_c entries */
     const int32_t *shift; /* out_c entries */
+    uint8_t *mask;
 } tt_s8_requant;
+
+/* Trainable rows standing in for some output channels of a frozen weight (the sparse update):
+ * output channel channels[j] uses rows[j] (a whole row: I/groups x KH x KW) instead of its row of
+ * w. channels strictly increasing in [0, out_c); count 0 (or a NULL tt_row_subst) substitutes
+ * nothing. */
+typedef struct {
+    const int8_t *rows;
+    const int32_t *channels;
+    int32_t count;
+} tt_row_subst;
 
 /* Which kernels this build runs: "dsp" (SMLAD inner loops) or "portable". */
 const char *tt_kernels_s8_variant(void);
@@ -58,9 +74,10 @@ const char *tt_kernels_s8_variant(void);
 int32_t tt_conv2d_s8_get_buffer_size(const tt_conv2d_params *p);
 /* Per-channel int8 convolution, TFLite ConvPerChannel (any groups):
  *   acc[o] = bias[o] + sum w[o,i,ky,kx] * (x[i, ...] - x_zero)   (out-of-image taps add 0)
- * then tt_s8_requant. bias may be NULL (0). */
+ * then tt_s8_requant. bias may be NULL (0); sub (NULL: none) replaces rows of w. */
 tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const tt_s8_requant *q,
-                       const int8_t *x, const int8_t *w, const int32_t *bias, int8_t *y);
+                       const int8_t *x, const int8_t *w, const tt_row_subst *sub,
+                       const int32_t *bias, int8_t *y);
 
 /* Bytes of scratch tt_depthwise_conv2d_s8 needs for p (2 k_h padded input rows and one input
  * channel's weights, as int16: 2 * (2 k_h (in_w + 2 pad_w + 2) + multiplier k_h (k_w + 1)),
@@ -70,13 +87,13 @@ int32_t tt_depthwise_conv2d_s8_get_buffer_size(const tt_conv2d_params *p);
  * channel o / multiplier), TFLite DepthwiseConvPerChannel. */
 tt_status tt_depthwise_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p,
                                  const tt_s8_requant *q, const int8_t *x, const int8_t *w,
-                                 const int32_t *bias, int8_t *y);
+                                 const tt_row_subst *sub, const int32_t *bias, int8_t *y);
 
 /* int8 add, TFLite AddFunc with tflite-micro's CalculateOpDataAdd parameters (left_shift = 20,
  * multipliers < 1 so every shift is in [-31, 0]; left_shift in [0, 30]):
  *   v_i = MBQM((x_i - x_i_zero) * 2^left_shift, x_i_mult, x_i_shift)
  *   y   = clamp(MBQM(v_1 + v_2, y_mult, y_shift) + y_zero, act_min, act_max)
- * Multipliers in [0, INT32_MAX]. */
+ * Multipliers in [0, INT32_MAX]. mask (optional) as in tt_s8_requant. */
 typedef struct {
     int32_t x1_zero, x2_zero, y_zero;
     int32_t left_shift;
@@ -84,6 +101,7 @@ typedef struct {
     int32_t x2_mult, x2_shift;
     int32_t y_mult, y_shift;
     int32_t act_min, act_max;
+    uint8_t *mask;
 } tt_add_s8_params;
 /* Elementwise over size elements; y may alias x1 or x2. */
 tt_status tt_add_s8(const tt_add_s8_params *p, int32_t size, const int8_t *x1, const int8_t *x2,
@@ -105,15 +123,15 @@ tt_status tt_quantize_f32_s8(int32_t size, const float *x, float scale, int32_t 
 /* --- backward (fp32) ----------------------------------------------------------------------- */
 
 /* Gradient through the clamp and the requantization, to the int32 accumulator:
- *   dz[c][i] = (act_min < y[c][i] < act_max ? dy[c][i] : 0) * eff_scale[c]
- * over channels x plane elements (an add's clamp: channels = 1, eff_scale = {1}). dz may alias dy. */
-tt_status tt_requant_grad_f32(int32_t channels, int32_t plane, const int8_t *y, const float *dy,
-                              const float *eff_scale, int32_t act_min, int32_t act_max,
-                              float *dz);
+ *   dz[c][i] = (bit c * plane + i of mask ? dy[c][i] : 0) * eff_scale[c]
+ * over channels x plane elements, mask as the forward wrote it (tt_s8_requant). dz may alias dy. */
+tt_status tt_requant_grad_f32(int32_t channels, int32_t plane, const uint8_t *mask,
+                              const float *dy, const float *eff_scale, float *dz);
 
-/* dx = the transposed convolution of dz with the int8 weights as floats (any groups). */
+/* dx = the transposed convolution of dz with the int8 weights as floats (any groups), w with the
+ * rows of sub (NULL: none) substituted, as the forward used them. */
 tt_status tt_conv2d_s8_grad_input_f32(const tt_conv2d_params *p, const float *dz, const int8_t *w,
-                                      float *dx);
+                                      const tt_row_subst *sub, float *dx);
 
 /* A selection of weight rows (the sparse update): count distinct indices into axis 0 (output
  * channels) or axis 1 (input channels of a groups == 1 weight). index NULL (count ignored) means
@@ -133,11 +151,11 @@ tt_status tt_conv2d_s8_grad_weight_f32(const tt_conv2d_params *p, const tt_chann
                                        const float *dz, const int8_t *x, int32_t x_zero, float *dw,
                                        float *db);
 
-/* (dx1, dx2) = (dy * f32(s1/sy), dy * f32(s2/sy)), each factor divided in double and rounded
- * once. Apply the add's clamp mask first (tt_requant_grad_f32 with eff_scale 1). dx1 or dx2 may
- * alias dy. */
-tt_status tt_add_s8_grad_f32(int32_t size, const float *dy, float s1, float s2, float sy,
-                             float *dx1, float *dx2);
+/* (dx1, dx2) = (g * f32(s1/sy), g * f32(s2/sy)), g = dy where the add's clamp mask (NULL: none)
+ * has its bit set, else 0; each factor divided in double and rounded once. dx1 or dx2 may be NULL
+ * (not wanted) or alias dy. */
+tt_status tt_add_s8_grad_f32(int32_t size, const uint8_t *mask, const float *dy, float s1,
+                             float s2, float sy, float *dx1, float *dx2);
 
 /* dx = dy * scale (dequantize's gradient); dx may alias dy. */
 tt_status tt_dequantize_grad_f32(int32_t size, const float *dy, float scale, float *dx);
