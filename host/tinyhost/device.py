@@ -35,6 +35,7 @@ class DeviceInfo:
     arena_used: int
     steps: int
     ops: list[int]
+    stack_peak: int | None = None  # peak stack bytes since boot, from ports that measure it
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)

@@ -14,6 +14,7 @@
 #include "cmsdk_uart.h"
 #include "cortex_m4.h"
 #include "semihost.h"
+#include "stack_usage.h"
 #include "tt/tt_device.h"
 #include "tt/tt_version.h"
 
@@ -37,6 +38,13 @@ static void uart0_write(void *ctx, const uint8_t *data, size_t len)
 static void uart0_puts(const char *s)
 {
     uart_puts(CMSDK_UART0_BASE, s);
+}
+
+/* INFO's stack_peak: the painted stack's high-water mark since boot. */
+static uint32_t stack_peak(void *ctx)
+{
+    (void)ctx;
+    return stack_peak_bytes();
 }
 
 /* Recursion deeper than the stack (limit is volatile: the compiler cannot bound it). */
@@ -84,6 +92,7 @@ int main(void)
     tt_port port = {BOARD_NAME, cost_counter_unit(), cost_counter_read, uart0_write, NULL};
     tt_device_init(&device, &port, __arena_start, arena_capacity, __plan_slot0, __plan_slot1,
                    plan_capacity);
+    tt_device_set_stack_probe(&device, stack_peak);
 
     char banner[160];
     snprintf(banner, sizeof banner,

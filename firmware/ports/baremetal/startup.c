@@ -9,6 +9,10 @@
 
 #include "cortex_m4.h"
 #include "semihost.h"
+#include "stack_usage.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 extern uint8_t __data_start[], __data_end[], __data_load[], __bss_start[], __bss_end[];
 extern uint8_t __tls_base[], __stack_top[];
@@ -39,7 +43,8 @@ __attribute__((section(".vectors"), used)) static void (*const vectors[16 + 32])
 };
 
 /* The FPU must be on before any compiled code runs (-mfloat-abi=hard may use s-registers
- * anywhere), so this part is assembly. CPACR: full access to CP10 and CP11. */
+ * anywhere), so this part is assembly. CPACR: full access to CP10 and CP11. Then the whole stack
+ * is painted with STACK_PAINT, while nothing lives on it yet, for stack_peak_bytes(). */
 __attribute__((naked, noreturn)) void Reset_Handler(void)
 {
     __asm__ volatile(
@@ -49,8 +54,13 @@ __attribute__((naked, noreturn)) void Reset_Handler(void)
         "str r1, [r0]\n"
         "dsb\n"
         "isb\n"
-        "ldr r0, =__stack_top\n"
-        "mov sp, r0\n"
+        "ldr r0, =__stack_limit\n"
+        "ldr r1, =__stack_top\n"
+        "ldr r2, =" STR(STACK_PAINT) "\n"
+        "1: str r2, [r0], #4\n"
+        "cmp r0, r1\n"
+        "blo 1b\n"
+        "mov sp, r1\n"
         "b reset_c\n");
 }
 

@@ -63,7 +63,7 @@ static void handle_hello(tt_device *dev, response *r)
     const char *board = dev->port.board ? dev->port.board : "unknown";
     const char *unit = dev->port.cost_unit ? dev->port.cost_unit : "none";
     uint32_t used = dev->loaded ? dev->plan.arena_size + (uint32_t)dev->plan.tables_bytes : 0;
-    bool ok = zcbor_map_start_encode(s, 13) &&
+    bool ok = zcbor_map_start_encode(s, 14) &&
               zcbor_tstr_put_lit(s, "firmware") && zcbor_tstr_put_term(s, TT_FIRMWARE_VERSION, 32) &&
               zcbor_tstr_put_lit(s, "protocol") && zcbor_uint32_put(s, TT_PROTOCOL_VERSION) &&
               zcbor_tstr_put_lit(s, "plan_format") && zcbor_uint32_put(s, TT_PLAN_FORMAT_VERSION) &&
@@ -77,11 +77,13 @@ static void handle_hello(tt_device *dev, response *r)
               zcbor_bstr_encode_ptr(s, (const char *)dev->plan.hash, dev->loaded ? TT_SHA256_SIZE : 0) &&
               zcbor_tstr_put_lit(s, "arena_used") && zcbor_uint32_put(s, used) &&
               zcbor_tstr_put_lit(s, "steps") && zcbor_uint32_put(s, dev->steps) &&
+              (dev->stack_peak == NULL || (zcbor_tstr_put_lit(s, "stack_peak") &&
+                                           zcbor_uint32_put(s, dev->stack_peak(dev->port.ctx)))) &&
               zcbor_tstr_put_lit(s, "ops") && zcbor_list_start_encode(s, sizeof opcodes);
     for (size_t i = 0; ok && i < sizeof opcodes; i++) {
         ok = zcbor_uint32_put(s, opcodes[i]);
     }
-    ok = ok && zcbor_list_end_encode(s, sizeof opcodes) && zcbor_map_end_encode(s, 13);
+    ok = ok && zcbor_list_end_encode(s, sizeof opcodes) && zcbor_map_end_encode(s, 14);
     finish_encode(dev, r, s, ok, TT_MSG_INFO);
 }
 
@@ -404,6 +406,11 @@ void tt_device_init(tt_device *dev, const tt_port *port, uint8_t *arena, size_t 
 void tt_device_set_plan_store(tt_device *dev, const tt_plan_store *store)
 {
     dev->store = *store;
+}
+
+void tt_device_set_stack_probe(tt_device *dev, uint32_t (*stack_peak)(void *ctx))
+{
+    dev->stack_peak = stack_peak;
 }
 
 void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len)

@@ -87,6 +87,7 @@ typedef struct {
     uint8_t last_seq, last_type;
     uint32_t steps;
     uint32_t bad_frames;
+    uint32_t (*stack_peak)(void *ctx); /* NULL: INFO has no stack_peak */
 } tt_device;
 
 /* plan slots: two buffers of plan_capacity bytes each, 16-byte aligned. */
@@ -94,6 +95,9 @@ void tt_device_init(tt_device *dev, const tt_port *port, uint8_t *arena, size_t 
                     uint8_t *plan_slot0, uint8_t *plan_slot1, size_t plan_capacity);
 /* Routes plan uploads through store (copied) instead of memcpy into the slots; call after init. */
 void tt_device_set_plan_store(tt_device *dev, const tt_plan_store *store);
+/* A port that measures its stack (e.g. by painting it at boot) reports the peak bytes used since
+ * boot through stack_peak(port ctx); INFO then carries it as `stack_peak`. Call after init. */
+void tt_device_set_stack_probe(tt_device *dev, uint32_t (*stack_peak)(void *ctx));
 /* Feeds received bytes; complete frames are handled and answered before it returns. */
 void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len);
 /* Makes the len-byte plan already in slot (0 or 1) the running plan with its initial parameters,
