@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinyhost.compiler.graph import Graph
-from tinyhost.plan import ARENA_ALIGN, TABLE_ALIGN, TensorKind
+from tinyhost.plan import ARENA_ALIGN, NONE, TABLE_ALIGN, Plan, TensorKind
 
 
 @dataclass
@@ -32,12 +32,15 @@ def _align(n: int) -> int:
     return (n + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
 
 
-def lifetimes(graph: Graph) -> dict[int, Lifetime]:
+def lifetimes(graph: Graph | Plan) -> dict[int, Lifetime]:
+    """The one definition of when an arena tensor holds its bytes: the planner places by it, and
+    the memory report and the lifetime chart read it back from the emitted plan (same ops and
+    tensors, so the same spans)."""
     n_ops = len(graph.ops)
     spans: dict[int, list[int]] = {}
     for k, op in enumerate(graph.ops):
         for t in op.inputs + op.outputs:
-            if t != -1 and graph.tensors[t].kind != TensorKind.PARAM_FROZEN:
+            if t != NONE and graph.tensors[t].kind != TensorKind.PARAM_FROZEN:
                 span = spans.setdefault(t, [k, k])
                 span[0], span[1] = min(span[0], k), max(span[1], k)
     result = {}
