@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ def _print_json(obj: Any) -> None:
 # -- compile ----------------------------------------------------------------------------------
 def cmd_compile(args: argparse.Namespace) -> int:
     from tinyhost.compiler import compile_model, compile_tiny_training
-    from tinyhost.compiler.report import format_report
+    from tinyhost.compiler.report import budget_status, format_over_budget, format_report
 
     int8_only = [flag for flag, given in (("--num-classes", args.num_classes is not None),
                                           ("--input-size", args.input_size is not None),
@@ -53,16 +54,27 @@ def cmd_compile(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         result = compile_model(args.model, update=args.update, lr=args.lr, reorder=args.reorder)
-    Path(args.output).write_bytes(result.data)
-    meta = result.plan.meta
+    report, meta = result.report, result.plan.meta
+    if args.memory_chart:  # drawn over budget too: it shows why the plan does not fit
+        from tinyhost.memory_chart import draw_memory_chart
+        draw_memory_chart(result.plan, report, args.memory_chart,
+                          f"{meta.get('model', 'model')}, update {Path(args.update).name}"
+                          f"{'' if args.reorder else ', no reordering'}: arena tensor lifetimes",
+                          args.budget)
+    budget = budget_status(report, args.budget)
+    over_budget = budget["enforced"] and not budget["fits"]
+    if not over_budget:
+        Path(args.output).write_bytes(result.data)
     if args.json:
-        out = {"plan": args.output, "bytes": len(result.data), "memory": result.report.to_dict()}
+        out = {"plan": None if over_budget else args.output, "bytes": len(result.data),
+               "memory": report.to_dict(), "budget": budget, "memory_chart": args.memory_chart}
         if "scheme" in meta:
             out["int8"] = {k: meta[k] for k in ("scheme", "qas", "int8_update", "reorder",
                                                 "input_shape", "input_quant", "import_notes")}
         _print_json(out)
     else:
-        print(f"wrote {args.output} ({len(result.data)} bytes)")
+        if not over_budget:
+            print(f"wrote {args.output} ({len(result.data)} bytes)")
         if "scheme" in meta:
             s = meta["scheme"]
             print(f"int8 {meta['model']} {'x'.join(map(str, meta['input_shape']))}: biases of the "
@@ -72,7 +84,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
             if meta["import_notes"]:
                 print(f"import: {len(meta['import_notes'])} layers have dead channels "
                       "(saturated bias, constant output); they never train (see --json)")
-        print(format_report(result.report))
+        print(format_report(report, args.budget))
+        if args.memory_chart:
+            print(f"memory chart: {args.memory_chart}")
+    if over_budget:
+        print(f"error: {format_over_budget(report, args.budget)}\nno plan written "
+              f"({args.output} not touched)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -268,6 +286,21 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 # -- parser -----------------------------------------------------------------------------------
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024,
+               "m": 1024 ** 2, "mb": 1024 ** 2, "mib": 1024 ** 2}
+
+
+def byte_size(text: str) -> int:
+    """argparse type of --budget: 256KB, 256K, 262144, 1.5MB (binary units: KB = 1024 bytes)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text.strip().lower())
+    if m and m.group(2) in _SIZE_UNITS:
+        n = float(m.group(1)) * _SIZE_UNITS[m.group(2)]
+        if n >= 1 and n == int(n):
+            return int(n)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a size in bytes: give e.g. 256KB, 256K, "
+                                     "262144 or 1.5MB (KB = 1024 bytes)")
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", required=True, help="compiled plan (.ttp)")
     p.add_argument("--data", required=True,
@@ -317,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "after its gradient (for memory comparisons)")
     p.add_argument("--lr", type=float, default=0.01,
                    help="default learning rate stored in the plan (default 0.01)")
+    p.add_argument("--budget", type=byte_size, metavar="SIZE",
+                   help="fail (exit status 1, no plan written) when the planned arena exceeds "
+                        "SIZE: 256KB, 256K, 262144, 1.5MB (KB = 1024 bytes); the error says by how "
+                        "much and what is live at the peak. Without it the report only compares "
+                        "the arena with a 256 KB MCU")
+    p.add_argument("--memory-chart", metavar="PNG",
+                   help="draw the arena's tensor lifetimes (op span x arena bytes, by kind) here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_compile)
 
