@@ -1,16 +1,20 @@
 """Memory of int8 training plans: the paper's models at 128x128 with its 99kb schemes, full update
-and the classifier only, with and without operator reordering (bench/memory.py prints the table;
-docs/int8.md has the figures and the comparison with the paper).
+and the classifier only, with and without operator reordering. bench/memory.py prints the table and
+computes the paper's ratios; the guards here go through its `measure` and `paper_ratios`, and
+docs/int8.md compares the figures with the paper.
 
-Measured (KB of planned arena): mcunet-5fps 99kb 236, full 1817 (7.7x), 99kb without reordering
-395; mbv2-w0.35 99kb 315, full 1666 (5.3x), 99kb without reordering 399. mbv2-w0.35 at 128x128
-does not fit 256 KB here: inference alone peaks at 244 KB (a 48x64x64 int8 activation next to its
-input), and its training state adds 71 KB. Both schemes add at most their own analytic budget
-(99 KB) to the inference peak, which is what the budget means.
+The guards are lower bounds: work that lowers the sparse plans' peak only raises the ratios.
+Measured before the fused pointwise+depthwise op: full / 99kb 7.7x (mcunet-5fps) and 5.3x
+(mbv2-w0.35); full without reordering / 99kb 14.2x and 8.3x. mbv2-w0.35's 99kb plan then peaked in
+inference (a 48x64x64 int8 activation next to its input); both schemes add at most their own
+analytic budget (99 KB) to what the classifier alone needs, which is what the budget means.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +25,19 @@ from tinyhost.plan import TensorKind
 from tinyhost.refexec.executor import RefExecutor
 
 KB = 1024
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "memory.py"
+# Lower bounds of the paper's ratios (it reports 7-9x and ~20x), per model.
+MIN_FULL_OVER_SPARSE = {"mcunet-5fps": 5.0, "mbv2-w0.35": 5.0}
+MIN_FULL_NO_REORDER_OVER_SPARSE = {"mcunet-5fps": 12.0, "mbv2-w0.35": 8.0}
+MIN_REORDER_SAVING_ON_FULL = 1.5
+
+
+def bench_memory():
+    spec = importlib.util.spec_from_file_location("bench_memory", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module", params=PAPER_MODELS)
@@ -48,8 +65,6 @@ def test_sparse_update_memory(plans):
     assert arena["99kb"] - arena["classifier"] <= 99 * KB, arena
     if model == "mcunet-5fps":
         assert arena["99kb"] <= 256 * KB, arena
-    # Full update needs several times more (the paper: 7-9x from sparse update alone).
-    assert arena["full"] >= 5 * arena["99kb"], arena
     # Without reordering every weight gradient lives until the end of the step.
     assert arena["99kb-no-reorder"] > 1.2 * arena["99kb"], arena
     assert arena["99kb-no-reorder"] > 256 * KB
@@ -57,6 +72,25 @@ def test_sparse_update_memory(plans):
     trainable = sum(r.nbytes for r in (p["99kb"].plan.tensors[i] for i in p["99kb"].plan.trainable))
     assert trainable < 80 * KB
     assert p["99kb"].report.by_kind["trainable_params"] == trainable
+
+
+@pytest.mark.parametrize("model", PAPER_MODELS)
+def test_paper_ratios(model, compile_int8):
+    """The issue's guard: sparse update is far below full update (the paper: 7-9x), and further
+    below full update without reordering (the paper: ~20x), as bench/memory.py computes them."""
+    bench = bench_memory()
+    pkl = paper_model(model)
+    rows = bench.measure(pkl, bench.ratio_updates(pkl), compile_fn=compile_int8)
+    ratios = bench.paper_ratios(rows)
+    assert ratios["full / 99kb"] >= MIN_FULL_OVER_SPARSE[model], ratios
+    assert ratios["full no reorder / 99kb"] >= MIN_FULL_NO_REORDER_OVER_SPARSE[model], ratios
+    # Reordering alone: no weight gradient outlives its op.
+    reorder = ratios["full no reorder / 99kb"] / ratios["full / 99kb"]
+    assert reorder >= MIN_REORDER_SAVING_ON_FULL, ratios
+    # The rows are the compiler's report.
+    sparse = next(r for r in rows if r.label == bench.REFERENCE)
+    report = compile_int8(pkl, f"{SCHEMES}:{model}:99kb").report
+    assert (sparse.arena_bytes, sparse.flash_bytes) == (report.arena_bytes, report.flash_bytes)
 
 
 def test_scheme_budget_in_meta(plans):
