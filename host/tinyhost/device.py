@@ -4,7 +4,7 @@ so every command runs unchanged on either."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Protocol
 
 import numpy as np
@@ -77,7 +77,8 @@ class SerialDevice:
     def info(self) -> DeviceInfo:
         reply = self.client.hello()
         known = {f.name for f in fields(DeviceInfo)}
-        missing = known - reply.keys()
+        required = {f.name for f in fields(DeviceInfo) if f.default is MISSING}  # not optional keys
+        missing = required - reply.keys()
         if missing:
             raise DeviceError(-10, f"{self.name} answered HELLO without {sorted(missing)}: "
                                    "not a tinytrain device, or an incompatible firmware")
