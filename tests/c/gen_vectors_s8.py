@@ -57,6 +57,8 @@ KERNEL_ATTRS = {
     "update_s8_round_f32": ("out_c", "in_c", "k", "axis"),
     "update_s8_master_f32": ("out_c", "in_c", "k", "axis"),
     "update_s32_f32": ("size",),
+    "pw_dw_conv2d_s8": tuple(f"pw_{a}" for a in CONV_GEOM) + tuple(f"dw_{a}" for a in CONV_GEOM)
+    + ("x_zero", "mid_zero", "mid_act_min", "mid_act_max", "y_zero", "act_min", "act_max"),
 }
 
 
@@ -290,6 +292,51 @@ def conv_forward_cases(rng: np.random.Generator) -> Iterator[Case]:
         yield ("conv2d_s8", f"conv{i}_{kind}", attrs, ins + outs)
         if g.groups == g.in_c:  # depthwise (a single-channel conv is one too)
             yield ("depthwise_conv2d_s8", f"conv{i}_{kind}", attrs, ins + outs)
+
+
+# The fused 1x1 conv + depthwise: (in_c, mid_c, h, w, multiplier, k, stride, pad, pw_k).
+FIXED_PW_DW = [
+    (8, 48, 16, 16, 1, 3, 2, 1, 1),        # mbv2-w0.35's block 1, scaled down
+    (16, 48, 9, 9, 1, 7, 1, 3, 1),         # 7x7, odd size
+    (5, 7, 11, 13, 2, 5, 2, 2, 1),         # multiplier 2, odd everything, stride 2
+    (3, 4, 5, 4, 1, 3, 1, 0, 1),           # no padding
+    (2, 3, 1, 9, 1, 3, 1, 1, 1),           # a single row
+    (4, 5, 6, 7, 1, 3, 2, 1, 3),           # the first conv 3x3 (the kernel takes any groups-1 conv)
+]
+
+
+def pw_dw_cases(rng: np.random.Generator) -> Iterator[Case]:
+    specs = list(FIXED_PW_DW)
+    while len(specs) < len(FIXED_PW_DW) + 12:
+        kk, s = int(rng.choice([1, 2, 3, 5, 7])), int(rng.integers(1, 3))
+        h, w = (int(v) for v in rng.integers(1, 14, size=2))
+        pad = int(rng.integers(0, kk))
+        if min(h, w) + 2 * pad >= kk:
+            specs.append((int(rng.integers(1, 9)), int(rng.integers(1, 13)), h, w,
+                          int(rng.integers(1, 3)), kk, s, pad, 1))
+    for i, (in_c, mid_c, h, w, mult, kk, s, pad, pk) in enumerate(specs):
+        g_pw = ConvGeom.infer(in_c, h, w, mid_c, pk, pk, 1, 1, pk // 2, pk // 2, 1)
+        g_dw = depthwise_geom(mid_c, mult, g_pw.out_h, g_pw.out_w, kk, s, pad)
+        xz, mz, mlo, mhi = zero_points(rng, i)
+        _, yz, lo, hi = zero_points(rng, i + 1)
+        x = s8_rand(rng, *g_pw.x_shape)
+        pw_w, dw_w = s8_rand(rng, *g_pw.w_shape, lo=-127), s8_rand(rng, *g_dw.w_shape, lo=-127)
+        pw_b = i32(rng.integers(-5000, 5001, size=mid_c) * 4) if i % 4 != 3 else None
+        dw_b = i32(rng.integers(-5000, 5001, size=g_dw.out_c) * 4) if i % 4 != 2 else None
+        pw_m, pw_s = requant_params(rng, k.conv2d_acc_s8(g_pw, x, pw_w, pw_b, xz), "normal")
+        mid = k.conv2d_s8(g_pw, x, pw_w, pw_b, pw_m, pw_s, xz, mz, mlo, mhi)
+        dw_m, dw_s = requant_params(rng, k.conv2d_acc_s8(g_dw, mid, dw_w, dw_b, mz), "normal")
+        y = k.pw_dw_conv2d_s8(g_pw, g_dw, x, pw_w, pw_b, k.ConvS8Quant(pw_m, pw_s, xz, mz, mlo, mhi),
+                              dw_w, dw_b, k.ConvS8Quant(dw_m, dw_s, mz, yz, lo, hi))
+        assert np.array_equal(y, k.depthwise_conv2d_s8(g_dw, mid, dw_w, dw_b, dw_m, dw_s, mz, yz,
+                                                       lo, hi))
+        ins: list[Tensor] = [("in", "x", x), ("in", "pw_w", pw_w)]
+        ins += [("in", "pw_bias", pw_b)] if pw_b is not None else []
+        ins += [("in", "pw_mult", pw_m), ("in", "pw_shift", pw_s), ("in", "dw_w", dw_w)]
+        ins += [("in", "dw_bias", dw_b)] if dw_b is not None else []
+        ins += [("in", "dw_mult", dw_m), ("in", "dw_shift", dw_s)]
+        attrs = g_pw.attrs() + g_dw.attrs() + (xz, mz, mlo, mhi, yz, lo, hi)
+        yield ("pw_dw_conv2d_s8", f"pwdw{i}", attrs, ins + [("out", "y", y)])
 
 
 # --- add, avgpool, (de)quantize ---------------------------------------------------------------------
@@ -530,6 +577,7 @@ def all_cases() -> Iterator[Case]:
     yield from quant_cases(np.random.default_rng(15))
     yield from backward_cases(np.random.default_rng(16))
     yield from update_cases(np.random.default_rng(17))
+    yield from pw_dw_cases(np.random.default_rng(18))
 
 
 # --- output -----------------------------------------------------------------------------------------

@@ -29,8 +29,8 @@
 #include "tt_test.h"
 
 #define NAME_LEN 64
-#define MAX_ATTRS 20
-#define MAX_TENSORS 10
+#define MAX_ATTRS 40 /* pw_dw_conv2d_s8: two conv geometries + 7 */
+#define MAX_TENSORS 12
 #define GUARD 32 /* bytes on each side of every output and scratch buffer */
 
 static const uint8_t GUARD_BYTE = 0xE7;
@@ -530,6 +530,70 @@ static void run_conv(ctx *x)
         out_free(&m);
         free(sb.base);
     }
+    /* In place (y over x), where the header allows it: the compiler's inplace pass relies on it. */
+    if (depthwise && p.out_c == p.in_c && p.out_h == p.in_h && p.out_w == p.in_w &&
+        p.stride_h == 1) {
+        scratchbuf sb;
+        scratch_init(&sb, need);
+        outbuf y, m;
+        out_copy(&y, DT_S8, numel_x(&p), in);
+        out_init(&m, DT_S8, with_mask ? (numel_y(&p) + 7) / 8 : 1, 0);
+        const tt_s8_requant q = {a[13], a[14], a[15], a[16], mult, shift,
+                                 with_mask ? (uint8_t *)m.p : NULL};
+        check_status(x, tt_depthwise_conv2d_s8(&sb.s, &p, &q, y.p, w, sub, bias, y.p),
+                     "tt_depthwise_conv2d_s8 (in place)");
+        expect(x, "y", &y, 1);
+        if (with_mask) {
+            expect_mask(x, &m, numel_y(&p));
+        }
+        out_free(&y);
+        out_free(&m);
+        free(sb.base);
+    }
+}
+
+/* The fused conv + depthwise: bit-exact y in every pass; the scratch is exactly the query. */
+static void run_pw_dw(ctx *x)
+{
+    if (!attrs_ok(x, 33)) {
+        return;
+    }
+    const int32_t *a = x->c->attrs;
+    const tt_pw_dw_conv2d_params p = {conv_params(a), conv_params(a + 13)};
+    const int8_t *in = in_t(x, "x", DT_S8, numel_x(&p.pw), 0);
+    const int8_t *pw_w = in_t(x, "pw_w", DT_S8, numel_w(&p.pw), 0);
+    const int32_t *pw_b = in_t(x, "pw_bias", DT_I32, p.pw.out_c, 1);
+    const int32_t *pw_m = in_t(x, "pw_mult", DT_I32, p.pw.out_c, 0);
+    const int32_t *pw_s = in_t(x, "pw_shift", DT_I32, p.pw.out_c, 0);
+    const int8_t *dw_w = in_t(x, "dw_w", DT_S8, numel_w(&p.dw), 0);
+    const int32_t *dw_b = in_t(x, "dw_bias", DT_I32, p.dw.out_c, 1);
+    const int32_t *dw_m = in_t(x, "dw_mult", DT_I32, p.dw.out_c, 0);
+    const int32_t *dw_s = in_t(x, "dw_shift", DT_I32, p.dw.out_c, 0);
+    if (!x->ok) {
+        return;
+    }
+    const int32_t need = tt_pw_dw_conv2d_s8_get_buffer_size(&p);
+    if (need <= 0) {
+        fail(x, "get_buffer_size returned %ld", (long)need);
+        return;
+    }
+    const tt_s8_requant pw_q = {a[26], a[27], a[28], a[29], pw_m, pw_s, NULL};
+    const tt_s8_requant dw_q = {a[27], a[30], a[31], a[32], dw_m, dw_s, NULL};
+    for (int pass = 0; pass < 2; pass++) {
+        scratchbuf sb;
+        scratch_init(&sb, need);
+        outbuf y;
+        out_init(&y, DT_S8, numel_y(&p.dw), pass);
+        check_status(x, tt_pw_dw_conv2d_s8(&sb.s, &p, &pw_q, pw_w, pw_b, &dw_q, dw_w, dw_b, in,
+                                           y.p),
+                     "tt_pw_dw_conv2d_s8");
+        expect(x, "y", &y, 1);
+        if (!scratch_guards_ok(&sb)) {
+            fail(x, "wrote outside the scratch buffer (%ld bytes)", (long)need);
+        }
+        out_free(&y);
+        free(sb.base);
+    }
 }
 
 static void run_add(ctx *x)
@@ -862,6 +926,7 @@ static runner RUNNERS[] = {
     {"update_s8_round_f32", run_update_s8, 0},
     {"update_s8_master_f32", run_update_s8, 0},
     {"update_s32_f32", run_update_s32, 0},
+    {"pw_dw_conv2d_s8", run_pw_dw, 0},
 };
 #define N_RUNNERS (sizeof RUNNERS / sizeof RUNNERS[0])
 
@@ -1092,6 +1157,56 @@ static void check_conv_errors(void)
                TT_ERR_ARG);
     EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(&g1, NULL, g_f32, g_s8a, 0, NULL, g_f32out2),
                TT_ERR_ARG);
+}
+
+static void check_pw_dw_errors(void)
+{
+    /* 3 -> 6 channels 1x1, then 3x3 depthwise stride 2 padding 1: 5x5 -> 6x5x5 -> 6x3x3. */
+    const tt_pw_dw_conv2d_params ok = {{3, 5, 5, 6, 5, 5, 1, 1, 1, 1, 0, 0, 1},
+                                       {6, 5, 5, 6, 3, 3, 3, 3, 2, 2, 1, 1, 6}};
+    const tt_s8_requant pq = {3, -7, -128, 127, g_mult, g_shift, NULL};
+    const tt_s8_requant dq = {-7, 5, -128, 127, g_mult, g_shift, NULL};
+    const int32_t need = tt_pw_dw_conv2d_s8_get_buffer_size(&ok);
+    TT_CHECK(need > 0 && need <= (int32_t)sizeof g_scratch_words);
+    tt_scratch sc = {g_scratch_words, need};
+#define PW_DW(ctx_, p_, pq_, dq_, x_, y_)                                                         \
+    tt_pw_dw_conv2d_s8(ctx_, p_, pq_, g_s8b, g_i32, dq_, g_s8b, NULL, x_, y_)
+    TT_CHECK_STATUS(PW_DW(&sc, &ok, &pq, &dq, g_s8a, g_s8out), TT_OK);
+
+    tt_pw_dw_conv2d_params bad[8];
+    for (int k = 0; k < 8; k++) {
+        bad[k] = ok;
+    }
+    bad[0].pw.groups = 3;  /* the first conv must have groups 1 */
+    bad[0].pw.out_c = 6;
+    bad[1].dw.in_c = 3;    /* the depthwise must read the conv's 6 channels */
+    bad[1].dw.groups = 3;
+    bad[2].dw.groups = 1;  /* not depthwise */
+    bad[3].dw.in_h = 4;    /* not the conv's output size */
+    bad[3].dw.out_h = 2;
+    bad[4].pw.out_h = 4;   /* impossible geometry */
+    for (int k = 0; k < 5; k++) {
+        TT_CHECK(tt_pw_dw_conv2d_s8_get_buffer_size(&bad[k]) < 0);
+        EXPECT_ERR(PW_DW(&sc, &bad[k], &pq, &dq, g_s8a, g_s8out), TT_ERR_ARG);
+    }
+    const tt_s8_requant dq_zero = {-6, 5, -128, 127, g_mult, g_shift, NULL}; /* not pq's y_zero */
+    const tt_s8_requant pq_mask = {3, -7, -128, 127, g_mult, g_shift, (uint8_t *)g_i32out};
+    const tt_scratch small = {g_scratch_words, need - 1};
+    TT_CHECK(tt_pw_dw_conv2d_s8_get_buffer_size(NULL) < 0);
+    EXPECT_ERR(PW_DW(&sc, &ok, &pq, &dq_zero, g_s8a, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(PW_DW(&sc, &ok, &pq_mask, &dq, g_s8a, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(PW_DW(&small, &ok, &pq, &dq, g_s8a, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(PW_DW(NULL, &ok, &pq, &dq, g_s8a, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(PW_DW(&sc, NULL, &pq, &dq, g_s8a, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(PW_DW(&sc, &ok, NULL, &dq, g_s8a, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(PW_DW(&sc, &ok, &pq, NULL, g_s8a, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(PW_DW(&sc, &ok, &pq, &dq, NULL, g_s8out), TT_ERR_ARG);
+    EXPECT_ERR(PW_DW(&sc, &ok, &pq, &dq, g_s8a, NULL), TT_ERR_ARG);
+    EXPECT_ERR(tt_pw_dw_conv2d_s8(&sc, &ok, &pq, NULL, g_i32, &dq, g_s8b, NULL, g_s8a, g_s8out),
+               TT_ERR_ARG);
+    EXPECT_ERR(tt_pw_dw_conv2d_s8(&sc, &ok, &pq, g_s8b, g_i32, &dq, NULL, NULL, g_s8a, g_s8out),
+               TT_ERR_ARG);
+#undef PW_DW
 }
 
 static void check_elementwise_errors(void)
@@ -1335,6 +1450,7 @@ int main(int argc, char **argv)
     check_requant_fast();
     init_error_inputs();
     check_conv_errors();
+    check_pw_dw_errors();
     check_elementwise_errors();
     check_update_errors();
     return tt_test_summary("test_kernels_s8");

@@ -19,6 +19,7 @@
 add_library(tt_kernels_s8_portable STATIC EXCLUDE_FROM_ALL
   ${TT_ROOT}/firmware/runtime/ops/conv2d_s8.c
   ${TT_ROOT}/firmware/runtime/ops/depthwise_conv2d_s8.c
+  ${TT_ROOT}/firmware/runtime/ops/pw_dw_conv2d_s8.c
   ${TT_ROOT}/firmware/runtime/ops/variant_s8.c)
 target_compile_definitions(tt_kernels_s8_portable PRIVATE TT_S8_PORTABLE)
 target_include_directories(tt_kernels_s8_portable PRIVATE ${TT_ROOT}/firmware/runtime/include)

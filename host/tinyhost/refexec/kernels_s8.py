@@ -180,6 +180,36 @@ def depthwise_conv2d_s8(g: ConvGeom, x: ArrayLike, w: ArrayLike, bias: ArrayLike
     return conv2d_s8(g, x, w, bias, mult, shift, x_zero, y_zero, act_min, act_max, return_mask)
 
 
+@dataclass(frozen=True)
+class ConvS8Quant:
+    """One int8 conv's requantization: per-channel (mult, shift), zero points, clamp."""
+    mult: ArrayLike
+    shift: ArrayLike
+    x_zero: int
+    y_zero: int
+    act_min: int = INT8_MIN
+    act_max: int = INT8_MAX
+
+
+def pw_dw_conv2d_s8(g_pw: ConvGeom, g_dw: ConvGeom, x: ArrayLike, pw_w: ArrayLike,
+                    pw_bias: ArrayLike | None, pw_q: ConvS8Quant, dw_w: ArrayLike,
+                    dw_bias: ArrayLike | None, dw_q: ConvS8Quant) -> S8:
+    """A groups-1 conv (the 1x1 expand conv of an inverted bottleneck) and the depthwise conv
+    reading its output, fused (PW_DW_CONV2D_S8): by definition exactly depthwise_conv2d_s8 of
+    conv2d_s8, the intermediate requantized and clamped by pw_q and read with its zero point.
+    The C kernel never holds the whole intermediate; this reference does."""
+    if g_pw.groups != 1:
+        raise ValueError(f"the first conv must have groups 1, got {g_pw.groups}")
+    if g_dw.x_shape != g_pw.y_shape:
+        raise ValueError(f"the depthwise input {g_dw.x_shape} is not the conv output {g_pw.y_shape}")
+    if dw_q.x_zero != pw_q.y_zero:
+        raise ValueError(f"the depthwise x_zero {dw_q.x_zero} is not the conv's y_zero {pw_q.y_zero}")
+    mid = conv2d_s8(g_pw, x, pw_w, pw_bias, pw_q.mult, pw_q.shift, pw_q.x_zero, pw_q.y_zero,
+                    pw_q.act_min, pw_q.act_max)
+    return depthwise_conv2d_s8(g_dw, mid, dw_w, dw_bias, dw_q.mult, dw_q.shift, dw_q.x_zero,
+                               dw_q.y_zero, dw_q.act_min, dw_q.act_max)
+
+
 # --- add ------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -84,10 +84,32 @@ tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const t
  * about), negative when p is invalid or not depthwise. The same on every target. */
 int32_t tt_depthwise_conv2d_s8_get_buffer_size(const tt_conv2d_params *p);
 /* tt_conv2d_s8 for groups == in_c (out_c = in_c * channel multiplier; output channel o reads input
- * channel o / multiplier), TFLite DepthwiseConvPerChannel. */
+ * channel o / multiplier), TFLite DepthwiseConvPerChannel. y may be x (in place, TinyEngine's
+ * trick; host/tinyhost/compiler/inplace.py) when out_c == in_c, out_h == in_h, out_w == in_w and
+ * stride_h == 1: every input row is copied into the scratch's ring before the output row with the
+ * same index is written, and output channel c writes only plane c. */
 tt_status tt_depthwise_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p,
                                  const tt_s8_requant *q, const int8_t *x, const int8_t *w,
                                  const tt_row_subst *sub, const int32_t *bias, int8_t *y);
+
+/* A groups-1 conv (an inverted bottleneck's 1x1 expand conv) and the depthwise conv that reads
+ * its output, fused: y = depthwise(conv(x)) bit for bit as the two kernels above give it (the
+ * intermediate requantized and clamped by pw_q, read with dw_q->x_zero == pw_q->y_zero), but the
+ * intermediate is made one channel at a time in the scratch, never whole. dw.in_c == pw.out_c
+ * and dw.in_h x dw.in_w == pw.out_h x pw.out_w. No clamp masks (both q->mask NULL) and no row
+ * substitution: the compiler fuses only frozen layers outside the backward pass. */
+typedef struct {
+    tt_conv2d_params pw; /* groups 1 */
+    tt_conv2d_params dw; /* groups == in_c */
+} tt_pw_dw_conv2d_params;
+/* Bytes of scratch: one intermediate plane (rounded up to 4) plus the larger of the two kernels'
+ * scratch for one channel; negative when p is invalid. The same on every target. */
+int32_t tt_pw_dw_conv2d_s8_get_buffer_size(const tt_pw_dw_conv2d_params *p);
+tt_status tt_pw_dw_conv2d_s8(const tt_scratch *ctx, const tt_pw_dw_conv2d_params *p,
+                             const tt_s8_requant *pw_q, const int8_t *pw_w,
+                             const int32_t *pw_bias, const tt_s8_requant *dw_q,
+                             const int8_t *dw_w, const int32_t *dw_bias, const int8_t *x,
+                             int8_t *y);
 
 /* int8 add, TFLite AddFunc with tflite-micro's CalculateOpDataAdd parameters (left_shift = 20,
  * multipliers < 1 so every shift is in [-31, 0]; left_shift in [0, 30]):

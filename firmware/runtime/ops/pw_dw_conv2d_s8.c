@@ -1,0 +1,105 @@
+/* A groups-1 conv (in practice an inverted bottleneck's 1x1 expand conv) fused with the depthwise
+ * conv that is its only reader, without ever holding the whole expanded tensor.
+ *
+ * A depthwise conv reads each input channel on its own, so the intermediate is produced one
+ * channel at a time: channel c of the first conv (tt_conv2d_s8 with one output channel, the
+ * weights, bias and requantization of channel c) into a one-plane buffer, then the depthwise
+ * output channels of c (tt_depthwise_conv2d_s8 on that single-channel plane). Working memory is
+ * one mid_h x mid_w plane plus the larger of the two kernels' own scratch, instead of the
+ * mid_c x mid_h x mid_w tensor; the MCUNetV2 / TinyEngine alternative, a rolling buffer of k_h
+ * rows of every channel, needs mid_c x k_h x mid_w bytes, more than one plane for every stem of
+ * the paper's models. The price is compute: the first conv gathers its im2col column again for
+ * every channel (about as many loads as multiply-accumulates for a 1x1 conv).
+ *
+ * Both stages are the unfused kernels, so the integers are exactly theirs: the intermediate is
+ * requantized and clamped by the first conv's parameters, then read with its zero point. */
+#include <stddef.h>
+
+#include "ops_common_s8.h"
+
+/* The single-channel geometries of stage 1 (output channel c of the first conv) and stage 2
+ * (the depthwise outputs of input channel c). */
+static tt_conv2d_params stage1(const tt_pw_dw_conv2d_params *p)
+{
+    tt_conv2d_params s = p->pw;
+    s.out_c = 1;
+    return s;
+}
+
+static tt_conv2d_params stage2(const tt_pw_dw_conv2d_params *p)
+{
+    tt_conv2d_params s = p->dw;
+    s.out_c = p->dw.out_c / p->dw.in_c;
+    s.in_c = 1;
+    s.groups = 1;
+    return s;
+}
+
+/* The plane's bytes, rounded up to 4 so that the kernels' scratch after it stays aligned. */
+static int64_t plane_bytes(const tt_pw_dw_conv2d_params *p)
+{
+    return ((int64_t)p->pw.out_h * p->pw.out_w + 3) & ~(int64_t)3;
+}
+
+static int chain_ok(const tt_pw_dw_conv2d_params *p)
+{
+    return p != NULL && tt_conv2d_params_ok(&p->pw) && tt_conv2d_params_ok(&p->dw) &&
+           p->pw.groups == 1 && p->dw.groups == p->dw.in_c && p->dw.in_c == p->pw.out_c &&
+           p->dw.in_h == p->pw.out_h && p->dw.in_w == p->pw.out_w;
+}
+
+int32_t tt_pw_dw_conv2d_s8_get_buffer_size(const tt_pw_dw_conv2d_params *p)
+{
+    if (!chain_ok(p)) {
+        return TT_ERR_ARG;
+    }
+    const tt_conv2d_params s1 = stage1(p), s2 = stage2(p);
+    const int32_t b1 = tt_conv2d_s8_get_buffer_size(&s1);
+    const int32_t b2 = tt_depthwise_conv2d_s8_get_buffer_size(&s2);
+    if (b1 < 0 || b2 < 0) {
+        return TT_ERR_ARG;
+    }
+    const int64_t bytes = plane_bytes(p) + (b1 > b2 ? b1 : b2);
+    return bytes <= INT32_MAX ? (int32_t)bytes : TT_ERR_ARG;
+}
+
+tt_status tt_pw_dw_conv2d_s8(const tt_scratch *ctx, const tt_pw_dw_conv2d_params *p,
+                             const tt_s8_requant *pw_q, const int8_t *pw_w,
+                             const int32_t *pw_bias, const tt_s8_requant *dw_q,
+                             const int8_t *dw_w, const int32_t *dw_bias, const int8_t *x,
+                             int8_t *y)
+{
+    const int32_t need = tt_pw_dw_conv2d_s8_get_buffer_size(p);
+    if (need < 0 || !tt_scratch_ok(ctx, need) || !tt_s8_requant_ok(pw_q, p->pw.out_c) ||
+        !tt_s8_requant_ok(dw_q, p->dw.out_c) || pw_q->mask != NULL || dw_q->mask != NULL ||
+        pw_q->y_zero != dw_q->x_zero || x == NULL || pw_w == NULL || dw_w == NULL || y == NULL) {
+        return TT_ERR_ARG;
+    }
+    const tt_conv2d_params s1 = stage1(p), s2 = stage2(p);
+    const int32_t mult = s2.out_c;
+    const int32_t pw_row = p->pw.in_c * p->pw.k_h * p->pw.k_w;
+    const int32_t dw_row = p->dw.k_h * p->dw.k_w;
+    const int32_t out_hw = p->dw.out_h * p->dw.out_w;
+    int8_t *plane = ctx->buf;
+    const tt_scratch rest = {(uint8_t *)ctx->buf + plane_bytes(p), need - (int32_t)plane_bytes(p)};
+
+    for (int32_t c = 0; c < p->pw.out_c; c++) {
+        const tt_s8_requant q1 = {pw_q->x_zero, pw_q->y_zero, pw_q->act_min, pw_q->act_max,
+                                  pw_q->mult + c, pw_q->shift + c, NULL};
+        tt_status st = tt_conv2d_s8(&rest, &s1, &q1, x, pw_w + (size_t)c * (size_t)pw_row, NULL,
+                                    pw_bias != NULL ? pw_bias + c : NULL, plane);
+        if (st != TT_OK) {
+            return st; /* unreachable: everything was checked above */
+        }
+        const int32_t o = c * mult; /* the first depthwise output channel reading c */
+        const tt_s8_requant q2 = {dw_q->x_zero, dw_q->y_zero, dw_q->act_min, dw_q->act_max,
+                                  dw_q->mult + o, dw_q->shift + o, NULL};
+        st = tt_depthwise_conv2d_s8(&rest, &s2, &q2, plane, dw_w + (size_t)o * (size_t)dw_row,
+                                    NULL, dw_bias != NULL ? dw_bias + o : NULL,
+                                    y + (size_t)o * (size_t)out_hw);
+        if (st != TT_OK) {
+            return st;
+        }
+    }
+    return TT_OK;
+}
