@@ -38,7 +38,6 @@
 #define MPU_RASR REG(0xE000EDA0u)
 #define MPU_CTRL_ENABLE (1u << 0) /* HFNMIENA = 0: faults handlers run without the MPU */
 #define RASR_XN (1u << 28)
-#define RASR_AP_NONE (0u << 24)
 #define RASR_AP_RW (3u << 24)
 #define RASR_AP_RO (6u << 24)
 #define RASR_NORMAL_WBWA ((1u << 19) | (1u << 17) | (1u << 16)) /* TEX=1 C=1 B=1 */
@@ -49,7 +48,7 @@
 #define RASR_ENABLE 1u
 
 /* From the linker script. */
-extern uint8_t __stack_guard[], __stack_limit[], __stack_top[];
+extern uint8_t __stack_limit[], __stack_top[];
 
 static void mpu_region(uint32_t n, uint32_t base, uint32_t rasr)
 {
@@ -60,7 +59,7 @@ static void mpu_region(uint32_t n, uint32_t base, uint32_t rasr)
 
 void mpu_init(void)
 {
-    if (((MPU_TYPE >> 8) & 0xFFu) < 5u) {
+    if (((MPU_TYPE >> 8) & 0xFFu) < 4u) {
         return; /* no MPU, or too few regions (never on a Cortex-M4 with MPU) */
     }
     MPU_CTRL = 0;
@@ -76,9 +75,7 @@ void mpu_init(void)
                                    RASR_ENABLE);
     /* 3: the CMSDK APB peripherals (timers, UARTs, watchdog), 64 KB: device memory. */
     mpu_region(3, 0x40000000u, RASR_XN | RASR_AP_RW | RASR_DEVICE | RASR_SIZE(16) | RASR_ENABLE);
-    /* 4: 32 bytes below the stack: no access, so an overflow faults instead of eating .bss. */
-    mpu_region(4, (uint32_t)(uintptr_t)__stack_guard, RASR_XN | RASR_AP_NONE | RASR_SIZE(5) |
-                                                          RASR_ENABLE);
+    /* Nothing below RAM, where the stack starts (mps2_an386.ld): an overflow faults there. */
     MPU_CTRL = MPU_CTRL_ENABLE; /* PRIVDEFENA = 0: no background map, even when privileged */
     SCB_SHCSR |= SHCSR_FAULTS_ENA;
     SCB_CCR |= CCR_DIV_0_TRP;
@@ -198,8 +195,12 @@ static bool in_range(uint32_t addr, uint32_t size, uint32_t lo, uint32_t hi)
 
 void fault_entry(uint32_t *frame, uint32_t exc_return, uint32_t ipsr);
 
+/* A faulting access this far below the stack (at the bottom of RAM) is taken for an overflow: no
+ * frame of the firmware is larger. */
+#define OVERFLOW_REACH (64u * 1024u)
+
 /* Called by Fault_Handler (startup.c) on the faulting stack, or on a fresh one when the stack
- * pointer had run into the guard. frame is the exception frame {r0-r3, r12, lr, pc, xpsr}. */
+ * pointer had run out of the stack. frame is the exception frame {r0-r3, r12, lr, pc, xpsr}. */
 void fault_entry(uint32_t *frame, uint32_t exc_return, uint32_t ipsr)
 {
     const uint32_t ram_lo = 0x20000000u, ram_hi = (uint32_t)(uintptr_t)__stack_top;
@@ -230,11 +231,11 @@ void fault_entry(uint32_t *frame, uint32_t exc_return, uint32_t ipsr)
     char *p = msg, *end = msg + sizeof msg - 2;
     p = put_str(p, end, "\ntinytrain: ");
     p = put_str(p, end, exc < sizeof names / sizeof names[0] ? names[exc] : "exception");
-    uint32_t guard = (uint32_t)(uintptr_t)__stack_guard;
-    if ((cfsr & (1u << 7)) && mmfar - guard < 32u) { /* MMARVALID, in the guard */
+    uint32_t limit = (uint32_t)(uintptr_t)__stack_limit;
+    if ((cfsr & (1u << 7)) && mmfar < limit && limit - mmfar <= OVERFLOW_REACH) { /* MMARVALID */
         p = put_str(p, end, ": stack overflow (access to ");
         p = put_hex(p, end, mmfar);
-        p = put_str(p, end, " in the guard below the stack)");
+        p = put_str(p, end, " below the stack, outside RAM)");
     } else if (cfsr & (1u << 7)) {
         p = put_str(p, end, ": access to ");
         p = put_hex(p, end, mmfar);
@@ -243,7 +244,7 @@ void fault_entry(uint32_t *frame, uint32_t exc_return, uint32_t ipsr)
         p = put_str(p, end, ": bus error at ");
         p = put_hex(p, end, bfar);
     } else if (cfsr & (1u << 4)) { /* MSTKERR */
-        p = put_str(p, end, ": stack overflow (stacking hit the guard)");
+        p = put_str(p, end, ": stack overflow (exception stacking below the stack)");
     }
     p = put_str(p, end, "; pc ");
     p = put_hex(p, end, pc);

@@ -8,8 +8,8 @@
 /* Exit status of a fault (semihosting SYS_EXIT_EXTENDED): what a test sees from QEMU. */
 #define TT_FAULT_EXIT_STATUS 3u
 
-/* Regions: code (read-only, executable), plan store (read-write), RAM, peripherals, and a
- * no-access guard below the stack. No background region: anything else faults. */
+/* Regions: code (read-only, executable), plan store (read-write), RAM, peripherals. No background
+ * region: anything else faults, below RAM (where the stack overflows to) included. */
 void mpu_init(void);
 
 /* Starts SysTick free-running on the core clock (25 MHz on MPS2) and calibrates it against a

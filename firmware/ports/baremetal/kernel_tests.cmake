@@ -44,6 +44,7 @@ function(tt_add_an386_test NAME)
     -Wl,--gc-sections
     -Wl,--defsym=__heap_start=__arena_start
     -Wl,--defsym=__heap_end=__arena_end
+    -Wl,--defsym=STACK_SIZE=8192  # host-style tests keep vectors and messages on the stack
     --oslib=semihost)
 endfunction()
 

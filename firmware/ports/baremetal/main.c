@@ -5,7 +5,7 @@
  *
  * Semihosting command line (QEMU: -semihosting-config enable=on,target=native,arg=...):
  *   --selftest-fault   read from an address outside the MPU regions (the fault path test)
- *   --selftest-stack   recurse until the stack runs into its MPU guard
+ *   --selftest-stack   recurse until the stack overflows (out of RAM: an MPU fault)
  */
 #include <stdint.h>
 #include <stdio.h>

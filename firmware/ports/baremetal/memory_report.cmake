@@ -15,5 +15,5 @@ endforeach()
 math(EXPR static_ram "${__bss_end} - ${__data_start}")
 math(EXPR arena "${__arena_end} - ${__arena_start}")
 math(EXPR stack "${__stack_top} - ${__stack_limit}")
-message("RAM (256 KB at 0x20000000): .data+.bss ${static_ram} B, arena ${arena} B, "
-        "stack ${stack} B (+32 B MPU guard); plan store 2 x ${__plan_capacity} B at 0x00100000")
+message("RAM (256 KB at 0x20000000): stack ${stack} B (at the bottom), .data+.bss ${static_ram} B, "
+        "arena ${arena} B; plan store 2 x ${__plan_capacity} B at 0x00100000")

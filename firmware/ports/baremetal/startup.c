@@ -74,7 +74,7 @@ __attribute__((noreturn)) void reset_c(void)
 }
 
 /* Passes the exception frame (from MSP or PSP), EXC_RETURN and IPSR to fault_entry. If the stack
- * pointer ran into the guard below the stack, reporting continues on a fresh stack at the top. */
+ * pointer ran out of the stack (below RAM), reporting continues on a fresh stack. */
 __attribute__((naked)) void Fault_Handler(void)
 {
     __asm__ volatile(
