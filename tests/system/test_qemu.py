@@ -6,9 +6,6 @@ and its MPU turns stray accesses and stack overflows into a reported fault and a
 QEMU's UART moves ~16 KiB/s, so this trains 20 steps (2.4 KB per sample), not an epoch."""
 from __future__ import annotations
 
-import os
-import shutil
-
 import numpy as np
 import pytest
 
@@ -16,30 +13,12 @@ from tinyhost.compiler import compile_model
 from tinyhost.demo.basicmotions_model import DEFAULT_LR
 from tinyhost.device import connect
 from tinyhost.link.client import DeviceError
-from tinyhost.link.transport import LinkError
 from tinyhost.params import pull_parameters
 
 RTOL = 1e-5
 STEPS = 20
 
-
-@pytest.fixture(scope="module", autouse=True)
-def qemu_ready() -> None:
-    """QEMU missing: skip, unless we are root (then `make setup`/`make test` installs it, as on
-    CI, and its absence is a failure). The firmware missing is always a failure: `make qemu`."""
-    from tinyhost.link.qemu import find_qemu, find_qemu_elf
-    if shutil.which("qemu-system-arm") is None and not os.environ.get("TINYTRAIN_QEMU"):
-        if os.geteuid() != 0:
-            pytest.skip("qemu-system-arm is not installed and we are not root to install it: "
-                        "apt-get install qemu-system-arm gcc-arm-none-eabi picolibc-arm-none-eabi, "
-                        "then `make qemu`")
-        pytest.fail("qemu-system-arm is not installed: run `make setup` (installs it as root)",
-                    pytrace=False)
-    try:
-        find_qemu()
-        find_qemu_elf()
-    except LinkError as e:
-        pytest.fail(str(e), pytrace=False)
+pytestmark = pytest.mark.usefixtures("qemu_ready")  # tests/system/conftest.py
 
 
 @pytest.fixture
@@ -121,7 +100,7 @@ def test_plan_larger_than_arena_is_refused(qemu, model_file) -> None:
 
 @pytest.mark.parametrize("selftest,words", [
     ("--selftest-fault", ("MemManage fault", "0x10000000", "not permitted by the MPU")),
-    ("--selftest-stack", ("MemManage fault", "stack overflow", "guard")),
+    ("--selftest-stack", ("MemManage fault", "stack overflow", "below the stack")),
 ])
 def test_mpu_faults_are_reported_with_an_exit_status(selftest: str, words: tuple[str, ...]) -> None:
     from tinyhost.link.qemu import QemuProcess
