@@ -102,8 +102,9 @@ typedef struct {
     tt_conv2d_params pw; /* groups 1 */
     tt_conv2d_params dw; /* groups == in_c */
 } tt_pw_dw_conv2d_params;
-/* Bytes of scratch: one intermediate plane (rounded up to 4) plus the larger of the two kernels'
- * scratch for one channel; negative when p is invalid. The same on every target. */
+/* Bytes of scratch: one intermediate plane (rounded up to 4) plus the largest of the two kernels'
+ * scratch for one channel and a row of int32 accumulators (4 pw.out_w bytes); negative when p is
+ * invalid. The same on every target. */
 int32_t tt_pw_dw_conv2d_s8_get_buffer_size(const tt_pw_dw_conv2d_params *p);
 tt_status tt_pw_dw_conv2d_s8(const tt_scratch *ctx, const tt_pw_dw_conv2d_params *p,
                              const tt_s8_requant *pw_q, const int8_t *pw_w,
