@@ -50,15 +50,18 @@ def load_factory(spec: str) -> tuple[nn.Module, torch.Tensor]:
     return result
 
 
-def check_layers(model: nn.Module) -> None:
+def check_layers(model: nn.Module,
+                 layers: tuple[type[nn.Module], ...] = SUPPORTED_LAYERS) -> None:
     for name, m in model.named_modules():
-        if next(m.children(), None) is not None or isinstance(m, SUPPORTED_LAYERS):
+        if next(m.children(), None) is not None or isinstance(m, layers):
             continue  # containers are fine: their leaves are checked
+        names = ", ".join(c.__name__ for c in layers)
         raise CompileError(f"unsupported layer {type(m).__name__} at '{name or '<root>'}'; "
-                           f"supported layers: {SUPPORTED_NAMES}")
+                           f"supported layers: {names}")
 
 
-def capture(source: str) -> Captured:
+def capture(source: str, layers: tuple[type[nn.Module], ...] = SUPPORTED_LAYERS) -> Captured:
+    """`layers`: the leaf modules the caller's lowering understands (fp32 or int8)."""
     if source.endswith(".pt2"):
         if not Path(source).is_file():
             raise CompileError(f"model file {source} does not exist")
@@ -73,7 +76,7 @@ def capture(source: str) -> Captured:
             raise CompileError(f"{source} was exported without example inputs")
         return Captured(program, example, Path(source).stem)
     model, example = load_factory(source)
-    check_layers(model)
+    check_layers(model, layers)
     model.eval()
     try:
         program = torch.export.export(model, (example,))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,151 @@ def _array(v: Any, where: str, dtype: type, shape: tuple[int, ...] | None = None
     return np.ascontiguousarray(a)
 
 
+@dataclass
+class Int8Emitter:
+    """Adds int8 forward layers to a graph from their quantized parameters: the IR both int8
+    front ends build (import_tiny from the paper's files, quantize from float models), so the
+    passes after them see one form. Errors are CompileErrors that name `pass_name` and the layer."""
+    g: Graph
+    pass_name: str
+
+    def fail(self, where: str, what: str) -> CompileError:
+        return CompileError(f"{self.pass_name}: {where}: {what}")
+
+    def conv(self, name: str, x: int, weight: np.ndarray, bias: np.ndarray | None,
+             w_scales: np.ndarray, xq: tuple[float, int], yq: tuple[float, int],
+             stride: tuple[int, int], padding: tuple[int, int], groups: int,
+             act: tuple[int, int], too_small_hint: str = "") -> int:
+        """CONV2D_S8 (DEPTHWISE_CONV2D_S8 when groups == in == out channels): int8 weight
+        O x I/g x KH x KW, int32 bias, per-channel f32 weight scales; the requantization
+        multiplier and shift per output channel from QuantizeMultiplier(x_scale * w_scale[o] /
+        y_scale) (double); clamp to `act`. Returns the output tensor."""
+        g = self.g
+        out_c, _, kh, kw = weight.shape
+        in_c, h, w_ = g.tensors[x].shape
+        (sh, sw), (ph, pw) = stride, padding
+        (x_scale, x_zero), (y_scale, y_zero) = xq, yq
+        oh, ow = (h + 2 * ph - kh) // sh + 1, (w_ + 2 * pw - kw) // sw + 1
+        if oh < 1 or ow < 1:
+            raise self.fail(name, f"input {h}x{w_} is too small for its {kh}x{kw} kernel"
+                            + (f"; {too_small_hint}" if too_small_hint else ""))
+        eff = effective_scale(x_scale, w_scales, y_scale)
+        mult, shift = quantize_multipliers(eff)
+        if shift.max() > 30 or shift.min() < -31:
+            raise self.fail(name, "an effective scale x_scale * w_scale / y_scale is out of range "
+                            f"({eff.min():g}..{eff.max():g})")
+        dead = np.zeros(out_c, bool)
+        if bias is not None:
+            bias, dead = self.fit_bias(name, weight, bias, mult, shift, eff, y_zero, act)
+        depthwise = groups == in_c == out_c
+        wt = g.add_tensor(f"{name}.weight", weight.shape, TensorKind.PARAM_FROZEN, DType.S8, weight)
+        bt = -1 if bias is None else g.add_tensor(f"{name}.bias", bias.shape,
+                                                  TensorKind.PARAM_FROZEN, DType.S32, bias)
+        mt = g.add_tensor(f"{name}.mult", (out_c,), TensorKind.PARAM_FROZEN, DType.S32, mult)
+        st = g.add_tensor(f"{name}.shift", (out_c,), TensorKind.PARAM_FROZEN, DType.S32, shift)
+        y = g.add_tensor(f"{name}.out", (out_c, oh, ow), TensorKind.ACTIVATION, DType.S8)
+        attrs = [in_c, h, w_, out_c, oh, ow, kh, kw, sh, sw, ph, pw, groups,
+                 x_zero, y_zero, act[0], act[1], 0]
+        info = {"kind": "conv", "index": len(g.conv_ops), "w_scales": w_scales, "dead": dead,
+                "x_scale": x_scale, "y_scale": y_scale, "x_zero": x_zero, "eff": eff}
+        g.conv_ops.append(len(g.ops))
+        g.add_op(Opcode.DEPTHWISE_CONV2D_S8 if depthwise else Opcode.CONV2D_S8,
+                 [x, wt, bt, mt, st, -1, -1], [y, -1], attrs, name, info)
+        return y
+
+    def fit_bias(self, name: str, weight: np.ndarray, bias: np.ndarray, mult: np.ndarray,
+                 shift: np.ndarray, eff: np.ndarray, y_zero: int,
+                 act: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The int32 accumulator bias + sum w * (x - x_zero) must not overflow for any input
+        (undefined behaviour in C; the reference kernels refuse it). The paper's models mark dead
+        channels with a saturated bias (+-2^31): whatever the input, their output is one constant
+        (usually a clamp bound). Such a bias is pulled in just far enough to rule out overflow,
+        which is kept only if the channel's output is still that same constant for every input
+        (the requantization is monotonic, so the two ends of the accumulator's reach decide);
+        anything else is an error. Returns the bias and the mask of such dead channels: autodiff
+        gives them a zero QAS scale, so they never train (their weights must not grow into
+        overflow, and a huge-scale bias gradient on a constant output means nothing)."""
+        out_c = weight.shape[0]
+        reach = np.abs(weight.astype(np.int64)).reshape(out_c, -1).sum(axis=1) * 255
+        limit = INT32_MAX - reach
+        if (limit < 0).any():
+            raise self.fail(name, "the weights alone can overflow the int32 accumulator")
+        b = bias.astype(np.int64)
+        over = np.nonzero(np.abs(b) > limit)[0]
+        if over.size == 0:
+            return bias, np.zeros(out_c, bool)
+        # Toward zero to a multiple of 256, so that an f32 master copy holds it exactly.
+        fitted = b.copy()
+        fitted[over] = np.sign(b[over]) * (limit[over] // 256 * 256)
+        for o in over:
+            ends = np.array([fitted[o] - reach[o], fitted[o] + reach[o]], np.int64)
+            got = multiply_by_quantized_multiplier(ends, mult[o], shift[o]).astype(np.int64)
+            # The paper's arithmetic on the original bias: round((acc) * M) in double.
+            orig = np.rint((np.array([b[o] - reach[o], b[o] + reach[o]], np.float64)) * eff[o])
+            outs = np.clip(np.concatenate([got, orig]) + y_zero, act[0], act[1])
+            if not (outs == outs[0]).all():
+                raise self.fail(name, f"output channel {o}: bias {b[o]} and weights can overflow "
+                                "the int32 accumulator")
+        self.g.notes.append(f"{name}: the saturated bias of dead output channel(s) "
+                            f"{', '.join(map(str, over))} (constant output) brought within int32 "
+                            "reach; same outputs; these channels never train")
+        dead = np.zeros(out_c, bool)
+        dead[over] = True
+        return fitted.astype(np.int32), dead
+
+    def add(self, name: str, x1: int, q1: tuple[float, int], x2: int, q2: tuple[float, int],
+            yq: tuple[float, int], act: tuple[int, int]) -> int:
+        """ADD_S8 of two int8 tensors of one shape, requantized to yq (TFLite's parameters)."""
+        g = self.g
+        shape = g.tensors[x1].shape
+        if g.tensors[x2].shape != shape:
+            raise self.fail(name, f"adds {shape} to {g.tensors[x2].shape}")
+        try:
+            p = AddParams.from_scales(q1[0], q1[1], q2[0], q2[1], yq[0], yq[1], act[0], act[1])
+        except ValueError as e:
+            raise self.fail(name, str(e)) from None
+        y = g.add_tensor(f"{name}.out", shape, TensorKind.ACTIVATION, DType.S8)
+        attrs = [int(np.prod(shape)), p.x1_zero, p.x2_zero, p.y_zero, p.left_shift,
+                 p.x1_multiplier, p.x1_shift, p.x2_multiplier, p.x2_shift, p.y_multiplier,
+                 p.y_shift, p.act_min, p.act_max]
+        g.add_op(Opcode.ADD_S8, [x1, x2], [y, -1], attrs, name,
+                 {"kind": "add", "s1": q1[0], "s2": q2[0], "sy": yq[0]})
+        return y
+
+    def avgpool(self, name: str, x: int, pool_attrs: list[int], x_zero: int) -> int:
+        """AVGPOOL2D_S8 (POOL_ATTRS geometry); input and output share one quantization."""
+        c, out_h, out_w = pool_attrs[0], pool_attrs[3], pool_attrs[4]
+        y = self.g.add_tensor(f"{name}.out", (c, out_h, out_w), TensorKind.ACTIVATION, DType.S8)
+        self.g.add_op(Opcode.AVGPOOL2D_S8, [x], [y],
+                      list(pool_attrs) + [x_zero, ACT_MIN, ACT_MAX], name)
+        return y
+
+    def head(self, x: int, xq: tuple[float, int], weight: np.ndarray, bias: np.ndarray | None,
+             name: str) -> int:
+        """The int8 features dequantized (DEQUANTIZE_S8_F32), then the fp32 LINEAR_F32 head
+        (frozen here; autodiff makes it train). Sets the logits binding and ends the forward."""
+        g = self.g
+        n = int(np.prod(g.tensors[x].shape))
+        out_f, in_f = weight.shape
+        if in_f != n:
+            raise self.fail(name, f"takes {in_f} features, its input has {n}")
+        scale = g.add_tensor("features.scale", (1,), TensorKind.PARAM_FROZEN, DType.F32,
+                             np.array([xq[0]], np.float32))
+        feat = g.add_tensor("features", (n,), TensorKind.ACTIVATION, DType.F32)
+        g.add_op(Opcode.DEQUANTIZE_S8_F32, [x, scale], [feat], [n, xq[1]], "features",
+                 {"kind": "dequantize", "scale": xq[0]})
+        hw = g.add_tensor(f"{name}.weight", (out_f, in_f), TensorKind.PARAM_FROZEN,
+                          data=np.array(weight, np.float32))
+        hb = -1 if bias is None else g.add_tensor(f"{name}.bias", (out_f,), TensorKind.PARAM_FROZEN,
+                                                  data=np.array(bias, np.float32))
+        logits = g.add_tensor("logits", (out_f,), TensorKind.ACTIVATION)
+        g.add_op(Opcode.LINEAR_F32, [feat, hw, hb], [logits], [in_f, out_f], name)
+        g.logits = logits
+        g.num_classes = out_f
+        g.n_forward = len(g.ops)
+        return logits
+
+
 class Importer:
     def __init__(self, cfg: dict, name: str, num_classes: int, input_size: int) -> None:
         self.cfg = cfg
@@ -107,6 +253,7 @@ class Importer:
         self.input_size = input_size
         self.native = input_size == self._native_size()
         self.g = Graph()
+        self.emit = Int8Emitter(self.g, "import_tiny")
 
     def _native_size(self) -> int | None:
         first = self.cfg.get("first_conv")
@@ -148,77 +295,15 @@ class Importer:
         # The paper pads (k-1)//2 on each side, whatever the stride.
         ph, pw = (kh - 1) // 2, (kw - 1) // 2
         oh, ow = (h + 2 * ph - kh) // sh + 1, (w_ + 2 * pw - kw) // sw + 1
-        if oh < 1 or ow < 1:
-            raise _fail(name, f"input {h}x{w_} is too small for its {kh}x{kw} kernel; "
-                        "use a larger --input-size")
-        if self.native and "out_shape" in cfg and cfg["out_shape"] not in (oh, (oh, ow), [oh, ow]):
+        if self.native and oh > 0 and ow > 0 and "out_shape" in cfg and \
+                cfg["out_shape"] not in (oh, (oh, ow), [oh, ow]):
             raise _fail(name, f"out_shape {cfg['out_shape']} disagrees with the geometry "
                         f"({h}x{w_} input, kernel {kh}x{kw}, stride {sh}, padding {ph}) -> {oh}x{ow}")
-        eff = effective_scale(x_scale, w_scales, y_scale)
-        mult, shift = quantize_multipliers(eff)
-        if shift.max() > 30 or shift.min() < -31:
-            raise _fail(name, "an effective scale x_scale * w_scale / y_scale is out of range "
-                        f"({eff.min():g}..{eff.max():g})")
-        dead = np.zeros(out_c, bool)
-        if bias is not None:
-            bias, dead = self.fit_bias(name, weight, bias, mult, shift, eff, y_zero)
-        depthwise = groups == in_c == out_c
-        wt = g.add_tensor(f"{name}.weight", weight.shape, TensorKind.PARAM_FROZEN, DType.S8, weight)
-        bt = -1 if bias is None else g.add_tensor(f"{name}.bias", bias.shape,
-                                                  TensorKind.PARAM_FROZEN, DType.S32, bias)
-        mt = g.add_tensor(f"{name}.mult", (out_c,), TensorKind.PARAM_FROZEN, DType.S32, mult)
-        st = g.add_tensor(f"{name}.shift", (out_c,), TensorKind.PARAM_FROZEN, DType.S32, shift)
-        y = g.add_tensor(f"{name}.out", (out_c, oh, ow), TensorKind.ACTIVATION, DType.S8)
-        attrs = [in_c, h, w_, out_c, oh, ow, kh, kw, sh, sw, ph, pw, groups,
-                 x_zero, y_zero, ACT_MIN, ACT_MAX, 0]
-        info = {"kind": "conv", "index": len(g.conv_ops), "w_scales": w_scales, "dead": dead,
-                "x_scale": x_scale, "y_scale": y_scale, "x_zero": x_zero, "eff": eff}
+        y = self.emit.conv(name, x, weight, bias, w_scales, (x_scale, x_zero), (y_scale, y_zero),
+                           (sh, sw), (ph, pw), groups, (ACT_MIN, ACT_MAX), "use a larger --input-size")
         if abs(x_scale - x_quant[0]) > 1e-6 * x_quant[0] or x_zero != x_quant[1]:
-            info["input_quant_mismatch"] = (x_quant, (x_scale, x_zero))
-        g.conv_ops.append(len(g.ops))
-        g.add_op(Opcode.DEPTHWISE_CONV2D_S8 if depthwise else Opcode.CONV2D_S8,
-                 [x, wt, bt, mt, st, -1, -1], [y, -1], attrs, name, info)
+            g.ops[-1].info["input_quant_mismatch"] = (x_quant, (x_scale, x_zero))
         return y, (y_scale, y_zero)
-
-    def fit_bias(self, name: str, weight: np.ndarray, bias: np.ndarray, mult: np.ndarray,
-                 shift: np.ndarray, eff: np.ndarray,
-                 y_zero: int) -> tuple[np.ndarray, np.ndarray]:
-        """The int32 accumulator bias + sum w * (x - x_zero) must not overflow for any input
-        (undefined behaviour in C; the reference kernels refuse it). The paper's models mark dead
-        channels with a saturated bias (+-2^31): whatever the input, their output is one constant
-        (usually a clamp bound). Such a bias is pulled in just far enough to rule out overflow,
-        which is kept only if the channel's output is still that same constant for every input
-        (the requantization is monotonic, so the two ends of the accumulator's reach decide);
-        anything else is an error. Returns the bias and the mask of such dead channels: autodiff
-        gives them a zero QAS scale, so they never train (their weights must not grow into
-        overflow, and a huge-scale bias gradient on a constant output means nothing)."""
-        out_c = weight.shape[0]
-        reach = np.abs(weight.astype(np.int64)).reshape(out_c, -1).sum(axis=1) * 255
-        limit = INT32_MAX - reach
-        if (limit < 0).any():
-            raise _fail(name, "the weights alone can overflow the int32 accumulator")
-        b = bias.astype(np.int64)
-        over = np.nonzero(np.abs(b) > limit)[0]
-        if over.size == 0:
-            return bias, np.zeros(out_c, bool)
-        # Toward zero to a multiple of 256, so that an f32 master copy holds it exactly.
-        fitted = b.copy()
-        fitted[over] = np.sign(b[over]) * (limit[over] // 256 * 256)
-        for o in over:
-            ends = np.array([fitted[o] - reach[o], fitted[o] + reach[o]], np.int64)
-            got = multiply_by_quantized_multiplier(ends, mult[o], shift[o]).astype(np.int64)
-            # The paper's arithmetic on the original bias: round((acc) * M) in double.
-            orig = np.rint((np.array([b[o] - reach[o], b[o] + reach[o]], np.float64)) * eff[o])
-            outs = np.clip(np.concatenate([got, orig]) + y_zero, ACT_MIN, ACT_MAX)
-            if not (outs == outs[0]).all():
-                raise _fail(name, f"output channel {o}: bias {b[o]} and weights can overflow the "
-                            "int32 accumulator")
-        self.g.notes.append(f"{name}: the saturated bias of dead output channel(s) "
-                            f"{', '.join(map(str, over))} (constant output) brought within int32 "
-                            "reach; same outputs; these channels never train")
-        dead = np.zeros(out_c, bool)
-        dead[over] = True
-        return fitted.astype(np.int32), dead
 
     def block(self, cfg: Any, name: str, x: int, xq: tuple[float, int]) -> tuple[int, tuple[float, int]]:
         if not isinstance(cfg, dict):
@@ -247,20 +332,7 @@ class Importer:
         z1 = _int(_get(rp, "x_zero", where), f"{where}.x_zero", INT8_MIN, INT8_MAX)
         sy = _scale(_get(rp, "y_scale", where), f"{where}.y_scale")
         zy = _int(_get(rp, "y_zero", where), f"{where}.y_zero", INT8_MIN, INT8_MAX)
-        s2, z2 = hq
-        try:
-            p = AddParams.from_scales(s1, z1, s2, z2, sy, zy, ACT_MIN, ACT_MAX)
-        except ValueError as e:
-            raise _fail(f"{name}.residual", str(e)) from None
-        g = self.g
-        shape = g.tensors[x].shape
-        y = g.add_tensor(f"{name}.residual.out", shape, TensorKind.ACTIVATION, DType.S8)
-        size = int(np.prod(shape))
-        attrs = [size, p.x1_zero, p.x2_zero, p.y_zero, p.left_shift, p.x1_multiplier, p.x1_shift,
-                 p.x2_multiplier, p.x2_shift, p.y_multiplier, p.y_shift, p.act_min, p.act_max]
-        # x1 = the block input (shortcut), x2 = the conv branch, as the paper's q_add(x, out).
-        g.add_op(Opcode.ADD_S8, [x, h], [y, -1], attrs, f"{name}.residual",
-                 {"kind": "add", "s1": s1, "s2": s2, "sy": sy})
+        y = self.emit.add(f"{name}.residual", x, (s1, z1), h, hq, (sy, zy), (ACT_MIN, ACT_MAX))
         return y, (sy, zy)
 
     # -- the network ------------------------------------------------------------------------
@@ -286,14 +358,7 @@ class Importer:
             x, xq = self.conv(cfg["feature_mix"], "feature_mix", x, xq)
         # Global average pool (int8, same quantization in and out), then the fp32 head.
         c, h, w = g.tensors[x].shape
-        pooled = g.add_tensor("pool.out", (c, 1, 1), TensorKind.ACTIVATION, DType.S8)
-        g.add_op(Opcode.AVGPOOL2D_S8, [x], [pooled],
-                 [c, h, w, 1, 1, h, w, h, w, 0, 0, xq[1], ACT_MIN, ACT_MAX], "pool")
-        scale = g.add_tensor("features.scale", (1,), TensorKind.PARAM_FROZEN, DType.F32,
-                             np.array([xq[0]], np.float32))
-        feat = g.add_tensor("features", (c,), TensorKind.ACTIVATION, DType.F32)
-        g.add_op(Opcode.DEQUANTIZE_S8_F32, [pooled, scale], [feat], [c, xq[1]], "features",
-                 {"kind": "dequantize", "scale": xq[0]})
+        pooled = self.emit.avgpool("pool", x, [c, h, w, 1, 1, h, w, h, w, 0, 0], xq[1])
         import torch  # the head's initialisation is torch.nn.Linear's
         gen_state = torch.random.get_rng_state()
         try:
@@ -301,15 +366,8 @@ class Importer:
             head = torch.nn.Linear(c, self.num_classes)
         finally:
             torch.random.set_rng_state(gen_state)
-        hw = g.add_tensor("classifier.weight", (self.num_classes, c), TensorKind.PARAM_FROZEN,
-                          data=head.weight.detach().numpy().astype(np.float32).copy())
-        hb = g.add_tensor("classifier.bias", (self.num_classes,), TensorKind.PARAM_FROZEN,
-                          data=head.bias.detach().numpy().astype(np.float32).copy())
-        logits = g.add_tensor("logits", (self.num_classes,), TensorKind.ACTIVATION)
-        g.add_op(Opcode.LINEAR_F32, [feat, hw, hb], [logits], [c, self.num_classes], "classifier")
-        g.logits = logits
-        g.num_classes = self.num_classes
-        g.n_forward = len(g.ops)
+        self.emit.head(pooled, xq, head.weight.detach().numpy(), head.bias.detach().numpy(),
+                       "classifier")
         return g
 
 

@@ -68,6 +68,44 @@ def _arg(node: Node, i: int, default: Any = None) -> Any:
     return node.args[i] if len(node.args) > i else default
 
 
+def conv_attrs(node: Node, wshape: tuple[int, ...]) -> list[int]:
+    """CONV_ATTRS of an aten conv1d/conv2d node with a weight of shape `wshape` (Conv1d as the
+    2-d conv with H = 1)."""
+    two_d = node.target in (aten.conv2d.default, aten.conv2d.padding)
+    n = 2 if two_d else 1
+    k = (wshape[2], wshape[3]) if two_d else (1, wshape[2])
+    stride = _pair(_arg(node, 3), n, 1)
+    padding = _arg(node, 4, 0)
+    dilation = _pair(_arg(node, 5), n, 1)
+    groups = int(_arg(node, 6, 1))
+    if any(d != 1 for d in dilation):
+        raise CompileError(f"lower: {layer_name(node)}: dilation {dilation} is not supported")
+    if isinstance(padding, str):
+        if padding == "valid":
+            pad = (0,) * n
+        elif all(s == 1 for s in stride) and all(kk % 2 for kk in k[-n:]):
+            pad = tuple(kk // 2 for kk in k[-n:])
+        else:
+            raise CompileError(f"lower: {layer_name(node)}: padding='same' needs odd kernels")
+    else:
+        pad = _pair(padding, n, 0)
+    if not two_d:
+        stride, pad = (1, *stride), (0, *pad)
+    in_c, in_h, in_w = _as_chw(_shape(node.args[0]))
+    out_c, out_h, out_w = _as_chw(_shape(node))
+    return [in_c, in_h, in_w, out_c, out_h, out_w, k[0], k[1], stride[0], stride[1],
+            pad[0], pad[1], groups]
+
+
+def pool_attrs(node: Node, k: tuple[int, int], stride: tuple[int, int],
+               pad: tuple[int, int]) -> list[int]:
+    """POOL_ATTRS of a pooling node (the 1-d pools as 2-d with H = 1)."""
+    c, in_h, in_w = _as_chw(_shape(node.args[0]))
+    y_shape = _shape(node)
+    out_h, out_w = (1, 1) if len(y_shape) == 1 else _as_chw(y_shape)[1:]
+    return [c, in_h, in_w, out_h, out_w, k[0], k[1], stride[0], stride[1], pad[0], pad[1]]
+
+
 class Lowering:
     def __init__(self, captured: Captured) -> None:
         self.ep = captured.program
@@ -181,32 +219,8 @@ class Lowering:
         x = self.value(node.args[0])
         w = self.param(node.args[1], "weight", node)
         b = self.param(_arg(node, 2), "bias", node)
-        two_d = node.target in (aten.conv2d.default, aten.conv2d.padding)
-        n = 2 if two_d else 1
-        wshape = self.graph.tensors[w].shape
-        k = (wshape[2], wshape[3]) if two_d else (1, wshape[2])
-        stride = _pair(_arg(node, 3), n, 1)
-        padding = _arg(node, 4, 0)
-        dilation = _pair(_arg(node, 5), n, 1)
-        groups = int(_arg(node, 6, 1))
-        if any(d != 1 for d in dilation):
-            raise CompileError(f"lower: {layer_name(node)}: dilation {dilation} is not supported")
-        if isinstance(padding, str):
-            if padding == "valid":
-                pad = (0,) * n
-            elif all(s == 1 for s in stride) and all(kk % 2 for kk in k[-n:]):
-                pad = tuple(kk // 2 for kk in k[-n:])
-            else:
-                raise CompileError(f"lower: {layer_name(node)}: padding='same' needs odd kernels")
-        else:
-            pad = _pair(padding, n, 0)
-        if not two_d:
-            stride, pad = (1, *stride), (0, *pad)
-        in_c, in_h, in_w = _as_chw(_shape(node.args[0]))
+        attrs = conv_attrs(node, self.graph.tensors[w].shape)
         y = self.activation(node)
-        out_c, out_h, out_w = _as_chw(self.graph.tensors[y].shape)
-        attrs = [in_c, in_h, in_w, out_c, out_h, out_w, k[0], k[1], stride[0], stride[1],
-                 pad[0], pad[1], groups]
         self.graph.add_op(Opcode.CONV2D_F32, [x, w, b], [y], attrs, layer_name(node))
         return y
 
@@ -220,12 +234,8 @@ class Lowering:
     def _pool(self, node: Node, opcode: Opcode, k: tuple[int, int], stride: tuple[int, int],
               pad: tuple[int, int]) -> int:
         x = self.value(node.args[0])
-        c, in_h, in_w = _as_chw(_shape(node.args[0]))
         y = self.activation(node)
-        y_shape = self.graph.tensors[y].shape
-        out_h, out_w = (1, 1) if len(y_shape) == 1 else _as_chw(y_shape)[1:]
-        attrs = [c, in_h, in_w, out_h, out_w, k[0], k[1], stride[0], stride[1], pad[0], pad[1]]
-        self.graph.add_op(opcode, [x], [y], attrs, layer_name(node))
+        self.graph.add_op(opcode, [x], [y], pool_attrs(node, k, stride, pad), layer_name(node))
         return y
 
     def _pool_geometry(self, node: Node, two_d: bool) -> tuple[tuple[int, int], ...]:
