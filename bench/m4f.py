@@ -198,6 +198,9 @@ def main() -> None:
         device.close()
     if info.stack_peak is None:
         sys.exit(f"{elf} reports no stack_peak: rebuild it with `make qemu`")
+    if info.arena_capacity != fw.arena_capacity:  # figures count only where both agree
+        sys.exit(f"{elf} reports an arena of {info.arena_capacity} B, its map file "
+                 f"{fw.arena_capacity} B: rebuild with `make qemu`")
     todo = cases(args)
     rows = []
     for k, case in enumerate(todo, 1):

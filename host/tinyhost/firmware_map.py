@@ -33,6 +33,8 @@ def map_path(elf: Path) -> Path:
 
 
 def read_map(path: Path) -> FirmwareMemory:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} does not exist: `make qemu` writes it next to the ELF")
     text = Path(path).read_text()
     regions = {m[1]: (int(m[2], 16), int(m[3], 16)) for m in re.finditer(
         r"^(\w+)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)", _between(text, "Memory Configuration",
