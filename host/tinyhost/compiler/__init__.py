@@ -7,14 +7,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tinyhost.compiler.autodiff import autodiff
 from tinyhost.compiler.autodiff_s8 import autodiff_s8
 from tinyhost.compiler.capture import capture
 from tinyhost.compiler.errors import CompileError
 from tinyhost.compiler.emit import emit
+from tinyhost.compiler.graph import Graph
 from tinyhost.compiler.import_tiny import HEAD_SEED, import_tiny
 from tinyhost.compiler.lower import lower
 from tinyhost.compiler.plan_memory import plan_memory
+from tinyhost.compiler.quantize import INT8_LAYERS, quantize
 from tinyhost.compiler.report import MemoryReport, memory_report
 from tinyhost.ops import UpdateRule
 from tinyhost.plan import Plan, encode_plan
@@ -22,7 +26,11 @@ from tinyhost.plan import Plan, encode_plan
 PASSES = ("capture", "lower", "autodiff", "plan_memory", "emit")
 # int8 models from tiny-training: the import replaces capture and lowering.
 PASSES_TINY = ("import_tiny", "autodiff", "plan_memory", "emit")
+# float models to int8: post-training quantization replaces lowering.
+PASSES_INT8 = ("capture", "quantize", "autodiff", "plan_memory", "emit")
 INT8_UPDATE_RULES = {"round": UpdateRule.ROUND, "master": UpdateRule.MASTER}
+# The int8 weight update rule by default, chosen by measured accuracy (docs/int8.md section 11).
+INT8_UPDATE_DEFAULT = "round"
 
 
 @dataclass
@@ -49,30 +57,59 @@ def compile_model(source: str, update: str = "full", lr: float = 0.01,
 
 def compile_tiny_training(pkl: str | Path, num_classes: int, update: str = "full",
                           lr: float = 0.01, input_size: int | None = None, qas: bool = True,
-                          int8_update: str = "round", reorder: bool = True) -> CompileResult:
+                          int8_update: str = INT8_UPDATE_DEFAULT,
+                          reorder: bool = True) -> CompileResult:
     """A pretrained int8 model of the paper (tiny-training's .pkl) -> a training plan with a new
     fp32 head of num_classes; `update` is full, last:K, bias-only or a sparse-update scheme file
     (see compiler/sparse.py); int8_update is the int8 weight update rule, round or master."""
+    rule = _int8_rule(int8_update)
+    graph = import_tiny(pkl, num_classes, input_size)
+    meta = {"model": Path(pkl).stem, "source": str(pkl), "format": "tiny-training int8",
+            "head": {"dtype": "f32", "init": f"torch.nn.Linear default, seed {HEAD_SEED}"}}
+    return _int8_plan(graph, meta, update, lr, qas, int8_update, rule, reorder)
+
+
+def compile_quantized(source: str, calib: np.ndarray, update: str = "full", lr: float = 0.01,
+                      qas: bool = True, int8_update: str = INT8_UPDATE_DEFAULT,
+                      reorder: bool = True, calibration: dict | None = None) -> CompileResult:
+    """A float PyTorch model (FILE.py:FACTORY or .pt2), quantized to int8 after training with the
+    calibration samples `calib` (compiler/quantize.py) -> a training plan with the same int8
+    passes as compile_tiny_training; its final Linear stays the fp32 head. `calibration` (what
+    the samples were) goes into the plan's meta."""
+    rule = _int8_rule(int8_update)
+    captured = capture(source, INT8_LAYERS)
+    graph = quantize(captured, calib)
+    meta = {"model": captured.name, "source": source, "format": "float model, int8 post-training "
+            "quantization", "calibration": (calibration or {}) | {"samples": int(len(calib))},
+            "head": {"dtype": "f32", "init": "the model's own Linear"}}
+    return _int8_plan(graph, meta, update, lr, qas, int8_update, rule, reorder)
+
+
+def _int8_rule(int8_update: str) -> UpdateRule:
     if int8_update not in INT8_UPDATE_RULES:
         raise CompileError(f"--int8-update {int8_update!r}: expected one of "
                            f"{', '.join(INT8_UPDATE_RULES)}")
-    rule = INT8_UPDATE_RULES[int8_update]
-    graph = import_tiny(pkl, num_classes, input_size)
-    name = Path(pkl).stem
+    return INT8_UPDATE_RULES[int8_update]
+
+
+def _int8_plan(graph: Graph, meta: dict, update: str, lr: float, qas: bool, int8_update: str,
+               rule: UpdateRule, reorder: bool) -> CompileResult:
+    """The passes after an int8 front end (import_tiny or quantize): autodiff, plan_memory,
+    emit."""
     input_shape = list(graph.tensors[graph.input].shape)
     assert graph.input_quant is not None
-    graph, scheme = autodiff_s8(graph, update, name, qas=qas, rule=rule, reorder=reorder)
+    graph, scheme = autodiff_s8(graph, update, meta["model"], qas=qas, rule=rule,
+                                reorder=reorder)
     memory = plan_memory(graph)
-    meta = {"model": name, "source": str(pkl), "format": "tiny-training int8",
-            "update": update, "scheme": scheme.to_dict(), "input_shape": input_shape,
-            "input_quant": {"scale": graph.input_quant[0], "zero": graph.input_quant[1]},
-            "qas": qas, "int8_update": int8_update, "reorder": reorder,
-            "head": {"dtype": "f32", "init": f"torch.nn.Linear default, seed {HEAD_SEED}"},
-            "import_notes": graph.notes}
+    meta = meta | {
+        "update": update, "scheme": scheme.to_dict(), "input_shape": input_shape,
+        "input_quant": {"scale": graph.input_quant[0], "zero": graph.input_quant[1]},
+        "qas": qas, "int8_update": int8_update, "reorder": reorder,
+        "import_notes": graph.notes}
     plan = emit(graph, memory, lr, meta)
     data = encode_plan(plan)
     return CompileResult(plan, data, memory_report(plan, len(data)))
 
 
-__all__ = ["CompileError", "CompileResult", "PASSES", "PASSES_TINY", "compile_model",
-           "compile_tiny_training"]
+__all__ = ["CompileError", "CompileResult", "INT8_UPDATE_DEFAULT", "PASSES", "PASSES_INT8",
+           "PASSES_TINY", "compile_model", "compile_quantized", "compile_tiny_training"]
