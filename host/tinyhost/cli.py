@@ -27,18 +27,45 @@ def _print_json(obj: Any) -> None:
 
 # -- compile ----------------------------------------------------------------------------------
 def cmd_compile(args: argparse.Namespace) -> int:
-    from tinyhost.compiler import compile_model, compile_tiny_training
+    from tinyhost.compiler import (
+        INT8_UPDATE_DEFAULT,
+        compile_model,
+        compile_quantized,
+        compile_tiny_training,
+    )
     from tinyhost.compiler.report import budget_status, format_over_budget, format_report
 
-    int8_only = [flag for flag, given in (("--num-classes", args.num_classes is not None),
-                                          ("--input-size", args.input_size is not None),
-                                          ("--no-qas", not args.qas),
-                                          ("--int8-update", args.int8_update is not None))
-                 if given]
+    int8 = args.int8 or args.from_tiny_training is not None
+    given = lambda flags: [f for f, g in flags if g]  # noqa: E731
+    tiny_only = given((("--num-classes", args.num_classes is not None),
+                       ("--input-size", args.input_size is not None)))
+    int8_only = given((("--no-qas", not args.qas), ("--int8-update", args.int8_update is not None)))
     if (args.model is None) == (args.from_tiny_training is None):
         print("error: give a MODEL (FILE.py:FACTORY or .pt2) or --from-tiny-training PKL, "
               "not both", file=sys.stderr)
         return 2
+    if args.int8 and args.from_tiny_training is not None:
+        print("error: --from-tiny-training models are int8 already; --int8 quantizes a float "
+              "MODEL", file=sys.stderr)
+        return 2
+    if args.int8 and args.calib is None:
+        print("error: --int8 needs --calib DATA: calibration samples (the train split of a "
+              ".npz/.ts/.csv dataset) that set the int8 activation ranges", file=sys.stderr)
+        return 2
+    if not args.int8 and (args.calib is not None or not args.normalize):
+        flag = "--calib" if args.calib is not None else "--no-normalize"
+        print(f"error: {flag} applies to --int8 only (post-training quantization of a float "
+              "MODEL)", file=sys.stderr)
+        return 2
+    if tiny_only and args.from_tiny_training is None:
+        print(f"error: {', '.join(tiny_only)} apply to --from-tiny-training models only",
+              file=sys.stderr)
+        return 2
+    if int8_only and not int8:
+        print(f"error: {', '.join(int8_only)} apply to int8 models only (--int8 or "
+              "--from-tiny-training)", file=sys.stderr)
+        return 2
+    rule = args.int8_update or INT8_UPDATE_DEFAULT
     if args.from_tiny_training is not None:
         if args.num_classes is None:
             print("error: --from-tiny-training needs --num-classes N (the new head's classes)",
@@ -46,13 +73,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
             return 2
         result = compile_tiny_training(
             args.from_tiny_training, args.num_classes, update=args.update, lr=args.lr,
-            input_size=args.input_size, qas=args.qas, int8_update=args.int8_update or "round",
-            reorder=args.reorder)
+            input_size=args.input_size, qas=args.qas, int8_update=rule, reorder=args.reorder)
+    elif args.int8:
+        calib = _load_data(args.calib, args.normalize)
+        result = compile_quantized(
+            args.model, calib.x_train, update=args.update, lr=args.lr, qas=args.qas,
+            int8_update=rule, reorder=args.reorder,
+            calibration={"data": args.calib, "split": "train", "normalize": args.normalize})
     else:
-        if int8_only:
-            print(f"error: {', '.join(int8_only)} apply to --from-tiny-training models only",
-                  file=sys.stderr)
-            return 2
         result = compile_model(args.model, update=args.update, lr=args.lr, reorder=args.reorder)
     report, meta = result.report, result.plan.meta
     if args.memory_chart:  # drawn over budget too: it shows why the plan does not fit
@@ -70,7 +98,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                "memory": report.to_dict(), "budget": budget, "memory_chart": args.memory_chart}
         if "scheme" in meta:
             out["int8"] = {k: meta[k] for k in ("scheme", "qas", "int8_update", "reorder",
-                                                "input_shape", "input_quant", "import_notes")}
+                                                "input_shape", "input_quant", "import_notes",
+                                                "calibration") if k in meta}
         _print_json(out)
     else:
         if not over_budget:
@@ -81,6 +110,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
                   f"last {s['n_bias_update']} convs, weights of convs {s['manual_weight_idx']} "
                   f"(channel ratios {s['weight_update_ratio']}), fp32 head; QAS "
                   f"{'on' if meta['qas'] else 'off'}, int8 update rule {meta['int8_update']}")
+            if "calibration" in meta:
+                c = meta["calibration"]
+                print(f"calibrated on {c['samples']} samples of {c['data']} ({c['split']} split, "
+                      f"{'standardized' if c['normalize'] else 'raw values'})")
             if meta["import_notes"]:
                 print(f"import: {len(meta['import_notes'])} layers have dead channels "
                       "(saturated bias, constant output); they never train (see --json)")
@@ -128,6 +161,14 @@ def _load_data(path: str, normalize: bool):
 def _warn_int8_normalize(plan, normalize: bool) -> None:
     """Standardised samples (mean 0, std 1) overflow an int8 input quantized for [-1, 1]."""
     iq = plan.meta.get("input_quant")
+    calib = plan.meta.get("calibration")
+    if isinstance(calib, dict) and "normalize" in calib:
+        if calib["normalize"] != normalize:  # the input range was calibrated on the other form
+            print(f"warning: this int8 plan was calibrated on {'standardized' if calib['normalize'] else 'raw'} "
+                  f"samples but these are {'standardized' if normalize else 'raw'}; values beyond "
+                  f"its input range saturate. Use {'no ' if calib['normalize'] else ''}"
+                  "--no-normalize, as at compile time", file=sys.stderr)
+        return
     if normalize and isinstance(iq, dict):
         lo, hi = ((q - iq["zero"]) * iq["scale"] for q in (-128, 127))
         print(f"warning: this int8 plan quantizes its input for [{lo:.3g}, {hi:.3g}]; samples are "
@@ -320,12 +361,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("compile", help="compile a model into a training plan",
-                       description="Compile a PyTorch model, or a pretrained int8 model of the "
+                       description="Compile a PyTorch model (fp32, or quantized to int8 with "
+                                   "--int8 --calib DATA), or a pretrained int8 model of the "
                                    "paper (--from-tiny-training), into a training plan (.ttp) "
                                    "and print its memory report.")
     p.add_argument("model", nargs="?",
                    help="FILE.py:FACTORY (returns (nn.Module, example_input)) or a torch.export "
                         ".pt2 file; or use --from-tiny-training")
+    p.add_argument("--int8", action="store_true",
+                   help="quantize the float MODEL to int8 (post-training: BatchNorm folded into "
+                        "the convs, per-channel int8 weights, int8 activations with ranges from "
+                        "--calib, ReLU/ReLU6 as clamps) and train it as the paper's int8 models: "
+                        "int8 forward, fp32 backward, QAS; its final Linear stays an fp32 head. "
+                        "Layers: Conv1d/2d (groups too), BatchNorm, ReLU, ReLU6, residual adds, "
+                        "average pools, Flatten, a final Linear (no MaxPool: use a strided conv)")
+    p.add_argument("--calib", metavar="DATA",
+                   help="--int8: calibration dataset (.npz, .ts or .csv as for `train`); its "
+                        "train split sets the activation ranges, standardized per channel as "
+                        "`train` does unless --no-normalize")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false",
+                   help="--int8: calibrate on raw values (for training with --no-normalize)")
     p.add_argument("-o", "--output", required=True, help="plan file to write (.ttp)")
     p.add_argument("--from-tiny-training", metavar="PKL",
                    help="compile one of the paper's pretrained int8 models (tiny-training's .pkl, "
@@ -336,15 +391,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update", default="full",
                    help="what trains: full (default), last:K (last K layers with parameters, the "
                         "head included), bias-only, or a comma list of layer/parameter names "
-                        "(e.g. 7,3.bias; fp32 models); for int8 models also a sparse-update scheme: "
+                        "(e.g. 7,3.bias; fp32 models); for int8 models (--int8, "
+                        "--from-tiny-training) also a sparse-update scheme: "
                         "scheme.json (one scheme) or sparse_schemes.json:MODEL:BUDGET (the "
                         "paper's file, e.g. ...:mcunet-5fps:99kb; ...:BUDGET takes the model's "
                         "name from the .pkl)")
     p.add_argument("--no-qas", dest="qas", action="store_false",
-                   help="int8 models: no quantization-aware scaling of the gradients")
+                   help="int8 models: no quantization-aware scaling of the gradients (for "
+                        "comparison: int8 weights and biases then barely move)")
     p.add_argument("--int8-update", choices=("round", "master"),
-                   help="int8 weight update: round (int8 weights only, default) or master (an "
-                        "f32 copy of the trained rows and biases, updated and rounded)")
+                   help="int8 weight update: round (int8 weights only) or master (an f32 copy of "
+                        "the trained rows and biases, updated and rounded; more arena). Default: "
+                        "the rule chosen by measured accuracy, see docs/int8.md")
     p.add_argument("--no-reorder", dest="reorder", action="store_false",
                    help="apply every update after the whole backward pass instead of right "
                         "after its gradient (for memory comparisons)")

@@ -84,7 +84,7 @@ def test_device_without_int8_ops_refuses_before_upload(int8_plan, images, sim_bi
      "not both"),
     (["compile", "-o", "p.ttp"], "give a MODEL"),
     (["compile", "a.py:f", "--int8-update", "master", "-o", "p.ttp"],
-     "--int8-update apply to --from-tiny-training models only"),
+     "--int8-update apply to int8 models only"),
     (["compile", "--from-tiny-training", "missing.pkl", "--num-classes", "2", "-o", "p.ttp"],
      "import_tiny: missing.pkl does not exist"),
 ])
