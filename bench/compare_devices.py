@@ -1,18 +1,23 @@
 """Train one plan for the same steps on several devices and compare the pulled parameters.
 
     .venv/bin/python bench/compare_devices.py [--ports ref,sim] [--steps 20] [--model FILE.py:FACTORY]
+    .venv/bin/python bench/compare_devices.py --paper mbv2-w0.35 [--input-size 128] [--ports ref,sim]
 
 Prints, per device and tensor kind, the largest difference from the reference executor's
-parameters. fp32 tensors should agree within 1e-5 relative; integer tensors exactly.
+parameters. For the fp32 demo, fp32 tensors agree within 1e-5 relative (its conv kernels sum in a
+different order than numpy). `--paper MODEL` trains one of the paper's int8 models (99kb scheme,
+random images: the comparison needs the same samples, not meaningful ones); there every tensor,
+the fp32 head included, must be identical (0 difference).
 """
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from tinyhost.compiler import compile_model
+from tinyhost.compiler import compile_model, compile_tiny_training
 from tinyhost.datasets import load_dataset, standardize
 from tinyhost.device import connect
 from tinyhost.params import pull_parameters
@@ -21,6 +26,17 @@ from tinyhost.train import TrainConfig, train
 REPO = Path(__file__).resolve().parents[1]
 DEMO_MODEL = f"{REPO}/host/tinyhost/demo/basicmotions_model.py:make_model"
 DEMO_DATA = REPO / "host/tinyhost/demo/basicmotions.npz"
+PAPER_MODELS = REPO.parent / "shared" / "data" / "mcu_models"
+
+
+def random_images(size: int, n: int = 24):
+    """n random 3 x size x size images in [-1, 1] (the paper models' range), 10 classes."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1.0, 1.0, (n, 3, size, size)).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    path = Path(tempfile.mkdtemp()) / "images.npz"
+    np.savez(path, x_train=x, y_train=y, x_test=x[:2], y_test=y[:2])
+    return load_dataset(path)
 
 
 def train_on(port: str, plan, data: bytes, ds, steps: int, seed: int) -> dict[str, np.ndarray]:
@@ -57,14 +73,24 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default=DEMO_MODEL)
     ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--paper", metavar="MODEL",
+                    help="a paper model in ../shared/data/mcu_models (e.g. mbv2-w0.35) instead")
+    ap.add_argument("--input-size", type=int, default=128, help="with --paper (default 128)")
     args = ap.parse_args()
-    result = compile_model(args.model, lr=args.lr)
-    ds, _, _ = standardize(load_dataset(DEMO_DATA))
+    if args.paper:
+        pkl = PAPER_MODELS / f"{args.paper}.pkl"
+        scheme = f"{PAPER_MODELS / 'sparse_schemes.json'}:{args.paper}:99kb"
+        result = compile_tiny_training(pkl, 10, update=scheme, lr=0.01, input_size=args.input_size)
+        ds = random_images(args.input_size)
+        name = f"{args.paper} ({args.input_size}x{args.input_size}, 99kb scheme)"
+    else:
+        result = compile_model(args.model, lr=args.lr)
+        ds, _, _ = standardize(load_dataset(DEMO_DATA))
+        name = Path(args.model.split(":")[0]).stem
     ports = args.ports.split(",")
     params = {p: train_on(p, result.plan, result.data, ds, args.steps, args.seed) for p in ports}
     ref = params[ports[0]]
-    print(f"{args.steps} training steps of {Path(args.model.split(':')[0]).stem}, seed {args.seed}; "
-          f"differences from {ports[0]}")
+    print(f"{args.steps} training steps of {name}, seed {args.seed}; differences from {ports[0]}")
     print(f"| {'device':<8} | {'dtype':<8} | {'max abs diff':>13} | {'max rel diff':>13} |")
     print(f"|{'-' * 10}|{'-' * 10}|{'-' * 15}|{'-' * 15}|")
     for port in ports[1:]:

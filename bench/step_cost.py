@@ -2,8 +2,10 @@
 build (repeatable: the same binary and inputs give the same counts, whatever the machine load).
 
     .venv/bin/python bench/step_cost.py [PLAN.ttp ...] [--steps 3]
+    .venv/bin/python bench/step_cost.py --paper [--input-size 128]
 
-Without plans it compiles the demo model (full update, last layer, bias only). Builds an
+Without plans it compiles the demo model (full update, last layer, bias only); --paper compiles
+the paper's two int8 models with their 99kb schemes and with the head only (last:1). Builds an
 unsanitized -O2 runtime into build-bench/ (ASan would distort the counts). Prints markdown tables.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build-bench"
 RUNNER = BUILD / "firmware" / "ports" / "posix" / "tinytrain_run"
 DEMO_MODEL = f"{REPO}/host/tinyhost/demo/basicmotions_model.py:make_model"
+PAPER_MODELS = REPO.parent / "shared" / "data" / "mcu_models"
 
 
 def build_runner() -> None:
@@ -61,11 +64,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("plans", nargs="*", type=Path)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--paper", action="store_true", help="the paper's int8 models instead")
+    ap.add_argument("--input-size", type=int, default=128, help="with --paper (default 128)")
     args = ap.parse_args()
     build_runner()
     plans: list[tuple[str, Path]] = [(p.stem, p) for p in args.plans]
     tmp = Path(tempfile.mkdtemp())
-    if not plans:
+    if args.paper:
+        from tinyhost.compiler import compile_tiny_training
+        for model in ("mcunet-5fps", "mbv2-w0.35"):
+            for label, update in (("99kb scheme", f"{PAPER_MODELS / 'sparse_schemes.json'}:{model}:99kb"),
+                                  ("last:1", "last:1")):
+                path = tmp / f"{model}-{label.split()[0].replace(':', '')}.ttp"
+                path.write_bytes(compile_tiny_training(PAPER_MODELS / f"{model}.pkl", 10, update=update,
+                                                       input_size=args.input_size).data)
+                plans.append((f"{model} {args.input_size}x{args.input_size}, {label}", path))
+    elif not plans:
         from tinyhost.compiler import compile_model
         for update in ("full", "last:1", "bias-only"):
             path = tmp / f"demo-{update.replace(':', '')}.ttp"

@@ -28,8 +28,7 @@ class Opcode(IntEnum):
     AVGPOOL2D_GRAD_F32 = 12
     SOFTMAX_XENT_F32 = 13
     SGD_F32 = 14
-    # int8 graph (docs/int8.md): integer forward, fp32 backward, QAS updates. On the device so far:
-    # DEQUANTIZE_S8_F32, DEQUANTIZE_GRAD_F32, ADD_F32 (see test_format_agreement.py).
+    # int8 graph (docs/int8.md): integer forward, fp32 backward, QAS updates.
     CONV2D_S8 = 20
     DEPTHWISE_CONV2D_S8 = 21
     ADD_S8 = 22
@@ -43,6 +42,7 @@ class Opcode(IntEnum):
     UPDATE_S8_F32 = 30
     UPDATE_S32_F32 = 31
     ADD_F32 = 32
+    PW_DW_CONV2D_S8 = 33
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,10 @@ POOL_ATTRS = ("c", "in_h", "in_w", "out_h", "out_w", "k_h", "k_w",
 # int8 attributes after CONV_ATTRS: zero points and the clamp range are int8 values; n_rows is the
 # number of trainable weight rows that replace rows `channels` of the (frozen) weight (0: none).
 CONV_S8_ATTRS = CONV_ATTRS + ("x_zero", "y_zero", "act_min", "act_max", "n_rows")
+# PW_DW_CONV2D_S8: both convs' geometry, then the zero points and clamps of the chain x -> mid -> y.
+PW_DW_S8_ATTRS = (tuple(f"pw_{a}" for a in CONV_ATTRS) + tuple(f"dw_{a}" for a in CONV_ATTRS)
+                  + ("x_zero", "mid_zero", "mid_act_min", "mid_act_max", "y_zero", "act_min",
+                     "act_max"))
 ADD_S8_ATTRS = ("size", "x1_zero", "x2_zero", "y_zero", "left_shift", "x1_mult", "x1_shift",
                 "x2_mult", "x2_shift", "y_mult", "y_shift", "act_min", "act_max")
 
@@ -96,10 +100,12 @@ OP_SPECS: dict[Opcode, OpSpec] = {
     # instead of its (stale) row of w. bias, w_rows and channels are optional.
     # mask (optional; written when the backward needs it): 1 bit per element of y, bit i % 8 of
     # byte i / 8 (i the C x H x W index), set where act_min <= pre-clamp value <= act_max.
+    # scratch: the kernel's working memory (compiler/scratch.py sizes it as the C kernel's
+    # _get_buffer_size() does), a planned arena tensor live only during the op.
     Opcode.CONV2D_S8: OpSpec(("x", "w", "bias", "mult", "shift", "w_rows", "channels"),
-                             ("y", "mask"), CONV_S8_ATTRS),
+                             ("y", "mask", "scratch"), CONV_S8_ATTRS),
     Opcode.DEPTHWISE_CONV2D_S8: OpSpec(("x", "w", "bias", "mult", "shift", "w_rows", "channels"),
-                                       ("y", "mask"), CONV_S8_ATTRS),
+                                       ("y", "mask", "scratch"), CONV_S8_ATTRS),
     Opcode.ADD_S8: OpSpec(("x1", "x2"), ("y", "mask"), ADD_S8_ATTRS),
     # Input and output share one quantization; x_zero is the padding value.
     Opcode.AVGPOOL2D_S8: OpSpec(("x",), ("y",), POOL_ATTRS + ("x_zero", "act_min", "act_max")),
@@ -126,6 +132,12 @@ OP_SPECS: dict[Opcode, OpSpec] = {
     Opcode.UPDATE_S32_F32: OpSpec(("b", "db", "qas", "master"), ("b", "master"), ("size", "rule")),
     # y = a + b; the compiler makes y the same tensor as a (gradient accumulation in place).
     Opcode.ADD_F32: OpSpec(("a", "b"), ("y",), ("size",)),
+    # A frozen CONV2D_S8 with groups 1 (a 1x1 expand conv) and the DEPTHWISE_CONV2D_S8 that is
+    # its only reader, fused (compiler/fuse.py): y = depthwise(conv(x)) exactly, the intermediate
+    # (mid) made one channel at a time in the scratch, never whole. No masks, no trainable rows.
+    Opcode.PW_DW_CONV2D_S8: OpSpec(("x", "pw_w", "pw_bias", "pw_mult", "pw_shift",
+                                    "dw_w", "dw_bias", "dw_mult", "dw_shift"),
+                                   ("y", "scratch"), PW_DW_S8_ATTRS),
 }
 
 # Updates write their state operands in place: output k is input k.

@@ -7,7 +7,10 @@ Writes into OUTDIR:
     demo.ttp                the demo model (host/tinyhost/demo/basicmotions_model.py), full update
     small.ttp               small_model.py with update last:2 (the first conv is frozen: constants)
     small_full.ttp          small_model.py with full update (every op, backward included)
-    <plan>.in<k>            raw little-endian float32 samples for the steps below
+    int8.ttp                a 16x16 int8 model in the paper's format (tests/host/int8_ref.py's
+                            synthetic one) with a scheme that uses every int8 op and optional
+                            operand (trained rows, bias-only layers, residual adds, f32 masters)
+    <plan>.in<k>            raw samples for the steps below (float32 little-endian; int8 for int8.ttp)
     mutants.bin             mutated plan files with their expected outcome (format below)
     manifest.txt            written last (the build's stamp):
         plan <name> <file>
@@ -45,7 +48,7 @@ from typing import Any
 import cbor2
 import numpy as np
 
-from tinyhost.compiler import compile_model
+from tinyhost.compiler import compile_model, compile_tiny_training
 from tinyhost.ops import Opcode
 from tinyhost.plan import BLOB_ALIGN, PLAN_FORMAT_VERSION, PlanError, decode_plan
 from tinyhost.refexec.executor import RefExecutor
@@ -314,6 +317,102 @@ def targeted(fields: list) -> list[tuple[str, str, Any]]:
     return out
 
 
+def int8_model_plan(outdir: Path):
+    """The int8 plan (see the docstring): the synthetic model of tests/host/int8_ref.py."""
+    import importlib.util
+    import json
+
+    import torch
+    spec = importlib.util.spec_from_file_location("int8_ref", REPO / "tests/host/int8_ref.py")
+    assert spec is not None and spec.loader is not None
+    int8_ref = importlib.util.module_from_spec(spec)
+    sys.modules["int8_ref"] = int8_ref  # its dataclasses look their module up
+    spec.loader.exec_module(int8_ref)
+    pkl = outdir / "synthetic.pkl"
+    torch.save(int8_ref.synthetic_cfg(seed=0, size=16), pkl)
+    scheme = outdir / "scheme.json"
+    scheme.write_text(json.dumps({"n_bias_update": 10, "manual_weight_idx": [2, 4, 6, 9],
+                                  "weight_update_ratio": [1, 0.5, 0, 0.25]}))
+    return compile_tiny_training(pkl, 4, update=str(scheme), lr=0.05, int8_update="master")
+
+
+def targeted_int8(fields: list) -> list[tuple[str, str, Any]]:
+    """Mutations of the int8 ops' operand rules (plan_check.c: int8_operands_problem, sizes)."""
+    out: list[tuple[str, str, Any]] = []
+    ops = fields[OPS]
+
+    def mut(name: str, expect: str, fn) -> None:
+        f = copy.deepcopy(fields)
+        fn(f)
+        out.append((name, expect, f))
+
+    def with_rows(f: list) -> list:
+        return next(op for op in f[OPS] if op[0] == int(Opcode.CONV2D_S8) and op[1][6] != -1)
+
+    def channels_data(f: list, values: list[int]) -> None:
+        t = f[TENSORS][with_rows(f)[1][6]]
+        blob = bytearray(f[BLOB])
+        raw = struct.pack(f"<{len(values)}i", *values)
+        assert len(raw) == t[T_NBYTES]
+        blob[t[T_DATA]:t[T_DATA] + len(raw)] = raw
+        f[BLOB] = bytes(blob)
+
+    conv = with_rows(fields)
+    n_rows, out_c = conv[3][17], conv[3][3]
+    assert n_rows >= 2, "the scheme should train some rows of a conv"
+    mut("int8/channels-unsorted", "TT_ERR_PLAN_FORMAT",
+        lambda f: channels_data(f, list(range(n_rows))[::-1]))
+    mut("int8/channel-out-of-range", "TT_ERR_PLAN_FORMAT",
+        lambda f: channels_data(f, list(range(n_rows - 1)) + [out_c]))
+    mut("int8/rows-without-channels", "TT_ERR_PLAN_FORMAT",
+        lambda f: with_rows(f)[1].__setitem__(6, -1))
+    mut("int8/n-rows-0-with-rows", "fail", lambda f: with_rows(f)[3].__setitem__(17, 0))
+
+    def scratch_short(f: list) -> None:
+        t = f[TENSORS][with_rows(f)[2][2]]
+        t[T_NBYTES] -= 4
+        t[T_SHAPE] = [t[T_NBYTES]]
+    mut("int8/scratch-too-small", "TT_ERR_PLAN_BOUNDS", scratch_short)
+    mut("int8/scratch-absent", "fail", lambda f: with_rows(f)[2].__setitem__(2, -1))
+
+    def first_op(f: list, opcode: Opcode) -> list:
+        return f[OPS][first(f, opcode)]
+    assert all(any(op[0] == int(c) for op in ops) for c in
+               (Opcode.UPDATE_S8_F32, Opcode.CONV2D_S8_GRAD_WEIGHT_F32, Opcode.ADD_S8_GRAD_F32,
+                Opcode.REQUANT_GRAD_F32))
+    mut("int8/update-not-in-place", "fail",
+        lambda f: first_op(f, Opcode.UPDATE_S8_F32)[2].__setitem__(
+            0, first_op(f, Opcode.UPDATE_S8_F32)[1][1]))
+
+    def master_missing(f: list) -> None:
+        op = first_op(f, Opcode.UPDATE_S8_F32)
+        op[1][3] = op[2][1] = -1
+    mut("int8/master-missing-for-rule-1", "TT_ERR_PLAN_FORMAT", master_missing)
+    mut("int8/update-rule-2", "TT_ERR_PLAN_FORMAT",
+        lambda f: first_op(f, Opcode.UPDATE_S8_F32)[3].__setitem__(2, 2))
+    mut("int8/grad-weight-without-x", "TT_ERR_PLAN_FORMAT",
+        lambda f: next(op for op in f[OPS] if op[0] == int(Opcode.CONV2D_S8_GRAD_WEIGHT_F32)
+                       and op[1][1] != -1)[1].__setitem__(1, -1))
+    mut("int8/add-grad-without-outputs", "TT_ERR_PLAN_FORMAT",
+        lambda f: first_op(f, Opcode.ADD_S8_GRAD_F32).__setitem__(2, [-1, -1]))
+    mut("int8/requant-grad-mask-too-short", "TT_ERR_PLAN_BOUNDS",
+        lambda f: first_op(f, Opcode.REQUANT_GRAD_F32)[3].__setitem__(
+            1, first_op(f, Opcode.REQUANT_GRAD_F32)[3][1] + 8))
+
+    def mask_f32(f: list) -> None:
+        f[TENSORS][first_op(f, Opcode.REQUANT_GRAD_F32)[1][0]][T_DTYPE] = 0
+    mut("int8/mask-not-int8", "fail", mask_f32)
+    def shift_data(f: list, value: int) -> None:
+        t = f[TENSORS][with_rows(f)[1][4]]
+        blob = bytearray(f[BLOB])
+        blob[t[T_DATA]:t[T_DATA] + 4] = struct.pack("<i", value)
+        f[BLOB] = bytes(blob)
+    mut("int8/shift-31", "TT_ERR_PLAN_FORMAT", lambda f: shift_data(f, 31))
+    mut("int8/act-range-inverted", "TT_ERR_PLAN_FORMAT",
+        lambda f: with_rows(f)[3].__setitem__(15, 100) or with_rows(f)[3].__setitem__(16, 99))
+    return out
+
+
 def deep_meta(fields: list, depth: int) -> bytes:
     """The body with meta nested `depth` arrays deep ([[[...[0]...]]]), built byte by byte."""
     parts = [cbor2.dumps(x)[0:] for x in fields[:META]]
@@ -400,6 +499,7 @@ def main(outdir: Path) -> None:
         "small": compile_model(f"{outdir / 'small_model.py'}:make_model", update="last:2", lr=0.1),
         "small_full": compile_model(f"{outdir / 'small_model.py'}:make_model", update="full",
                                     lr=0.1),
+        "int8": int8_model_plan(outdir),
     }
     manifest = ["# generated by tests/c/gen_plans.py; see its docstring"]
     records: list[tuple[str, str, bytes]] = []
@@ -416,8 +516,10 @@ def main(outdir: Path) -> None:
         # Reference steps.
         ref = RefExecutor(plan)
         shape = plan.tensors[plan.bindings.input].shape
+        int8_input = plan.tensors[plan.bindings.input].dtype.numpy == np.int8
         for k, (label, lr) in enumerate([(1, 0.05), (plan.num_classes - 1, 0.1), (0, 0.02)], 1):
-            x = rng_np.standard_normal(shape).astype("<f4")
+            x = (rng_np.integers(-128, 128, shape).astype(np.int8) if int8_input
+                 else rng_np.standard_normal(shape).astype("<f4"))
             sample = f"{name}.in{k}"
             (outdir / sample).write_bytes(x.tobytes())
             step = ref.train_step(x, label, lr)
@@ -462,13 +564,15 @@ def main(outdir: Path) -> None:
             b = bytearray(body)
             b[i] ^= rng.choice((0xFF, 1 << rng.randrange(8)))
             add(f"{name}/body-byte-{i}-rehashed", "any", wrap_body(bytes(b)))
-        # ... and the blob (values only: the plan stays valid).
-        for i in rng.sample(range(blob_at - body_at, len(body)), 4):
+        # ... and the blob (values only: the plan stays valid; in an int8 plan, a value may be a
+        # shift, a scale or a channel index the load refuses, but what loads must train).
+        for i in rng.sample(range(blob_at - body_at, len(body)), 4 if name != "int8" else 40):
             b = bytearray(body)
             b[i] ^= 0xFF
-            add(f"{name}/blob-byte-{i}-rehashed", "ok", wrap_body(bytes(b)))
+            add(f"{name}/blob-byte-{i}-rehashed", "ok" if name != "int8" else "any",
+                wrap_body(bytes(b)))
         # Targeted structural mutations.
-        for mname, expect, f in targeted(fields):
+        for mname, expect, f in (targeted_int8(fields) if name == "int8" else targeted(fields)):
             add(f"{name}/{mname}", expect, encode(f))
         # Deeply nested meta: a decoder that recurses into it would exhaust the stack.
         add(f"{name}/meta-nested-100000", "TT_ERR_PLAN_FORMAT",

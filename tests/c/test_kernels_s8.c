@@ -771,6 +771,12 @@ static void run_grad_weight(ctx *x)
     if (!guards_ok(&dw2) || memcmp(dw.p, dw2.p, out_bytes(&dw)) != 0) {
         fail(x, "dw differs when db is NULL");
     }
+    outbuf db2; /* db only: neither x nor dw */
+    out_init(&db2, DT_F32, p.out_c, 1);
+    check_status(x, tt_conv2d_s8_grad_weight_f32(&p, s, dz, NULL, x_zero, NULL, db2.p),
+                 "tt_conv2d_s8_grad_weight_f32 (db only)");
+    expect(x, "db", &db2, 0);
+    out_free(&db2);
     out_free(&dw);
     out_free(&db);
     out_free(&dw2);
@@ -1155,8 +1161,9 @@ static void check_conv_errors(void)
                TT_ERR_ARG);
     EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(&g1, NULL, g_f32, NULL, 0, g_f32out, g_f32out2),
                TT_ERR_ARG);
-    EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(&g1, NULL, g_f32, g_s8a, 0, NULL, g_f32out2),
-               TT_ERR_ARG);
+    EXPECT_ERR(tt_conv2d_s8_grad_weight_f32(&g1, NULL, g_f32, g_s8a, 0, NULL, NULL), TT_ERR_ARG);
+    /* db only (a layer training just its bias): no input needed */
+    TT_CHECK_STATUS(tt_conv2d_s8_grad_weight_f32(&g1, NULL, g_f32, NULL, 0, NULL, g_f32out2), TT_OK);
 }
 
 static void check_pw_dw_errors(void)

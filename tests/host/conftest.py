@@ -24,19 +24,20 @@ def paper_model(name: str) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _compile(path: str, num_classes: int, update: str, input_size: int | None, qas: bool,
-             int8_update: str, reorder: bool):
+             int8_update: str, reorder: bool, fuse: bool):
     from tinyhost.compiler import compile_tiny_training
     return compile_tiny_training(path, num_classes, update=update, input_size=input_size, qas=qas,
-                                 int8_update=int8_update, reorder=reorder)
+                                 int8_update=int8_update, reorder=reorder, fuse=fuse)
 
 
 @pytest.fixture(scope="session")
 def compile_int8():
     """compile_int8(path, update="full", num_classes=10, input_size=None, qas=True,
-    int8_update="round", reorder=True) -> CompileResult, compiled once per session."""
+    int8_update="round", reorder=True, fuse=True) -> CompileResult, compiled once per session."""
     def get(path, update="full", num_classes=10, input_size=None, qas=True, int8_update="round",
-            reorder=True):
-        return _compile(str(path), num_classes, update, input_size, qas, int8_update, reorder)
+            reorder=True, fuse=True):
+        return _compile(str(path), num_classes, update, input_size, qas, int8_update, reorder,
+                        fuse)
     return get
 
 

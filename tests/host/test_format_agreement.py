@@ -2,9 +2,8 @@
 
 - opcodes: host/tinyhost/ops.py (Opcode), firmware/runtime/include/tt/tt_ops.h (enum),
   docs/plan.cddl (constants); arity: ops.OP_SPECS, the ARITY table of
-  firmware/runtime/src/plan_check.c and the per-op rules of docs/plan.cddl. Ops the firmware does
-  not run yet (NOT_YET_ON_DEVICE) are in the enum and the CDDL but absent from ARITY, exec.c and
-  the HELLO op list, so the device refuses plans that use them;
+  firmware/runtime/src/plan_check.c and the per-op rules of docs/plan.cddl; every opcode has a case
+  in exec.c and is listed in HELLO;
 - message types: host/tinyhost/link/framing.py (Msg) and firmware/runtime/include/tt/tt_device.h;
 - the plan format version: tinyhost.plan, tt_version.h and docs/plan.cddl;
 - docs/plan.cddl describes what the compiler writes: zcbor validates real compiled plans against it
@@ -28,16 +27,14 @@ from tinyhost import plan as plan_mod
 from tinyhost.link.framing import Msg
 from tinyhost.ops import OP_SPECS, Opcode
 
-# The int8 graph: the reference executor runs these; the firmware's int8 kernels exist
-# (tt_kernels_s8.h) but its interpreter does not dispatch them yet (a later issue). When one is
-# wired into plan_check.c and exec.c, remove it here.
-NOT_YET_ON_DEVICE = frozenset({
+# The int8 training ops a sparse-update plan of the paper's kind uses (see test_int8_plan_uses...).
+INT8_TRAINING_OPS = frozenset({
     Opcode.CONV2D_S8, Opcode.DEPTHWISE_CONV2D_S8, Opcode.ADD_S8, Opcode.AVGPOOL2D_S8,
     Opcode.REQUANT_GRAD_F32, Opcode.CONV2D_S8_GRAD_INPUT_F32,
     Opcode.CONV2D_S8_GRAD_WEIGHT_F32, Opcode.ADD_S8_GRAD_F32,
     Opcode.UPDATE_S8_F32, Opcode.UPDATE_S32_F32,
 })
-ON_DEVICE = {op.name for op in Opcode if op not in NOT_YET_ON_DEVICE}
+ON_DEVICE = {op.name for op in Opcode}
 
 ROOT = Path(__file__).resolve().parents[2]
 CDDL = ROOT / "docs" / "plan.cddl"
@@ -112,8 +109,7 @@ def test_arity_agrees_python_plan_check():
     text = strip_c_comments(PLAN_CHECK_C.read_text())
     arity = {m[1]: (int(m[2]), int(m[3]), int(m[4])) for m in re.finditer(
         r"\[TT_OP_(\w+)\]\s*=\s*\{\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\}", text)}
-    want = {op.name: (len(s.inputs), len(s.outputs), len(s.attrs)) for op, s in OP_SPECS.items()
-            if op not in NOT_YET_ON_DEVICE}
+    want = {op.name: (len(s.inputs), len(s.outputs), len(s.attrs)) for op, s in OP_SPECS.items()}
     assert arity == want, "plan_check.c ARITY vs ops.OP_SPECS (inputs, outputs, attributes)"
 
 
@@ -135,8 +131,7 @@ def test_arity_agrees_python_cddl(cddl):
 
 
 def test_every_opcode_is_executed_and_reported():
-    """exec.c has a case per opcode the device runs and device.c reports exactly those in HELLO;
-    the ops not yet on the device appear in neither."""
+    """exec.c has a case per opcode and device.c reports exactly those in HELLO."""
     exec_text = strip_c_comments(EXEC_C.read_text())
     cases = set(re.findall(r"case\s+TT_OP_(\w+)\s*:", exec_text))
     assert cases == ON_DEVICE, "exec.c run_op cases"
@@ -192,7 +187,7 @@ def plan_file(request, demo_plan, small_plan, int8_plan) -> bytes:
 
 def test_int8_plan_uses_every_int8_op(int8_plan):
     plan = plan_mod.decode_plan(int8_plan)
-    assert {op.opcode for op in plan.ops} >= NOT_YET_ON_DEVICE
+    assert {op.opcode for op in plan.ops} >= INT8_TRAINING_OPS
 
 
 def test_compiled_plans_validate(cddl, plan_file):

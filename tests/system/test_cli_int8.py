@@ -1,6 +1,6 @@
 """`tinyhost compile --from-tiny-training` end to end: the paper's int8 model at a small input size
 with its shipped 99kb scheme, training on the reference executor from a float image dataset, and
-what a device that does not run int8 ops yet says (before uploading anything)."""
+what a device whose firmware does not run an op says (before uploading anything)."""
 from __future__ import annotations
 
 import json
@@ -70,7 +70,20 @@ def test_train_ref_from_float_images(int8_plan, images, tmp_path, capsys):
     assert params["blocks.13.pointwise1.weight_rows.master"].dtype == np.float32
 
 
-def test_device_without_int8_ops_refuses_before_upload(int8_plan, images, sim_binary, capsys):
+def test_device_without_int8_ops_refuses_before_upload(int8_plan, images, sim_binary, capsys,
+                                                       monkeypatch):
+    """An older firmware (its HELLO lists no CONV2D_S8) is told so before the upload starts."""
+    import dataclasses
+
+    from tinyhost.device import SerialDevice
+    from tinyhost.ops import Opcode
+    real_info = SerialDevice.info
+
+    def older_firmware(self):
+        info = real_info(self)
+        return dataclasses.replace(info, ops=[o for o in info.ops if o != Opcode.CONV2D_S8])
+
+    monkeypatch.setattr(SerialDevice, "info", older_firmware)
     out, _ = int8_plan
     assert main(["train", "--port", "sim", "--plan", str(out), "--data", str(images),
                  "--epochs", "1", "--no-normalize", "--json"]) == 2

@@ -5,26 +5,26 @@
 
 #include "ops_common_s8.h"
 
-/* dw_k[ky][kx] = sum_p dz_oc[p] * (x_c - x_zero)[window(p) + (ky, kx)] for one (oc, ic) pair. */
+/* dw_k[ky][kx] = sum_p dz_oc[p] * (x_c - x_zero)[window(p) + (ky, kx)] for one (oc, ic) pair,
+ * summed over the output positions p in ascending order (the reference's order; out-of-image
+ * taps add nothing). */
 static void kernel_grad(const tt_conv2d_params *p, const float *dz_oc, const int8_t *x_c,
                         float x_zero, float *dw_k)
 {
+    const int32_t sw = p->stride_w;
     for (int32_t ky = 0; ky < p->k_h; ky++) {
+        int32_t oy0 = 0;
+        const int32_t n_oy = tt_valid_outputs(p->out_h, p->in_h, p->stride_h, p->pad_h, ky, &oy0);
         for (int32_t kx = 0; kx < p->k_w; kx++) {
+            int32_t ox0 = 0;
+            const int32_t n_ox = tt_valid_outputs(p->out_w, p->in_w, sw, p->pad_w, kx, &ox0);
             float acc = 0.0f;
-            for (int32_t oy = 0; oy < p->out_h; oy++) {
+            for (int32_t oy = oy0; oy < oy0 + n_oy; oy++) {
                 const int32_t iy = oy * p->stride_h - p->pad_h + ky;
-                if (iy < 0 || iy >= p->in_h) {
-                    continue;
-                }
-                const int8_t *x_row = x_c + iy * p->in_w;
-                const float *dz_row = dz_oc + oy * p->out_w;
-                for (int32_t ox = 0; ox < p->out_w; ox++) {
-                    const int32_t ix = ox * p->stride_w - p->pad_w + kx;
-                    if (ix < 0 || ix >= p->in_w) {
-                        continue;
-                    }
-                    acc += dz_row[ox] * ((float)x_row[ix] - x_zero);
+                const int8_t *x_row = x_c + iy * p->in_w + (ox0 * sw - p->pad_w + kx);
+                const float *dz_row = dz_oc + oy * p->out_w + ox0;
+                for (int32_t n = 0; n < n_ox; n++) {
+                    acc += dz_row[n] * ((float)x_row[n * sw] - x_zero);
                 }
             }
             dw_k[ky * p->k_w + kx] = acc;
@@ -38,7 +38,7 @@ tt_status tt_conv2d_s8_grad_weight_f32(const tt_conv2d_params *p, const tt_chann
 {
     if (!tt_conv2d_params_ok(p) ||
         !tt_select_axis_ok(sel, p->out_c, p->in_c / p->groups, p->groups == 1) || dz == NULL ||
-        x == NULL || !tt_in_s8(x_zero) || dw == NULL) {
+        (dw != NULL && x == NULL) || (dw == NULL && db == NULL) || !tt_in_s8(x_zero)) {
         return TT_ERR_ARG;
     }
     const int32_t cin_g = p->in_c / p->groups;
@@ -48,7 +48,8 @@ tt_status tt_conv2d_s8_grad_weight_f32(const tt_conv2d_params *p, const tt_chann
     const int32_t in_hw = p->in_h * p->in_w;
     const float xz = (float)x_zero;
 
-    if (tt_select_axis(sel) == 0) {
+    if (dw == NULL) { /* a layer that trains only its bias */
+    } else if (tt_select_axis(sel) == 0) {
         const int32_t rows = tt_select_count(sel, p->out_c);
         for (int32_t j = 0; j < rows; j++) {
             const int32_t oc = tt_select_at(sel, j);

@@ -145,6 +145,21 @@ static inline const int8_t *tt_row_cursor_at(tt_row_cursor *c, int32_t o)
     return c->w + o * c->row_size;
 }
 
+/* Of a conv's outputs along one axis, those o in [0, n_out) whose kernel tap k lands inside the
+ * input (0 <= o * stride - pad + k < n_in): returns their count (0: none), the first in *lo. */
+static inline int32_t tt_valid_outputs(int32_t n_out, int32_t n_in, int32_t stride, int32_t pad,
+                                       int32_t k, int32_t *lo)
+{
+    const int32_t first = pad - k <= 0 ? 0 : (pad - k + stride - 1) / stride;
+    const int32_t top = n_in - 1 + pad - k; /* o * stride <= top */
+    if (top < 0) {
+        return 0;
+    }
+    const int32_t last = top / stride < n_out - 1 ? top / stride : n_out - 1;
+    *lo = first;
+    return last >= first ? last - first + 1 : 0;
+}
+
 /* A weight shape whose element count fits int32. */
 static inline int tt_weight_shape_ok(const tt_weight_shape *s)
 {

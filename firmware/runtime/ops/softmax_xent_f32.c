@@ -32,7 +32,10 @@ tt_status tt_softmax_xent_f32(int32_t num_classes, const float *logits, int32_t 
 
     float r = 0.0f;
     for (int32_t j = 0; j < num_classes; j++) {
-        const float e = expf(logits[j] - m);
+        /* exp in double, rounded once: every C library (and numpy) then agrees on the float
+         * (float expf differs by an ulp between libraries), so training is bit-identical to the
+         * reference's. */
+        const float e = (float)exp((double)(logits[j] - m));
         dlogits[j] = e;
         if (j != best) {
             r += e;
@@ -43,7 +46,7 @@ tt_status tt_softmax_xent_f32(int32_t num_classes, const float *logits, int32_t 
         dlogits[j] /= s;
     }
     dlogits[label] = (label == best) ? -r / s : dlogits[label] - 1.0f;
-    *loss = log1pf(r) - z_label;
+    *loss = (float)log1p((double)r) - z_label;
     *pred = best;
     return TT_OK;
 }

@@ -14,20 +14,25 @@ from tinyhost.compiler.autodiff_s8 import autodiff_s8
 from tinyhost.compiler.capture import capture
 from tinyhost.compiler.errors import CompileError
 from tinyhost.compiler.emit import emit
+from tinyhost.compiler.fuse import fuse_pw_dw
 from tinyhost.compiler.graph import Graph
 from tinyhost.compiler.import_tiny import HEAD_SEED, import_tiny
+from tinyhost.compiler.inplace import depthwise_in_place
 from tinyhost.compiler.lower import lower
 from tinyhost.compiler.plan_memory import plan_memory
 from tinyhost.compiler.quantize import INT8_LAYERS, quantize
 from tinyhost.compiler.report import MemoryReport, memory_report
+from tinyhost.compiler.scratch import add_scratch
 from tinyhost.ops import UpdateRule
 from tinyhost.plan import Plan, encode_plan
 
 PASSES = ("capture", "lower", "autodiff", "plan_memory", "emit")
 # int8 models from tiny-training: the import replaces capture and lowering.
-PASSES_TINY = ("import_tiny", "autodiff", "plan_memory", "emit")
+PASSES_TINY = ("import_tiny", "autodiff", "fuse", "inplace", "scratch", "plan_memory",
+               "emit")
 # float models to int8: post-training quantization replaces lowering.
-PASSES_INT8 = ("capture", "quantize", "autodiff", "plan_memory", "emit")
+PASSES_INT8 = ("capture", "quantize", "autodiff", "fuse", "inplace", "scratch", "plan_memory",
+               "emit")
 INT8_UPDATE_RULES = {"round": UpdateRule.ROUND, "master": UpdateRule.MASTER}
 # The int8 weight update rule by default, chosen by measured accuracy (docs/int8.md section 11).
 INT8_UPDATE_DEFAULT = "round"
@@ -57,21 +62,25 @@ def compile_model(source: str, update: str = "full", lr: float = 0.01,
 
 def compile_tiny_training(pkl: str | Path, num_classes: int, update: str = "full",
                           lr: float = 0.01, input_size: int | None = None, qas: bool = True,
-                          int8_update: str = INT8_UPDATE_DEFAULT,
-                          reorder: bool = True) -> CompileResult:
+                          int8_update: str = INT8_UPDATE_DEFAULT, reorder: bool = True,
+                          fuse: bool = True) -> CompileResult:
     """A pretrained int8 model of the paper (tiny-training's .pkl) -> a training plan with a new
     fp32 head of num_classes; `update` is full, last:K, bias-only or a sparse-update scheme file
-    (see compiler/sparse.py); int8_update is the int8 weight update rule, round or master."""
+    (see compiler/sparse.py); int8_update is the int8 weight update rule, round or master;
+    fuse=False keeps every frozen 1x1 expand conv and its depthwise conv apart (compiler/fuse.py)
+    and every depthwise output beside its input (compiler/inplace.py): the same numbers, more
+    memory; for per-layer inspection and comparisons."""
     rule = _int8_rule(int8_update)
     graph = import_tiny(pkl, num_classes, input_size)
     meta = {"model": Path(pkl).stem, "source": str(pkl), "format": "tiny-training int8",
             "head": {"dtype": "f32", "init": f"torch.nn.Linear default, seed {HEAD_SEED}"}}
-    return _int8_plan(graph, meta, update, lr, qas, int8_update, rule, reorder)
+    return _int8_plan(graph, meta, update, lr, qas, int8_update, rule, reorder, fuse)
 
 
 def compile_quantized(source: str, calib: np.ndarray, update: str = "full", lr: float = 0.01,
                       qas: bool = True, int8_update: str = INT8_UPDATE_DEFAULT,
-                      reorder: bool = True, calibration: dict | None = None) -> CompileResult:
+                      reorder: bool = True, fuse: bool = True,
+                      calibration: dict | None = None) -> CompileResult:
     """A float PyTorch model (FILE.py:FACTORY or .pt2), quantized to int8 after training with the
     calibration samples `calib` (compiler/quantize.py) -> a training plan with the same int8
     passes as compile_tiny_training; its final Linear stays the fp32 head. `calibration` (what
@@ -82,7 +91,7 @@ def compile_quantized(source: str, calib: np.ndarray, update: str = "full", lr: 
     meta = {"model": captured.name, "source": source, "format": "float model, int8 post-training "
             "quantization", "calibration": (calibration or {}) | {"samples": int(len(calib))},
             "head": {"dtype": "f32", "init": "the model's own Linear"}}
-    return _int8_plan(graph, meta, update, lr, qas, int8_update, rule, reorder)
+    return _int8_plan(graph, meta, update, lr, qas, int8_update, rule, reorder, fuse)
 
 
 def _int8_rule(int8_update: str) -> UpdateRule:
@@ -93,19 +102,23 @@ def _int8_rule(int8_update: str) -> UpdateRule:
 
 
 def _int8_plan(graph: Graph, meta: dict, update: str, lr: float, qas: bool, int8_update: str,
-               rule: UpdateRule, reorder: bool) -> CompileResult:
-    """The passes after an int8 front end (import_tiny or quantize): autodiff, plan_memory,
-    emit."""
+               rule: UpdateRule, reorder: bool, fuse: bool) -> CompileResult:
+    """The passes after an int8 front end (import_tiny or quantize): autodiff, fuse, inplace,
+    scratch, plan_memory, emit."""
     input_shape = list(graph.tensors[graph.input].shape)
     assert graph.input_quant is not None
     graph, scheme = autodiff_s8(graph, update, meta["model"], qas=qas, rule=rule,
                                 reorder=reorder)
+    graph, fusions = fuse_pw_dw(graph) if fuse else (graph, [])
+    graph, in_place = depthwise_in_place(graph) if fuse else (graph, [])
+    graph = add_scratch(graph)
     memory = plan_memory(graph)
     meta = meta | {
         "update": update, "scheme": scheme.to_dict(), "input_shape": input_shape,
         "input_quant": {"scale": graph.input_quant[0], "zero": graph.input_quant[1]},
         "qas": qas, "int8_update": int8_update, "reorder": reorder,
-        "import_notes": graph.notes}
+        "import_notes": graph.notes, "fusions": [f.to_dict() for f in fusions],
+        "in_place": [p.to_dict() for p in in_place]}
     plan = emit(graph, memory, lr, meta)
     data = encode_plan(plan)
     return CompileResult(plan, data, memory_report(plan, len(data)))

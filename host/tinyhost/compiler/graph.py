@@ -68,6 +68,33 @@ class Graph:
         self.ops.append(op)
         return op
 
+    def operand_uses(self) -> dict[int, int]:
+        """How many operand slots (inputs and outputs) of all ops name each tensor."""
+        count: dict[int, int] = {}
+        for op in self.ops:
+            for t in op.inputs + op.outputs:
+                if t != NONE:
+                    count[t] = count.get(t, 0) + 1
+        return count
+
+    def remove_tensors(self, drop: set[int]) -> None:
+        """Deletes tensors that no op names any more (a fusion's intermediate), renumbering the
+        others in the ops and the bindings."""
+        if not drop:
+            return
+        keep = [i for i in range(len(self.tensors)) if i not in drop]
+        new = {old: i for i, old in enumerate(keep)} | {NONE: NONE}
+        for op in self.ops:
+            if any(t in drop for t in op.inputs + op.outputs):
+                raise ValueError(f"{op.source} still uses a tensor being removed")
+            op.inputs = [new[t] for t in op.inputs]
+            op.outputs = [new[t] for t in op.outputs]
+        for name in ("input", "logits", "label", "loss", "pred"):
+            if getattr(self, name) in drop:
+                raise ValueError(f"the {name} binding is being removed")
+            setattr(self, name, new[getattr(self, name)])
+        self.tensors = [self.tensors[i] for i in keep]
+
     def params(self) -> list[int]:
         return [i for i, t in enumerate(self.tensors)
                 if t.kind in (TensorKind.PARAM_TRAINABLE, TensorKind.PARAM_FROZEN)]

@@ -149,7 +149,7 @@ class Int8Emitter:
                 "x_scale": x_scale, "y_scale": y_scale, "x_zero": x_zero, "eff": eff}
         g.conv_ops.append(len(g.ops))
         g.add_op(Opcode.DEPTHWISE_CONV2D_S8 if depthwise else Opcode.CONV2D_S8,
-                 [x, wt, bt, mt, st, -1, -1], [y, -1], attrs, name, info)
+                 [x, wt, bt, mt, st, -1, -1], [y, -1, -1], attrs, name, info)
         return y
 
     def fit_bias(self, name: str, weight: np.ndarray, bias: np.ndarray, mult: np.ndarray,

@@ -235,6 +235,20 @@ class RefExecutor:
                          x_zero, y_zero, act_min, act_max, return_mask=True)
         self._store_s8_outputs(op, y, mask)
 
+    def _pw_dw_conv2d_s8(self, op: Op) -> None:
+        g_pw, g_dw = ConvGeom.from_attrs(op.attrs[:13]), ConvGeom.from_attrs(op.attrs[13:26])
+        x_zero, mid_zero, mid_min, mid_max, y_zero, act_min, act_max = op.attrs[26:]
+        x, pw_w, pw_b, pw_m, pw_s, dw_w, dw_b, dw_m, dw_s = op.inputs
+        xs, pw_ws, _ = self._conv_shapes(g_pw)
+        _, dw_ws, _ = self._conv_shapes(g_dw)
+        y = q.pw_dw_conv2d_s8(
+            g_pw, g_dw, self.view(x, xs),
+            self.view(pw_w, pw_ws), self._opt(pw_b, (g_pw.out_c,)),
+            q.ConvS8Quant(self.view(pw_m), self.view(pw_s), x_zero, mid_zero, mid_min, mid_max),
+            self.view(dw_w, dw_ws), self._opt(dw_b, (g_dw.out_c,)),
+            q.ConvS8Quant(self.view(dw_m), self.view(dw_s), mid_zero, y_zero, act_min, act_max))
+        self.view(op.outputs[0])[...] = y.reshape(-1)
+
     def _store_s8_outputs(self, op: Op, y: np.ndarray, mask: np.ndarray) -> None:
         self.view(op.outputs[0])[...] = y.reshape(-1)
         if op.outputs[1] != NONE:
@@ -365,4 +379,5 @@ class RefExecutor:
         Opcode.UPDATE_S8_F32: _update_s8,
         Opcode.UPDATE_S32_F32: _update_s32,
         Opcode.ADD_F32: _add_f32,
+        Opcode.PW_DW_CONV2D_S8: _pw_dw_conv2d_s8,
     }

@@ -192,20 +192,26 @@ def _fold(cols: F32, g: ConvGeom | PoolGeom, c: int) -> F32:
 # --- linear ---------------------------------------------------------------------------------------
 
 def linear(g: LinearGeom, x: ArrayLike, w: ArrayLike, b: ArrayLike | None) -> F32:
-    """y[o] = b[o] + sum_i w[o, i] x[i]."""
+    """y[o] = b[o] + sum_i w[o, i] x[i], summed in float32 in the C kernel's order (the bias, then
+    i ascending): the int8 graphs' fp32 head must train bit-identically on the device (see
+    kernels_s8.conv2d_s8_grad_input)."""
     xa = _arr(x, (g.in_features,), "x")
     wa = _arr(w, (g.out_features, g.in_features), "w")
-    y = wa @ xa
-    if b is not None:
-        y = y + _arr(b, (g.out_features,), "b")
-    return y.astype(np.float32, copy=False)
+    y = (_arr(b, (g.out_features,), "b").copy() if b is not None
+         else np.zeros(g.out_features, np.float32))
+    for i in range(g.in_features):
+        y += wa[:, i] * xa[i]
+    return y
 
 
 def linear_grad_input(g: LinearGeom, dy: ArrayLike, w: ArrayLike) -> F32:
-    """dx[i] = sum_o dy[o] w[o, i]."""
+    """dx[i] = sum_o dy[o] w[o, i], summed in float32 over o ascending (the C kernel's order)."""
     dya = _arr(dy, (g.out_features,), "dy")
     wa = _arr(w, (g.out_features, g.in_features), "w")
-    return (dya @ wa).astype(np.float32, copy=False)
+    dx = np.zeros(g.in_features, np.float32)
+    for o in range(g.out_features):
+        dx += dya[o] * wa[o]
+    return dx
 
 
 def linear_grad_weight(g: LinearGeom, dy: ArrayLike, x: ArrayLike) -> tuple[F32, F32]:
@@ -338,10 +344,16 @@ def softmax_xent(logits: ArrayLike, label: int) -> tuple[np.float32, F32, int]:
         raise ValueError(f"label {lab} is outside [0, num_classes={n})")
     pred = int(la.argmax())  # numpy's argmax returns the first maximum
     m = la[pred]
-    e = np.exp(la - m)
-    r = e[:pred].sum(dtype=np.float32) + e[pred + 1 :].sum(dtype=np.float32)
+    # exp and log1p in double, rounded to float32 once: libm's float functions differ between C
+    # libraries by an ulp, double ones agree after the rounding (all but ~2^-29 of the time), and
+    # r is summed in the C kernel's order, so device and reference agree bit for bit.
+    e = np.exp((la - m).astype(np.float64)).astype(np.float32)
+    r = np.float32(0)
+    for j in range(n):
+        if j != pred:
+            r = np.float32(r + e[j])
     s = np.float32(1) + r
-    loss = np.float32(np.log1p(r) - (la[lab] - m))
+    loss = np.float32(np.log1p(np.float64(r))) - (la[lab] - m)
     d = (e / s).astype(np.float32, copy=False)
     d[lab] = -r / s if lab == pred else d[lab] - np.float32(1)
     return loss, d, pred

@@ -378,9 +378,28 @@ def requant_grad(y: ArrayLike, dy: ArrayLike, eff_scale: ArrayLike, act_min: int
 
 def conv2d_s8_grad_input(g: ConvGeom, dz: ArrayLike, w: ArrayLike) -> F32:
     """dx = the transposed convolution of dz with the int8 weights as floats (torch.nn.grad.
-    conv2d_input in _QuantizedConv2dFunc.backward); groups and depthwise as the forward."""
-    wa = _s8(w, g.w_shape, "w")
-    return kf.conv2d_grad_input(g, _f32(dz, g.y_shape, "dz"), wa.astype(np.float32))
+    conv2d_input in _QuantizedConv2dFunc.backward); groups and depthwise as the forward.
+
+    Summed in float32 in the C kernel's order, so that device and reference train bit-identical
+    parameters (a one-ulp difference in a gradient can flip an int8 weight's rounding, and the
+    integer forward then amplifies it): for each dx element, its group's output channels in
+    ascending order, and for each channel the output positions in ascending order (that is, the
+    kernel taps (ky, kx) in descending order)."""
+    wa = _s8(w, g.w_shape, "w").astype(np.float32)
+    dza = _f32(dz, g.y_shape, "dz")
+    groups, cout_g, cin_g = g.groups, g.out_c // g.groups, g.in_c // g.groups
+    wg = wa.reshape(groups, cout_g, cin_g, g.k_h, g.k_w)
+    dzg = dza.reshape(groups, cout_g, 1, g.out_h, g.out_w)
+    dxp = np.zeros((groups, cin_g, g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w), np.float32)
+    rows = slice(None), slice(None)
+    for j in range(cout_g):
+        for ky in reversed(range(g.k_h)):
+            ys = slice(ky, ky + g.stride_h * (g.out_h - 1) + 1, g.stride_h)
+            for kx in reversed(range(g.k_w)):
+                xs = slice(kx, kx + g.stride_w * (g.out_w - 1) + 1, g.stride_w)
+                dxp[(*rows, ys, xs)] += dzg[:, j] * wg[:, j, :, ky, kx][:, :, None, None]
+    dx = dxp[:, :, g.pad_h : g.pad_h + g.in_h, g.pad_w : g.pad_w + g.in_w]
+    return np.ascontiguousarray(dx.reshape(g.x_shape))
 
 
 def conv2d_s8_grad_weight(g: ConvGeom, dz: ArrayLike, x: ArrayLike, x_zero: int,
@@ -389,6 +408,9 @@ def conv2d_s8_grad_weight(g: ConvGeom, dz: ArrayLike, x: ArrayLike, x_zero: int,
 
         dw[o, i, ky, kx] = sum_{oy, ox} dz[o, oy, ox] * (x - x_zero)_padded-with-0[window]
         db[o]            = sum_{oy, ox} dz[o, oy, ox]                 (always every channel)
+
+    Each sum runs in float32 over the output positions in ascending order, as the C kernel's (see
+    conv2d_s8_grad_input for why the order is part of the specification).
 
     channels selects the weight rows to return, in the given order (the paper's sparse update):
     axis 0 selects output channels (dw has shape (len(channels), I/G, KH, KW)); axis 1 selects
@@ -402,7 +424,17 @@ def conv2d_s8_grad_weight(g: ConvGeom, dz: ArrayLike, x: ArrayLike, x_zero: int,
     if axis == 1 and g.groups != 1:
         raise ValueError("input-channel selection (axis 1) needs groups == 1")
     xs = xa.astype(np.float32) - np.float32(xz)  # exact: small integers
-    dw, db = kf.conv2d_grad_weight(g, dza, xs)
+    win = kf._windows(kf._pad(xs, g, 0.0), g)  # (C, OH, OW, KH, KW); padding contributes +-0
+    groups, cout_g, cin_g = g.groups, g.out_c // g.groups, g.in_c // g.groups
+    wing = win.reshape(groups, 1, cin_g, g.out_h, g.out_w, g.k_h, g.k_w)
+    dzg = dza.reshape(groups, cout_g, g.out_h, g.out_w)
+    dw = np.zeros((groups, cout_g, cin_g, g.k_h, g.k_w), np.float32)
+    db = np.zeros(g.out_c, np.float32)
+    for oy in range(g.out_h):
+        for ox in range(g.out_w):
+            dw += dzg[:, :, oy, ox][:, :, None, None, None] * wing[:, :, :, oy, ox]
+            db += dza[:, oy, ox]
+    dw = dw.reshape(g.w_shape)
     sel = _channels(channels, g.w_shape[axis])
     if sel is not None:
         dw = np.ascontiguousarray(np.take(dw, sel, axis=axis))

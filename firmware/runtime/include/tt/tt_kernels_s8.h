@@ -169,7 +169,7 @@ typedef struct {
  *   dw[o,i,ky,kx] = sum_p dz[o,p] * (x - x_zero)[window]      (out-of-image taps 0)
  *   db[o]         = sum_p dz[o,p]                              (every channel; db may be NULL)
  * sel (NULL: all) picks the rows of dw, in its order: axis 0 -> dw is count x I/g x KH x KW,
- * axis 1 (groups == 1) -> O x count x KH x KW. */
+ * axis 1 (groups == 1) -> O x count x KH x KW. dw NULL (then x may be NULL): db only. */
 tt_status tt_conv2d_s8_grad_weight_f32(const tt_conv2d_params *p, const tt_channel_select *sel,
                                        const float *dz, const int8_t *x, int32_t x_zero, float *dw,
                                        float *db);

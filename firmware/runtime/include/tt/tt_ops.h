@@ -1,6 +1,4 @@
-/* Opcode numbers of the plan format. Must match host/tinyhost/ops.py and docs/plan.cddl.
- * The int8 graph's opcodes (20 and up) are not executed by this runtime yet: plan_check.c has no
- * ARITY entry for them, so a plan using them is refused before anything runs. */
+/* Opcode numbers of the plan format. Must match host/tinyhost/ops.py and docs/plan.cddl. */
 #ifndef TT_OPS_H
 #define TT_OPS_H
 
@@ -32,6 +30,7 @@ typedef enum {
     TT_OP_UPDATE_S8_F32 = 30,
     TT_OP_UPDATE_S32_F32 = 31,
     TT_OP_ADD_F32 = 32,
+    TT_OP_PW_DW_CONV2D_S8 = 33, /* a frozen 1x1 expand conv + its depthwise conv, fused */
 } tt_opcode;
 
 #endif

@@ -1,0 +1,97 @@
+"""Pass for int8 graphs, fuse: a frozen 1x1 expand conv and the depthwise conv reading its output
+become one PW_DW_CONV2D_S8, so the expanded tensor is never stored whole.
+
+The peak of the paper's sparse-update plans is in the frozen stem, where an inverted bottleneck's
+1x1 conv expands a small tensor six-fold (mbv2-w0.35's block 1: 8x64x64 -> 48x64x64, 192 KB) for a
+depthwise conv that reads each channel on its own. The fused op's kernel makes the intermediate
+one channel at a time in its scratch (one plane, e.g. 4 KB), with the unfused kernels' exact
+integers (docs/int8.md), so every plan computes the same numbers fused or not.
+
+A pair (a, b) = (ops[k], ops[k + 1]) of the forward pass is fused when
+- a is CONV2D_S8 with a 1x1 kernel, stride 1, no padding and groups 1, b is DEPTHWISE_CONV2D_S8;
+- a's output (the intermediate) is b's input and no other op (backward included) reads it, and it
+  is no binding;
+- neither writes a clamp mask (the backward does not reach them) and neither uses trainable rows;
+  their weights, biases and multipliers are frozen;
+- a's output zero point is b's input zero point (always, for imported graphs).
+Runs after autodiff (which decides what the backward reads) and before scratch and plan_memory.
+The intermediate tensor leaves the graph; graph.conv_ops entries of a and b name the fused op.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinyhost.compiler.graph import Graph, IROp
+from tinyhost.ops import OP_SPECS, Opcode
+from tinyhost.plan import NONE, TensorKind
+
+
+@dataclass(frozen=True)
+class Fusion:
+    conv: str          # the 1x1 conv's source (layer name)
+    depthwise: str
+    intermediate: str  # the tensor no longer stored
+    saved_bytes: int   # its size
+
+    def to_dict(self) -> dict:
+        return {"ops": [self.conv, self.depthwise], "intermediate": self.intermediate,
+                "saved_bytes": self.saved_bytes}
+
+
+def _frozen(graph: Graph, ts: list[int]) -> bool:
+    return all(t == NONE or graph.tensors[t].kind == TensorKind.PARAM_FROZEN for t in ts)
+
+
+def _fusible(graph: Graph, a: IROp, b: IROp, uses: dict[int, int]) -> bool:
+    if a.opcode != Opcode.CONV2D_S8 or b.opcode != Opcode.DEPTHWISE_CONV2D_S8:
+        return False
+    k_h, k_w, s_h, s_w, p_h, p_w, groups = a.attrs[6:13]
+    if (k_h, k_w, s_h, s_w, p_h, p_w, groups) != (1, 1, 1, 1, 0, 0, 1):
+        return False
+    mid = a.outputs[0]
+    bindings = {graph.input, graph.label, graph.logits, graph.loss, graph.pred}
+    if b.inputs[0] != mid or uses.get(mid) != 2 or mid in bindings:
+        return False
+    for op in (a, b):
+        x_zero, y_zero, act_min, act_max, n_rows = op.attrs[13:18]
+        if op.outputs[1] != NONE or n_rows != 0 or op.inputs[5] != NONE or op.inputs[6] != NONE:
+            return False
+        if not _frozen(graph, op.inputs[1:5]):
+            return False
+    return a.attrs[14] == b.attrs[13]
+
+
+def _fused_op(a: IROp, b: IROp) -> IROp:
+    x, pw_w, pw_b, pw_m, pw_s = a.inputs[:5]
+    _, dw_w, dw_b, dw_m, dw_s = b.inputs[:5]
+    x_zero, mid_zero, mid_min, mid_max = a.attrs[13:17]
+    y_zero, act_min, act_max = b.attrs[14:17]
+    attrs = a.attrs[:13] + b.attrs[:13] + [x_zero, mid_zero, mid_min, mid_max, y_zero, act_min,
+                                           act_max]
+    outputs = [NONE] * len(OP_SPECS[Opcode.PW_DW_CONV2D_S8].outputs)
+    outputs[0] = b.outputs[0]
+    return IROp(Opcode.PW_DW_CONV2D_S8, [x, pw_w, pw_b, pw_m, pw_s, dw_w, dw_b, dw_m, dw_s],
+                outputs, attrs, f"{a.source}+{b.source}", {"fused": (a.source, b.source)})
+
+
+def fuse_pw_dw(graph: Graph) -> tuple[Graph, list[Fusion]]:
+    fusions: list[Fusion] = []
+    drop: set[int] = set()
+    uses = graph.operand_uses()  # fusing changes no count but the dropped intermediate's
+    k = 0
+    while k + 1 < graph.n_forward:
+        a, b = graph.ops[k], graph.ops[k + 1]
+        if not _fusible(graph, a, b, uses):
+            k += 1
+            continue
+        mid = a.outputs[0]
+        fusions.append(Fusion(a.source, b.source, graph.tensors[mid].name,
+                              graph.tensors[mid].nbytes))
+        # The intermediate, and scratch an earlier pass may have given the two ops, go.
+        drop.update(t for t in (mid, *a.outputs[2:], *b.outputs[2:]) if t != NONE)
+        graph.ops[k:k + 2] = [_fused_op(a, b)]
+        graph.n_forward -= 1
+        graph.conv_ops = [j if j <= k else j - 1 for j in graph.conv_ops]
+        k += 1
+    graph.remove_tensors(drop)
+    return graph, fusions

@@ -1,0 +1,58 @@
+"""Pass for int8 graphs, inplace: a depthwise conv that keeps its input's shape writes its output
+over its input when nothing else reads that input (TinyEngine's in-place depthwise).
+
+After fusion, the forward peak of the paper's 99kb plans is block 0's 3x3 depthwise conv: a
+16x64x64 input (64 KB) and an output of the same size, both live. tt_depthwise_conv2d_s8 may
+write y over x when out_c == in_c, the output has the input's height and width and stride_h is 1
+(docs/int8.md): it copies each input row into its ring buffer before the output row with the same
+index is written, and channel c writes only plane c. So when the input has no reader but this op,
+one buffer serves both: the producer writes the depthwise's output tensor, the depthwise reads and
+overwrites it. The reference executor computes y before storing it, so it needs nothing special.
+
+Conditions: DEPTHWISE_CONV2D_S8 in the forward pass with multiplier 1, stride 1 and out_h, out_w
+== in_h, in_w; its input is no binding and is named by exactly two operands (its producer's output
+and this op's input), so no backward op reads it. Runs after autodiff and fuse.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinyhost.compiler.graph import Graph, IROp
+from tinyhost.ops import Opcode
+
+
+@dataclass(frozen=True)
+class InPlace:
+    op: str           # the depthwise conv's source
+    input: str        # the tensor that no longer exists apart from the output
+    saved_bytes: int
+
+    def to_dict(self) -> dict:
+        return {"op": self.op, "input": self.input, "saved_bytes": self.saved_bytes}
+
+
+def in_place_ok(op: IROp) -> bool:
+    """Whether tt_depthwise_conv2d_s8 may write this op's output over its input."""
+    if op.opcode != Opcode.DEPTHWISE_CONV2D_S8:
+        return False
+    in_c, in_h, in_w, out_c, out_h, out_w = op.attrs[:6]
+    stride_h = op.attrs[8]
+    return out_c == in_c and (out_h, out_w) == (in_h, in_w) and stride_h == 1
+
+
+def depthwise_in_place(graph: Graph) -> tuple[Graph, list[InPlace]]:
+    done: list[InPlace] = []
+    drop: set[int] = set()
+    uses = graph.operand_uses()
+    bindings = {graph.input, graph.label, graph.logits, graph.loss, graph.pred}
+    for op in graph.ops[:graph.n_forward]:
+        x, y = op.inputs[0], op.outputs[0]
+        if not in_place_ok(op) or x in bindings or uses.get(x) != 2:
+            continue
+        done.append(InPlace(op.source, graph.tensors[x].name, graph.tensors[x].nbytes))
+        for other in graph.ops:  # the producer now writes y, which this op reads and overwrites
+            other.inputs = [y if t == x else t for t in other.inputs]
+            other.outputs = [y if t == x else t for t in other.outputs]
+        drop.add(x)
+    graph.remove_tensors(drop)
+    return graph, done
