@@ -60,6 +60,7 @@ class Row:
     arena_used: int | None     # the device's arena need: plan arena + its decoded tables
     stack_peak: int | None     # measured, bytes
     refused: str = ""          # why the device did not run it
+    too_large: bool = False    # ... because it needs more RAM than the build has
 
     @property
     def input(self) -> str:
@@ -95,16 +96,17 @@ def run(case: Case, capacity: int, steps: int) -> Row:
     row = Row(case, plan, len(result.data), [], None, None)
     if plan.arena_size > capacity:
         row.refused = f"planned arena {plan.arena_size} B > device arena {capacity} B"
+        row.too_large = True
         return row
     device = connect("qemu")  # a fresh boot: the stack high-water mark starts from reset
     try:
         try:
             device.load_plan(plan, result.data)
-        except DeviceError as e:
+        except DeviceError as e:  # too large, or ops this firmware lacks: say so in the table
             tables = re.search(r"\+(\d+) for its tables", e.message)
-            if e.code != ERR_PLAN_ARENA or not tables:
-                raise
-            row.arena_used = plan.arena_size + int(tables[1])
+            if e.code == ERR_PLAN_ARENA and tables:
+                row.arena_used = plan.arena_size + int(tables[1])
+                row.too_large = True
             row.refused = e.message
             return row
         rng = np.random.default_rng(0)
@@ -128,7 +130,7 @@ def ram_total(fw: FirmwareMemory, row: Row) -> tuple[str, str]:
         total = fw.ram_needed(row.arena_used, row.stack_peak)
         return kb(total), "yes" if total <= fw.ram_size else "**does not fit**"
     arena = row.arena_used if row.arena_used is not None else row.plan.arena_size
-    return f"≥ {kb(fw.static_ram + arena)}", "**does not fit**"
+    return f"≥ {kb(fw.static_ram + arena)}", "**does not fit**" if row.too_large else "not run"
 
 
 def print_tables(fw: FirmwareMemory, info: DeviceInfo, rows: list[Row], steps: int) -> None:
@@ -209,7 +211,7 @@ def main() -> None:
               flush=True)
         row = run(case, info.arena_capacity, args.steps)
         status = (f"{statistics.mean(row.costs):,.0f} instructions/step" if row.costs else
-                  f"does not fit ({row.refused})")
+                  f"{'does not fit' if row.too_large else 'not run'} ({row.refused})")
         print(f" {row.input}: {status} ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
         rows.append(row)
     print_tables(fw, info, rows, args.steps)
