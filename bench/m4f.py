@@ -11,8 +11,9 @@ Each plan runs on a freshly booted firmware (`--port qemu`, -icount shift=0: cos
 counts, the same on every run to one SysTick tick, 40 instructions), so the stack high-water mark
 INFO reports (`stack_peak`: the stack is painted at reset) is that plan's own: upload, --steps
 training steps on random samples, INFO. Flash and static RAM come from the build's map file
-(tinyhost.firmware_map). A plan the device refuses is reported as "does not fit" with the numbers
-that say why; one whose planned arena alone exceeds the device's is not uploaded at all.
+(tinyhost.firmware_map). A plan that needs more RAM than the build has is reported as "does not
+fit" with the numbers that say why (one whose planned arena alone exceeds the device's is not
+uploaded at all); one the firmware refuses for another reason (ops it lacks) as "not run".
 Run time: ~2 minutes, mostly uploading the paper models' plans over the emulated UART (~16 KiB/s);
 each --reduced-size adds ~1 minute.
 """
