@@ -117,10 +117,15 @@ def calibrate(captured: Captured, samples: np.ndarray) -> dict[str, Range]:
         else:
             args.append(consts[spec.target])
     rec = _RangeRecorder(ep.graph_module)
-    with torch.no_grad():
-        for x in xs:
-            args[user] = torch.from_numpy(np.ascontiguousarray(x)).reshape(shape)
-            rec.run(*args)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one small sample at a time: threads only contend
+    try:
+        with torch.no_grad():
+            for x in xs:
+                args[user] = torch.from_numpy(np.ascontiguousarray(x)).reshape(shape)
+                rec.run(*args)
+    finally:
+        torch.set_num_threads(threads)
     return rec.ranges
 
 
