@@ -400,9 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8 models: no quantization-aware scaling of the gradients (for "
                         "comparison: int8 weights and biases then barely move)")
     p.add_argument("--int8-update", choices=("round", "master"),
-                   help="int8 weight update: round (int8 weights only) or master (an f32 copy of "
-                        "the trained rows and biases, updated and rounded; more arena). Default: "
-                        "the rule chosen by measured accuracy, see docs/int8.md")
+                   help="int8 weight update: master (default: an f32 copy of the trained rows "
+                        "and biases, updated and rounded; chosen by measured accuracy, docs/int8.md "
+                        "section 12) or round (int8 weights only: less arena; the paper's 99kb "
+                        "schemes fit 256 KB only with round)")
     p.add_argument("--no-reorder", dest="reorder", action="store_false",
                    help="apply every update after the whole backward pass instead of right "
                         "after its gradient (for memory comparisons)")

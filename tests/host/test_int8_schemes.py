@@ -146,10 +146,13 @@ def test_scheme_file_forms(synthetic_pkl, write_scheme):
                                                                          "weight_update_ratio": None}}}
     single = write_scheme(one, "one.json")
     multi = write_scheme(shipped_like, "multi.json")
+    # the trainable tensors themselves (rule round: no f32 masters beside them)
     names = lambda r: {r.plan.tensors[i].name for i in r.plan.trainable}  # noqa: E731
-    a = compile_tiny_training(synthetic_pkl, 4, update=str(single))
-    b = compile_tiny_training(synthetic_pkl, 4, update=f"{multi}:synthetic:10kb")
-    c = compile_tiny_training(synthetic_pkl, 4, update=f"{multi}:10kb")  # model = the pkl's name
+    a = compile_tiny_training(synthetic_pkl, 4, update=str(single), int8_update="round")
+    b = compile_tiny_training(synthetic_pkl, 4, update=f"{multi}:synthetic:10kb",
+                              int8_update="round")
+    c = compile_tiny_training(synthetic_pkl, 4, update=f"{multi}:10kb",  # model: the pkl's name
+                              int8_update="round")
     assert names(a) == names(b) == names(c) == {
         "classifier.weight", "classifier.bias", "blocks.2.depthwise.bias", "blocks.2.pointwise2.bias",
         "feature_mix.bias", "blocks.2.pointwise2.weight_rows"}

@@ -120,7 +120,8 @@ def test_budget_in_json(tmp_path: Path, capsys, big_spec, big_plan, budget) -> N
 
 def test_int8_budget(tmp_path: Path, capsys, synthetic_pkl, compile_int8) -> None:
     report = compile_int8(synthetic_pkl, num_classes=4).report
-    args = ["--from-tiny-training", str(synthetic_pkl), "--num-classes", "4"]
+    args = ["--from-tiny-training", str(synthetic_pkl), "--num-classes", "4", "--int8-update",
+            "round"]  # the fixture's rule
     out_file = tmp_path / "s.ttp"
     rc, _, err = run(capsys, *args, "-o", str(out_file), "--budget", str(report.arena_bytes - 1))
     assert rc == 1 and not out_file.exists() and "by 1 B (1 bytes)" in err
@@ -136,6 +137,7 @@ def test_paper_model_full_update_over_256kb(tmp_path: Path, capsys, compile_int8
     r = compile_int8(pkl, "full").report
     out_file = tmp_path / "full.ttp"
     rc, _, err = run(capsys, "--from-tiny-training", str(pkl), "--num-classes", "10",
+                     "--int8-update", "round",
                      "-o", str(out_file), "--budget", "256KB")
     assert rc == 1 and not out_file.exists()
     assert f"({r.arena_bytes - 256 * KB} bytes)" in err and r.live_at_peak[0][0] in err

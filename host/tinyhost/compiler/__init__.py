@@ -34,8 +34,8 @@ PASSES_TINY = ("import_tiny", "autodiff", "fuse", "inplace", "scratch", "plan_me
 PASSES_INT8 = ("capture", "quantize", "autodiff", "fuse", "inplace", "scratch", "plan_memory",
                "emit")
 INT8_UPDATE_RULES = {"round": UpdateRule.ROUND, "master": UpdateRule.MASTER}
-# The int8 weight update rule by default, chosen by measured accuracy (docs/int8.md section 11).
-INT8_UPDATE_DEFAULT = "round"
+# The int8 weight update rule by default, chosen by measured accuracy (docs/int8.md section 12).
+INT8_UPDATE_DEFAULT = "master"
 
 
 @dataclass
