@@ -15,7 +15,12 @@ from tinyhost.compiler.capture import capture
 from tinyhost.compiler.quantize import INT8_LAYERS, calibrate, fold_batchnorm
 from tinyhost.ops import Opcode
 from tinyhost.refexec.executor import RefExecutor
-from tinyhost.refexec.requant import quantize_activation_params
+from tinyhost.refexec.requant import (
+    effective_scale,
+    quantize_activation_params,
+    quantize_multipliers,
+    quantize_per_channel_weights,
+)
 
 
 class Residual(nn.Module):
@@ -119,9 +124,18 @@ def test_calibration_ranges_set_scales_zero_points_and_clamps(tmp_path):
     lo, hi = ranges["relu"]
     assert lo == 0.0 and (y_zero, act_min, act_max) == (-128, -128, 127)
     y_scale = quantize_activation_params(lo, hi)[0]
-    # the next layer's requantization starts from this output's scale
-    eff = plan.tensors[convs[1].inputs[3]]
-    assert eff.dtype.name == "S32"
+    # the depthwise conv after it: x_scale from that range, y_scale from its ReLU6's range, the
+    # weight scales from its BN-folded weights -> QuantizeMultiplier per channel
+    dw, bn = model[3].dw, model[3].bn
+    t = lambda a: a.detach().numpy()  # noqa: E731
+    w, _ = fold_batchnorm(t(dw.weight), t(dw.bias), t(bn.weight), t(bn.bias), t(bn.running_mean),
+                          t(bn.running_var), bn.eps)
+    s_w = quantize_per_channel_weights(w)[1]
+    mult, shift = quantize_multipliers(effective_scale(
+        y_scale, s_w, quantize_activation_params(*ranges["hardtanh"])[0]))
+    np.testing.assert_array_equal(plan.constant(convs[1].inputs[3]), mult)
+    np.testing.assert_array_equal(plan.constant(convs[1].inputs[4]), shift)
+    assert convs[1].attrs[13] == y_zero  # its input zero point is the first conv's output's
     # ReLU6 (hardtanh(0, 6)): clamp at y_zero and at 6 if the range reaches it
     last = convs[3]
     s6, z6 = quantize_activation_params(*ranges["hardtanh_1"])
@@ -136,7 +150,6 @@ def test_calibration_ranges_set_scales_zero_points_and_clamps(tmp_path):
     head = next(op for op in plan.ops if op.opcode == Opcode.LINEAR_F32)
     np.testing.assert_array_equal(RefExecutor(plan).read_tensor(head.inputs[1]),
                                   model[-1].weight.detach().numpy())
-    assert y_scale > 0
 
 
 def test_int8_forward_within_quantization_error(tmp_path):
