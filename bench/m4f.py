@@ -5,7 +5,7 @@ RAM against the 256 KB the build has. Prints markdown tables.
 
 Plans: the demo model (full, last:1, bias-only); the paper's int8 models mcunet-5fps and mbv2-w0.35
 at --input-size with their 99kb sparse-update schemes (int8 update rule round, the paper's, and
-master, the compiler's default) and with full update, and with --reduced-size N the same again at
+master, f32 copies of the trained channels) and with full update, and with --reduced-size N the same again at
 NxN (for a plan that does not fit at full size).
 
 Each plan runs on a freshly booted firmware (`--port qemu`, -icount shift=0: costs are instruction
@@ -77,8 +77,8 @@ def cases(args: argparse.Namespace) -> list[Case]:
         def tiny(update: str, size: int, rule: str, model: str = model) -> CompileResult:
             return compile_tiny_training(PAPER_MODELS / f"{model}.pkl", 10, update=update,
                                          input_size=size, int8_update=rule)
-        # rule round: the paper's in-place int8 update; master (the compiler's default, an f32
-        # copy of the trained channels) to show what it costs
+        # rule round: the paper's in-place int8 update; master (an f32 copy of the trained
+        # channels, more accurate) to show what it costs
         for size in (args.input_size, args.reduced_size) if args.reduced_size else (args.input_size,):
             for rule in ("round", "master"):
                 out.append(Case(model, f"99kb scheme, {rule}", lambda t=tiny, m=model, n=size, r=rule:
