@@ -73,12 +73,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
             return 2
         result = compile_tiny_training(
             args.from_tiny_training, args.num_classes, update=args.update, lr=args.lr,
-            input_size=args.input_size, qas=args.qas, int8_update=rule, reorder=args.reorder)
+            input_size=args.input_size, qas=args.qas, int8_update=rule, reorder=args.reorder,
+            budget=args.budget)
     elif args.int8:
         calib = _load_data(args.calib, args.normalize)
         result = compile_quantized(
             args.model, calib.x_train, update=args.update, lr=args.lr, qas=args.qas,
-            int8_update=rule, reorder=args.reorder,
+            int8_update=rule, reorder=args.reorder, budget=args.budget,
             calibration={"data": args.calib, "split": "train", "normalize": args.normalize})
     else:
         result = compile_model(args.model, update=args.update, lr=args.lr, reorder=args.reorder)
@@ -97,7 +98,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         out = {"plan": None if over_budget else args.output, "bytes": len(result.data),
                "memory": report.to_dict(), "budget": budget, "memory_chart": args.memory_chart}
         if "scheme" in meta:
-            out["int8"] = {k: meta[k] for k in ("scheme", "qas", "int8_update", "reorder",
+            out["int8"] = {k: meta[k] for k in ("scheme", "qas", "int8_update", "int8_update_auto",
+                                                "reorder",
                                                 "input_shape", "input_quant", "import_notes",
                                                 "calibration") if k in meta}
         _print_json(out)
@@ -110,6 +112,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                   f"last {s['n_bias_update']} convs, weights of convs {s['manual_weight_idx']} "
                   f"(channel ratios {s['weight_update_ratio']}), fp32 head; QAS "
                   f"{'on' if meta['qas'] else 'off'}, int8 update rule {meta['int8_update']}")
+            if "int8_update_auto" in meta:
+                print(f"int8 update rule chosen (--int8-update auto): {meta['int8_update_auto']}")
             if "calibration" in meta:
                 c = meta["calibration"]
                 print(f"calibrated on {c['samples']} samples of {c['data']} ({c['split']} split, "
@@ -399,11 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-qas", dest="qas", action="store_false",
                    help="int8 models: no quantization-aware scaling of the gradients (for "
                         "comparison: int8 weights and biases then barely move)")
-    p.add_argument("--int8-update", choices=("round", "master"),
-                   help="int8 weight update: master (default: an f32 copy of the trained rows "
-                        "and biases, updated and rounded; chosen by measured accuracy, docs/int8.md "
-                        "section 12) or round (int8 weights only: less arena; the paper's 99kb "
-                        "schemes fit 256 KB only with round)")
+    # (compiler.INT8_UPDATE_CHOICES, written out: importing the compiler here would load torch)
+    p.add_argument("--int8-update", choices=("auto", "round", "master"),
+                   help="int8 weight update: master (an f32 copy of the trained rows and biases, "
+                        "updated and rounded: the more accurate, docs/int8.md section 12), round "
+                        "(int8 weights only: less arena; the paper's 99kb schemes fit 256 KB only "
+                        "with it), or auto (default: master when the arena then fits --budget, "
+                        "or 256 KB without one, else round)")
     p.add_argument("--no-reorder", dest="reorder", action="store_false",
                    help="apply every update after the whole backward pass instead of right "
                         "after its gradient (for memory comparisons)")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SCHEMES, paper_model, smooth_images
+from paper_data import SCHEMES, paper_model, smooth_images
 from tinyhost.compiler.scratch import pw_dw_conv2d_s8_scratch
 from tinyhost.ops import OP_SPECS, Opcode
 from tinyhost.refexec import kernels_s8 as k

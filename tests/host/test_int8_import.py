@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PAPER_MODELS, SCHEMES, paper_model, smooth_images
+from paper_data import PAPER_MODELS, SCHEMES, paper_model, smooth_images
 from int8_ref import PaperNet, QConvFn
 from tinyhost.compiler import CompileError, compile_tiny_training
 from tinyhost.ops import Opcode

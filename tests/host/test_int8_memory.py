@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PAPER_MODELS, SCHEMES, paper_model
+from paper_data import PAPER_MODELS, SCHEMES, paper_model
 from test_compiler import check_memory_plan
 from tinyhost.plan import TensorKind
 from tinyhost.refexec.executor import RefExecutor

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PAPER_MODELS, SCHEMES, paper_model
+from paper_data import PAPER_MODELS, SCHEMES, paper_model
 from tinyhost.compiler import CompileError, compile_tiny_training
 from tinyhost.ops import Opcode, UpdateRule
 from tinyhost.plan import TensorKind

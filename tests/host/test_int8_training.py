@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from closeness import assert_close
-from conftest import smooth_images
+from paper_data import smooth_images
 from int8_ref import PaperNet, TrainSpec, train_step
 from tinyhost.compiler import compile_tiny_training
 from tinyhost.ops import Opcode

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import paper_model
+from paper_data import paper_model
 from test_compiler import intervals
 from tinyhost.cli import byte_size, main
 from tinyhost.compiler import compile_model
