@@ -10,15 +10,12 @@ seeds do not average out). Nothing here is timed.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
+from bench_loader import load_bench
 from tinyhost.compiler import INT8_UPDATE_DEFAULT
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "accuracy.py"
 SEEDS = 3
 UPDATE = "last:3"
 WITHIN = 0.02        # int8 + QAS at most 2 points below fp32 (the issue's claim)
@@ -26,11 +23,7 @@ NO_QAS_BELOW = 0.10  # "measurably less": measured ~35 points below, about the h
 
 
 def bench_accuracy():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("accuracy")
 
 
 @pytest.fixture(scope="module")

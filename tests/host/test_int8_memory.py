@@ -11,21 +11,18 @@ analytic budget (99 KB) to what the classifier alone needs, which is what the bu
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench_loader import load_bench
 from paper_data import PAPER_MODELS, SCHEMES, paper_model
 from test_compiler import check_memory_plan
 from tinyhost.plan import TensorKind
 from tinyhost.refexec.executor import RefExecutor
 
 KB = 1024
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "memory.py"
 # Lower bounds of the paper's ratios (it reports 7-9x and ~20x), per model.
 MIN_FULL_OVER_SPARSE = {"mcunet-5fps": 5.0, "mbv2-w0.35": 5.0}
 MIN_FULL_NO_REORDER_OVER_SPARSE = {"mcunet-5fps": 12.0, "mbv2-w0.35": 8.0}
@@ -33,11 +30,7 @@ MIN_REORDER_SAVING_ON_FULL = 1.5
 
 
 def bench_memory():
-    spec = importlib.util.spec_from_file_location("bench_memory", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("memory")
 
 
 @pytest.fixture(scope="module", params=PAPER_MODELS)
