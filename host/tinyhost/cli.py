@@ -205,8 +205,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{kind}: {info.board} on {args.port}")
     print(f"firmware {info.firmware}, protocol v{info.protocol}, plan format v{info.plan_format}")
     if info.board != "ref":
-        print(f"arena {info.arena_capacity} bytes, plan store {info.plan_capacity} bytes, "
+        slots = ("1 slot of" if info.plan_slots == 1 else f"{info.plan_slots} x")
+        print(f"arena {info.arena_capacity} bytes, plan store {slots} {info.plan_capacity} bytes, "
               f"max payload {info.max_payload} bytes")
+        if info.plan_slots == 1:
+            print("one plan slot: an upload erases the running plan when it begins; until it is "
+                  "committed no plan runs")
     if info.plan_loaded:
         print(f"plan {info.plan_hash.hex()[:16]} loaded, arena used {info.arena_used} bytes, "
               f"{info.steps} training steps since loading")

@@ -36,6 +36,7 @@ class DeviceInfo:
     steps: int
     ops: list[int]
     stack_peak: int | None = None  # peak stack bytes since boot, from ports that measure it
+    plan_slots: int = 2  # 1: an upload replaces the running plan as soon as it begins
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)

@@ -256,7 +256,8 @@ static bool decode_step(const reply *r, step_reply *st)
 
 typedef struct {
     char firmware[32], board[64], cost_unit[32];
-    uint32_t protocol, plan_format, arena_capacity, plan_capacity, max_payload, arena_used, steps;
+    uint32_t protocol, plan_format, arena_capacity, plan_capacity, plan_slots, max_payload,
+        arena_used, steps;
     bool plan_loaded;
     uint8_t plan_hash[TT_SHA256_SIZE];
     size_t plan_hash_len;
@@ -305,6 +306,8 @@ static bool decode_info(const reply *r, info *in)
             ok = zcbor_uint32_decode(s, &in->arena_capacity);
         } else if (ok && key_is(&k, "plan_capacity")) {
             ok = zcbor_uint32_decode(s, &in->plan_capacity);
+        } else if (ok && key_is(&k, "plan_slots")) {
+            ok = zcbor_uint32_decode(s, &in->plan_slots);
         } else if (ok && key_is(&k, "max_payload")) {
             ok = zcbor_uint32_decode(s, &in->max_payload);
         } else if (ok && key_is(&k, "arena_used")) {
@@ -510,13 +513,14 @@ static void store_port_write(void *ctx, const uint8_t *data, size_t len)
     port_write(&((store_device *)ctx)->t, data, len);
 }
 
-static void store_device_init(store_device *f)
+/* slots: 2, or 1 (slot 0 only: the single-slot store of a small flash). */
+static void store_device_init(store_device *f, int slots)
 {
     memset(f, 0, sizeof *f);
     f->fail_write_at = SIZE_MAX;
     tt_port port = {"test-flash", "ticks", NULL, store_port_write, f};
-    tt_device_init(&f->t.dev, &port, f->t.arena, sizeof f->t.arena, f->t.slots[0], f->t.slots[1],
-                   PLAN_CAPACITY);
+    tt_device_init(&f->t.dev, &port, f->t.arena, sizeof f->t.arena, f->t.slots[0],
+                   slots == 2 ? f->t.slots[1] : NULL, PLAN_CAPACITY);
     tt_plan_store store = {store_erase, store_write, store_committed, f};
     tt_device_set_plan_store(&f->t.dev, &store);
     f->t.seq = 0x40;
@@ -528,7 +532,7 @@ static void run_store(const plan_files *small, const plan_files *demo)
     reply r;
     step_reply st;
     char detail[160];
-    store_device_init(&flashdev);
+    store_device_init(&flashdev, 2);
     uint8_t type = upload(&flashdev.t, small->file, small->len, 700, NULL, &r);
     bool ok = type == TT_MSG_ACK && flashdev.erases == 1 && flashdev.erased_slot == 1 &&
               flashdev.erased_size == small->len && flashdev.commits == 1 &&
@@ -560,7 +564,7 @@ static void run_store(const plan_files *small, const plan_files *demo)
 
     /* A "reboot": a fresh device over the same slots restores the stored plan. */
     static store_device rebooted;
-    store_device_init(&rebooted);
+    store_device_init(&rebooted, 2);
     memcpy(rebooted.t.slots, flashdev.t.slots, sizeof rebooted.t.slots);
     tt_error err = {TT_OK, ""};
     tt_status rs = tt_device_restore(&rebooted.t.dev, 1, small->len, &err);
@@ -577,6 +581,150 @@ static void run_store(const plan_files *small, const plan_files *demo)
     tt_test_case("tt_device_restore of a slot without a valid plan fails, nothing loaded", ok,
                  tt_status_name(rs));
     TT_CHECK(!flashdev.t.overflowed && !rebooted.t.overflowed);
+}
+
+/* ERROR with that status whose message contains `part`. */
+static void expect_error_text(const char *what, uint8_t type, const reply *r, tt_status code,
+                              const char *part)
+{
+    device_error e;
+    bool ok = type == TT_MSG_ERROR && decode_error(r, &e) && e.code == (int32_t)code &&
+              strstr(e.msg, part) != NULL;
+    char detail[240];
+    snprintf(detail, sizeof detail, "reply type 0x%02x, code %ld (want %s, \"%s\"): %s", type,
+             (long)(type == TT_MSG_ERROR ? e.code : 0), tt_status_name(code), part,
+             type == TT_MSG_ERROR ? e.msg : "");
+    tt_test_case(what, ok, detail);
+}
+
+/* INFO says no plan is loaded, and TRAIN is refused saying why. */
+static bool no_plan_runs(test_device *t, const plan_files *pf, const char *why)
+{
+    reply r;
+    info in = hello(t, "no plan");
+    const pd_step *s0 = &pf->plan->steps[0];
+    uint8_t type = request(t, TT_MSG_TRAIN, req,
+                           cbor_train(s0->label, s0->lr, pf->samples[0], pf->sample_len), &r);
+    device_error e;
+    return !in.plan_loaded && in.plan_hash_len == 0 && in.arena_used == 0 &&
+           type == TT_MSG_ERROR && decode_error(&r, &e) && e.code == TT_ERR_NO_PLAN &&
+           strstr(e.msg, why) != NULL;
+}
+
+static bool runs_plan(test_device *t, const plan_files *pf, uint32_t steps_before)
+{
+    step_reply st;
+    const pd_step *s0 = &pf->plan->steps[0];
+    info in = hello(t, "runs");
+    return in.plan_loaded && in.plan_slots == 1 && in.steps == steps_before &&
+           memcmp(in.plan_hash, pf->file + pf->len - TT_SHA256_SIZE, TT_SHA256_SIZE) == 0 &&
+           train(t, s0, pf->samples[0], pf->sample_len, &st) && st.step == steps_before + 1 &&
+           (steps_before > 0 || close_rel(st.loss, s0->loss)); /* the reference's first step */
+}
+
+/* One plan slot (a flash too small for two): an upload overwrites the running plan, so it is
+ * unloaded at PLAN_BEGIN; an interrupted or corrupt upload leaves no plan, never a partial one. */
+static void run_single_slot(const plan_files *small, const plan_files *demo)
+{
+    reply r;
+    uint8_t type;
+    static store_device one, rebooted;
+    store_device_init(&one, 1);
+    info in = hello(&one.t, "single slot");
+    tt_test_case("one slot: INFO plan_slots = 1", in.plan_slots == 1 &&
+                 in.plan_capacity == PLAN_CAPACITY && !in.plan_loaded, NULL);
+
+    type = upload(&one.t, small->file, small->len, 700, NULL, &r);
+    bool ok = type == TT_MSG_ACK && one.erases == 1 && one.erased_slot == 0 &&
+              one.commits == 1 && one.committed_slot == 0 && one.committed_len == small->len &&
+              runs_plan(&one.t, small, 0);
+    tt_test_case("one slot: upload erases and commits slot 0, the plan trains (reference loss)",
+                 ok, NULL);
+
+    type = request(&one.t, TT_MSG_PLAN_BEGIN, req, cbor_begin(PLAN_CAPACITY + 1, small->file), &r);
+    expect_error("one slot: PLAN_BEGIN over capacity -> TT_ERR_TOO_LARGE", type, &r,
+                 TT_ERR_TOO_LARGE);
+    ok = one.erases == 1 && runs_plan(&one.t, small, 1);
+    tt_test_case("one slot: ... refused before erasing: the running plan is kept", ok, NULL);
+
+    /* Interrupted: the demo plan's first half arrives, then the link goes quiet. */
+    uint8_t hash[TT_SHA256_SIZE];
+    tt_sha256(demo->file, demo->len, hash);
+    type = request(&one.t, TT_MSG_PLAN_BEGIN, req, cbor_begin((uint32_t)demo->len, hash), &r);
+    uint8_t t2 = TT_MSG_ACK;
+    for (size_t at = 0; at < demo->len / 2 && t2 == TT_MSG_ACK; at += 2000) {
+        size_t n = cbor_chunk((uint32_t)at, demo->file + at, 2000);
+        t2 = request(&one.t, TT_MSG_PLAN_CHUNK, req, n, &r);
+    }
+    ok = type == TT_MSG_ACK && t2 == TT_MSG_ACK && one.erases == 2 && one.erased_slot == 0 &&
+         no_plan_runs(&one.t, small, "an upload replaced it (one plan slot)");
+    tt_test_case("one slot: during an upload no plan is loaded (INFO; TRAIN -> TT_ERR_NO_PLAN "
+                 "saying the upload replaced it)", ok, NULL);
+    type = request(&one.t, TT_MSG_PLAN_COMMIT, EMPTY_LIST, sizeof EMPTY_LIST, &r);
+    expect_error("one slot: PLAN_COMMIT of half a plan -> TT_ERR_PROTO", type, &r, TT_ERR_PROTO);
+    ok = one.commits == 1 && no_plan_runs(&one.t, small, "not committed");
+    tt_test_case("one slot: ... and still no plan runs", ok, NULL);
+
+    /* A "reboot" over the half-written slot: the last committed record names the small plan;
+     * its bytes are gone, and the restore refuses what is there. */
+    store_device_init(&rebooted, 1);
+    memcpy(rebooted.t.slots[0], one.t.slots[0], PLAN_CAPACITY);
+    tt_error err = {TT_OK, ""};
+    tt_status rs = tt_device_restore(&rebooted.t.dev, 0, small->len, &err);
+    ok = rs != TT_OK && no_plan_runs(&rebooted.t, small, "upload one first");
+    tt_test_case("one slot: restore after an interrupted upload fails, no plan loaded", ok,
+                 err.msg);
+    rs = tt_device_restore(&rebooted.t.dev, 0, demo->len, &err);
+    ok = rs != TT_OK && no_plan_runs(&rebooted.t, small, "upload one first");
+    tt_test_case("one slot: ... also as the plan being uploaded (half of it)", ok, err.msg);
+    rs = tt_device_restore(&rebooted.t.dev, 1, small->len, &err);
+    tt_test_case("one slot: restore of slot 1 -> TT_ERR_ARG", rs == TT_ERR_ARG, err.msg);
+
+    /* Every byte arrives but does not match the announced sha256 (a corrupt transfer). */
+    uint8_t wrong[TT_SHA256_SIZE];
+    memcpy(wrong, hash, sizeof wrong);
+    wrong[0] ^= 1;
+    type = upload(&one.t, demo->file, demo->len, 4000, wrong, &r);
+    expect_error_text("one slot: a corrupt upload -> TT_ERR_PLAN_HASH, saying no plan is loaded",
+                      type, &r, TT_ERR_PLAN_HASH, "no plan loaded (one slot)");
+    ok = one.commits == 1 && no_plan_runs(&one.t, small, "not committed");
+    tt_test_case("one slot: ... and nothing runs", ok, NULL);
+
+    /* A failing flash write. */
+    one.fail_write_at = 4000;
+    type = upload(&one.t, demo->file, demo->len, 4000, NULL, &r);
+    expect_error_text("one slot: a failing write -> TT_ERR_STORAGE, saying no plan is loaded",
+                      type, &r, TT_ERR_STORAGE, "no plan loaded (one slot)");
+    ok = one.commits == 1 && no_plan_runs(&one.t, small, "not committed");
+    tt_test_case("one slot: ... and nothing runs", ok, NULL);
+    one.fail_write_at = SIZE_MAX;
+
+    /* A complete upload recovers; a reboot restores it. */
+    type = upload(&one.t, demo->file, demo->len, 4000, NULL, &r);
+    ok = type == TT_MSG_ACK && one.commits == 2 && one.committed_slot == 0 &&
+         one.committed_len == demo->len && runs_plan(&one.t, demo, 0);
+    tt_test_case("one slot: a complete upload then commits and trains (reference loss)", ok, NULL);
+    store_device_init(&rebooted, 1);
+    memcpy(rebooted.t.slots[0], one.t.slots[0], PLAN_CAPACITY);
+    rs = tt_device_restore(&rebooted.t.dev, 0, demo->len, &err);
+    ok = rs == TT_OK && runs_plan(&rebooted.t, demo, 0);
+    tt_test_case("one slot: restore at boot runs the committed plan (reference loss)", ok,
+                 err.msg);
+
+    /* RAM slot, no store hooks: the same rules with memcpy. */
+    static test_device ram;
+    device_init(&ram);
+    tt_port port = {"test-ram", "ticks", NULL, port_write, &ram};
+    tt_device_init(&ram.dev, &port, ram.arena, sizeof ram.arena, ram.slots[0], NULL,
+                   PLAN_CAPACITY);
+    ok = upload(&ram, small->file, small->len, 700, NULL, &r) == TT_MSG_ACK &&
+         runs_plan(&ram, small, 0) &&
+         upload(&ram, demo->file, demo->len, 4000, wrong, &r) == TT_MSG_ERROR &&
+         no_plan_runs(&ram, small, "not committed") &&
+         upload(&ram, demo->file, demo->len, 4000, NULL, &r) == TT_MSG_ACK &&
+         runs_plan(&ram, demo, 0);
+    tt_test_case("one RAM slot: upload, corrupt upload (no plan), upload again", ok, NULL);
+    TT_CHECK(!one.t.overflowed && !rebooted.t.overflowed && !ram.overflowed);
 }
 
 /* --- the test --------------------------------------------------------------------------------- */
@@ -631,7 +779,8 @@ static void run(const char *dir)
               strcmp(in.board, "test-board") == 0 && strcmp(in.cost_unit, "ticks") == 0 &&
               in.arena_capacity == ARENA_SIZE && in.plan_capacity == PLAN_CAPACITY &&
               in.max_payload == TT_MAX_PAYLOAD && !in.plan_loaded && in.plan_hash_len == 0 &&
-              in.arena_used == 0 && in.steps == 0 && in.n_ops >= 27 && in.keys == 13;
+              in.plan_slots == 2 && in.arena_used == 0 && in.steps == 0 && in.n_ops >= 27 &&
+              in.keys == 14;
     for (size_t i = 0; ok && i < 27; i++) { /* the fp32 ops 1..14 and the int8 graph's 20..32 */
         ok = in.ops[i] == (uint32_t)(i < 14 ? TT_OP_LINEAR_F32 + i : TT_OP_CONV2D_S8 + (i - 14));
     }
@@ -873,6 +1022,7 @@ static void run(const char *dir)
     TT_CHECK(!dut.overflowed && !twin.overflowed);
 
     run_store(&small, &demo);
+    run_single_slot(&small, &demo);
 
     free(params);
     free(params2);

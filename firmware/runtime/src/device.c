@@ -51,6 +51,12 @@ static void finish_encode(tt_device *dev, response *r, zcbor_state_t *s, bool ok
     r->len = (size_t)(s->payload - payload_buf(dev));
 }
 
+/* The slot an upload goes to: the inactive one, or the only one. */
+static int upload_slot(const tt_device *dev)
+{
+    return dev->plan_slots == 1 ? 0 : 1 - dev->active;
+}
+
 static void handle_hello(tt_device *dev, response *r)
 {
     ZCBOR_STATE_E(s, 2, payload_buf(dev), TT_MAX_PAYLOAD, 0);
@@ -66,13 +72,14 @@ static void handle_hello(tt_device *dev, response *r)
     const char *board = dev->port.board ? dev->port.board : "unknown";
     const char *unit = dev->port.cost_unit ? dev->port.cost_unit : "none";
     uint32_t used = dev->loaded ? dev->plan.arena_size + (uint32_t)dev->plan.tables_bytes : 0;
-    bool ok = zcbor_map_start_encode(s, 14) &&
+    bool ok = zcbor_map_start_encode(s, 15) &&
               zcbor_tstr_put_lit(s, "firmware") && zcbor_tstr_put_term(s, TT_FIRMWARE_VERSION, 32) &&
               zcbor_tstr_put_lit(s, "protocol") && zcbor_uint32_put(s, TT_PROTOCOL_VERSION) &&
               zcbor_tstr_put_lit(s, "plan_format") && zcbor_uint32_put(s, TT_PLAN_FORMAT_VERSION) &&
               zcbor_tstr_put_lit(s, "board") && zcbor_tstr_put_term(s, board, 64) &&
               zcbor_tstr_put_lit(s, "arena_capacity") && zcbor_uint32_put(s, (uint32_t)dev->arena.capacity) &&
               zcbor_tstr_put_lit(s, "plan_capacity") && zcbor_uint32_put(s, (uint32_t)dev->plan_capacity) &&
+              zcbor_tstr_put_lit(s, "plan_slots") && zcbor_uint32_put(s, (uint32_t)dev->plan_slots) &&
               zcbor_tstr_put_lit(s, "max_payload") && zcbor_uint32_put(s, TT_MAX_PAYLOAD) &&
               zcbor_tstr_put_lit(s, "cost_unit") && zcbor_tstr_put_term(s, unit, 32) &&
               zcbor_tstr_put_lit(s, "plan_loaded") && zcbor_bool_put(s, dev->loaded) &&
@@ -86,7 +93,7 @@ static void handle_hello(tt_device *dev, response *r)
     for (size_t i = 0; ok && i < sizeof opcodes; i++) {
         ok = zcbor_uint32_put(s, opcodes[i]);
     }
-    ok = ok && zcbor_list_end_encode(s, sizeof opcodes) && zcbor_map_end_encode(s, 14);
+    ok = ok && zcbor_list_end_encode(s, sizeof opcodes) && zcbor_map_end_encode(s, 15);
     finish_encode(dev, r, s, ok, TT_MSG_INFO);
 }
 
@@ -106,11 +113,18 @@ static void handle_plan_begin(tt_device *dev, zcbor_state_t *s, response *r)
         return;
     }
     dev->uploading = false; /* until the store is ready for it */
+    if (dev->plan_slots == 1) {
+        /* The running plan's file (frozen weights, tables' source) is about to be overwritten. */
+        dev->loaded = false;
+        dev->slot_overwritten = true;
+        dev->steps = 0;
+    }
     if (dev->store.write != NULL && dev->store.erase != NULL) {
-        int rc = dev->store.erase(dev->store.ctx, 1 - dev->active, size);
+        int rc = dev->store.erase(dev->store.ctx, upload_slot(dev), size);
         if (rc != 0) {
-            tt_fail(&r->err, TT_ERR_STORAGE, "plan store: erasing room for %lu bytes failed (%d)",
-                    (unsigned long)size, rc);
+            tt_fail(&r->err, TT_ERR_STORAGE, "plan store: erasing room for %lu bytes failed (%d)%s",
+                    (unsigned long)size, rc,
+                    dev->plan_slots == 1 ? "; no plan loaded (one slot)" : "");
             r->type = TT_MSG_ERROR;
             return;
         }
@@ -140,19 +154,30 @@ static void handle_plan_chunk(tt_device *dev, zcbor_state_t *s, response *r)
         return;
     }
     if (dev->store.write != NULL) {
-        int rc = dev->store.write(dev->store.ctx, 1 - dev->active, offset, data.value, data.len);
+        int rc = dev->store.write(dev->store.ctx, upload_slot(dev), offset, data.value, data.len);
         if (rc != 0) {
             dev->uploading = false;
-            tt_fail(&r->err, TT_ERR_STORAGE, "plan store: writing %lu bytes at %lu failed (%d)",
-                    (unsigned long)data.len, (unsigned long)offset, rc);
+            tt_fail(&r->err, TT_ERR_STORAGE, "plan store: writing %lu bytes at %lu failed (%d)%s",
+                    (unsigned long)data.len, (unsigned long)offset, rc,
+                    dev->plan_slots == 1 ? "; no plan loaded (one slot)" : "");
             r->type = TT_MSG_ERROR;
             return;
         }
     } else {
-        memcpy(dev->plan_slot[1 - dev->active] + offset, data.value, data.len);
+        memcpy(dev->plan_slot[upload_slot(dev)] + offset, data.value, data.len);
     }
     dev->upload_next += (uint32_t)data.len;
     reply_ack(dev, r);
+}
+
+/* One slot: a refused commit leaves no plan; the reply says why nothing runs now. */
+static void note_no_plan(const tt_device *dev, response *r)
+{
+    if (dev->plan_slots == 1) {
+        size_t n = strlen(r->err.msg);
+        snprintf(r->err.msg + n, sizeof r->err.msg - n,
+                 "; no plan loaded (one slot)"); /* short: TT_ERROR_MSG_MAX */
+    }
 }
 
 static void handle_plan_commit(tt_device *dev, response *r)
@@ -162,11 +187,12 @@ static void handle_plan_commit(tt_device *dev, response *r)
         return;
     }
     dev->uploading = false;
-    const uint8_t *staged = dev->plan_slot[1 - dev->active];
+    const uint8_t *staged = dev->plan_slot[upload_slot(dev)];
     uint8_t digest[TT_SHA256_SIZE];
     tt_sha256(staged, dev->upload_size, digest);
     if (memcmp(digest, dev->upload_hash, TT_SHA256_SIZE) != 0) {
         reply_error(r, TT_ERR_PLAN_HASH, "uploaded plan does not match its announced sha256");
+        note_no_plan(dev, r);
         return;
     }
     tt_plan candidate;
@@ -175,6 +201,7 @@ static void handle_plan_commit(tt_device *dev, response *r)
                                     &r->err);
     if (st != TT_OK) {
         r->type = TT_MSG_ERROR;
+        note_no_plan(dev, r);
         return;
     }
     /* The remaining checks need the new tables in the arena tail. Keep the running plan's
@@ -198,13 +225,16 @@ static void handle_plan_commit(tt_device *dev, response *r)
             size_t n = strlen(r->err.msg);
             snprintf(r->err.msg + n, sizeof r->err.msg - n,
                      "; the previous plan was unloaded to make room");
+        } else {
+            note_no_plan(dev, r);
         }
         return;
     }
     dev->plan = candidate;
-    dev->active = 1 - dev->active;
+    dev->active = upload_slot(dev);
     dev->active_len = dev->upload_size;
     dev->loaded = true;
+    dev->slot_overwritten = false;
     dev->steps = 0;
     if (dev->store.write != NULL && dev->store.committed != NULL) {
         dev->store.committed(dev->store.ctx, dev->active, dev->active_len);
@@ -215,7 +245,11 @@ static void handle_plan_commit(tt_device *dev, response *r)
 static bool require_plan(tt_device *dev, response *r)
 {
     if (!dev->loaded) {
-        reply_error(r, TT_ERR_NO_PLAN, "no plan is loaded: upload one first");
+        reply_error(r, TT_ERR_NO_PLAN,
+                    dev->slot_overwritten
+                        ? "no plan is loaded: an upload replaced it (one plan slot) and was not "
+                          "committed; upload a plan"
+                        : "no plan is loaded: upload one first");
     }
     return dev->loaded;
 }
@@ -403,6 +437,7 @@ void tt_device_init(tt_device *dev, const tt_port *port, uint8_t *arena, size_t 
     tt_arena_init(&dev->arena, arena, arena_capacity);
     dev->plan_slot[0] = plan_slot0;
     dev->plan_slot[1] = plan_slot1;
+    dev->plan_slots = plan_slot1 != NULL ? 2 : 1;
     dev->plan_capacity = plan_capacity;
 }
 
@@ -447,7 +482,7 @@ void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len)
 
 tt_status tt_device_restore(tt_device *dev, int slot, size_t len, tt_error *err)
 {
-    if ((slot != 0 && slot != 1) || len > dev->plan_capacity) {
+    if (slot < 0 || slot >= dev->plan_slots || len > dev->plan_capacity) {
         return tt_fail(err, TT_ERR_ARG, "no plan of %lu bytes in slot %d (capacity %lu)",
                        (unsigned long)len, slot, (unsigned long)dev->plan_capacity);
     }
@@ -462,6 +497,7 @@ tt_status tt_device_restore(tt_device *dev, int slot, size_t len, tt_error *err)
     dev->active = slot;
     dev->active_len = len;
     dev->loaded = true;
+    dev->slot_overwritten = false;
     dev->steps = 0;
     return TT_OK;
 }

@@ -48,8 +48,9 @@ typedef struct {
 } tt_port;
 
 /* A plan store that is not plain RAM (flash), set with tt_device_set_plan_store. With one,
- * PLAN_BEGIN calls erase (if set) for the slot the upload goes to, and each PLAN_CHUNK calls write
- * instead of memcpy; a non-zero return is answered with ERROR TT_ERR_STORAGE and ends the upload.
+ * PLAN_BEGIN calls erase (if set) for the slot the upload goes to (0 with one slot), and each
+ * PLAN_CHUNK calls write instead of memcpy; a non-zero return is answered with ERROR
+ * TT_ERR_STORAGE and ends the upload.
  * Chunks arrive in order from offset 0; every byte of the announced size must be readable when the
  * last chunk's write returns. The slots stay readable in place (memory-mapped flash): the plan is
  * hashed, decoded and run from there. committed (optional) is told when a committed upload in
@@ -65,9 +66,13 @@ typedef struct {
     tt_port port;
     tt_plan_store store; /* write == NULL: the slots are RAM, written with memcpy */
     tt_arena arena;
-    /* Plan storage: two slots; uploads go to the inactive one, a commit swaps them. */
+    /* Plan storage: two slots, uploads go to the inactive one and a commit swaps them; or one
+     * slot (plan_slots == 1, for flash too small for two), which an upload overwrites, so the
+     * running plan is unloaded at PLAN_BEGIN and nothing runs until a commit passes. */
     uint8_t *plan_slot[2];
+    int plan_slots;
     size_t plan_capacity;
+    bool slot_overwritten; /* one slot: an upload began since the last plan was loaded */
     int active;
     size_t active_len;
     tt_plan plan;
@@ -90,7 +95,8 @@ typedef struct {
     uint32_t (*stack_peak)(void *ctx); /* NULL: INFO has no stack_peak */
 } tt_device;
 
-/* plan slots: two buffers of plan_capacity bytes each, 16-byte aligned. */
+/* plan slots: two buffers of plan_capacity bytes each, 16-byte aligned; plan_slot1 == NULL: one
+ * slot (uploads replace the running plan: INFO's plan_slots says so). */
 void tt_device_init(tt_device *dev, const tt_port *port, uint8_t *arena, size_t arena_capacity,
                     uint8_t *plan_slot0, uint8_t *plan_slot1, size_t plan_capacity);
 /* Routes plan uploads through store (copied) instead of memcpy into the slots; call after init. */
@@ -100,9 +106,9 @@ void tt_device_set_plan_store(tt_device *dev, const tt_plan_store *store);
 void tt_device_set_stack_probe(tt_device *dev, uint32_t (*stack_peak)(void *ctx));
 /* Feeds received bytes; complete frames are handled and answered before it returns. */
 void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len);
-/* Makes the len-byte plan already in slot (0 or 1) the running plan with its initial parameters,
- * as a committed upload would (a port restoring the plan it kept in flash at boot). Every check of
- * tt_plan_load applies; on failure no plan is loaded. */
+/* Makes the len-byte plan already in slot (0 or 1; 0 with one slot) the running plan with its
+ * initial parameters, as a committed upload would (a port restoring the plan it kept in flash at
+ * boot). Every check of tt_plan_load applies; on failure no plan is loaded. */
 tt_status tt_device_restore(tt_device *dev, int slot, size_t len, tt_error *err);
 
 #endif
