@@ -48,7 +48,8 @@ static uint8_t arena[CONFIG_TINYTRAIN_ARENA_SIZE] __aligned(16);
 #ifdef CONFIG_TINYTRAIN_FLASH_STORE
 static tt_zstore store;
 #else
-static uint8_t plan_slots[2][CONFIG_TINYTRAIN_RAM_PLAN_SLOT_SIZE] __aligned(16);
+static uint8_t plan_slots[CONFIG_TINYTRAIN_PLAN_SLOTS][CONFIG_TINYTRAIN_RAM_PLAN_SLOT_SIZE]
+    __aligned(16);
 #endif
 
 #ifdef CONFIG_ARCH_POSIX
@@ -90,11 +91,14 @@ int main(void)
         printk("tinytrain: flash plan store unusable (%d)\n", rc);
         return 0;
     }
+    /* NULL with CONFIG_TINYTRAIN_PLAN_SLOTS=1: one slot, which an upload replaces. */
     uint8_t *slot0 = tt_zstore_slot(&store, 0), *slot1 = tt_zstore_slot(&store, 1);
     size_t slot_capacity = tt_zstore_slot_capacity(&store);
     const char *store_kind = "flash";
 #else
-    uint8_t *slot0 = plan_slots[0], *slot1 = plan_slots[1];
+    uint8_t *slot0 = plan_slots[0];
+    uint8_t *slot1 = CONFIG_TINYTRAIN_PLAN_SLOTS == 2 ? plan_slots[CONFIG_TINYTRAIN_PLAN_SLOTS - 1]
+                                                      : NULL;
     size_t slot_capacity = sizeof plan_slots[0];
     const char *store_kind = "RAM";
 #endif
@@ -110,16 +114,18 @@ int main(void)
         snprintf(state, sizeof state, "restored plan %s (slot %d) at step %lu", h, device.active,
                  (unsigned long)device.steps);
     } else if (rc < 0) {
-        snprintf(state, sizeof state, "saved plan not restored: %.60s", err.msg);
+        snprintf(state, sizeof state, "no plan: saved plan not restored: %.60s", err.msg);
     }
 #endif
 
     char banner[320];
     snprintf(banner, sizeof banner,
-             "%s: firmware %s (Zephyr %s), board %s, arena %u bytes, plan store 2 x %u bytes "
-             "(%s), max payload %u, link %s (%s), %s\n",
+             "%s: firmware %s (Zephyr %s), board %s, arena %u bytes, plan store %d x %u bytes "
+             "(%s%s), max payload %u, link %s (%s), %s\n",
              CONFIG_TINYTRAIN_BANNER_PREFIX, TT_FIRMWARE_VERSION, KERNEL_VERSION_STRING,
-             CONFIG_BOARD_TARGET, (unsigned)sizeof arena, (unsigned)slot_capacity, store_kind,
+             CONFIG_BOARD_TARGET, (unsigned)sizeof arena, device.plan_slots,
+             (unsigned)slot_capacity, store_kind,
+             device.plan_slots == 1 ? "; an upload replaces the plan" : "",
              (unsigned)TT_MAX_PAYLOAD, uart->name, link.irq ? "interrupts" : "polled", state);
     printk("%s", banner);
 #ifdef CONFIG_TINYTRAIN_LINK_BANNER

@@ -54,11 +54,17 @@ static size_t record_size(const tt_zstore *st, uint32_t params_len)
 
 static off_t log_base(const tt_zstore *st)
 {
-    return (off_t)(2u * st->part);
+    return st->log_off;
+}
+
+static off_t slot_base(const tt_zstore *st, int slot)
+{
+    return st->slot_off + (off_t)((size_t)slot * st->slot_size);
 }
 
 /* --- flash helpers ------------------------------------------------------------------------------ */
 
+#if TT_ZSTORE_SLOTS == 2
 /* True when partition offset `at` starts an erase page (or is the partition's end). */
 static bool page_boundary(const tt_zstore *st, size_t at)
 {
@@ -71,6 +77,7 @@ static bool page_boundary(const tt_zstore *st, size_t at)
     }
     return info.start_offset == st->fa->fa_off + (off_t)at;
 }
+#endif
 
 /* Erases [at, at + len) of the partition, extended to the end of the page holding the last byte;
  * `at` must start a page. */
@@ -188,7 +195,7 @@ static void scan_log(tt_zstore *st)
     size_t at = 0;
     st->have_last = false;
     st->log_next = -1; /* until the scan ends at erased space */
-    while (at + HEADER_SIZE <= st->part) {
+    while (at + HEADER_SIZE <= st->log_size) {
         record_header h;
         memcpy(&h, log + at, sizeof h);
         if (all_erased(st, log + at, HEADER_SIZE)) {
@@ -196,7 +203,7 @@ static void scan_log(tt_zstore *st)
             return;
         }
         if (h.magic != RECORD_MAGIC || h.header_crc != header_crc(&h) ||
-            record_size(st, h.params_len) > st->part - at) {
+            record_size(st, h.params_len) > st->log_size - at) {
             return; /* a torn header: nothing after it can be trusted; the next save erases */
         }
         if (tt_crc32(0, log + at + HEADER_SIZE, h.params_len) == h.params_crc) {
@@ -225,12 +232,12 @@ static int append_record(tt_zstore *st)
     h.params_len = params_info(&dev->plan, &h.params_crc);
     h.header_crc = header_crc(&h);
     size_t size = record_size(st, h.params_len);
-    if (size > st->part) {
+    if (size > st->log_size) {
         return -ENOSPC;
     }
     int rc;
-    if (st->log_next < 0 || (size_t)st->log_next + size > st->part) {
-        rc = erase_range(st, log_base(st), st->part);
+    if (st->log_next < 0 || (size_t)st->log_next + size > st->log_size) {
+        rc = erase_range(st, log_base(st), st->log_size);
         if (rc != 0) {
             return rc;
         }
@@ -268,7 +275,7 @@ static int append_record(tt_zstore *st)
 static int hook_erase(void *ctx, int slot, size_t size)
 {
     tt_zstore *st = ctx;
-    off_t base = (off_t)((size_t)slot * st->part);
+    off_t base = slot_base(st, slot);
     writer_begin(&st->upload, base, size);
     return erase_range(st, base, size);
 }
@@ -277,7 +284,7 @@ static int hook_write(void *ctx, int slot, size_t offset, const uint8_t *data, s
 {
     tt_zstore *st = ctx;
     tt_zstore_writer *w = &st->upload;
-    if (w->base != (off_t)((size_t)slot * st->part) || offset != writer_accepted(w) ||
+    if (w->base != slot_base(st, slot) || offset != writer_accepted(w) ||
         len > w->total - offset) {
         return -EINVAL;
     }
@@ -323,6 +330,27 @@ int tt_zstore_open(tt_zstore *st)
 #else
     st->mapped = (const uint8_t *)DT_FIXED_PARTITION_ADDR(TT_PART);
 #endif
+#if TT_ZSTORE_SLOTS == 1
+    /* The log first, in the fewest whole pages holding CONFIG_TINYTRAIN_LOG_SIZE, then the one
+     * slot in the rest: on the STM32F746 the log takes the 128 KB sector 4 and the slot the
+     * three 256 KB sectors, which no equal split could use. */
+    size_t log_end = 0;
+    while (log_end < (size_t)CONFIG_TINYTRAIN_LOG_SIZE && log_end < st->fa->fa_size) {
+        struct flash_pages_info info;
+        rc = flash_get_page_info_by_offs(st->fa->fa_dev, st->fa->fa_off + (off_t)log_end, &info);
+        if (rc != 0) {
+            return rc;
+        }
+        log_end = (size_t)(info.start_offset + (off_t)info.size - st->fa->fa_off);
+    }
+    if (log_end >= st->fa->fa_size) {
+        return -ENOSPC; /* no page left for the slot */
+    }
+    st->log_off = 0;
+    st->log_size = log_end;
+    st->slot_off = (off_t)log_end;
+    st->slot_size = st->fa->fa_size - log_end;
+#else
     /* The largest part size p with p, 2p and 3p on page boundaries. */
     size_t best = 0;
     for (size_t at = 0; at < st->fa->fa_size / 3u;) {
@@ -341,10 +369,14 @@ int tt_zstore_open(tt_zstore *st)
     if (best == 0) {
         return -ENOSPC; /* fewer than three erase pages */
     }
-    st->part = best;
+    st->slot_off = 0;
+    st->slot_size = best;
+    st->log_off = (off_t)(2u * best);
+    st->log_size = best;
+#endif
     /* Plans are read in place: frozen weights need the slot (and the blob in it) 16-byte
      * aligned, as the plan format lays it out. */
-    if (((uintptr_t)st->mapped | st->part) % 16u != 0) {
+    if (((uintptr_t)st->mapped | (size_t)st->slot_off | st->slot_size) % 16u != 0) {
         return -EFAULT;
     }
     scan_log(st);
@@ -353,13 +385,16 @@ int tt_zstore_open(tt_zstore *st)
 
 uint8_t *tt_zstore_slot(tt_zstore *st, int i)
 {
+    if (i < 0 || i >= TT_ZSTORE_SLOTS) {
+        return NULL; /* tt_device_init takes a NULL second slot as "one slot" */
+    }
     /* tt_device never writes through this pointer while the store is attached. */
-    return (uint8_t *)(uintptr_t)(st->mapped + (size_t)i * st->part);
+    return (uint8_t *)(uintptr_t)(st->mapped + slot_base(st, i));
 }
 
 size_t tt_zstore_slot_capacity(const tt_zstore *st)
 {
-    return st->part;
+    return st->slot_size;
 }
 
 void tt_zstore_attach(tt_zstore *st, tt_device *dev)
@@ -375,14 +410,14 @@ int tt_zstore_restore(tt_zstore *st, tt_error *err)
         return 0;
     }
     const tt_zstore_record *r = &st->last;
-    if (r->slot > 1u || r->plan_len > st->part) {
+    if (r->slot >= (uint32_t)TT_ZSTORE_SLOTS || r->plan_len > st->slot_size) {
         tt_fail(err, TT_ERR_STORAGE, "saved record names slot %lu, %lu bytes",
                 (unsigned long)r->slot, (unsigned long)r->plan_len);
         return -EINVAL;
     }
     tt_device *dev = st->dev;
     if (tt_device_restore(dev, (int)r->slot, r->plan_len, err) != TT_OK) {
-        return -EINVAL;
+        return -EINVAL; /* one slot: e.g. an upload began after this record and did not commit */
     }
     uint32_t crc;
     if (memcmp(dev->plan.hash, r->plan_hash, TT_SHA256_SIZE) != 0 ||

@@ -338,12 +338,46 @@ ZTEST(tt_zstore, test_log_wraps)
 ZTEST(tt_zstore, test_new_plan_replaces_saved_one)
 {
     (void)boot();
-    upload_fixture(&device); /* the same plan again goes to the other slot, steps back to 0 */
+    upload_fixture(&device); /* the same plan again (to the other slot of two), steps back to 0 */
     int active = device.active;
     zassert_equal(boot(), 1);
     zassert_equal(device.active, active);
     zassert_equal(device.steps, 0u);
 }
+
+#if TT_ZSTORE_SLOTS == 1
+/* One slot: an upload that stops after PLAN_BEGIN leaves no plan, at once and after a reboot
+ * (the saved record names the plan whose bytes were erased); a complete upload recovers. */
+ZTEST(tt_zstore, test_one_slot_interrupted_upload)
+{
+    (void)boot();
+    upload_fixture(&device);
+    zassert_is_null(tt_zstore_slot(&store, 1));
+    (void)train_step(&device, 0, true);
+    zassert_equal(tt_zstore_save(&store), 1);
+    uint8_t hash[TT_SHA256_SIZE];
+    tt_sha256(fixture_plan, sizeof fixture_plan, hash);
+    tt_frame f = request(&device, TT_MSG_PLAN_BEGIN, cbor_begin(sizeof fixture_plan, hash));
+    zassert_equal(f.type, TT_MSG_ACK);
+    f = request(&device, TT_MSG_PLAN_CHUNK, cbor_chunk(0, fixture_plan, 1000));
+    zassert_equal(f.type, TT_MSG_ACK);
+    zassert_false(device.loaded, "the running plan's slot is being rewritten");
+
+    zassert_equal(tt_zstore_open(&store), 0);
+    tt_port port = {"ztest", "none", NULL, capture, NULL};
+    tt_device_init(&device, &port, arena, sizeof arena, tt_zstore_slot(&store, 0), NULL,
+                   tt_zstore_slot_capacity(&store));
+    tt_zstore_attach(&store, &device);
+    tt_error err = {TT_OK, ""};
+    zassert_true(tt_zstore_restore(&store, &err) < 0, "a half-written plan was restored");
+    zassert_false(device.loaded);
+
+    upload_fixture(&device);
+    zassert_equal(boot(), 1);
+    zassert_equal(device.steps, 0u);
+    zassert_true(close_rel(train_step(&device, 0, true), fixture_steps[0].loss));
+}
+#endif
 
 /* Starts from an erased partition (native_sim keeps flash.bin between runs). */
 static void *zstore_setup(void)

@@ -2,8 +2,11 @@
  * Plan slots and trained parameters in a flash partition, through Zephyr's flash_map.
  *
  * The partition (node label tinytrain_partition, else storage_partition) is split into three
- * equal, erase-aligned parts: plan slot 0, plan slot 1, and a parameter log. Uploads go through
- * tt_device's plan store hooks: PLAN_BEGIN erases the pages the upload needs in the inactive slot,
+ * equal, erase-aligned parts: plan slot 0, plan slot 1, and a parameter log. With
+ * CONFIG_TINYTRAIN_PLAN_SLOTS=1 (a flash with room for one large plan) it is split in two: the
+ * log (the first whole pages holding CONFIG_TINYTRAIN_LOG_SIZE), then one plan slot, which an
+ * upload overwrites (tt_device unloads the running plan at PLAN_BEGIN). Uploads go through
+ * tt_device's plan store hooks: PLAN_BEGIN erases the pages the upload needs in the target slot,
  * chunks are programmed as they arrive, and the plan then runs from flash in place (the slots must
  * be memory-mapped: on-chip flash, or the flash simulator's buffer). A commit appends a log
  * record (slot, length, plan hash, step count, trained parameters); tt_zstore_save appends
@@ -25,6 +28,12 @@
 
 #define TT_ZSTORE_WBS_MAX 32u /* largest flash write block supported */
 
+#ifdef CONFIG_TINYTRAIN_PLAN_SLOTS
+#define TT_ZSTORE_SLOTS CONFIG_TINYTRAIN_PLAN_SLOTS
+#else
+#define TT_ZSTORE_SLOTS 2
+#endif
+
 typedef struct {
     off_t base;   /* partition offset of the region being written */
     size_t done;  /* bytes accepted so far */
@@ -41,7 +50,10 @@ typedef struct {
 typedef struct {
     const struct flash_area *fa;
     const uint8_t *mapped; /* the partition, readable in place */
-    size_t part;           /* bytes in each of the three parts */
+    off_t slot_off;        /* partition offset of slot 0 (slot 1 follows it) */
+    size_t slot_size;      /* bytes in each plan slot */
+    off_t log_off;         /* partition offset of the parameter log */
+    size_t log_size;
     size_t wbs;            /* flash write block */
     uint8_t erase_value;
     tt_device *dev;
@@ -54,10 +66,11 @@ typedef struct {
 } tt_zstore;
 
 /* Opens the partition and scans the parameter log. 0 or a negative errno: -ENOSPC fewer than
- * three erase pages, -ENOTSUP a write block over TT_ZSTORE_WBS_MAX, -EFAULT the partition is not
- * 16-byte aligned in memory (the flash simulator's buffer needs a memory-region for that). */
+ * three erase pages (one slot: no page left after the log), -ENOTSUP a write block over
+ * TT_ZSTORE_WBS_MAX, -EFAULT the partition is not 16-byte aligned in memory (the flash
+ * simulator's buffer needs a memory-region for that). */
 int tt_zstore_open(tt_zstore *st);
-/* Plan slot i (0 or 1), memory-mapped, and the capacity of each slot. */
+/* Plan slot i (0 or 1), memory-mapped (NULL for slot 1 with one slot), and each slot's capacity. */
 uint8_t *tt_zstore_slot(tt_zstore *st, int i);
 size_t tt_zstore_slot_capacity(const tt_zstore *st);
 /* Routes dev's plan uploads into the slots (after tt_device_init with tt_zstore_slot(st, 0/1)). */
