@@ -20,9 +20,6 @@
 #include "tt/tt_kernels_f32.h"
 #include "tt_test.h"
 
-#define NAME_LEN 64
-#define MAX_ATTRS 16
-#define MAX_TENSORS 8
 #define GUARD 16
 
 static const uint32_t GUARD_BITS = 0x7fc0deadu;  /* a NaN no kernel produces */
@@ -30,35 +27,7 @@ static const uint32_t POISON_BITS = 0x7fc0beefu; /* "not written" */
 
 /* --- vector file --------------------------------------------------------------------------- */
 
-typedef struct {
-    int is_out;
-    int is_i32;
-    char role[NAME_LEN];
-    int32_t n;
-    float *f;   /* when !is_i32 */
-    int32_t *i; /* when is_i32 */
-} vec_tensor;
-
-typedef struct {
-    char kernel[NAME_LEN];
-    char name[NAME_LEN];
-    int32_t nattrs;
-    int32_t attrs[MAX_ATTRS];
-    int ntensors;
-    vec_tensor t[MAX_TENSORS];
-} vec_case;
-
-static void free_case(vec_case *c)
-{
-    for (int k = 0; k < c->ntensors; k++) {
-        free(c->t[k].f);
-        free(c->t[k].i);
-    }
-    memset(c, 0, sizeof *c);
-}
-
-
-
+/* A float as gen_vectors.py writes it (C99 hex); the case reader is tt_test.h's tt_vec_read_case. */
 static int parse_f32(const char *tok, float *out)
 {
     char *end;
@@ -66,80 +35,10 @@ static int parse_f32(const char *tok, float *out)
     return *tok != '\0' && *end == '\0';
 }
 
-/* Reads one case. 1: read; 0: end of file; -1: malformed (message in err). */
-static int read_case(FILE *f, vec_case *c, char *err, size_t err_size)
-{
-    char tok[NAME_LEN];
-    memset(c, 0, sizeof *c);
-    if (!tt_next_token(f, tok, sizeof tok)) {
-        return 0;
-    }
-    if (strcmp(tok, "case") != 0 || !tt_next_token(f, c->kernel, sizeof c->kernel) ||
-        !tt_next_token(f, c->name, sizeof c->name)) {
-        snprintf(err, err_size, "expected 'case <kernel> <name>', got '%s'", tok);
-        return -1;
-    }
-    for (;;) {
-        if (!tt_next_token(f, tok, sizeof tok)) {
-            snprintf(err, err_size, "%s/%s: unexpected end of file", c->kernel, c->name);
-            return -1;
-        }
-        if (strcmp(tok, "end") == 0) {
-            return 1;
-        }
-        if (strcmp(tok, "attrs") == 0) {
-            if (!tt_next_token(f, tok, sizeof tok) || !tt_parse_i32(tok, &c->nattrs) || c->nattrs < 0 ||
-                c->nattrs > MAX_ATTRS) {
-                snprintf(err, err_size, "%s/%s: bad attrs count", c->kernel, c->name);
-                return -1;
-            }
-            for (int32_t k = 0; k < c->nattrs; k++) {
-                if (!tt_next_token(f, tok, sizeof tok) || !tt_parse_i32(tok, &c->attrs[k])) {
-                    snprintf(err, err_size, "%s/%s: bad attribute", c->kernel, c->name);
-                    return -1;
-                }
-            }
-            continue;
-        }
-        if ((strcmp(tok, "in") != 0 && strcmp(tok, "out") != 0) || c->ntensors == MAX_TENSORS) {
-            snprintf(err, err_size, "%s/%s: unexpected '%s'", c->kernel, c->name, tok);
-            return -1;
-        }
-        vec_tensor *t = &c->t[c->ntensors++];
-        t->is_out = strcmp(tok, "out") == 0;
-        char type[8];
-        if (!tt_next_token(f, type, sizeof type) || !tt_next_token(f, t->role, sizeof t->role) ||
-            !tt_next_token(f, tok, sizeof tok) || !tt_parse_i32(tok, &t->n) || t->n <= 0 ||
-            (strcmp(type, "f32") != 0 && strcmp(type, "i32") != 0)) {
-            snprintf(err, err_size, "%s/%s: bad tensor header", c->kernel, c->name);
-            return -1;
-        }
-        t->is_i32 = strcmp(type, "i32") == 0;
-        if (t->is_i32) {
-            t->i = malloc((size_t)t->n * sizeof *t->i);
-        } else {
-            t->f = malloc((size_t)t->n * sizeof *t->f);
-        }
-        if (t->i == NULL && t->f == NULL) {
-            snprintf(err, err_size, "out of memory");
-            return -1;
-        }
-        for (int32_t k = 0; k < t->n; k++) {
-            const int ok = tt_next_token(f, tok, sizeof tok) &&
-                           (t->is_i32 ? tt_parse_i32(tok, &t->i[k]) : parse_f32(tok, &t->f[k]));
-            if (!ok) {
-                snprintf(err, err_size, "%s/%s: bad value %d of %s", c->kernel, c->name, (int)k,
-                         t->role);
-                return -1;
-            }
-        }
-    }
-}
-
 /* --- per-case context: operand lookup, guarded outputs, comparison -------------------------- */
 
 typedef struct {
-    const vec_case *c;
+    const tt_vec_case *c;
     int ok;
     char msg[320];
 } ctx;
@@ -158,31 +57,21 @@ static void fail(ctx *x, const char *fmt, ...)
     }
 }
 
-static const vec_tensor *find(const vec_case *c, int is_out, const char *role)
-{
-    for (int k = 0; k < c->ntensors; k++) {
-        if (c->t[k].is_out == is_out && strcmp(c->t[k].role, role) == 0) {
-            return &c->t[k];
-        }
-    }
-    return NULL;
-}
-
 /* An input of n floats; NULL if absent (an error unless optional). */
 static const float *in_f32(ctx *x, const char *role, int32_t n, int optional)
 {
-    const vec_tensor *t = find(x->c, 0, role);
+    const tt_vec_tensor *t = tt_vec_find(x->c, 0, role);
     if (t == NULL) {
         if (!optional) {
             fail(x, "vector file: input %s missing", role);
         }
         return NULL;
     }
-    if (t->is_i32 || t->n != n) {
+    if (t->dt != TT_VEC_F32 || t->n != n) {
         fail(x, "vector file: input %s has the wrong type or size", role);
         return NULL;
     }
-    return t->f;
+    return (const float *)t->data;
 }
 
 typedef struct {
@@ -249,13 +138,13 @@ static void expect(ctx *x, const char *role, const outbuf *o)
         fail(x, "%s: wrote outside the output buffer", role);
         return;
     }
-    const vec_tensor *t = find(x->c, 1, role);
-    if (t == NULL || t->is_i32 || t->n != o->n) {
+    const tt_vec_tensor *t = tt_vec_find(x->c, 1, role);
+    if (t == NULL || t->dt != TT_VEC_F32 || t->n != o->n) {
         fail(x, "vector file: expected output %s missing or of the wrong size", role);
         return;
     }
     char detail[200];
-    if (!tt_test_close_f32(o->p, t->f, (size_t)o->n, detail, sizeof detail)) {
+    if (!tt_test_close_f32(o->p, (const float *)t->data, (size_t)o->n, detail, sizeof detail)) {
         fail(x, "%s%s", role, detail);
     }
 }
@@ -271,13 +160,13 @@ static int attrs_ok(ctx *x, int32_t n)
     return 1;
 }
 
-static tt_linear_params linear_params(const vec_case *c)
+static tt_linear_params linear_params(const tt_vec_case *c)
 {
     tt_linear_params p = {c->attrs[0], c->attrs[1]};
     return p;
 }
 
-static tt_conv2d_params conv_params(const vec_case *c)
+static tt_conv2d_params conv_params(const tt_vec_case *c)
 {
     const int32_t *a = c->attrs; /* plan order = struct order (tinyhost.ops.CONV_ATTRS) */
     tt_conv2d_params p = {a[0], a[1], a[2], a[3], a[4], a[5], a[6],
@@ -285,7 +174,7 @@ static tt_conv2d_params conv_params(const vec_case *c)
     return p;
 }
 
-static tt_pool2d_params pool_params(const vec_case *c)
+static tt_pool2d_params pool_params(const tt_vec_case *c)
 {
     const int32_t *a = c->attrs; /* tinyhost.ops.POOL_ATTRS */
     tt_pool2d_params p = {a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]};
@@ -520,10 +409,10 @@ static void run_softmax_xent(ctx *x)
     }
     const int32_t n = x->c->attrs[0];
     const float *logits = in_f32(x, "logits", n, 0);
-    const vec_tensor *label = find(x->c, 0, "label");
-    const vec_tensor *want_pred = find(x->c, 1, "pred");
-    if (label == NULL || !label->is_i32 || label->n != 1 || want_pred == NULL ||
-        !want_pred->is_i32 || want_pred->n != 1) {
+    const tt_vec_tensor *label = tt_vec_find(x->c, 0, "label");
+    const tt_vec_tensor *want_pred = tt_vec_find(x->c, 1, "pred");
+    if (label == NULL || label->dt != TT_VEC_I32 || label->n != 1 || want_pred == NULL ||
+        want_pred->dt != TT_VEC_I32 || want_pred->n != 1) {
         fail(x, "vector file: label or pred missing");
     }
     if (!x->ok) {
@@ -533,11 +422,12 @@ static void run_softmax_xent(ctx *x)
     out_init(&loss, 1);
     out_init(&d, n);
     int32_t pred[3] = {-7, -1, -7}; /* pred[0] and pred[2] are guards */
-    check_status(x, tt_softmax_xent_f32(n, logits, label->i[0], loss.p, d.p, &pred[1]),
+    const int32_t label_value = ((const int32_t *)label->data)[0];
+    check_status(x, tt_softmax_xent_f32(n, logits, label_value, loss.p, d.p, &pred[1]),
                  "tt_softmax_xent_f32");
     expect(x, "loss", &loss);
     expect(x, "dlogits", &d);
-    if (pred[0] != -7 || pred[2] != -7 || pred[1] != want_pred->i[0]) {
+    if (pred[0] != -7 || pred[2] != -7 || pred[1] != ((const int32_t *)want_pred->data)[0]) {
         fail(x, "pred is wrong (or written out of place)");
     }
     out_free(&loss);
@@ -588,19 +478,19 @@ static runner RUNNERS[] = {
 };
 #define N_RUNNERS (sizeof RUNNERS / sizeof RUNNERS[0])
 
-static void run_case(const vec_case *c)
+static void run_case(const tt_vec_case *c)
 {
-    char label[2 * NAME_LEN + 2];
+    char label[2 * TT_VEC_NAME_LEN + 2];
     snprintf(label, sizeof label, "%s/%s", c->kernel, c->name);
     ctx x = {c, 1, ""};
 
     /* Snapshot the inputs: kernels must not modify them. */
-    float *saved[MAX_TENSORS] = {0};
+    float *saved[TT_VEC_MAX_TENSORS] = {0};
     for (int k = 0; k < c->ntensors; k++) {
-        if (!c->t[k].is_out && !c->t[k].is_i32) {
+        if (!c->t[k].is_out && c->t[k].dt == TT_VEC_F32) {
             saved[k] = malloc((size_t)c->t[k].n * sizeof(float));
             if (saved[k] != NULL) {
-                memcpy(saved[k], c->t[k].f, (size_t)c->t[k].n * sizeof(float));
+                memcpy(saved[k], c->t[k].data, (size_t)c->t[k].n * sizeof(float));
             }
         }
     }
@@ -618,7 +508,7 @@ static void run_case(const vec_case *c)
     }
     for (int k = 0; k < c->ntensors; k++) {
         if (saved[k] != NULL) {
-            if (memcmp(saved[k], c->t[k].f, (size_t)c->t[k].n * sizeof(float)) != 0) {
+            if (memcmp(saved[k], c->t[k].data, (size_t)c->t[k].n * sizeof(float)) != 0) {
                 fail(&x, "input %s was modified", c->t[k].role);
             }
             free(saved[k]);
@@ -828,18 +718,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot open %s (generate it with tests/c/gen_vectors.py)\n", path);
         return 2;
     }
-    vec_case *c = malloc(sizeof *c); /* large: not on the stack */
+    tt_vec_case *c = malloc(sizeof *c); /* large: not on the stack */
     if (c == NULL) {
         fclose(f);
         return 2;
     }
     char err[256];
     int rc;
-    while ((rc = read_case(f, c, err, sizeof err)) == 1) {
+    while ((rc = tt_vec_read_case(f, parse_f32, c, err, sizeof err)) == 1) {
         run_case(c);
-        free_case(c);
+        tt_vec_free(c);
     }
-    free_case(c);
+    tt_vec_free(c);
     free(c);
     fclose(f);
     TT_CHECK_MSG(rc == 0, "%s: %s", path, err);

@@ -28,9 +28,6 @@
 #include "tt/tt_kernels_s8.h"
 #include "tt_test.h"
 
-#define NAME_LEN 64
-#define MAX_ATTRS 40 /* pw_dw_conv2d_s8: two conv geometries + 7 */
-#define MAX_TENSORS 12
 #define GUARD 32 /* bytes on each side of every output and scratch buffer */
 
 static const uint8_t GUARD_BYTE = 0xE7;
@@ -39,41 +36,8 @@ static const uint32_t NAN_POISON[2] = {0x7fc0beefu, 0xffc0f00du};
 
 /* --- vector file --------------------------------------------------------------------------- */
 
-typedef enum { DT_S8, DT_I32, DT_F32 } dtype;
-
-static size_t dt_size(dtype dt)
-{
-    return dt == DT_S8 ? 1 : 4;
-}
-
-typedef struct {
-    int is_out;
-    dtype dt;
-    char role[NAME_LEN];
-    int32_t n;
-    void *data; /* int8_t, int32_t or float */
-} vec_tensor;
-
-typedef struct {
-    char kernel[NAME_LEN];
-    char name[NAME_LEN];
-    int32_t nattrs;
-    int32_t attrs[MAX_ATTRS];
-    int ntensors;
-    vec_tensor t[MAX_TENSORS];
-} vec_case;
-
-static void free_case(vec_case *c)
-{
-    for (int k = 0; k < c->ntensors; k++) {
-        free(c->t[k].data);
-    }
-    memset(c, 0, sizeof *c);
-}
-
-
-
-/* A float as the 8 hex digits of its bit pattern (exact on any libc). */
+/* A float as the 8 hex digits of its bit pattern (exact on any libc): gen_vectors_s8.py's form
+ * (the case reader is tt_test.h's tt_vec_read_case). */
 static int parse_f32_bits(const char *tok, float *out)
 {
     char *end;
@@ -86,95 +50,10 @@ static int parse_f32_bits(const char *tok, float *out)
     return 1;
 }
 
-/* Reads one case. 1: read; 0: end of file; -1: malformed (message in err). */
-static int read_case(FILE *f, vec_case *c, char *err, size_t err_size)
-{
-    char tok[NAME_LEN];
-    memset(c, 0, sizeof *c);
-    if (!tt_next_token(f, tok, sizeof tok)) {
-        return 0;
-    }
-    if (strcmp(tok, "case") != 0 || !tt_next_token(f, c->kernel, sizeof c->kernel) ||
-        !tt_next_token(f, c->name, sizeof c->name)) {
-        snprintf(err, err_size, "expected 'case <kernel> <name>', got '%s'", tok);
-        return -1;
-    }
-    for (;;) {
-        if (!tt_next_token(f, tok, sizeof tok)) {
-            snprintf(err, err_size, "%s/%s: unexpected end of file", c->kernel, c->name);
-            return -1;
-        }
-        if (strcmp(tok, "end") == 0) {
-            return 1;
-        }
-        if (strcmp(tok, "attrs") == 0) {
-            if (!tt_next_token(f, tok, sizeof tok) || !tt_parse_i32(tok, &c->nattrs) || c->nattrs < 0 ||
-                c->nattrs > MAX_ATTRS) {
-                snprintf(err, err_size, "%s/%s: bad attrs count", c->kernel, c->name);
-                return -1;
-            }
-            for (int32_t k = 0; k < c->nattrs; k++) {
-                if (!tt_next_token(f, tok, sizeof tok) || !tt_parse_i32(tok, &c->attrs[k])) {
-                    snprintf(err, err_size, "%s/%s: bad attribute", c->kernel, c->name);
-                    return -1;
-                }
-            }
-            continue;
-        }
-        if ((strcmp(tok, "in") != 0 && strcmp(tok, "out") != 0) || c->ntensors == MAX_TENSORS) {
-            snprintf(err, err_size, "%s/%s: unexpected '%s'", c->kernel, c->name, tok);
-            return -1;
-        }
-        vec_tensor *t = &c->t[c->ntensors++];
-        t->is_out = strcmp(tok, "out") == 0;
-        char type[8];
-        if (!tt_next_token(f, type, sizeof type) || !tt_next_token(f, t->role, sizeof t->role) ||
-            !tt_next_token(f, tok, sizeof tok) || !tt_parse_i32(tok, &t->n) || t->n <= 0) {
-            snprintf(err, err_size, "%s/%s: bad tensor header", c->kernel, c->name);
-            return -1;
-        }
-        if (strcmp(type, "s8") == 0) {
-            t->dt = DT_S8;
-        } else if (strcmp(type, "i32") == 0) {
-            t->dt = DT_I32;
-        } else if (strcmp(type, "f32") == 0) {
-            t->dt = DT_F32;
-        } else {
-            snprintf(err, err_size, "%s/%s: unknown dtype %s", c->kernel, c->name, type);
-            return -1;
-        }
-        t->data = malloc((size_t)t->n * dt_size(t->dt));
-        if (t->data == NULL) {
-            snprintf(err, err_size, "out of memory");
-            return -1;
-        }
-        for (int32_t k = 0; k < t->n; k++) {
-            int ok = tt_next_token(f, tok, sizeof tok);
-            int32_t v = 0;
-            if (ok && t->dt == DT_F32) {
-                ok = parse_f32_bits(tok, (float *)t->data + k);
-            } else if (ok) {
-                ok = tt_parse_i32(tok, &v);
-                if (t->dt == DT_S8) {
-                    ok = ok && v >= INT8_MIN && v <= INT8_MAX;
-                    ((int8_t *)t->data)[k] = (int8_t)v;
-                } else {
-                    ((int32_t *)t->data)[k] = v;
-                }
-            }
-            if (!ok) {
-                snprintf(err, err_size, "%s/%s: bad value %d of %s", c->kernel, c->name, (int)k,
-                         t->role);
-                return -1;
-            }
-        }
-    }
-}
-
 /* --- per-case context: operand lookup, guarded outputs, comparison -------------------------- */
 
 typedef struct {
-    const vec_case *c;
+    const tt_vec_case *c;
     int ok;
     char msg[320];
 } ctx;
@@ -193,20 +72,10 @@ static void fail(ctx *x, const char *fmt, ...)
     }
 }
 
-static const vec_tensor *find(const vec_case *c, int is_out, const char *role)
-{
-    for (int k = 0; k < c->ntensors; k++) {
-        if (c->t[k].is_out == is_out && strcmp(c->t[k].role, role) == 0) {
-            return &c->t[k];
-        }
-    }
-    return NULL;
-}
-
 /* An input of n elements of dt; NULL if absent (an error unless optional). n < 0: any size. */
-static const void *in_t(ctx *x, const char *role, dtype dt, int32_t n, int optional)
+static const void *in_t(ctx *x, const char *role, tt_vec_dtype dt, int32_t n, int optional)
 {
-    const vec_tensor *t = find(x->c, 0, role);
+    const tt_vec_tensor *t = tt_vec_find(x->c, 0, role);
     if (t == NULL) {
         if (!optional) {
             fail(x, "vector file: input %s missing", role);
@@ -222,13 +91,13 @@ static const void *in_t(ctx *x, const char *role, dtype dt, int32_t n, int optio
 
 static int32_t in_count(ctx *x, const char *role)
 {
-    const vec_tensor *t = find(x->c, 0, role);
+    const tt_vec_tensor *t = tt_vec_find(x->c, 0, role);
     return t == NULL ? 0 : t->n;
 }
 
 static float in_scalar(ctx *x, const char *role)
 {
-    const float *v = in_t(x, role, DT_F32, 1, 0);
+    const float *v = in_t(x, role, TT_VEC_F32, 1, 0);
     return v == NULL ? 0.0f : v[0];
 }
 
@@ -247,24 +116,24 @@ typedef struct {
     uint8_t *base;
     void *p;
     int32_t n;
-    dtype dt;
+    tt_vec_dtype dt;
 } outbuf;
 
 static size_t out_bytes(const outbuf *o)
 {
-    return (size_t)o->n * dt_size(o->dt);
+    return (size_t)o->n * tt_vec_size(o->dt);
 }
 
 /* Poisoned with pattern `pass` (0 or 1). */
-static void out_init(outbuf *o, dtype dt, int32_t n, int pass)
+static void out_init(outbuf *o, tt_vec_dtype dt, int32_t n, int pass)
 {
     o->n = n;
     o->dt = dt;
-    o->base = xmalloc((size_t)n * dt_size(dt) + 2 * GUARD);
+    o->base = xmalloc((size_t)n * tt_vec_size(dt) + 2 * GUARD);
     o->p = o->base + GUARD;
     memset(o->base, GUARD_BYTE, GUARD);
     memset(o->base + GUARD + out_bytes(o), GUARD_BYTE, GUARD);
-    if (dt == DT_F32) {
+    if (dt == TT_VEC_F32) {
         for (int32_t k = 0; k < n; k++) {
             memcpy((float *)o->p + k, &NAN_POISON[pass & 1], 4);
         }
@@ -274,7 +143,7 @@ static void out_init(outbuf *o, dtype dt, int32_t n, int pass)
 }
 
 /* Initialised with a copy of src (in-place kernels). */
-static void out_copy(outbuf *o, dtype dt, int32_t n, const void *src)
+static void out_copy(outbuf *o, tt_vec_dtype dt, int32_t n, const void *src)
 {
     out_init(o, dt, n, 0);
     memcpy(o->p, src, out_bytes(o));
@@ -318,12 +187,12 @@ static void expect(ctx *x, const char *role, const outbuf *o, int exact)
         fail(x, "%s: wrote outside the output buffer", role);
         return;
     }
-    const vec_tensor *t = find(x->c, 1, role);
+    const tt_vec_tensor *t = tt_vec_find(x->c, 1, role);
     if (t == NULL || t->dt != o->dt || t->n != o->n) {
         fail(x, "vector file: expected output %s missing or of the wrong type or size", role);
         return;
     }
-    if (o->dt == DT_F32 && !exact) {
+    if (o->dt == TT_VEC_F32 && !exact) {
         char detail[200];
         if (!tt_test_close_f32(o->p, t->data, (size_t)o->n, detail, sizeof detail)) {
             fail(x, "%s%s", role, detail);
@@ -331,13 +200,13 @@ static void expect(ctx *x, const char *role, const outbuf *o, int exact)
         return;
     }
     for (int32_t k = 0; k < o->n; k++) {
-        if (o->dt == DT_S8) {
+        if (o->dt == TT_VEC_S8) {
             const int8_t g = ((const int8_t *)o->p)[k], w = ((const int8_t *)t->data)[k];
             if (g != w) {
                 fail(x, "%s[%d] = %d, expected %d", role, (int)k, g, w);
                 return;
             }
-        } else if (o->dt == DT_I32) {
+        } else if (o->dt == TT_VEC_I32) {
             const int32_t g = ((const int32_t *)o->p)[k], w = ((const int32_t *)t->data)[k];
             if (g != w) {
                 fail(x, "%s[%d] = %ld, expected %ld", role, (int)k, (long)g, (long)w);
@@ -431,8 +300,8 @@ static void expect_mask(ctx *x, outbuf *m, int32_t n)
 static const tt_row_subst *in_subst(ctx *x, tt_row_subst *sub, int32_t row_size)
 {
     const int32_t count = in_count(x, "channels");
-    sub->channels = in_t(x, "channels", DT_I32, -1, 1);
-    sub->rows = in_t(x, "rows", DT_S8, count * row_size, sub->channels == NULL);
+    sub->channels = in_t(x, "channels", TT_VEC_I32, -1, 1);
+    sub->rows = in_t(x, "rows", TT_VEC_S8, count * row_size, sub->channels == NULL);
     sub->count = count;
     return sub->channels == NULL ? NULL : sub;
 }
@@ -447,14 +316,14 @@ static void run_primitive(ctx *x)
     const int32_t n = x->c->attrs[0];
     const char *kern = x->c->kernel;
     const int is_srdhm = strcmp(kern, "srdhm") == 0, is_rdbpot = strcmp(kern, "rdbpot") == 0;
-    const int32_t *a = in_t(x, is_srdhm ? "a" : "x", DT_I32, n, 0);
-    const int32_t *b = in_t(x, is_srdhm ? "b" : is_rdbpot ? "e" : "mult", DT_I32, n, 0);
-    const int32_t *s = is_srdhm || is_rdbpot ? NULL : in_t(x, "shift", DT_I32, n, 0);
+    const int32_t *a = in_t(x, is_srdhm ? "a" : "x", TT_VEC_I32, n, 0);
+    const int32_t *b = in_t(x, is_srdhm ? "b" : is_rdbpot ? "e" : "mult", TT_VEC_I32, n, 0);
+    const int32_t *s = is_srdhm || is_rdbpot ? NULL : in_t(x, "shift", TT_VEC_I32, n, 0);
     if (!x->ok) {
         return;
     }
     outbuf r;
-    out_init(&r, DT_I32, n, 0);
+    out_init(&r, TT_VEC_I32, n, 0);
     int32_t *rp = r.p;
     for (int32_t k = 0; k < n; k++) {
         if (is_srdhm) {
@@ -491,17 +360,17 @@ static void run_conv(ctx *x)
     const int depthwise = strcmp(x->c->kernel, "depthwise_conv2d_s8") == 0;
     const tt_conv2d_params p = conv_params(x->c->attrs);
     const int32_t *a = x->c->attrs;
-    const int8_t *in = in_t(x, "x", DT_S8, numel_x(&p), 0);
-    const int8_t *w = in_t(x, "w", DT_S8, numel_w(&p), 0);
-    const int32_t *bias = in_t(x, "bias", DT_I32, p.out_c, 1);
-    const int32_t *mult = in_t(x, "mult", DT_I32, p.out_c, 0);
-    const int32_t *shift = in_t(x, "shift", DT_I32, p.out_c, 0);
+    const int8_t *in = in_t(x, "x", TT_VEC_S8, numel_x(&p), 0);
+    const int8_t *w = in_t(x, "w", TT_VEC_S8, numel_w(&p), 0);
+    const int32_t *bias = in_t(x, "bias", TT_VEC_I32, p.out_c, 1);
+    const int32_t *mult = in_t(x, "mult", TT_VEC_I32, p.out_c, 0);
+    const int32_t *shift = in_t(x, "shift", TT_VEC_I32, p.out_c, 0);
     tt_row_subst sub_buf;
     const tt_row_subst *sub = in_subst(x, &sub_buf, numel_w(&p) / p.out_c);
     if (!x->ok) {
         return;
     }
-    const int with_mask = find(x->c, 1, "mask") != NULL;
+    const int with_mask = tt_vec_find(x->c, 1, "mask") != NULL;
     const int32_t need = depthwise ? tt_depthwise_conv2d_s8_get_buffer_size(&p)
                                    : tt_conv2d_s8_get_buffer_size(&p);
     if (need < 0) {
@@ -512,8 +381,8 @@ static void run_conv(ctx *x)
         scratchbuf sb;
         scratch_init(&sb, need);
         outbuf y, m;
-        out_init(&y, DT_S8, numel_y(&p), pass);
-        out_init(&m, DT_S8, with_mask ? (numel_y(&p) + 7) / 8 : 1, pass);
+        out_init(&y, TT_VEC_S8, numel_y(&p), pass);
+        out_init(&m, TT_VEC_S8, with_mask ? (numel_y(&p) + 7) / 8 : 1, pass);
         const tt_s8_requant q = {a[13], a[14], a[15], a[16], mult, shift,
                                  with_mask ? (uint8_t *)m.p : NULL};
         const tt_status st = depthwise ? tt_depthwise_conv2d_s8(&sb.s, &p, &q, in, w, sub, bias, y.p)
@@ -536,8 +405,8 @@ static void run_conv(ctx *x)
         scratchbuf sb;
         scratch_init(&sb, need);
         outbuf y, m;
-        out_copy(&y, DT_S8, numel_x(&p), in);
-        out_init(&m, DT_S8, with_mask ? (numel_y(&p) + 7) / 8 : 1, 0);
+        out_copy(&y, TT_VEC_S8, numel_x(&p), in);
+        out_init(&m, TT_VEC_S8, with_mask ? (numel_y(&p) + 7) / 8 : 1, 0);
         const tt_s8_requant q = {a[13], a[14], a[15], a[16], mult, shift,
                                  with_mask ? (uint8_t *)m.p : NULL};
         check_status(x, tt_depthwise_conv2d_s8(&sb.s, &p, &q, y.p, w, sub, bias, y.p),
@@ -560,15 +429,15 @@ static void run_pw_dw(ctx *x)
     }
     const int32_t *a = x->c->attrs;
     const tt_pw_dw_conv2d_params p = {conv_params(a), conv_params(a + 13)};
-    const int8_t *in = in_t(x, "x", DT_S8, numel_x(&p.pw), 0);
-    const int8_t *pw_w = in_t(x, "pw_w", DT_S8, numel_w(&p.pw), 0);
-    const int32_t *pw_b = in_t(x, "pw_bias", DT_I32, p.pw.out_c, 1);
-    const int32_t *pw_m = in_t(x, "pw_mult", DT_I32, p.pw.out_c, 0);
-    const int32_t *pw_s = in_t(x, "pw_shift", DT_I32, p.pw.out_c, 0);
-    const int8_t *dw_w = in_t(x, "dw_w", DT_S8, numel_w(&p.dw), 0);
-    const int32_t *dw_b = in_t(x, "dw_bias", DT_I32, p.dw.out_c, 1);
-    const int32_t *dw_m = in_t(x, "dw_mult", DT_I32, p.dw.out_c, 0);
-    const int32_t *dw_s = in_t(x, "dw_shift", DT_I32, p.dw.out_c, 0);
+    const int8_t *in = in_t(x, "x", TT_VEC_S8, numel_x(&p.pw), 0);
+    const int8_t *pw_w = in_t(x, "pw_w", TT_VEC_S8, numel_w(&p.pw), 0);
+    const int32_t *pw_b = in_t(x, "pw_bias", TT_VEC_I32, p.pw.out_c, 1);
+    const int32_t *pw_m = in_t(x, "pw_mult", TT_VEC_I32, p.pw.out_c, 0);
+    const int32_t *pw_s = in_t(x, "pw_shift", TT_VEC_I32, p.pw.out_c, 0);
+    const int8_t *dw_w = in_t(x, "dw_w", TT_VEC_S8, numel_w(&p.dw), 0);
+    const int32_t *dw_b = in_t(x, "dw_bias", TT_VEC_I32, p.dw.out_c, 1);
+    const int32_t *dw_m = in_t(x, "dw_mult", TT_VEC_I32, p.dw.out_c, 0);
+    const int32_t *dw_s = in_t(x, "dw_shift", TT_VEC_I32, p.dw.out_c, 0);
     if (!x->ok) {
         return;
     }
@@ -583,7 +452,7 @@ static void run_pw_dw(ctx *x)
         scratchbuf sb;
         scratch_init(&sb, need);
         outbuf y;
-        out_init(&y, DT_S8, numel_y(&p.dw), pass);
+        out_init(&y, TT_VEC_S8, numel_y(&p.dw), pass);
         check_status(x, tt_pw_dw_conv2d_s8(&sb.s, &p, &pw_q, pw_w, pw_b, &dw_q, dw_w, dw_b, in,
                                            y.p),
                      "tt_pw_dw_conv2d_s8");
@@ -605,15 +474,15 @@ static void run_add(ctx *x)
     const int32_t n = a[0];
     tt_add_s8_params p = {a[1], a[2], a[3], a[4], a[5], a[6],
                           a[7], a[8], a[9], a[10], a[11], a[12], NULL};
-    const int8_t *x1 = in_t(x, "x1", DT_S8, n, 0);
-    const int8_t *x2 = in_t(x, "x2", DT_S8, n, 0);
+    const int8_t *x1 = in_t(x, "x1", TT_VEC_S8, n, 0);
+    const int8_t *x2 = in_t(x, "x2", TT_VEC_S8, n, 0);
     if (!x->ok) {
         return;
     }
     for (int pass = 0; pass < 2; pass++) {
         outbuf y, m;
-        out_init(&y, DT_S8, n, pass);
-        out_init(&m, DT_S8, (n + 7) / 8, pass);
+        out_init(&y, TT_VEC_S8, n, pass);
+        out_init(&m, TT_VEC_S8, (n + 7) / 8, pass);
         p.mask = m.p;
         check_status(x, tt_add_s8(&p, n, x1, x2, y.p), "tt_add_s8");
         expect(x, "y", &y, 1);
@@ -623,10 +492,10 @@ static void run_add(ctx *x)
     }
     p.mask = NULL;
     outbuf y1, y2; /* in place: y aliases x1, then x2 */
-    out_copy(&y1, DT_S8, n, x1);
+    out_copy(&y1, TT_VEC_S8, n, x1);
     check_status(x, tt_add_s8(&p, n, y1.p, x2, y1.p), "tt_add_s8 (y = x1)");
     expect(x, "y", &y1, 1);
-    out_copy(&y2, DT_S8, n, x2);
+    out_copy(&y2, TT_VEC_S8, n, x2);
     check_status(x, tt_add_s8(&p, n, x1, y2.p, y2.p), "tt_add_s8 (y = x2)");
     expect(x, "y", &y2, 1);
     out_free(&y1);
@@ -640,13 +509,13 @@ static void run_avgpool(ctx *x)
     }
     const tt_pool2d_params p = pool_params(x->c->attrs);
     const int32_t *a = x->c->attrs;
-    const int8_t *in = in_t(x, "x", DT_S8, p.c * p.in_h * p.in_w, 0);
+    const int8_t *in = in_t(x, "x", TT_VEC_S8, p.c * p.in_h * p.in_w, 0);
     if (!x->ok) {
         return;
     }
     for (int pass = 0; pass < 2; pass++) {
         outbuf y;
-        out_init(&y, DT_S8, p.c * p.out_h * p.out_w, pass);
+        out_init(&y, TT_VEC_S8, p.c * p.out_h * p.out_w, pass);
         check_status(x, tt_avgpool2d_s8(&p, a[11], a[12], a[13], in, y.p), "tt_avgpool2d_s8");
         expect(x, "y", &y, 1);
         out_free(&y);
@@ -659,13 +528,13 @@ static void run_dequantize(ctx *x)
         return;
     }
     const int32_t n = x->c->attrs[0];
-    const int8_t *in = in_t(x, "x", DT_S8, n, 0);
+    const int8_t *in = in_t(x, "x", TT_VEC_S8, n, 0);
     const float scale = in_scalar(x, "scale");
     if (!x->ok) {
         return;
     }
     outbuf y;
-    out_init(&y, DT_F32, n, 0);
+    out_init(&y, TT_VEC_F32, n, 0);
     check_status(x, tt_dequantize_s8_f32(n, in, scale, x->c->attrs[1], y.p), "tt_dequantize_s8_f32");
     expect(x, "y", &y, 1);
     out_free(&y);
@@ -677,14 +546,14 @@ static void run_quantize(ctx *x)
         return;
     }
     const int32_t n = x->c->attrs[0];
-    const float *in = in_t(x, "x", DT_F32, n, 0);
+    const float *in = in_t(x, "x", TT_VEC_F32, n, 0);
     const float scale = in_scalar(x, "scale");
     if (!x->ok) {
         return;
     }
     for (int pass = 0; pass < 2; pass++) {
         outbuf y;
-        out_init(&y, DT_S8, n, pass);
+        out_init(&y, TT_VEC_S8, n, pass);
         check_status(x, tt_quantize_f32_s8(n, in, scale, x->c->attrs[1], y.p),
                      "tt_quantize_f32_s8");
         expect(x, "y", &y, 1);
@@ -699,17 +568,17 @@ static void run_requant_grad(ctx *x)
     }
     const int32_t *a = x->c->attrs;
     const int32_t n = a[0] * a[1];
-    const uint8_t *mask = in_t(x, "mask", DT_S8, (n + 7) / 8, 0);
-    const float *dy = in_t(x, "dy", DT_F32, n, 0);
-    const float *e = in_t(x, "eff_scale", DT_F32, a[0], 0);
+    const uint8_t *mask = in_t(x, "mask", TT_VEC_S8, (n + 7) / 8, 0);
+    const float *dy = in_t(x, "dy", TT_VEC_F32, n, 0);
+    const float *e = in_t(x, "eff_scale", TT_VEC_F32, a[0], 0);
     if (!x->ok) {
         return;
     }
     outbuf dz, dz2;
-    out_init(&dz, DT_F32, n, 0);
+    out_init(&dz, TT_VEC_F32, n, 0);
     check_status(x, tt_requant_grad_f32(a[0], a[1], mask, dy, e, dz.p), "tt_requant_grad_f32");
     expect(x, "dz", &dz, 1);
-    out_copy(&dz2, DT_F32, n, dy); /* in place: dz aliases dy */
+    out_copy(&dz2, TT_VEC_F32, n, dy); /* in place: dz aliases dy */
     check_status(x, tt_requant_grad_f32(a[0], a[1], mask, dz2.p, e, dz2.p),
                  "tt_requant_grad_f32 (in place)");
     expect(x, "dz", &dz2, 1);
@@ -723,15 +592,15 @@ static void run_grad_input(ctx *x)
         return;
     }
     const tt_conv2d_params p = conv_params(x->c->attrs);
-    const float *dz = in_t(x, "dz", DT_F32, numel_y(&p), 0);
-    const int8_t *w = in_t(x, "w", DT_S8, numel_w(&p), 0);
+    const float *dz = in_t(x, "dz", TT_VEC_F32, numel_y(&p), 0);
+    const int8_t *w = in_t(x, "w", TT_VEC_S8, numel_w(&p), 0);
     tt_row_subst sub_buf;
     const tt_row_subst *sub = in_subst(x, &sub_buf, numel_w(&p) / p.out_c);
     if (!x->ok) {
         return;
     }
     outbuf dx;
-    out_init(&dx, DT_F32, numel_x(&p), 0);
+    out_init(&dx, TT_VEC_F32, numel_x(&p), 0);
     check_status(x, tt_conv2d_s8_grad_input_f32(&p, dz, w, sub, dx.p),
                  "tt_conv2d_s8_grad_input_f32");
     expect(x, "dx", &dx, 0);
@@ -745,9 +614,9 @@ static void run_grad_weight(ctx *x)
     }
     const tt_conv2d_params p = conv_params(x->c->attrs);
     const int32_t x_zero = x->c->attrs[13], axis = x->c->attrs[14];
-    const float *dz = in_t(x, "dz", DT_F32, numel_y(&p), 0);
-    const int8_t *in = in_t(x, "x", DT_S8, numel_x(&p), 0);
-    const int32_t *chan = in_t(x, "channels", DT_I32, -1, 1);
+    const float *dz = in_t(x, "dz", TT_VEC_F32, numel_y(&p), 0);
+    const int8_t *in = in_t(x, "x", TT_VEC_S8, numel_x(&p), 0);
+    const int32_t *chan = in_t(x, "channels", TT_VEC_I32, -1, 1);
     if (!x->ok) {
         return;
     }
@@ -758,9 +627,9 @@ static void run_grad_weight(ctx *x)
         n_dw = axis == 0 ? sel.count * cin_g * ksize : p.out_c * sel.count * ksize;
     }
     outbuf dw, db, dw2;
-    out_init(&dw, DT_F32, n_dw, 0);
-    out_init(&db, DT_F32, p.out_c, 0);
-    out_init(&dw2, DT_F32, n_dw, 1);
+    out_init(&dw, TT_VEC_F32, n_dw, 0);
+    out_init(&db, TT_VEC_F32, p.out_c, 0);
+    out_init(&dw2, TT_VEC_F32, n_dw, 1);
     const tt_channel_select *s = chan != NULL ? &sel : NULL;
     check_status(x, tt_conv2d_s8_grad_weight_f32(&p, s, dz, in, x_zero, dw.p, db.p),
                  "tt_conv2d_s8_grad_weight_f32");
@@ -772,7 +641,7 @@ static void run_grad_weight(ctx *x)
         fail(x, "dw differs when db is NULL");
     }
     outbuf db2; /* db only: neither x nor dw */
-    out_init(&db2, DT_F32, p.out_c, 1);
+    out_init(&db2, TT_VEC_F32, p.out_c, 1);
     check_status(x, tt_conv2d_s8_grad_weight_f32(&p, s, dz, NULL, x_zero, NULL, db2.p),
                  "tt_conv2d_s8_grad_weight_f32 (db only)");
     expect(x, "db", &db2, 0);
@@ -788,26 +657,26 @@ static void run_add_grad(ctx *x)
         return;
     }
     const int32_t n = x->c->attrs[0];
-    const float *dy = in_t(x, "dy", DT_F32, n, 0);
-    const uint8_t *mask = in_t(x, "mask", DT_S8, (n + 7) / 8, 1);
+    const float *dy = in_t(x, "dy", TT_VEC_F32, n, 0);
+    const uint8_t *mask = in_t(x, "mask", TT_VEC_S8, (n + 7) / 8, 1);
     const float s1 = in_scalar(x, "s1"), s2 = in_scalar(x, "s2"), sy = in_scalar(x, "sy");
     if (!x->ok) {
         return;
     }
     outbuf dx1, dx2, dx1b;
-    out_init(&dx1, DT_F32, n, 0);
-    out_init(&dx2, DT_F32, n, 1);
+    out_init(&dx1, TT_VEC_F32, n, 0);
+    out_init(&dx2, TT_VEC_F32, n, 1);
     check_status(x, tt_add_s8_grad_f32(n, mask, dy, s1, s2, sy, dx1.p, dx2.p),
                  "tt_add_s8_grad_f32");
     expect(x, "dx1", &dx1, 1);
     expect(x, "dx2", &dx2, 1);
-    out_copy(&dx1b, DT_F32, n, dy); /* dx1 aliases dy */
+    out_copy(&dx1b, TT_VEC_F32, n, dy); /* dx1 aliases dy */
     check_status(x, tt_add_s8_grad_f32(n, mask, dx1b.p, s1, s2, sy, dx1b.p, dx2.p),
                  "tt_add_s8_grad_f32 (in place)");
     expect(x, "dx1", &dx1b, 1);
     expect(x, "dx2", &dx2, 1);
     outbuf only2; /* dx1 not wanted */
-    out_init(&only2, DT_F32, n, 0);
+    out_init(&only2, TT_VEC_F32, n, 0);
     check_status(x, tt_add_s8_grad_f32(n, mask, dy, s1, s2, sy, NULL, only2.p),
                  "tt_add_s8_grad_f32 (dx1 NULL)");
     expect(x, "dx2", &only2, 1);
@@ -823,16 +692,16 @@ static void run_dequantize_grad(ctx *x)
         return;
     }
     const int32_t n = x->c->attrs[0];
-    const float *dy = in_t(x, "dy", DT_F32, n, 0);
+    const float *dy = in_t(x, "dy", TT_VEC_F32, n, 0);
     const float scale = in_scalar(x, "scale");
     if (!x->ok) {
         return;
     }
     outbuf dx, dx2;
-    out_init(&dx, DT_F32, n, 0);
+    out_init(&dx, TT_VEC_F32, n, 0);
     check_status(x, tt_dequantize_grad_f32(n, dy, scale, dx.p), "tt_dequantize_grad_f32");
     expect(x, "dx", &dx, 1);
-    out_copy(&dx2, DT_F32, n, dy);
+    out_copy(&dx2, TT_VEC_F32, n, dy);
     check_status(x, tt_dequantize_grad_f32(n, dx2.p, scale, dx2.p), "tt_dequantize_grad_f32 (in place)");
     expect(x, "dx", &dx2, 1);
     out_free(&dx);
@@ -847,27 +716,27 @@ static void run_update_s8(ctx *x)
     const int master_rule = strcmp(x->c->kernel, "update_s8_master_f32") == 0;
     const int32_t *a = x->c->attrs;
     const tt_weight_shape s = {a[0], a[1], a[2]};
-    const int32_t *chan = in_t(x, "channels", DT_I32, -1, 1);
+    const int32_t *chan = in_t(x, "channels", TT_VEC_I32, -1, 1);
     const tt_channel_select sel = {chan, in_count(x, "channels"), a[3]};
     const int32_t n_w = s.out_c * s.in_c * s.k;
     int32_t n_rows = n_w;
     if (chan != NULL) {
         n_rows = a[3] == 0 ? sel.count * s.in_c * s.k : s.out_c * sel.count * s.k;
     }
-    const int8_t *w = in_t(x, "w", DT_S8, n_w, 0);
-    const float *dw = in_t(x, "dw", DT_F32, n_rows, 0);
-    const float *qas = in_t(x, "qas", DT_F32, s.out_c, 0);
+    const int8_t *w = in_t(x, "w", TT_VEC_S8, n_w, 0);
+    const float *dw = in_t(x, "dw", TT_VEC_F32, n_rows, 0);
+    const float *qas = in_t(x, "qas", TT_VEC_F32, s.out_c, 0);
     const float lr = in_scalar(x, "lr");
-    const float *master = master_rule ? in_t(x, "master", DT_F32, n_rows, 0) : NULL;
+    const float *master = master_rule ? in_t(x, "master", TT_VEC_F32, n_rows, 0) : NULL;
     if (!x->ok) {
         return;
     }
     const tt_channel_select *sp = chan != NULL ? &sel : NULL;
     outbuf wo;
-    out_copy(&wo, DT_S8, n_w, w);
+    out_copy(&wo, TT_VEC_S8, n_w, w);
     if (master_rule) {
         outbuf mo;
-        out_copy(&mo, DT_F32, n_rows, master);
+        out_copy(&mo, TT_VEC_F32, n_rows, master);
         check_status(x, tt_update_s8_master_f32(&s, sp, mo.p, wo.p, dw, lr, qas),
                      "tt_update_s8_master_f32");
         expect(x, "master", &mo, 1);
@@ -885,18 +754,18 @@ static void run_update_s32(ctx *x)
         return;
     }
     const int32_t n = x->c->attrs[0];
-    const int32_t *b = in_t(x, "b", DT_I32, n, 0);
-    const float *master = in_t(x, "master", DT_F32, n, 1);
-    const float *db = in_t(x, "db", DT_F32, n, 0);
-    const float *qas = in_t(x, "qas", DT_F32, n, 0);
+    const int32_t *b = in_t(x, "b", TT_VEC_I32, n, 0);
+    const float *master = in_t(x, "master", TT_VEC_F32, n, 1);
+    const float *db = in_t(x, "db", TT_VEC_F32, n, 0);
+    const float *qas = in_t(x, "qas", TT_VEC_F32, n, 0);
     const float lr = in_scalar(x, "lr");
     if (!x->ok) {
         return;
     }
     outbuf bo, mo;
-    out_copy(&bo, DT_I32, n, b);
+    out_copy(&bo, TT_VEC_I32, n, b);
     if (master != NULL) {
-        out_copy(&mo, DT_F32, n, master);
+        out_copy(&mo, TT_VEC_F32, n, master);
     }
     check_status(x, tt_update_s32_f32(n, bo.p, master != NULL ? mo.p : NULL, db, lr, qas),
                  "tt_update_s32_f32");
@@ -936,17 +805,17 @@ static runner RUNNERS[] = {
 };
 #define N_RUNNERS (sizeof RUNNERS / sizeof RUNNERS[0])
 
-static void run_case(const vec_case *c)
+static void run_case(const tt_vec_case *c)
 {
-    char label[2 * NAME_LEN + 2];
+    char label[2 * TT_VEC_NAME_LEN + 2];
     snprintf(label, sizeof label, "%s/%s", c->kernel, c->name);
     ctx x = {c, 1, ""};
 
     /* Snapshot the inputs: kernels must not modify them. */
-    void *saved[MAX_TENSORS] = {0};
+    void *saved[TT_VEC_MAX_TENSORS] = {0};
     for (int k = 0; k < c->ntensors; k++) {
         if (!c->t[k].is_out) {
-            const size_t n = (size_t)c->t[k].n * dt_size(c->t[k].dt);
+            const size_t n = (size_t)c->t[k].n * tt_vec_size(c->t[k].dt);
             saved[k] = xmalloc(n);
             memcpy(saved[k], c->t[k].data, n);
         }
@@ -965,7 +834,7 @@ static void run_case(const vec_case *c)
     }
     for (int k = 0; k < c->ntensors; k++) {
         if (saved[k] != NULL) {
-            if (memcmp(saved[k], c->t[k].data, (size_t)c->t[k].n * dt_size(c->t[k].dt)) != 0) {
+            if (memcmp(saved[k], c->t[k].data, (size_t)c->t[k].n * tt_vec_size(c->t[k].dt)) != 0) {
                 fail(&x, "input %s was modified", c->t[k].role);
             }
             free(saved[k]);
@@ -1439,14 +1308,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot open %s (generate it with tests/c/gen_vectors_s8.py)\n", path);
         return 2;
     }
-    vec_case *c = xmalloc(sizeof *c);
+    tt_vec_case *c = xmalloc(sizeof *c);
     char err[256];
     int rc;
-    while ((rc = read_case(f, c, err, sizeof err)) == 1) {
+    while ((rc = tt_vec_read_case(f, parse_f32_bits, c, err, sizeof err)) == 1) {
         run_case(c);
-        free_case(c);
+        tt_vec_free(c);
     }
-    free_case(c);
+    tt_vec_free(c);
     free(c);
     fclose(f);
     TT_CHECK_MSG(rc == 0, "%s: %s", path, err);

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define TT_TEST_RTOL 1e-5f
 #define TT_TEST_ATOL_REL 1e-5f
@@ -152,6 +153,143 @@ static inline int tt_parse_i32(const char *tok, int32_t *out)
     }
     *out = (int32_t)v;
     return 1;
+}
+
+/* One case of a vector file (format: tests/c/gen_vectors.py, gen_vectors_s8.py):
+ *     case <kernel> <name>  attrs <n> <int>...  (in|out) <s8|i32|f32> <role> <n> <value>...  end
+ * Floats are written differently by the two generators, so the reader takes the float parser. */
+#define TT_VEC_NAME_LEN 64
+#define TT_VEC_MAX_ATTRS 40 /* pw_dw_conv2d_s8: two conv geometries + 7 */
+#define TT_VEC_MAX_TENSORS 12
+
+typedef enum { TT_VEC_S8, TT_VEC_I32, TT_VEC_F32 } tt_vec_dtype;
+
+static inline size_t tt_vec_size(tt_vec_dtype dt)
+{
+    return dt == TT_VEC_S8 ? 1 : 4;
+}
+
+typedef struct {
+    int is_out;
+    tt_vec_dtype dt;
+    char role[TT_VEC_NAME_LEN];
+    int32_t n;
+    void *data; /* int8_t, int32_t or float */
+} tt_vec_tensor;
+
+typedef struct {
+    char kernel[TT_VEC_NAME_LEN];
+    char name[TT_VEC_NAME_LEN];
+    int32_t nattrs;
+    int32_t attrs[TT_VEC_MAX_ATTRS];
+    int ntensors;
+    tt_vec_tensor t[TT_VEC_MAX_TENSORS];
+} tt_vec_case;
+
+static inline void tt_vec_free(tt_vec_case *c)
+{
+    for (int k = 0; k < c->ntensors; k++) {
+        free(c->t[k].data);
+    }
+    memset(c, 0, sizeof *c);
+}
+
+/* The tensor of that direction and role, or NULL. */
+static inline const tt_vec_tensor *tt_vec_find(const tt_vec_case *c, int is_out, const char *role)
+{
+    for (int k = 0; k < c->ntensors; k++) {
+        if (c->t[k].is_out == is_out && strcmp(c->t[k].role, role) == 0) {
+            return &c->t[k];
+        }
+    }
+    return NULL;
+}
+
+/* Reads one case. 1: read; 0: end of file; -1: malformed (message in err). */
+static inline int tt_vec_read_case(FILE *f, int (*parse_float)(const char *tok, float *out),
+                                   tt_vec_case *c, char *err, size_t err_size)
+{
+    char tok[TT_VEC_NAME_LEN];
+    memset(c, 0, sizeof *c);
+    if (!tt_next_token(f, tok, sizeof tok)) {
+        return 0;
+    }
+    if (strcmp(tok, "case") != 0 || !tt_next_token(f, c->kernel, sizeof c->kernel) ||
+        !tt_next_token(f, c->name, sizeof c->name)) {
+        snprintf(err, err_size, "expected 'case <kernel> <name>', got '%s'", tok);
+        return -1;
+    }
+    for (;;) {
+        if (!tt_next_token(f, tok, sizeof tok)) {
+            snprintf(err, err_size, "%s/%s: unexpected end of file", c->kernel, c->name);
+            return -1;
+        }
+        if (strcmp(tok, "end") == 0) {
+            return 1;
+        }
+        if (strcmp(tok, "attrs") == 0) {
+            if (!tt_next_token(f, tok, sizeof tok) || !tt_parse_i32(tok, &c->nattrs) ||
+                c->nattrs < 0 || c->nattrs > TT_VEC_MAX_ATTRS) {
+                snprintf(err, err_size, "%s/%s: bad attrs count", c->kernel, c->name);
+                return -1;
+            }
+            for (int32_t k = 0; k < c->nattrs; k++) {
+                if (!tt_next_token(f, tok, sizeof tok) || !tt_parse_i32(tok, &c->attrs[k])) {
+                    snprintf(err, err_size, "%s/%s: bad attribute", c->kernel, c->name);
+                    return -1;
+                }
+            }
+            continue;
+        }
+        if ((strcmp(tok, "in") != 0 && strcmp(tok, "out") != 0) ||
+            c->ntensors == TT_VEC_MAX_TENSORS) {
+            snprintf(err, err_size, "%s/%s: unexpected '%s'", c->kernel, c->name, tok);
+            return -1;
+        }
+        tt_vec_tensor *t = &c->t[c->ntensors++];
+        t->is_out = strcmp(tok, "out") == 0;
+        char type[8];
+        if (!tt_next_token(f, type, sizeof type) || !tt_next_token(f, t->role, sizeof t->role) ||
+            !tt_next_token(f, tok, sizeof tok) || !tt_parse_i32(tok, &t->n) || t->n <= 0) {
+            snprintf(err, err_size, "%s/%s: bad tensor header", c->kernel, c->name);
+            return -1;
+        }
+        if (strcmp(type, "s8") == 0) {
+            t->dt = TT_VEC_S8;
+        } else if (strcmp(type, "i32") == 0) {
+            t->dt = TT_VEC_I32;
+        } else if (strcmp(type, "f32") == 0) {
+            t->dt = TT_VEC_F32;
+        } else {
+            snprintf(err, err_size, "%s/%s: unknown dtype %s", c->kernel, c->name, type);
+            return -1;
+        }
+        t->data = malloc((size_t)t->n * tt_vec_size(t->dt));
+        if (t->data == NULL) {
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+        for (int32_t k = 0; k < t->n; k++) {
+            int ok = tt_next_token(f, tok, sizeof tok);
+            int32_t v = 0;
+            if (ok && t->dt == TT_VEC_F32) {
+                ok = parse_float(tok, (float *)t->data + k);
+            } else if (ok) {
+                ok = tt_parse_i32(tok, &v);
+                if (t->dt == TT_VEC_S8) {
+                    ok = ok && v >= INT8_MIN && v <= INT8_MAX;
+                    ((int8_t *)t->data)[k] = (int8_t)v;
+                } else {
+                    ((int32_t *)t->data)[k] = v;
+                }
+            }
+            if (!ok) {
+                snprintf(err, err_size, "%s/%s: bad value %d of %s", c->kernel, c->name, (int)k,
+                         t->role);
+                return -1;
+            }
+        }
+    }
 }
 
 #endif
