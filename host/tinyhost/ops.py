@@ -146,3 +146,12 @@ INPLACE_UPDATES: frozenset[Opcode] = frozenset({Opcode.SGD_F32, Opcode.UPDATE_S8
 
 # Ops whose output may share its input's buffer (elementwise, same size).
 INPLACE_OK: frozenset[Opcode] = frozenset({Opcode.RELU_F32, Opcode.RELU_GRAD_F32})
+
+
+def attr_index(opcode: Opcode, name: str) -> int:
+    """Where attribute `name` of an op with this opcode sits in its attribute list."""
+    try:
+        return OP_SPECS[opcode].attrs.index(name)
+    except ValueError:
+        raise KeyError(f"{opcode.name} has no attribute {name!r}; it has "
+                       f"{', '.join(OP_SPECS[opcode].attrs)}") from None
