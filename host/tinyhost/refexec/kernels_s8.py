@@ -31,6 +31,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from tinyhost.quant import (  # noqa: F401  (re-exported: shared with the compiler)
+    ADD_LEFT_SHIFT,
+    AddParams,
+    qas_bias_scale,
+    qas_weight_scale,
+)
 from tinyhost.refexec import kernels_f32 as kf
 from tinyhost.refexec.kernels_f32 import ConvGeom, PoolGeom, _pad, _windows
 from tinyhost.refexec.requant import (
@@ -40,7 +46,6 @@ from tinyhost.refexec.requant import (
     INT32_MIN,
     WEIGHT_QMAX,
     multiply_by_quantized_multiplier,
-    quantize_multiplier,
     round_half_away_array,
     trunc_div,
 )
@@ -49,9 +54,6 @@ S8 = NDArray[np.int8]
 I32 = NDArray[np.int32]
 F32 = NDArray[np.float32]
 BoolA = NDArray[np.bool_]
-
-ADD_LEFT_SHIFT = 20  # TFLite's left_shift for int8 add (15 for int16)
-
 
 # --- argument checks ------------------------------------------------------------------------------
 
@@ -211,56 +213,6 @@ def pw_dw_conv2d_s8(g_pw: ConvGeom, g_dw: ConvGeom, x: ArrayLike, pw_w: ArrayLik
 
 
 # --- add ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class AddParams:
-    """The quantized parameters of an int8 add (TFLite ArithmeticParams). Zero points are stored as
-    zero points: TFLite's input1_offset / input2_offset are their negatives, output_offset is
-    y_zero. Shifts are TFLite's (<= 0: right shifts)."""
-    x1_zero: int
-    x2_zero: int
-    y_zero: int
-    left_shift: int
-    x1_multiplier: int
-    x1_shift: int
-    x2_multiplier: int
-    x2_shift: int
-    y_multiplier: int
-    y_shift: int
-    act_min: int = INT8_MIN
-    act_max: int = INT8_MAX
-
-    def __post_init__(self) -> None:
-        for name in ("x1_zero", "x2_zero", "y_zero"):
-            _int_in(getattr(self, name), INT8_MIN, INT8_MAX, name)
-        _int_in(self.left_shift, 0, 30, "left_shift")
-        for name in ("x1", "x2", "y"):
-            _int_in(getattr(self, f"{name}_multiplier"), 0, INT32_MAX, f"{name}_multiplier")
-            _int_in(getattr(self, f"{name}_shift"), -31, 0, f"{name}_shift")
-        _act_range(self.act_min, self.act_max)
-
-    @classmethod
-    def from_scales(cls, s1: float, z1: int, s2: float, z2: int, sy: float, zy: int,
-                    act_min: int = INT8_MIN, act_max: int = INT8_MAX) -> AddParams:
-        """As tflite-micro's CalculateOpDataAdd (tensorflow/lite/micro/kernels/add_common.cc):
-        scales are float32, the arithmetic double; left_shift = 20;
-        twice_max = 2 * max(s1, s2); real multipliers s1 / twice_max, s2 / twice_max and
-        twice_max / (2^20 * sy), each through QuantizeMultiplierSmallerThanOneExp (which requires
-        0 < real < 1)."""
-        f1, f2, fy = (float(_scale(v, n)) for v, n in ((s1, "s1"), (s2, "s2"), (sy, "sy")))
-        twice_max = 2.0 * max(f1, f2)
-        reals = (f1 / twice_max, f2 / twice_max, twice_max / ((1 << ADD_LEFT_SHIFT) * fy))
-        qs = []
-        for r in reals:
-            if not 0.0 < r < 1.0:
-                raise ValueError(f"add multiplier {r} is not in (0, 1) (output scale too small)")
-            m, sh = quantize_multiplier(r)
-            if sh > 0:
-                raise ValueError(f"add multiplier {r} has a positive shift")
-            qs.append((m, sh))
-        return cls(int(z1), int(z2), int(zy), ADD_LEFT_SHIFT, qs[0][0], qs[0][1], qs[1][0],
-                   qs[1][1], qs[2][0], qs[2][1], act_min, act_max)
-
 
 def add_s8(x1: ArrayLike, x2: ArrayLike, params: AddParams,
            return_mask: bool = False) -> S8 | tuple[S8, BoolA]:
@@ -464,26 +416,6 @@ def dequantize_s8_grad(dy: ArrayLike, scale: float) -> F32:
 
 
 # --- QAS and the int8 updates ---------------------------------------------------------------------
-
-def qas_weight_scale(w_scales: ArrayLike) -> F32:
-    """Quantization-aware scaling of weight gradients, per output channel: 1 / w_scale^2
-    (sgd_scale.py divides the gradient by (effective_scale * y_scale / x_scale)^2 = w_scale^2).
-    Computed in double, returned as float32."""
-    w = np.asarray(w_scales, dtype=np.float32).astype(np.float64)
-    if w.ndim != 1 or not (w > 0).all():
-        raise ValueError("w_scales must be a 1-D array of positive scales")
-    return (1.0 / (w * w)).astype(np.float32)
-
-
-def qas_bias_scale(w_scales: ArrayLike, x_scale: float) -> F32:
-    """QAS of bias gradients, per output channel: 1 / (w_scale * x_scale)^2 (sgd_scale.py divides
-    by (effective_scale * y_scale)^2). Computed in double, returned as float32."""
-    w = np.asarray(w_scales, dtype=np.float32).astype(np.float64)
-    if w.ndim != 1 or not (w > 0).all():
-        raise ValueError("w_scales must be a 1-D array of positive scales")
-    sb = w * np.float64(_scale(x_scale, "x_scale"))
-    return (1.0 / (sb * sb)).astype(np.float32)
-
 
 def _step(dw: F32, lr: float, q: F32) -> F32:
     """u = lr * (dw * q[o]) in float32, q (one per row of dw's axis 0) broadcast over the rest."""
