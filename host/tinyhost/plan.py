@@ -18,7 +18,8 @@ from typing import Any
 import cbor2
 import numpy as np
 
-from tinyhost.ops import OP_SPECS, Opcode, UpdateRule
+from tinyhost.dtypes import DType
+from tinyhost.ops import OP_SPECS, Opcode, UpdateRule, attr_index
 
 PLAN_FORMAT_VERSION = 1
 BLOB_ALIGN = 16
@@ -29,20 +30,6 @@ NONE = -1  # "no tensor", "not in the arena", "no constant data"
 
 class PlanError(ValueError):
     """A plan file that cannot be used: corrupt, truncated, another version, inconsistent."""
-
-
-class DType(IntEnum):
-    F32 = 0
-    S8 = 1
-    S32 = 2
-
-    @property
-    def numpy(self) -> np.dtype:
-        return np.dtype({DType.F32: "<f4", DType.S8: "i1", DType.S32: "<i4"}[self])
-
-    @property
-    def itemsize(self) -> int:
-        return self.numpy.itemsize
 
 
 class TensorKind(IntEnum):
@@ -84,6 +71,10 @@ class Op:
     inputs: list[int]
     outputs: list[int]
     attrs: list[int]
+
+    def attr(self, name: str) -> int:
+        """Attribute `name` (host/tinyhost/ops.py names each op's attributes)."""
+        return self.attrs[attr_index(self.opcode, name)]
 
 
 @dataclass

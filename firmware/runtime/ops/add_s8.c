@@ -5,6 +5,7 @@
 
 #include "ops_common_s8.h"
 #include "requant_s8.h"
+#include "tt/tt_op.h"
 
 static int add_params_ok(const tt_add_s8_params *p)
 {
@@ -36,4 +37,31 @@ tt_status tt_add_s8(const tt_add_s8_params *p, int32_t size, const int8_t *x1, c
                               p->act_min - p->y_zero, p->act_max - p->y_zero, p->mask, i);
     }
     return TT_OK;
+}
+
+/* --- the ADD_S8 op: plan check and run (tt/tt_op.h) --- */
+
+tt_status tt_op_add_s8_check(const tt_op_ctx *c, tt_error *err)
+{
+    if (!tt_act_range_ok(c->a[TT_ATTR_ADD_S8_ACT_MIN], c->a[TT_ATTR_ADD_S8_ACT_MAX])) {
+        return tt_op_impossible(c, err);
+    }
+    const uint64_t n = (uint64_t)c->a[TT_ATTR_ADD_S8_SIZE];
+    const uint64_t numel[] = {[TT_OPND_ADD_S8_X1] = n, [TT_OPND_ADD_S8_X2] = n,
+                              [TT_OPND_ADD_S8_Y] = n, [TT_OPND_ADD_S8_MASK] = tt_mask_bytes(n)};
+    return tt_op_check_operands(c, numel, err);
+}
+
+tt_status tt_op_add_s8_run(const tt_op_ctx *c, float lr)
+{
+    (void)lr;
+    const int32_t *a = c->a;
+    const tt_add_s8_params p = {
+        a[TT_ATTR_ADD_S8_X1_ZERO],  a[TT_ATTR_ADD_S8_X2_ZERO],  a[TT_ATTR_ADD_S8_Y_ZERO],
+        a[TT_ATTR_ADD_S8_LEFT_SHIFT], a[TT_ATTR_ADD_S8_X1_MULT], a[TT_ATTR_ADD_S8_X1_SHIFT],
+        a[TT_ATTR_ADD_S8_X2_MULT],  a[TT_ATTR_ADD_S8_X2_SHIFT], a[TT_ATTR_ADD_S8_Y_MULT],
+        a[TT_ATTR_ADD_S8_Y_SHIFT],  a[TT_ATTR_ADD_S8_ACT_MIN],  a[TT_ATTR_ADD_S8_ACT_MAX],
+        (uint8_t *)tt_opnd(c, TT_OPND_ADD_S8_MASK)};
+    return tt_add_s8(&p, a[TT_ATTR_ADD_S8_SIZE], tt_opnd_s8(c, TT_OPND_ADD_S8_X1),
+                     tt_opnd_s8(c, TT_OPND_ADD_S8_X2), tt_opnd_s8(c, TT_OPND_ADD_S8_Y));
 }

@@ -3,6 +3,7 @@
 #include <stddef.h>
 
 #include "ops_common.h"
+#include "tt/tt_op.h"
 
 tt_status tt_avgpool2d_f32(const tt_pool2d_params *p, const float *x, float *y)
 {
@@ -34,4 +35,24 @@ tt_status tt_avgpool2d_f32(const tt_pool2d_params *p, const float *x, float *y)
         }
     }
     return TT_OK;
+}
+
+/* --- the AVGPOOL2D_F32 op: plan check and run (tt/tt_op.h) --- */
+
+tt_status tt_op_avgpool2d_f32_check(const tt_op_ctx *c, tt_error *err)
+{
+    const tt_pool2d_params p = TT_POOL2D_ATTRS_AT(c->a + TT_ATTR_AVGPOOL2D_F32_C);
+    uint64_t x, y;
+    if (!tt_pool_numel(&p, &x, &y)) {
+        return tt_op_impossible(c, err);
+    }
+    const uint64_t numel[] = {x, y};
+    return tt_op_check_operands(c, numel, err);
+}
+
+tt_status tt_op_avgpool2d_f32_run(const tt_op_ctx *c, float lr)
+{
+    (void)lr;
+    const tt_pool2d_params p = TT_POOL2D_ATTRS_AT(c->a + TT_ATTR_AVGPOOL2D_F32_C);
+    return tt_avgpool2d_f32(&p, tt_opnd_f32(c, TT_OPND_AVGPOOL2D_F32_X), tt_opnd_f32(c, TT_OPND_AVGPOOL2D_F32_Y));
 }

@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "ops_common_s8.h"
+#include "tt/tt_op.h"
 
 tt_status tt_avgpool2d_s8(const tt_pool2d_params *p, int32_t x_zero, int32_t act_min,
                           int32_t act_max, const int8_t *x, int8_t *y)
@@ -40,4 +41,27 @@ tt_status tt_avgpool2d_s8(const tt_pool2d_params *p, int32_t x_zero, int32_t act
         }
     }
     return TT_OK;
+}
+
+/* --- the AVGPOOL2D_S8 op: plan check and run (tt/tt_op.h) --- */
+
+tt_status tt_op_avgpool2d_s8_check(const tt_op_ctx *c, tt_error *err)
+{
+    const tt_pool2d_params p = TT_POOL2D_ATTRS_AT(c->a + TT_ATTR_AVGPOOL2D_S8_C);
+    uint64_t x, y;
+    if (!tt_pool_numel(&p, &x, &y) ||
+        !tt_act_range_ok(c->a[TT_ATTR_AVGPOOL2D_S8_ACT_MIN], c->a[TT_ATTR_AVGPOOL2D_S8_ACT_MAX])) {
+        return tt_op_impossible(c, err);
+    }
+    const uint64_t numel[] = {[TT_OPND_AVGPOOL2D_S8_X] = x, [TT_OPND_AVGPOOL2D_S8_Y] = y};
+    return tt_op_check_operands(c, numel, err);
+}
+
+tt_status tt_op_avgpool2d_s8_run(const tt_op_ctx *c, float lr)
+{
+    (void)lr;
+    const tt_pool2d_params p = TT_POOL2D_ATTRS_AT(c->a + TT_ATTR_AVGPOOL2D_S8_C);
+    return tt_avgpool2d_s8(&p, c->a[TT_ATTR_AVGPOOL2D_S8_X_ZERO], c->a[TT_ATTR_AVGPOOL2D_S8_ACT_MIN],
+                           c->a[TT_ATTR_AVGPOOL2D_S8_ACT_MAX], tt_opnd_s8(c, TT_OPND_AVGPOOL2D_S8_X),
+                           tt_opnd_s8(c, TT_OPND_AVGPOOL2D_S8_Y));
 }

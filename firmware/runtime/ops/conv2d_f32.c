@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "ops_common.h"
+#include "tt/tt_op.h"
 
 tt_status tt_conv2d_f32(const tt_conv2d_params *p, const float *x, const float *w, const float *b,
                         float *y)
@@ -44,4 +45,27 @@ tt_status tt_conv2d_f32(const tt_conv2d_params *p, const float *x, const float *
         }
     }
     return TT_OK;
+}
+
+/* --- the CONV2D_F32 op: plan check and run (tt/tt_op.h) --- */
+
+tt_status tt_op_conv2d_f32_check(const tt_op_ctx *c, tt_error *err)
+{
+    const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_F32_IN_C);
+    uint64_t x, y, w;
+    if (!tt_conv_numel(&p, &x, &y, &w)) {
+        return tt_op_impossible(c, err);
+    }
+    const uint64_t numel[] = {[TT_OPND_CONV2D_F32_X] = x, [TT_OPND_CONV2D_F32_W] = w,
+                              [TT_OPND_CONV2D_F32_B] = (uint64_t)p.out_c,
+                              [TT_OPND_CONV2D_F32_Y] = y};
+    return tt_op_check_operands(c, numel, err);
+}
+
+tt_status tt_op_conv2d_f32_run(const tt_op_ctx *c, float lr)
+{
+    (void)lr;
+    const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_F32_IN_C);
+    return tt_conv2d_f32(&p, tt_opnd_f32(c, TT_OPND_CONV2D_F32_X), tt_opnd_f32(c, TT_OPND_CONV2D_F32_W),
+                         tt_opnd_f32(c, TT_OPND_CONV2D_F32_B), tt_opnd_f32(c, TT_OPND_CONV2D_F32_Y));
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ops_common.h"
+#include "tt/tt_op.h"
 
 tt_status tt_conv2d_grad_input_f32(const tt_conv2d_params *p, const float *dy, const float *w,
                                    float *dx)
@@ -44,4 +45,28 @@ tt_status tt_conv2d_grad_input_f32(const tt_conv2d_params *p, const float *dy, c
         }
     }
     return TT_OK;
+}
+
+/* --- the CONV2D_GRAD_INPUT_F32 op: plan check and run (tt/tt_op.h) --- */
+
+tt_status tt_op_conv2d_grad_input_f32_check(const tt_op_ctx *c, tt_error *err)
+{
+    const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_GRAD_INPUT_F32_IN_C);
+    uint64_t x, y, w;
+    if (!tt_conv_numel(&p, &x, &y, &w)) {
+        return tt_op_impossible(c, err);
+    }
+    const uint64_t numel[] = {[TT_OPND_CONV2D_GRAD_INPUT_F32_DY] = y,
+                              [TT_OPND_CONV2D_GRAD_INPUT_F32_W] = w,
+                              [TT_OPND_CONV2D_GRAD_INPUT_F32_DX] = x};
+    return tt_op_check_operands(c, numel, err);
+}
+
+tt_status tt_op_conv2d_grad_input_f32_run(const tt_op_ctx *c, float lr)
+{
+    (void)lr;
+    const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_GRAD_INPUT_F32_IN_C);
+    return tt_conv2d_grad_input_f32(&p, tt_opnd_f32(c, TT_OPND_CONV2D_GRAD_INPUT_F32_DY),
+                                    tt_opnd_f32(c, TT_OPND_CONV2D_GRAD_INPUT_F32_W),
+                                    tt_opnd_f32(c, TT_OPND_CONV2D_GRAD_INPUT_F32_DX));
 }

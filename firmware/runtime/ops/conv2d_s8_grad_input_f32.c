@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ops_common_s8.h"
+#include "tt/tt_op.h"
 
 tt_status tt_conv2d_s8_grad_input_f32(const tt_conv2d_params *p, const float *dz, const int8_t *w,
                                       const tt_row_subst *sub, float *dx)
@@ -55,4 +56,45 @@ tt_status tt_conv2d_s8_grad_input_f32(const tt_conv2d_params *p, const float *dz
         }
     }
     return TT_OK;
+}
+
+/* --- the CONV2D_S8_GRAD_INPUT_F32 op: plan check and run (tt/tt_op.h) --- */
+
+tt_status tt_op_conv2d_s8_grad_input_f32_check(const tt_op_ctx *c, tt_error *err)
+{
+    const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_S8_GRAD_INPUT_F32_IN_C);
+    const int32_t n_rows = c->a[TT_ATTR_CONV2D_S8_GRAD_INPUT_F32_N_ROWS];
+    uint64_t x, y, w;
+    if (!tt_conv_numel(&p, &x, &y, &w) || n_rows > p.out_c) {
+        return tt_op_impossible(c, err);
+    }
+    const uint64_t numel[] = {
+        [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_DZ] = y, [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_W] = w,
+        [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_W_ROWS] = (uint64_t)n_rows * (w / (uint64_t)p.out_c),
+        [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_CHANNELS] = (uint64_t)n_rows,
+        [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_DX] = x};
+    const tt_status st = tt_op_check_operands(c, numel, err);
+    if (st != TT_OK) {
+        return st;
+    }
+    if (tt_opnd_present(c, TT_OPND_CONV2D_S8_GRAD_INPUT_F32_W_ROWS) != (n_rows > 0) ||
+        tt_opnd_present(c, TT_OPND_CONV2D_S8_GRAD_INPUT_F32_CHANNELS) != (n_rows > 0)) {
+        return tt_op_refuse(c, "substituted weight rows, their channels and n_rows disagree", err);
+    }
+    return tt_channels_ok(c, TT_OPND_CONV2D_S8_GRAD_INPUT_F32_CHANNELS, p.out_c)
+               ? TT_OK
+               : tt_op_refuse(c, "channel indices are not constant, increasing and below out_c",
+                              err);
+}
+
+tt_status tt_op_conv2d_s8_grad_input_f32_run(const tt_op_ctx *c, float lr)
+{
+    (void)lr;
+    const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_S8_GRAD_INPUT_F32_IN_C);
+    const tt_row_subst sub = {tt_opnd_s8(c, TT_OPND_CONV2D_S8_GRAD_INPUT_F32_W_ROWS),
+                              tt_opnd_s32(c, TT_OPND_CONV2D_S8_GRAD_INPUT_F32_CHANNELS),
+                              c->a[TT_ATTR_CONV2D_S8_GRAD_INPUT_F32_N_ROWS]};
+    return tt_conv2d_s8_grad_input_f32(&p, tt_opnd_f32(c, TT_OPND_CONV2D_S8_GRAD_INPUT_F32_DZ),
+                                       tt_opnd_s8(c, TT_OPND_CONV2D_S8_GRAD_INPUT_F32_W), &sub,
+                                       tt_opnd_f32(c, TT_OPND_CONV2D_S8_GRAD_INPUT_F32_DX));
 }

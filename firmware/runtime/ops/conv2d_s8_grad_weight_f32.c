@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "ops_common_s8.h"
+#include "tt/tt_op.h"
 
 /* dw_k[ky][kx] = sum_p dz_oc[p] * (x_c - x_zero)[window(p) + (ky, kx)] for one (oc, ic) pair,
  * summed over the output positions p in ascending order (the reference's order; out-of-image
@@ -78,4 +79,52 @@ tt_status tt_conv2d_s8_grad_weight_f32(const tt_conv2d_params *p, const tt_chann
         }
     }
     return TT_OK;
+}
+
+/* --- the CONV2D_S8_GRAD_WEIGHT_F32 op: plan check and run (tt/tt_op.h) --- */
+
+tt_status tt_op_conv2d_s8_grad_weight_f32_check(const tt_op_ctx *c, tt_error *err)
+{
+    const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_S8_GRAD_WEIGHT_F32_IN_C);
+    const int32_t n_ch = c->a[TT_ATTR_CONV2D_S8_GRAD_WEIGHT_F32_N_CHANNELS];
+    uint64_t x, y, w;
+    if (!tt_conv_numel(&p, &x, &y, &w) || n_ch > p.out_c) {
+        return tt_op_impossible(c, err);
+    }
+    const uint64_t numel[] = {
+        [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DZ] = y, [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_X] = x,
+        [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_CHANNELS] = (uint64_t)n_ch,
+        [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DW] = (uint64_t)n_ch * (w / (uint64_t)p.out_c),
+        [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DB] = (uint64_t)p.out_c};
+    const tt_status st = tt_op_check_operands(c, numel, err);
+    if (st != TT_OK) {
+        return st;
+    }
+    const bool dw = tt_opnd_present(c, TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DW);
+    const bool x_in = tt_opnd_present(c, TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_X);
+    const bool sel = tt_opnd_present(c, TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_CHANNELS);
+    const bool db = tt_opnd_present(c, TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DB);
+    if (dw != x_in || dw != (n_ch > 0) || (!dw && sel) || (dw && !sel && n_ch != p.out_c) ||
+        (!dw && !db)) {
+        return tt_op_refuse(c, "a weight gradient needs its input and n_channels rows (all rows "
+                            "without channels); with neither, db", err);
+    }
+    return tt_channels_ok(c, TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_CHANNELS, p.out_c)
+               ? TT_OK
+               : tt_op_refuse(c, "channel indices are not constant, increasing and below out_c",
+                              err);
+}
+
+tt_status tt_op_conv2d_s8_grad_weight_f32_run(const tt_op_ctx *c, float lr)
+{
+    (void)lr;
+    const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_S8_GRAD_WEIGHT_F32_IN_C);
+    const tt_channel_select sel = {tt_opnd_s32(c, TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_CHANNELS),
+                                   c->a[TT_ATTR_CONV2D_S8_GRAD_WEIGHT_F32_N_CHANNELS], 0};
+    return tt_conv2d_s8_grad_weight_f32(&p, sel.index != NULL ? &sel : NULL,
+                                        tt_opnd_f32(c, TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DZ),
+                                        tt_opnd_s8(c, TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_X),
+                                        c->a[TT_ATTR_CONV2D_S8_GRAD_WEIGHT_F32_X_ZERO],
+                                        tt_opnd_f32(c, TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DW),
+                                        tt_opnd_f32(c, TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DB));
 }

@@ -22,6 +22,7 @@
 
 #include "ops_common_s8.h"
 #include "requant_s8.h"
+#include "tt/tt_op.h"
 
 /* The single-channel geometries of stage 1 (output channel c of the first conv) and stage 2
  * (the depthwise outputs of input channel c). */
@@ -155,4 +156,74 @@ tt_status tt_pw_dw_conv2d_s8(const tt_scratch *ctx, const tt_pw_dw_conv2d_params
         }
     }
     return TT_OK;
+}
+
+/* --- the PW_DW_CONV2D_S8 op: plan check and run (tt/tt_op.h) --- */
+
+tt_status tt_op_pw_dw_conv2d_s8_check(const tt_op_ctx *c, tt_error *err)
+{
+    const tt_pw_dw_conv2d_params p = {TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_PW_DW_CONV2D_S8_PW_IN_C),
+                                      TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_PW_DW_CONV2D_S8_DW_IN_C)};
+    uint64_t x, mid, pw_w, mid2, y, dw_w;
+    if (!tt_conv_numel(&p.pw, &x, &mid, &pw_w) || !tt_conv_numel(&p.dw, &mid2, &y, &dw_w) ||
+        !tt_act_range_ok(c->a[TT_ATTR_PW_DW_CONV2D_S8_MID_ACT_MIN],
+                         c->a[TT_ATTR_PW_DW_CONV2D_S8_MID_ACT_MAX]) ||
+        !tt_act_range_ok(c->a[TT_ATTR_PW_DW_CONV2D_S8_ACT_MIN],
+                         c->a[TT_ATTR_PW_DW_CONV2D_S8_ACT_MAX])) {
+        return tt_op_impossible(c, err);
+    }
+    const int32_t scratch = tt_pw_dw_conv2d_s8_get_buffer_size(&p); /* checks the chain */
+    if (scratch <= 0) {
+        return tt_op_impossible(c, err);
+    }
+    const uint64_t mid_c = (uint64_t)p.pw.out_c, out_c = (uint64_t)p.dw.out_c;
+    const uint64_t numel[] = {
+        [TT_OPND_PW_DW_CONV2D_S8_X] = x,           [TT_OPND_PW_DW_CONV2D_S8_PW_W] = pw_w,
+        [TT_OPND_PW_DW_CONV2D_S8_PW_BIAS] = mid_c, [TT_OPND_PW_DW_CONV2D_S8_PW_MULT] = mid_c,
+        [TT_OPND_PW_DW_CONV2D_S8_PW_SHIFT] = mid_c, [TT_OPND_PW_DW_CONV2D_S8_DW_W] = dw_w,
+        [TT_OPND_PW_DW_CONV2D_S8_DW_BIAS] = out_c, [TT_OPND_PW_DW_CONV2D_S8_DW_MULT] = out_c,
+        [TT_OPND_PW_DW_CONV2D_S8_DW_SHIFT] = out_c, [TT_OPND_PW_DW_CONV2D_S8_Y] = y,
+        [TT_OPND_PW_DW_CONV2D_S8_SCRATCH] = (uint64_t)scratch};
+    const tt_status st = tt_op_check_operands(c, numel, err);
+    if (st != TT_OK) {
+        return st;
+    }
+    /* Fused only where frozen: every parameter is a constant. */
+    for (unsigned i = TT_OPND_PW_DW_CONV2D_S8_PW_W; i <= TT_OPND_PW_DW_CONV2D_S8_DW_SHIFT; i++) {
+        if (tt_opnd_present(c, i) && tt_opnd_tensor(c, i)->arena_offset >= 0) {
+            return tt_op_refuse(c, "a fused conv's weights, biases and multipliers must be "
+                                "constants", err);
+        }
+    }
+    return tt_shifts_ok(c, TT_OPND_PW_DW_CONV2D_S8_PW_SHIFT) &&
+                   tt_shifts_ok(c, TT_OPND_PW_DW_CONV2D_S8_DW_SHIFT)
+               ? TT_OK
+               : tt_op_refuse(c, "a requantization shift is outside [-31, 30]", err);
+}
+
+tt_status tt_op_pw_dw_conv2d_s8_run(const tt_op_ctx *c, float lr)
+{
+    (void)lr;
+    const int32_t *a = c->a;
+    const tt_pw_dw_conv2d_params p = {TT_CONV2D_ATTRS_AT(a + TT_ATTR_PW_DW_CONV2D_S8_PW_IN_C),
+                                      TT_CONV2D_ATTRS_AT(a + TT_ATTR_PW_DW_CONV2D_S8_DW_IN_C)};
+    const tt_s8_requant pw_q = {a[TT_ATTR_PW_DW_CONV2D_S8_X_ZERO],
+                                a[TT_ATTR_PW_DW_CONV2D_S8_MID_ZERO],
+                                a[TT_ATTR_PW_DW_CONV2D_S8_MID_ACT_MIN],
+                                a[TT_ATTR_PW_DW_CONV2D_S8_MID_ACT_MAX],
+                                tt_opnd_s32(c, TT_OPND_PW_DW_CONV2D_S8_PW_MULT),
+                                tt_opnd_s32(c, TT_OPND_PW_DW_CONV2D_S8_PW_SHIFT), NULL};
+    const tt_s8_requant dw_q = {a[TT_ATTR_PW_DW_CONV2D_S8_MID_ZERO],
+                                a[TT_ATTR_PW_DW_CONV2D_S8_Y_ZERO],
+                                a[TT_ATTR_PW_DW_CONV2D_S8_ACT_MIN],
+                                a[TT_ATTR_PW_DW_CONV2D_S8_ACT_MAX],
+                                tt_opnd_s32(c, TT_OPND_PW_DW_CONV2D_S8_DW_MULT),
+                                tt_opnd_s32(c, TT_OPND_PW_DW_CONV2D_S8_DW_SHIFT), NULL};
+    const tt_scratch scratch = tt_opnd_scratch(c, TT_OPND_PW_DW_CONV2D_S8_SCRATCH);
+    return tt_pw_dw_conv2d_s8(&scratch, &p, &pw_q, tt_opnd_s8(c, TT_OPND_PW_DW_CONV2D_S8_PW_W),
+                              tt_opnd_s32(c, TT_OPND_PW_DW_CONV2D_S8_PW_BIAS), &dw_q,
+                              tt_opnd_s8(c, TT_OPND_PW_DW_CONV2D_S8_DW_W),
+                              tt_opnd_s32(c, TT_OPND_PW_DW_CONV2D_S8_DW_BIAS),
+                              tt_opnd_s8(c, TT_OPND_PW_DW_CONV2D_S8_X),
+                              tt_opnd_s8(c, TT_OPND_PW_DW_CONV2D_S8_Y));
 }

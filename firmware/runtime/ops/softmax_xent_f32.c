@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "ops_common.h"
+#include "tt/tt_op.h"
 
 tt_status tt_softmax_xent_f32(int32_t num_classes, const float *logits, int32_t label, float *loss,
                               float *dlogits, int32_t *pred)
@@ -49,4 +50,28 @@ tt_status tt_softmax_xent_f32(int32_t num_classes, const float *logits, int32_t 
     *loss = (float)log1p((double)r) - z_label;
     *pred = best;
     return TT_OK;
+}
+
+/* --- the SOFTMAX_XENT_F32 op: plan check and run (tt/tt_op.h) --- */
+
+tt_status tt_op_softmax_xent_f32_check(const tt_op_ctx *c, tt_error *err)
+{
+    const uint64_t n = (uint64_t)c->a[TT_ATTR_SOFTMAX_XENT_F32_NUM_CLASSES];
+    const uint64_t numel[] = {[TT_OPND_SOFTMAX_XENT_F32_LOGITS] = n,
+                              [TT_OPND_SOFTMAX_XENT_F32_LABEL] = 1,
+                              [TT_OPND_SOFTMAX_XENT_F32_LOSS] = 1,
+                              [TT_OPND_SOFTMAX_XENT_F32_DLOGITS] = n,
+                              [TT_OPND_SOFTMAX_XENT_F32_PRED] = 1};
+    return tt_op_check_operands(c, numel, err);
+}
+
+tt_status tt_op_softmax_xent_f32_run(const tt_op_ctx *c, float lr)
+{
+    (void)lr;
+    return tt_softmax_xent_f32(c->a[TT_ATTR_SOFTMAX_XENT_F32_NUM_CLASSES],
+                               tt_opnd_f32(c, TT_OPND_SOFTMAX_XENT_F32_LOGITS),
+                               *tt_opnd_s32(c, TT_OPND_SOFTMAX_XENT_F32_LABEL),
+                               tt_opnd_f32(c, TT_OPND_SOFTMAX_XENT_F32_LOSS),
+                               tt_opnd_f32(c, TT_OPND_SOFTMAX_XENT_F32_DLOGITS),
+                               tt_opnd_s32(c, TT_OPND_SOFTMAX_XENT_F32_PRED));
 }

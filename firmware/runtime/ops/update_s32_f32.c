@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "ops_common_s8.h"
+#include "tt/tt_op.h"
 
 #define TWO_31 2147483648.0f
 #define STEP_LIMIT 8589934592.0f /* 2^33 */
@@ -36,4 +37,32 @@ tt_status tt_update_s32_f32(int32_t size, int32_t *b, float *master, const float
         }
     }
     return TT_OK;
+}
+
+/* --- the UPDATE_S32_F32 op: plan check and run (tt/tt_op.h) --- */
+
+tt_status tt_op_update_s32_f32_check(const tt_op_ctx *c, tt_error *err)
+{
+    const uint64_t n = (uint64_t)c->a[TT_ATTR_UPDATE_S32_F32_SIZE];
+    const uint64_t numel[] = {n, n, n, n, n, n};
+    const tt_status st = tt_op_check_operands(c, numel, err);
+    if (st != TT_OK) {
+        return st;
+    }
+    if (tt_opnd_index(c, TT_OPND_UPDATE_S32_F32_B_OUT) != tt_opnd_index(c, TT_OPND_UPDATE_S32_F32_B) ||
+        tt_opnd_index(c, TT_OPND_UPDATE_S32_F32_MASTER_OUT) != tt_opnd_index(c, TT_OPND_UPDATE_S32_F32_MASTER)) {
+        return tt_op_refuse(c, "an update must write its state in place", err);
+    }
+    return tt_opnd_present(c, TT_OPND_UPDATE_S32_F32_MASTER) == (c->a[TT_ATTR_UPDATE_S32_F32_RULE] == 1)
+               ? TT_OK
+               : tt_op_refuse(c, "an f32 master is needed exactly for rule 1", err);
+}
+
+tt_status tt_op_update_s32_f32_run(const tt_op_ctx *c, float lr)
+{
+    const bool master = c->a[TT_ATTR_UPDATE_S32_F32_RULE] == 1;
+    return tt_update_s32_f32(c->a[TT_ATTR_UPDATE_S32_F32_SIZE], tt_opnd_s32(c, TT_OPND_UPDATE_S32_F32_B),
+                             master ? tt_opnd_f32(c, TT_OPND_UPDATE_S32_F32_MASTER) : NULL,
+                             tt_opnd_f32(c, TT_OPND_UPDATE_S32_F32_DB), lr,
+                             tt_opnd_f32(c, TT_OPND_UPDATE_S32_F32_QAS));
 }

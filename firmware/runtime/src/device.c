@@ -60,15 +60,9 @@ static int upload_slot(const tt_device *dev)
 static void handle_hello(tt_device *dev, response *r)
 {
     ZCBOR_STATE_E(s, 2, payload_buf(dev), TT_MAX_PAYLOAD, 0);
-    static const uint8_t opcodes[] = { /* in numeric order */
-        TT_OP_LINEAR_F32, TT_OP_LINEAR_GRAD_INPUT_F32, TT_OP_LINEAR_GRAD_WEIGHT_F32,
-        TT_OP_CONV2D_F32, TT_OP_CONV2D_GRAD_INPUT_F32, TT_OP_CONV2D_GRAD_WEIGHT_F32,
-        TT_OP_RELU_F32, TT_OP_RELU_GRAD_F32, TT_OP_MAXPOOL2D_F32, TT_OP_MAXPOOL2D_GRAD_F32,
-        TT_OP_AVGPOOL2D_F32, TT_OP_AVGPOOL2D_GRAD_F32, TT_OP_SOFTMAX_XENT_F32, TT_OP_SGD_F32,
-        TT_OP_CONV2D_S8, TT_OP_DEPTHWISE_CONV2D_S8, TT_OP_ADD_S8, TT_OP_AVGPOOL2D_S8,
-        TT_OP_DEQUANTIZE_S8_F32, TT_OP_REQUANT_GRAD_F32, TT_OP_CONV2D_S8_GRAD_INPUT_F32,
-        TT_OP_CONV2D_S8_GRAD_WEIGHT_F32, TT_OP_ADD_S8_GRAD_F32, TT_OP_DEQUANTIZE_GRAD_F32,
-        TT_OP_UPDATE_S8_F32, TT_OP_UPDATE_S32_F32, TT_OP_ADD_F32, TT_OP_PW_DW_CONV2D_S8};
+#define TT_HELLO_OPCODE_(NAME, name, code, n_in, n_out, n_attrs) TT_OP_##NAME,
+    static const uint8_t opcodes[] = {TT_OP_LIST(TT_HELLO_OPCODE_)}; /* in numeric order */
+#undef TT_HELLO_OPCODE_
     const char *board = dev->port.board ? dev->port.board : "unknown";
     const char *unit = dev->port.cost_unit ? dev->port.cost_unit : "none";
     uint32_t used = dev->loaded ? dev->plan.arena_size + (uint32_t)dev->plan.tables_bytes : 0;
