@@ -18,11 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
+
+from tinyhost.ops import Opcode
+from tinyhost.plan import NONE, Op
+from tinyhost.refexec.registry import reference
+
+if TYPE_CHECKING:
+    from tinyhost.refexec.executor import RefExecutor
 
 F32 = NDArray[np.float32]
 
@@ -50,6 +57,12 @@ class _Geom:
         if len(attrs) != len(names):
             raise ValueError(f"{cls.__name__} takes {len(names)} attributes {names}, got {len(attrs)}")
         return cls(*(int(a) for a in attrs))
+
+    @classmethod
+    def from_op(cls, op: Op, prefix: str = "") -> Self:
+        """The geometry of a plan op, from its attributes by name (`prefix`: which of several,
+        e.g. "pw_" and "dw_" of PW_DW_CONV2D_S8)."""
+        return cls(*(int(op.attr(prefix + f.name)) for f in fields(cls)))  # type: ignore[arg-type]
 
     def attrs(self) -> tuple[int, ...]:
         """The attribute list in plan order (the inverse of from_attrs)."""
@@ -364,3 +377,139 @@ def sgd(w: ArrayLike, g: ArrayLike, lr: float) -> F32:
     wa = _arr(w, np.shape(w), "w")
     ga = _arr(g, wa.shape, "g")
     return (wa - np.float32(lr) * ga).astype(np.float32, copy=False)
+
+
+# --- the ops: plan operands -> these kernels (refexec/registry.py) ---------------------------------
+
+def _conv_shapes(g: ConvGeom) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Shapes of a conv's input, weight and output."""
+    return ((g.in_c, g.in_h, g.in_w), (g.out_c, g.in_c // g.groups, g.k_h, g.k_w),
+            (g.out_c, g.out_h, g.out_w))
+
+
+def _pool_shapes(g: PoolGeom) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    return (g.c, g.in_h, g.in_w), (g.c, g.out_h, g.out_w)
+
+
+def store_weight_grads(ex: RefExecutor, op: Op, dw: NDArray, db: NDArray) -> None:
+    """Either output may be absent: a bias-only layer has no dw (and no saved input)."""
+    for out, value in zip(op.outputs, (dw, db)):
+        if out != NONE:
+            ex.view(out)[...] = value.reshape(-1)
+
+
+@reference(Opcode.LINEAR_F32)
+def _run_linear(ex: RefExecutor, op: Op) -> None:
+    g = LinearGeom.from_op(op)
+    x, w, b = op.inputs
+    y = linear(g, ex.view(x, (g.in_features,)), ex.view(w, (g.out_features, g.in_features)),
+               ex.opt(b, (g.out_features,)))
+    ex.view(op.outputs[0])[...] = y.reshape(-1)
+
+
+@reference(Opcode.LINEAR_GRAD_INPUT_F32)
+def _run_linear_grad_input(ex: RefExecutor, op: Op) -> None:
+    g = LinearGeom.from_op(op)
+    dy, w = op.inputs
+    dx = linear_grad_input(g, ex.view(dy, (g.out_features,)),
+                           ex.view(w, (g.out_features, g.in_features)))
+    ex.view(op.outputs[0])[...] = dx.reshape(-1)
+
+
+@reference(Opcode.LINEAR_GRAD_WEIGHT_F32)
+def _run_linear_grad_weight(ex: RefExecutor, op: Op) -> None:
+    g = LinearGeom.from_op(op)
+    dy, x = op.inputs
+    xv = ex.view(x, (g.in_features,)) if x != NONE else np.zeros(g.in_features, np.float32)
+    dw, db = linear_grad_weight(g, ex.view(dy, (g.out_features,)), xv)
+    store_weight_grads(ex, op, dw, db)
+
+
+@reference(Opcode.CONV2D_F32)
+def _run_conv2d(ex: RefExecutor, op: Op) -> None:
+    g = ConvGeom.from_op(op)
+    xs, ws, _ = _conv_shapes(g)
+    x, w, b = op.inputs
+    y = conv2d(g, ex.view(x, xs), ex.view(w, ws), ex.opt(b, (g.out_c,)))
+    ex.view(op.outputs[0])[...] = y.reshape(-1)
+
+
+@reference(Opcode.CONV2D_GRAD_INPUT_F32)
+def _run_conv2d_grad_input(ex: RefExecutor, op: Op) -> None:
+    g = ConvGeom.from_op(op)
+    _, ws, ys = _conv_shapes(g)
+    dy, w = op.inputs
+    dx = conv2d_grad_input(g, ex.view(dy, ys), ex.view(w, ws))
+    ex.view(op.outputs[0])[...] = dx.reshape(-1)
+
+
+@reference(Opcode.CONV2D_GRAD_WEIGHT_F32)
+def _run_conv2d_grad_weight(ex: RefExecutor, op: Op) -> None:
+    g = ConvGeom.from_op(op)
+    xs, _, ys = _conv_shapes(g)
+    dy, x = op.inputs
+    xv = ex.view(x, xs) if x != NONE else np.zeros(xs, np.float32)
+    dw, db = conv2d_grad_weight(g, ex.view(dy, ys), xv)
+    store_weight_grads(ex, op, dw, db)
+
+
+@reference(Opcode.RELU_F32)
+def _run_relu(ex: RefExecutor, op: Op) -> None:
+    ex.view(op.outputs[0])[...] = relu(ex.view(op.inputs[0]))
+
+
+@reference(Opcode.RELU_GRAD_F32)
+def _run_relu_grad(ex: RefExecutor, op: Op) -> None:
+    y, dy = op.inputs
+    ex.view(op.outputs[0])[...] = relu_grad(ex.view(y), ex.view(dy))
+
+
+@reference(Opcode.MAXPOOL2D_F32)
+def _run_maxpool2d(ex: RefExecutor, op: Op) -> None:
+    g = PoolGeom.from_op(op)
+    xs, _ = _pool_shapes(g)
+    ex.view(op.outputs[0])[...] = maxpool2d(g, ex.view(op.inputs[0], xs)).reshape(-1)
+
+
+@reference(Opcode.MAXPOOL2D_GRAD_F32)
+def _run_maxpool2d_grad(ex: RefExecutor, op: Op) -> None:
+    g = PoolGeom.from_op(op)
+    xs, ys = _pool_shapes(g)
+    x, dy = op.inputs
+    ex.view(op.outputs[0])[...] = maxpool2d_grad(g, ex.view(x, xs), ex.view(dy, ys)).reshape(-1)
+
+
+@reference(Opcode.AVGPOOL2D_F32)
+def _run_avgpool2d(ex: RefExecutor, op: Op) -> None:
+    g = PoolGeom.from_op(op)
+    xs, _ = _pool_shapes(g)
+    ex.view(op.outputs[0])[...] = avgpool2d(g, ex.view(op.inputs[0], xs)).reshape(-1)
+
+
+@reference(Opcode.AVGPOOL2D_GRAD_F32)
+def _run_avgpool2d_grad(ex: RefExecutor, op: Op) -> None:
+    g = PoolGeom.from_op(op)
+    _, ys = _pool_shapes(g)
+    ex.view(op.outputs[0])[...] = avgpool2d_grad(g, ex.view(op.inputs[0], ys)).reshape(-1)
+
+
+@reference(Opcode.SOFTMAX_XENT_F32)
+def _run_softmax_xent(ex: RefExecutor, op: Op) -> None:
+    logits, label = op.inputs
+    loss, dlogits, pred = softmax_xent(ex.view(logits), int(ex.view(label)[0]))
+    out_loss, out_dlogits, out_pred = op.outputs
+    ex.view(out_loss)[0] = loss
+    ex.view(out_dlogits)[...] = dlogits
+    ex.view(out_pred)[0] = pred
+
+
+@reference(Opcode.SGD_F32)
+def _run_sgd(ex: RefExecutor, op: Op) -> None:
+    w, g = op.inputs
+    ex.view(w)[...] = sgd(ex.view(w), ex.view(g), ex.lr)
+
+
+@reference(Opcode.ADD_F32)
+def _run_add_f32(ex: RefExecutor, op: Op) -> None:
+    a, b = op.inputs
+    ex.view(op.outputs[0])[...] = (ex.view(a) + ex.view(b)).astype(np.float32)

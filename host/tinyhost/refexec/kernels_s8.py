@@ -26,10 +26,14 @@ scaling of algorithm/core/optimizer/sgd_scale.py.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from tinyhost.ops import Opcode, UpdateRule
+from tinyhost.plan import NONE, Op
 
 from tinyhost.quant import (  # noqa: F401  (re-exported: shared with the compiler)
     ADD_LEFT_SHIFT,
@@ -38,7 +42,16 @@ from tinyhost.quant import (  # noqa: F401  (re-exported: shared with the compil
     qas_weight_scale,
 )
 from tinyhost.refexec import kernels_f32 as kf
-from tinyhost.refexec.kernels_f32 import ConvGeom, PoolGeom, _pad, _windows
+from tinyhost.refexec.kernels_f32 import (
+    ConvGeom,
+    PoolGeom,
+    _conv_shapes,
+    _pad,
+    _pool_shapes,
+    _windows,
+    store_weight_grads,
+)
+from tinyhost.refexec.registry import reference
 from tinyhost.refexec.requant import (
     INT8_MAX,
     INT8_MIN,
@@ -49,6 +62,9 @@ from tinyhost.refexec.requant import (
     round_half_away_array,
     trunc_div,
 )
+
+if TYPE_CHECKING:
+    from tinyhost.refexec.executor import RefExecutor
 
 S8 = NDArray[np.int8]
 I32 = NDArray[np.int32]
@@ -527,3 +543,176 @@ def update_s32(bias: ArrayLike, db: ArrayLike, lr: float, qas: ArrayLike) -> tup
         s32 = np.clip(np.rint(master.astype(np.float64)), INT32_MIN, INT32_MAX).astype(np.int32)
         return master, s32
     raise ValueError(f"bias must be int32 or a float32 master, got {b.dtype}")
+
+
+# --- the ops: plan operands -> these kernels (refexec/registry.py) ---------------------------------
+
+def pack_mask(mask: ArrayLike) -> S8:
+    """A bool mask as the plan stores it: bit i % 8 of byte i // 8 (LSB first), as int8 bytes."""
+    return np.packbits(np.asarray(mask, bool).reshape(-1), bitorder="little").view(np.int8)
+
+
+def unpack_mask(packed: ArrayLike, n: int) -> BoolA:
+    return np.unpackbits(np.asarray(packed).view(np.uint8), count=n,
+                         bitorder="little").astype(bool)
+
+
+def _conv_weight(ex: RefExecutor, op: Op, shape: tuple[int, ...], n_rows: int) -> NDArray:
+    """The weights a conv uses: w, with rows `channels` replaced by the trainable w_rows."""
+    wv = ex.view(op.inputs[1], shape)
+    w_rows, channels = op.inputs[-2], op.inputs[-1]
+    if w_rows == NONE:
+        return wv
+    eff = wv.copy()
+    eff[ex.view(channels, (n_rows,))] = ex.view(w_rows, (n_rows,) + shape[1:])
+    return eff
+
+
+def _store_s8_outputs(ex: RefExecutor, op: Op, y: NDArray, mask: NDArray) -> None:
+    ex.view(op.outputs[0])[...] = y.reshape(-1)
+    if op.outputs[1] != NONE:
+        ex.view(op.outputs[1])[...] = pack_mask(mask)
+
+
+@reference(Opcode.CONV2D_S8, Opcode.DEPTHWISE_CONV2D_S8)
+def _run_conv2d_s8(ex: RefExecutor, op: Op) -> None:
+    g = ConvGeom.from_op(op)
+    xs, ws, _ = _conv_shapes(g)
+    x, _, b, mult, shift, _, _ = op.inputs
+    kernel = depthwise_conv2d_s8 if op.opcode == Opcode.DEPTHWISE_CONV2D_S8 else conv2d_s8
+    y, mask = kernel(g, ex.view(x, xs), _conv_weight(ex, op, ws, op.attr("n_rows")),
+                     ex.opt(b, (g.out_c,)), ex.view(mult), ex.view(shift), op.attr("x_zero"),
+                     op.attr("y_zero"), op.attr("act_min"), op.attr("act_max"), return_mask=True)
+    _store_s8_outputs(ex, op, y, mask)
+
+
+@reference(Opcode.PW_DW_CONV2D_S8)
+def _run_pw_dw_conv2d_s8(ex: RefExecutor, op: Op) -> None:
+    g_pw, g_dw = ConvGeom.from_op(op, "pw_"), ConvGeom.from_op(op, "dw_")
+    x, pw_w, pw_b, pw_m, pw_s, dw_w, dw_b, dw_m, dw_s = op.inputs
+    xs, pw_ws, _ = _conv_shapes(g_pw)
+    _, dw_ws, _ = _conv_shapes(g_dw)
+    mid_zero = op.attr("mid_zero")
+    y = pw_dw_conv2d_s8(
+        g_pw, g_dw, ex.view(x, xs),
+        ex.view(pw_w, pw_ws), ex.opt(pw_b, (g_pw.out_c,)),
+        ConvS8Quant(ex.view(pw_m), ex.view(pw_s), op.attr("x_zero"), mid_zero,
+                    op.attr("mid_act_min"), op.attr("mid_act_max")),
+        ex.view(dw_w, dw_ws), ex.opt(dw_b, (g_dw.out_c,)),
+        ConvS8Quant(ex.view(dw_m), ex.view(dw_s), mid_zero, op.attr("y_zero"),
+                    op.attr("act_min"), op.attr("act_max")))
+    ex.view(op.outputs[0])[...] = y.reshape(-1)
+
+
+# AddParams fields named as the ADD_S8 attributes they come from (the rest share their names).
+_ADD_ATTR = {"x1_multiplier": "x1_mult", "x2_multiplier": "x2_mult", "y_multiplier": "y_mult"}
+
+
+@reference(Opcode.ADD_S8)
+def _run_add_s8(ex: RefExecutor, op: Op) -> None:
+    size = op.attr("size")
+    p = AddParams(**{f.name: op.attr(_ADD_ATTR.get(f.name, f.name)) for f in fields(AddParams)})
+    y, mask = add_s8(ex.view(op.inputs[0], (size,)), ex.view(op.inputs[1], (size,)), p,
+                     return_mask=True)
+    _store_s8_outputs(ex, op, y, mask)
+
+
+@reference(Opcode.AVGPOOL2D_S8)
+def _run_avgpool2d_s8(ex: RefExecutor, op: Op) -> None:
+    g = PoolGeom.from_op(op)
+    xs, _ = _pool_shapes(g)
+    y = avgpool2d_s8(g, ex.view(op.inputs[0], xs), op.attr("act_min"), op.attr("act_max"),
+                     op.attr("x_zero"))
+    ex.view(op.outputs[0])[...] = y.reshape(-1)
+
+
+def _scalar_f32(ex: RefExecutor, index: int) -> np.float32:
+    return np.float32(ex.view(index)[0])
+
+
+@reference(Opcode.DEQUANTIZE_S8_F32)
+def _run_dequantize(ex: RefExecutor, op: Op) -> None:
+    x, scale = op.inputs
+    ex.view(op.outputs[0])[...] = dequantize_s8(ex.view(x, (op.attr("size"),)),
+                                                _scalar_f32(ex, scale), op.attr("zero"))
+
+
+@reference(Opcode.REQUANT_GRAD_F32)
+def _run_requant_grad(ex: RefExecutor, op: Op) -> None:
+    channels, plane = op.attr("channels"), op.attr("plane")
+    mask, dy, eff = op.inputs
+    bits = unpack_mask(ex.view(mask), channels * plane).reshape(channels, plane)
+    dz = requant_grad(np.zeros((channels, plane), np.int8), ex.view(dy, (channels, plane)),
+                      ex.view(eff, (channels,)), mask=bits)
+    ex.view(op.outputs[0])[...] = dz.reshape(-1)
+
+
+@reference(Opcode.CONV2D_S8_GRAD_INPUT_F32)
+def _run_conv2d_s8_grad_input(ex: RefExecutor, op: Op) -> None:
+    g = ConvGeom.from_op(op)
+    _, ws, ys = _conv_shapes(g)
+    dx = conv2d_s8_grad_input(g, ex.view(op.inputs[0], ys),
+                              _conv_weight(ex, op, ws, op.attr("n_rows")))
+    ex.view(op.outputs[0])[...] = dx.reshape(-1)
+
+
+@reference(Opcode.CONV2D_S8_GRAD_WEIGHT_F32)
+def _run_conv2d_s8_grad_weight(ex: RefExecutor, op: Op) -> None:
+    g = ConvGeom.from_op(op)
+    x_zero, n_channels = op.attr("x_zero"), op.attr("n_channels")
+    xs, _, ys = _conv_shapes(g)
+    dz, x, channels = op.inputs
+    xv = ex.view(x, xs) if x != NONE else np.full(xs, x_zero, np.int8)
+    sel = None if channels == NONE else ex.view(channels, (n_channels,))
+    dw, db = conv2d_s8_grad_weight(g, ex.view(dz, ys), xv, x_zero, sel)
+    store_weight_grads(ex, op, dw, db)
+
+
+@reference(Opcode.ADD_S8_GRAD_F32)
+def _run_add_s8_grad(ex: RefExecutor, op: Op) -> None:
+    size = op.attr("size")
+    mask, dy, scales = op.inputs
+    s1, s2, sy = (float(v) for v in ex.view(scales, (3,)))
+    dz = requant_grad(np.zeros(size, np.int8), ex.view(dy, (size,)), np.float32(1),
+                      mask=unpack_mask(ex.view(mask), size))
+    for out, value in zip(op.outputs, add_s8_grad(dz, s1, s2, sy)):
+        if out != NONE:
+            ex.view(out)[...] = value
+
+
+@reference(Opcode.DEQUANTIZE_GRAD_F32)
+def _run_dequantize_grad(ex: RefExecutor, op: Op) -> None:
+    dy, scale = op.inputs
+    ex.view(op.outputs[0])[...] = dequantize_s8_grad(ex.view(dy), _scalar_f32(ex, scale))
+
+
+@reference(Opcode.UPDATE_S8_F32)
+def _run_update_s8(ex: RefExecutor, op: Op) -> None:
+    rows, row_size, rule = op.attr("rows"), op.attr("row_size"), op.attr("rule")
+    w, dw, qas, master = op.inputs
+    wv, dwv = ex.view(w, (rows, row_size)), ex.view(dw, (rows, row_size))
+    if rule == UpdateRule.MASTER:
+        mv = ex.view(master, (rows, row_size))
+        new_master, new_w = update_s8_master(mv, dwv, ex.lr, ex.view(qas))
+        mv[...] = new_master
+        wv[...] = new_w
+    elif rule == UpdateRule.ROUND:
+        wv[...] = update_s8_round(wv, dwv, ex.lr, ex.view(qas))
+    else:
+        raise ValueError(f"unknown int8 update rule {rule}")
+
+
+@reference(Opcode.UPDATE_S32_F32)
+def _run_update_s32(ex: RefExecutor, op: Op) -> None:
+    rule = op.attr("rule")
+    b, db, qas, master = op.inputs
+    bv = ex.view(b)
+    if rule == UpdateRule.MASTER:
+        mv = ex.view(master)
+        new_master, new_b = update_s32(mv, ex.view(db), ex.lr, ex.view(qas))
+        mv[...] = new_master
+        bv[...] = new_b
+    elif rule == UpdateRule.ROUND:
+        bv[...] = update_s32(bv, ex.view(db), ex.lr, ex.view(qas))[1]
+    else:
+        raise ValueError(f"unknown int32 update rule {rule}")
