@@ -1,0 +1,310 @@
+"""Single-op plans on random shapes, with the reference executor's results, for tests/c/test_ops.c.
+
+Usage: gen_op_cases.py OUTDIR      (deterministic: fixed seeds)
+
+Each case is a plan holding one op (plus the bindings every plan needs), the arena contents before
+the op, and the bytes each of its outputs must hold after it (tinyhost.refexec, the specification).
+The C test loads the plan (so the op's plan check runs), runs the op through the registration
+table and compares every output byte: an op's check, run and kernel against the reference, on the
+device's own code path. An op's device test is a case builder here (@cases(Opcode.X)).
+
+OUTDIR/op_cases.bin is a sequence of records:
+    name NUL  f32le lr  u32le plan length, plan  u32le arena length, arena before
+    u32le n ranges, then per range: u32le offset, u32le mode (0: bytes equal, 1: f32 values within
+    tt_test.h's tolerance), u32le nbytes, the expected bytes
+"""
+from __future__ import annotations
+
+import struct
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyhost.dtypes import DType
+from tinyhost.ops import OP_SPECS, Opcode, make_attrs
+from tinyhost.plan import (
+    ARENA_ALIGN,
+    BLOB_ALIGN,
+    NONE,
+    Bindings,
+    Op,
+    Plan,
+    Tensor,
+    TensorKind,
+    decode_plan,
+    encode_plan,
+)
+from tinyhost.quant import quantize_multiplier
+from tinyhost.refexec.executor import RefExecutor
+
+Rng = np.random.Generator
+
+
+@dataclass
+class Arg:
+    """An operand: its value (inputs; outputs: initial contents), constant (in the blob) or not."""
+    value: np.ndarray
+    const: bool = False
+
+
+@dataclass
+class OpCase:
+    name: str
+    opcode: Opcode
+    args: dict[str, Arg | str]  # by operand name; a str names the input an output writes in place
+    attrs: dict[str, int]
+    lr: float = 0.0
+    skip_compare: set[str] = field(default_factory=set)  # outputs whose bytes are unspecified
+    # f32 outputs whose kernels sum in another order than numpy (the fp32 convs): compared within
+    # the kernels' tolerance (tt_test.h), not bit for bit.
+    close: set[str] = field(default_factory=set)
+
+
+BUILDERS: dict[Opcode, Callable[[Rng], Iterator[OpCase]]] = {}
+
+
+def cases(opcode: Opcode) -> Callable[[Callable[[Rng], Iterator[OpCase]]], Callable]:
+    def register(fn: Callable[[Rng], Iterator[OpCase]]) -> Callable[[Rng], Iterator[OpCase]]:
+        BUILDERS[opcode] = fn
+        return fn
+    return register
+
+
+def f32(rng: Rng, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def s8(rng: Rng, *shape: int, lo: int = -128) -> np.ndarray:
+    return rng.integers(lo, 128, shape).astype(np.int8)
+
+
+# --- building a one-op plan ----------------------------------------------------------------------
+
+def build(case: OpCase) -> tuple[Plan, bytes]:
+    """The plan and the arena contents before the op."""
+    spec = OP_SPECS[case.opcode]
+    tensors: list[Tensor] = []
+    arena = bytearray()
+    blob = bytearray()
+    index: dict[str, int] = {}
+
+    def add(name: str, value: np.ndarray, const: bool) -> int:
+        dtype = {np.dtype(np.float32): DType.F32, np.dtype(np.int8): DType.S8,
+                 np.dtype(np.int32): DType.S32}[value.dtype]
+        raw = np.ascontiguousarray(value).tobytes()
+        t = Tensor(name, dtype, tuple(value.shape) or (1,), TensorKind.ACTIVATION)
+        if const:
+            t.kind = TensorKind.PARAM_FROZEN
+            blob.extend(b"\0" * (-len(blob) % BLOB_ALIGN))
+            t.data_offset = len(blob)
+            blob.extend(raw)
+        else:
+            arena.extend(b"\0" * (-len(arena) % ARENA_ALIGN))
+            t.arena_offset = len(arena)
+            arena.extend(raw)
+        tensors.append(t)
+        return len(tensors) - 1
+
+    operands: list[int] = []
+    for opnd in spec.operands:
+        arg = case.args.get(opnd.name)
+        if arg is None:
+            assert opnd.optional, f"{case.name}: {opnd.name} is not optional"
+            operands.append(NONE)
+        elif isinstance(arg, str):
+            operands.append(index[arg])
+        else:
+            index[opnd.name] = add(opnd.name, arg.value, arg.const)
+            operands.append(index[opnd.name])
+    n_in = len(spec.ins)
+    bind = [add(n, v, False) for n, v in (("label", np.zeros(1, np.int32)),
+                                           ("logits", np.zeros(1, np.float32)),
+                                           ("loss", np.zeros(1, np.float32)),
+                                           ("pred", np.zeros(1, np.int32)))]
+    op = Op(case.opcode, operands[:n_in], operands[n_in:], make_attrs(case.opcode, case.attrs))
+    size = len(arena) + (-len(arena) % 8)
+    plan = Plan(arena_size=size, n_forward=1, bindings=Bindings(bind[1], *bind),
+                num_classes=1, default_lr=case.lr, tensors=tensors, ops=[op], blob=bytes(blob),
+                meta={"case": case.name})
+    return plan, bytes(arena) + b"\0" * (size - len(arena))
+
+
+def expected(case: OpCase, plan: Plan, before: bytes) -> list[tuple[int, int, bytes]]:
+    ex = RefExecutor(plan)
+    ex.arena[...] = np.frombuffer(before, np.uint8)
+    ex.lr = np.float32(case.lr)
+    ex.run(plan.ops)
+    spec = OP_SPECS[case.opcode]
+    out = []
+    for name, t_index in zip(spec.outputs, plan.ops[0].outputs):
+        if t_index == NONE or name in case.skip_compare:
+            continue
+        t = plan.tensors[t_index]
+        out.append((t.arena_offset, int(name in case.close),
+                    ex.arena[t.arena_offset:t.arena_offset + t.nbytes].tobytes()))
+    return out
+
+
+# --- case builders ---------------------------------------------------------------------------------
+
+def _elementwise(opcode: Opcode, inputs: tuple[str, ...], out: str, in_place: str | None = None,
+                 fn: Callable[[Rng, int], dict[str, np.ndarray]] | None = None) -> None:
+    @cases(opcode)
+    def build_cases(rng: Rng) -> Iterator[OpCase]:
+        for n in (1, 7, 64, 301):
+            vals = fn(rng, n) if fn else {k: f32(rng, n) for k in inputs}
+            args: dict[str, Arg | str] = {k: Arg(v) for k, v in vals.items()}
+            args[out] = in_place if in_place else Arg(np.zeros(n, np.float32))
+            yield OpCase(f"{opcode.name}/n{n}", opcode, args, {"size": n}, lr=0.0625)
+
+
+_elementwise(Opcode.RELU_F32, ("x",), "y")
+_elementwise(Opcode.RELU_GRAD_F32, ("y", "dy"), "dx",
+             fn=lambda rng, n: {"y": np.maximum(f32(rng, n), 0), "dy": f32(rng, n)})
+_elementwise(Opcode.ADD_F32, ("a", "b"), "y", in_place="a")
+_elementwise(Opcode.SGD_F32, ("w", "g"), "w_out", in_place="w")
+
+
+@cases(Opcode.LINEAR_F32)
+def _linear(rng: Rng) -> Iterator[OpCase]:
+    for i, o, bias in ((1, 1, True), (13, 5, True), (40, 3, False)):
+        args: dict[str, Arg | str] = {"x": Arg(f32(rng, i)), "w": Arg(f32(rng, o, i), const=True),
+                                      "y": Arg(np.zeros(o, np.float32))}
+        if bias:
+            args["b"] = Arg(f32(rng, o))
+        yield OpCase(f"LINEAR_F32/{i}x{o}", Opcode.LINEAR_F32, args,
+                     {"in_features": i, "out_features": o})
+
+
+def _conv_attrs(rng: Rng, groups_kind: str = "any") -> dict[str, int]:
+    in_c = int(rng.integers(1, 5))
+    groups = in_c if groups_kind == "depthwise" else (1 if rng.random() < 0.6 else in_c)
+    out_c = groups * int(rng.integers(1, 3)) if groups > 1 else int(rng.integers(1, 6))
+    k_h, k_w = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    in_h, in_w = int(rng.integers(k_h, 9)), int(rng.integers(k_w, 9))
+    s_h, s_w = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    p_h, p_w = int(rng.integers(0, k_h)), int(rng.integers(0, k_w))
+    return {"in_c": in_c, "in_h": in_h, "in_w": in_w, "out_c": out_c,
+            "out_h": (in_h + 2 * p_h - k_h) // s_h + 1, "out_w": (in_w + 2 * p_w - k_w) // s_w + 1,
+            "k_h": k_h, "k_w": k_w, "stride_h": s_h, "stride_w": s_w, "pad_h": p_h, "pad_w": p_w,
+            "groups": groups}
+
+
+def _conv_numel(a: dict[str, int]) -> tuple[int, int, int]:
+    x = a["in_c"] * a["in_h"] * a["in_w"]
+    y = a["out_c"] * a["out_h"] * a["out_w"]
+    w = a["out_c"] * (a["in_c"] // a["groups"]) * a["k_h"] * a["k_w"]
+    return x, y, w
+
+
+@cases(Opcode.CONV2D_F32)
+def _conv2d(rng: Rng) -> Iterator[OpCase]:
+    for k in range(6):
+        a = _conv_attrs(rng)
+        x, y, w = _conv_numel(a)
+        args: dict[str, Arg | str] = {"x": Arg(f32(rng, x)), "w": Arg(f32(rng, w), const=k % 2 == 0),
+                                      "y": Arg(np.zeros(y, np.float32))}
+        if k % 3:
+            args["b"] = Arg(f32(rng, a["out_c"]))
+        yield OpCase(f"CONV2D_F32/{k}", Opcode.CONV2D_F32, args, a, close={"y"})
+
+
+@cases(Opcode.CONV2D_GRAD_WEIGHT_F32)
+def _conv2d_grad_weight(rng: Rng) -> Iterator[OpCase]:
+    for k in range(6):
+        a = _conv_attrs(rng)
+        x, y, w = _conv_numel(a)
+        args: dict[str, Arg | str] = {"dy": Arg(f32(rng, y)), "db": Arg(np.zeros(a["out_c"], np.float32))}
+        if k % 3:  # 0: a bias-only layer (no x, no dw)
+            args |= {"x": Arg(f32(rng, x)), "dw": Arg(np.zeros(w, np.float32))}
+        yield OpCase(f"CONV2D_GRAD_WEIGHT_F32/{k}", Opcode.CONV2D_GRAD_WEIGHT_F32, args, a,
+                     close={"dw", "db"})
+
+
+def _requant(rng: Rng, out_c: int) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [quantize_multiplier(float(s)) for s in rng.uniform(0.001, 0.9, out_c)]
+    return (np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int32))
+
+
+def _conv_s8_cases(opcode: Opcode, kind: str) -> None:
+    @cases(opcode)
+    def build_cases(rng: Rng) -> Iterator[OpCase]:
+        for k in range(8):
+            a = _conv_attrs(rng, kind)
+            x, y, w = _conv_numel(a)
+            mult, shift = _requant(rng, a["out_c"])
+            lo = int(rng.integers(-128, 0))
+            a |= {"x_zero": int(rng.integers(-128, 128)), "y_zero": int(rng.integers(-20, 20)),
+                  "act_min": lo, "act_max": int(rng.integers(lo, 128)), "n_rows": 0}
+            args: dict[str, Arg | str] = {
+                "x": Arg(s8(rng, x)), "w": Arg(s8(rng, w, lo=-127), const=True),
+                "mult": Arg(mult, const=True), "shift": Arg(shift, const=True),
+                "y": Arg(np.zeros(y, np.int8)), "mask": Arg(np.zeros((y + 7) // 8, np.int8)),
+                "scratch": Arg(np.zeros(_scratch_bytes(opcode, a), np.int8))}
+            if k % 2:
+                args["bias"] = Arg(rng.integers(-5000, 5000, a["out_c"]).astype(np.int32), const=True)
+            if k % 3 == 1:  # trained rows standing in for some output channels
+                ch = np.sort(rng.permutation(a["out_c"])[:int(rng.integers(1, a["out_c"] + 1))])
+                a["n_rows"] = len(ch)
+                args["w_rows"] = Arg(s8(rng, len(ch) * (w // a["out_c"]), lo=-127))
+                args["channels"] = Arg(ch.astype(np.int32), const=True)
+            yield OpCase(f"{opcode.name}/{k}", opcode, args, a,
+                         skip_compare={"scratch"} | ({"mask"} if y % 8 else set()))
+
+
+def _scratch_bytes(opcode: Opcode, a: dict[str, int]) -> int:
+    # The compiler's sizing, as plans get it (the C kernel's _get_buffer_size).
+    from tinyhost.compiler import scratch
+    fn = {Opcode.CONV2D_S8: scratch.conv2d_s8_scratch,
+          Opcode.DEPTHWISE_CONV2D_S8: scratch.depthwise_conv2d_s8_scratch}[opcode]
+    return fn(make_attrs(opcode, a))
+
+
+_conv_s8_cases(Opcode.CONV2D_S8, "any")
+_conv_s8_cases(Opcode.DEPTHWISE_CONV2D_S8, "depthwise")
+
+
+@cases(Opcode.UPDATE_S8_F32)
+def _update_s8(rng: Rng) -> Iterator[OpCase]:
+    for rule in (0, 1):
+        for rows, row_size in ((1, 9), (4, 27), (7, 3)):
+            n = rows * row_size
+            w = s8(rng, n, lo=-127)
+            args: dict[str, Arg | str] = {
+                "w": Arg(w), "dw": Arg(f32(rng, n)),
+                "qas": Arg(rng.uniform(1, 400, rows).astype(np.float32), const=True),
+                "w_out": "w"}
+            if rule:
+                args |= {"master": Arg(w.astype(np.float32) + f32(rng, n) * 0.3),
+                         "master_out": "master"}
+            yield OpCase(f"UPDATE_S8_F32/rule{rule}/{rows}x{row_size}", Opcode.UPDATE_S8_F32,
+                         args, {"rows": rows, "row_size": row_size, "rule": rule}, lr=0.01)
+
+
+def main(outdir: str) -> int:
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = bytearray()
+    count = 0
+    for opcode, builder in sorted(BUILDERS.items()):
+        rng = np.random.default_rng(int(opcode))
+        for case in builder(rng):
+            plan, before = build(case)
+            data = encode_plan(plan)
+            decode_plan(data)  # the host's check accepts it, as the device's must
+            ranges = expected(case, plan, before)
+            records += case.name.encode() + b"\0" + struct.pack("<fI", case.lr, len(data)) + data
+            records += struct.pack("<I", len(before)) + before + struct.pack("<I", len(ranges))
+            for offset, close, raw in ranges:
+                records += struct.pack("<III", offset, close, len(raw)) + raw
+            count += 1
+    (out / "op_cases.bin").write_bytes(bytes(records))
+    print(f"{count} op cases for {len(BUILDERS)} ops")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
