@@ -53,6 +53,7 @@ class Opcode(IntEnum):
     UPDATE_S32_F32 = 31
     ADD_F32 = 32
     PW_DW_CONV2D_S8 = 33
+    LINEAR_SGD_F32 = 34
 
 
 class UpdateRule(IntEnum):
@@ -311,6 +312,12 @@ OP_DEFS: tuple[OpDef, ...] = (
         + _attrs("x_zero:int8 mid_zero:int8 mid_act_min:int8 mid_act_max:int8 y_zero:int8")
         + ACT,
         "y = depthwise(conv(x)), conv groups 1, fused (compiler/fuse.py)"),
+    # A Linear layer's weight gradient applied as it is made (LINEAR_GRAD_WEIGHT_F32 + SGD_F32
+    # without the dw buffer, bit for bit); x and w absent together (a bias-only layer).
+    _op(Opcode.LINEAR_SGD_F32, (f32("dy"), f32("x", True), f32("w", True), f32("b", True)),
+        (f32("w_out", True), f32("b_out", True)), LINEAR,
+        "w -= lr * dy x^T, b -= lr * dy, in place: the weight gradient is never stored",
+        in_place=(2, 3)),
 )
 
 OP_SPECS: dict[Opcode, OpDef] = {d.opcode: d for d in OP_DEFS}

@@ -179,6 +179,18 @@ def _linear(rng: Rng) -> Iterator[OpCase]:
                      {"in_features": i, "out_features": o})
 
 
+@cases(Opcode.LINEAR_SGD_F32)
+def _linear_sgd(rng: Rng) -> Iterator[OpCase]:
+    for i, o, parts in ((1, 1, "wb"), (13, 5, "wb"), (40, 3, "w"), (9, 4, "b")):
+        args: dict[str, Arg | str] = {"dy": Arg(f32(rng, o))}
+        if "w" in parts:
+            args |= {"x": Arg(f32(rng, i)), "w": Arg(f32(rng, o, i)), "w_out": "w"}
+        if "b" in parts:
+            args |= {"b": Arg(f32(rng, o)), "b_out": "b"}
+        yield OpCase(f"LINEAR_SGD_F32/{i}x{o}/{parts}", Opcode.LINEAR_SGD_F32, args,
+                     {"in_features": i, "out_features": o}, lr=0.0625)
+
+
 def _conv_attrs(rng: Rng, groups_kind: str = "any") -> dict[str, int]:
     in_c = int(rng.integers(1, 5))
     groups = in_c if groups_kind == "depthwise" else (1 if rng.random() < 0.6 else in_c)

@@ -59,6 +59,8 @@ tt_status tt_op_add_f32_check(const tt_op_ctx *c, tt_error *err);
 tt_status tt_op_add_f32_run(const tt_op_ctx *c, float lr);
 tt_status tt_op_pw_dw_conv2d_s8_check(const tt_op_ctx *c, tt_error *err);
 tt_status tt_op_pw_dw_conv2d_s8_run(const tt_op_ctx *c, float lr);
+tt_status tt_op_linear_sgd_f32_check(const tt_op_ctx *c, tt_error *err);
+tt_status tt_op_linear_sgd_f32_run(const tt_op_ctx *c, float lr);
 
 static const uint8_t dtypes_linear_f32[] = {TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32};
 static const uint8_t ranges_linear_f32[] = {TT_ATTR_POS, TT_ATTR_POS};
@@ -116,6 +118,8 @@ static const uint8_t dtypes_add_f32[] = {TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F3
 static const uint8_t ranges_add_f32[] = {TT_ATTR_POS};
 static const uint8_t dtypes_pw_dw_conv2d_s8[] = {TT_DTYPE_S8, TT_DTYPE_S8, TT_DTYPE_S32, TT_DTYPE_S32, TT_DTYPE_S32, TT_DTYPE_S8, TT_DTYPE_S32, TT_DTYPE_S32, TT_DTYPE_S32, TT_DTYPE_S8, TT_DTYPE_S8};
 static const uint8_t ranges_pw_dw_conv2d_s8[] = {TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_NONNEG, TT_ATTR_NONNEG, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_NONNEG, TT_ATTR_NONNEG, TT_ATTR_POS, TT_ATTR_INT8, TT_ATTR_INT8, TT_ATTR_INT8, TT_ATTR_INT8, TT_ATTR_INT8, TT_ATTR_INT8, TT_ATTR_INT8};
+static const uint8_t dtypes_linear_sgd_f32[] = {TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32};
+static const uint8_t ranges_linear_sgd_f32[] = {TT_ATTR_POS, TT_ATTR_POS};
 
 static const tt_op_registration REGISTRY[TT_OPCODE_LIMIT] = {
     [TT_OP_LINEAR_F32] = {"LINEAR_F32", 3, 1, 2, dtypes_linear_f32, 0x4u, ranges_linear_f32, tt_op_linear_f32_check, tt_op_linear_f32_run},
@@ -146,6 +150,7 @@ static const tt_op_registration REGISTRY[TT_OPCODE_LIMIT] = {
     [TT_OP_UPDATE_S32_F32] = {"UPDATE_S32_F32", 4, 2, 2, dtypes_update_s32_f32, 0x28u, ranges_update_s32_f32, tt_op_update_s32_f32_check, tt_op_update_s32_f32_run},
     [TT_OP_ADD_F32] = {"ADD_F32", 2, 1, 1, dtypes_add_f32, 0x0u, ranges_add_f32, tt_op_add_f32_check, tt_op_add_f32_run},
     [TT_OP_PW_DW_CONV2D_S8] = {"PW_DW_CONV2D_S8", 9, 2, 33, dtypes_pw_dw_conv2d_s8, 0x44u, ranges_pw_dw_conv2d_s8, tt_op_pw_dw_conv2d_s8_check, tt_op_pw_dw_conv2d_s8_run},
+    [TT_OP_LINEAR_SGD_F32] = {"LINEAR_SGD_F32", 4, 2, 2, dtypes_linear_sgd_f32, 0x3eu, ranges_linear_sgd_f32, tt_op_linear_sgd_f32_check, tt_op_linear_sgd_f32_run},
 };
 
 const tt_op_registration *tt_op_find(uint32_t opcode)

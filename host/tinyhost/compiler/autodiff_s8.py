@@ -32,8 +32,7 @@ from tinyhost.compiler.graph import Graph, IROp
 from tinyhost.compiler.sparse import LayerUpdate, Scheme, layer_updates, parse_update
 from tinyhost.ops import Opcode, UpdateRule
 from tinyhost.plan import DType, TensorKind
-from tinyhost.refexec.executor import mask_bytes
-from tinyhost.refexec.kernels_s8 import qas_bias_scale, qas_weight_scale
+from tinyhost.quant import mask_bytes, qas_bias_scale, qas_weight_scale
 
 CONV_S8 = (Opcode.CONV2D_S8, Opcode.DEPTHWISE_CONV2D_S8)
 
@@ -148,11 +147,8 @@ class AutodiffS8:
                 dx = self.contribution(x)
                 g.add_op(Opcode.LINEAR_GRAD_INPUT_F32, [dy, w], [dx], op.attrs, op.source)
                 self.accumulate(x, dx, op.source)
-            dw, db = self.new_grad(w), (self.new_grad(b) if b != -1 else -1)
-            g.add_op(Opcode.LINEAR_GRAD_WEIGHT_F32, [dy, x], [dw, db], op.attrs, op.source)
-            for p, dp in ((w, dw), (b, db)):
-                if p != -1:
-                    g.add_op(Opcode.SGD_F32, [p, dp], [p], [len_of(g, p)], op.source)
+            # The head's SGD step straight from dy: its weight gradient is never stored.
+            g.add_op(Opcode.LINEAR_SGD_F32, [dy, x, w, b], [w, b], op.attrs, op.source)
         elif op.opcode == Opcode.DEQUANTIZE_S8_F32:
             if x in needs:
                 dx = self.contribution(x)

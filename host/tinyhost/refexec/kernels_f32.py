@@ -245,6 +245,22 @@ def _im2col(g: ConvGeom, x: F32) -> F32:
     return cols.reshape(g.groups, cg * g.k_h * g.k_w, g.out_h * g.out_w)
 
 
+def linear_sgd(g: LinearGeom, dy: ArrayLike, x: ArrayLike | None, w: ArrayLike | None,
+               b: ArrayLike | None, lr: float) -> tuple[F32 | None, F32 | None]:
+    """The layer's SGD step from its output gradient: (w - lr * dy x^T, b - lr * dy), each in
+    float32 with the product rounded before the step, as linear_grad_weight then sgd give it."""
+    dyv = _arr(dy, (g.out_features,), "dy")
+    new_w = new_b = None
+    if w is not None:
+        if x is None:
+            raise ValueError("a weight step needs the layer's input x")
+        dw, _ = linear_grad_weight(g, dyv, x)
+        new_w = sgd(_arr(w, (g.out_features, g.in_features), "w"), dw, lr)
+    if b is not None:
+        new_b = sgd(_arr(b, (g.out_features,), "b"), dyv, lr)
+    return new_w, new_b
+
+
 def conv2d(g: ConvGeom, x: ArrayLike, w: ArrayLike, b: ArrayLike | None) -> F32:
     """y[o, oy, ox] = b[o] + sum over the group's inputs and the window of w * zero-padded x."""
     xa = _arr(x, g.x_shape, "x")
@@ -423,6 +439,18 @@ def _run_linear_grad_weight(ex: RefExecutor, op: Op) -> None:
     xv = ex.view(x, (g.in_features,)) if x != NONE else np.zeros(g.in_features, np.float32)
     dw, db = linear_grad_weight(g, ex.view(dy, (g.out_features,)), xv)
     store_weight_grads(ex, op, dw, db)
+
+
+@reference(Opcode.LINEAR_SGD_F32)
+def _run_linear_sgd(ex: RefExecutor, op: Op) -> None:
+    g = LinearGeom.from_op(op)
+    dy, x, w, b = op.inputs
+    new_w, new_b = linear_sgd(g, ex.view(dy), ex.opt(x, (g.in_features,)),
+                              ex.opt(w, (g.out_features, g.in_features)), ex.opt(b, (g.out_features,)),
+                              ex.lr)
+    for index, value in ((w, new_w), (b, new_b)):
+        if value is not None:
+            ex.view(index)[...] = value.reshape(-1)
 
 
 @reference(Opcode.CONV2D_F32)

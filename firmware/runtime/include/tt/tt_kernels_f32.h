@@ -43,6 +43,11 @@ tt_status tt_linear_grad_input_f32(const tt_linear_params *p, const float *dy, c
 /* dw[o][i] = dy[o] x[i]; db[o] = dy[o]. dw or db may be NULL (not both); x only matters for dw. */
 tt_status tt_linear_grad_weight_f32(const tt_linear_params *p, const float *dy, const float *x,
                                     float *dw, float *db);
+/* The SGD step of that gradient, in place, never storing dw: w[o][i] -= lr * (dy[o] x[i]);
+ * b[o] -= lr * dy[o] (the same float operations as the two ops apart). w or b may be NULL (not
+ * both); x only matters for w. */
+tt_status tt_linear_sgd_f32(const tt_linear_params *p, const float *dy, const float *x, float *w,
+                            float *b, float lr);
 
 tt_status tt_conv2d_f32(const tt_conv2d_params *p, const float *x, const float *w, const float *b,
                         float *y);

@@ -34,7 +34,8 @@
     X(UPDATE_S8_F32, update_s8_f32, 30, 4, 2, 3) \
     X(UPDATE_S32_F32, update_s32_f32, 31, 4, 2, 2) \
     X(ADD_F32, add_f32, 32, 2, 1, 1) \
-    X(PW_DW_CONV2D_S8, pw_dw_conv2d_s8, 33, 9, 2, 33)
+    X(PW_DW_CONV2D_S8, pw_dw_conv2d_s8, 33, 9, 2, 33) \
+    X(LINEAR_SGD_F32, linear_sgd_f32, 34, 4, 2, 2)
 
 /* Opcode numbers of the plan format. */
 typedef enum {
@@ -66,9 +67,10 @@ typedef enum {
     TT_OP_UPDATE_S32_F32 = 31, /* int32 bias -= lr * db * qas (rule: round or f32 master) */
     TT_OP_ADD_F32 = 32, /* y = a + b */
     TT_OP_PW_DW_CONV2D_S8 = 33, /* y = depthwise(conv(x)), conv groups 1, fused (compiler/fuse.py) */
+    TT_OP_LINEAR_SGD_F32 = 34, /* w -= lr * dy x^T, b -= lr * dy, in place: the weight gradient is never stored */
 } tt_opcode;
 
-#define TT_OPCODE_LIMIT 34u /* every opcode is below it */
+#define TT_OPCODE_LIMIT 35u /* every opcode is below it */
 #define TT_MAX_OPERANDS 11u /* inputs + outputs of the widest op */
 
 /* Operand positions (inputs, then outputs) and attribute positions of each op. */
@@ -128,6 +130,8 @@ enum { TT_OPND_ADD_F32_A = 0, TT_OPND_ADD_F32_B = 1, TT_OPND_ADD_F32_Y = 2 };
 enum { TT_ATTR_ADD_F32_SIZE = 0 };
 enum { TT_OPND_PW_DW_CONV2D_S8_X = 0, TT_OPND_PW_DW_CONV2D_S8_PW_W = 1, TT_OPND_PW_DW_CONV2D_S8_PW_BIAS = 2, TT_OPND_PW_DW_CONV2D_S8_PW_MULT = 3, TT_OPND_PW_DW_CONV2D_S8_PW_SHIFT = 4, TT_OPND_PW_DW_CONV2D_S8_DW_W = 5, TT_OPND_PW_DW_CONV2D_S8_DW_BIAS = 6, TT_OPND_PW_DW_CONV2D_S8_DW_MULT = 7, TT_OPND_PW_DW_CONV2D_S8_DW_SHIFT = 8, TT_OPND_PW_DW_CONV2D_S8_Y = 9, TT_OPND_PW_DW_CONV2D_S8_SCRATCH = 10 };
 enum { TT_ATTR_PW_DW_CONV2D_S8_PW_IN_C = 0, TT_ATTR_PW_DW_CONV2D_S8_PW_IN_H = 1, TT_ATTR_PW_DW_CONV2D_S8_PW_IN_W = 2, TT_ATTR_PW_DW_CONV2D_S8_PW_OUT_C = 3, TT_ATTR_PW_DW_CONV2D_S8_PW_OUT_H = 4, TT_ATTR_PW_DW_CONV2D_S8_PW_OUT_W = 5, TT_ATTR_PW_DW_CONV2D_S8_PW_K_H = 6, TT_ATTR_PW_DW_CONV2D_S8_PW_K_W = 7, TT_ATTR_PW_DW_CONV2D_S8_PW_STRIDE_H = 8, TT_ATTR_PW_DW_CONV2D_S8_PW_STRIDE_W = 9, TT_ATTR_PW_DW_CONV2D_S8_PW_PAD_H = 10, TT_ATTR_PW_DW_CONV2D_S8_PW_PAD_W = 11, TT_ATTR_PW_DW_CONV2D_S8_PW_GROUPS = 12, TT_ATTR_PW_DW_CONV2D_S8_DW_IN_C = 13, TT_ATTR_PW_DW_CONV2D_S8_DW_IN_H = 14, TT_ATTR_PW_DW_CONV2D_S8_DW_IN_W = 15, TT_ATTR_PW_DW_CONV2D_S8_DW_OUT_C = 16, TT_ATTR_PW_DW_CONV2D_S8_DW_OUT_H = 17, TT_ATTR_PW_DW_CONV2D_S8_DW_OUT_W = 18, TT_ATTR_PW_DW_CONV2D_S8_DW_K_H = 19, TT_ATTR_PW_DW_CONV2D_S8_DW_K_W = 20, TT_ATTR_PW_DW_CONV2D_S8_DW_STRIDE_H = 21, TT_ATTR_PW_DW_CONV2D_S8_DW_STRIDE_W = 22, TT_ATTR_PW_DW_CONV2D_S8_DW_PAD_H = 23, TT_ATTR_PW_DW_CONV2D_S8_DW_PAD_W = 24, TT_ATTR_PW_DW_CONV2D_S8_DW_GROUPS = 25, TT_ATTR_PW_DW_CONV2D_S8_X_ZERO = 26, TT_ATTR_PW_DW_CONV2D_S8_MID_ZERO = 27, TT_ATTR_PW_DW_CONV2D_S8_MID_ACT_MIN = 28, TT_ATTR_PW_DW_CONV2D_S8_MID_ACT_MAX = 29, TT_ATTR_PW_DW_CONV2D_S8_Y_ZERO = 30, TT_ATTR_PW_DW_CONV2D_S8_ACT_MIN = 31, TT_ATTR_PW_DW_CONV2D_S8_ACT_MAX = 32 };
+enum { TT_OPND_LINEAR_SGD_F32_DY = 0, TT_OPND_LINEAR_SGD_F32_X = 1, TT_OPND_LINEAR_SGD_F32_W = 2, TT_OPND_LINEAR_SGD_F32_B = 3, TT_OPND_LINEAR_SGD_F32_W_OUT = 4, TT_OPND_LINEAR_SGD_F32_B_OUT = 5 };
+enum { TT_ATTR_LINEAR_SGD_F32_IN_FEATURES = 0, TT_ATTR_LINEAR_SGD_F32_OUT_FEATURES = 1 };
 
 /* The attribute groups several ops share, unpacked into their kernels' parameter
  * structs (tt_kernels_f32.h): pass the address of the group's first attribute,
