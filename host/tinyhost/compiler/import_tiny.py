@@ -34,11 +34,11 @@ from tinyhost.compiler.errors import CompileError
 from tinyhost.compiler.graph import Graph
 from tinyhost.ops import Opcode
 from tinyhost.plan import DType, TensorKind
-from tinyhost.refexec.kernels_s8 import AddParams
-from tinyhost.refexec.requant import (
+from tinyhost.quant import (
     INT8_MAX,
     INT8_MIN,
     INT32_MAX,
+    AddParams,
     effective_scale,
     multiply_by_quantized_multiplier,
     quantize_multipliers,

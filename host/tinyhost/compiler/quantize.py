@@ -8,7 +8,7 @@ reference executor treat both alike.
 - conv (1-d as 2-d with H = 1, groups, depthwise, stride, padding): a BatchNorm that is the conv's
   only reader is folded into it (w * gamma/sqrt(var+eps), (b - mean) * gamma/sqrt(var+eps) + beta,
   in double); weights symmetric int8 per output channel, bias int32 in the accumulator's scale,
-  TFLite's QuantizeMultiplier per channel (refexec/requant.py, docs/int8.md section 1);
+  TFLite's QuantizeMultiplier per channel (tinyhost/quant.py, docs/int8.md section 1);
 - activations per tensor, asymmetric, from the calibrated range of the node that ends a fused
   chain (conv [-> BN] [-> ReLU/ReLU6], add [-> ReLU/ReLU6]); a ReLU or ReLU6 becomes the clamp
   [act_min, act_max] of the conv or add it follows, as TFLite's fused activations
@@ -51,7 +51,7 @@ from tinyhost.compiler.lower import (
 )
 from tinyhost.ops import Opcode
 from tinyhost.plan import DType, TensorKind
-from tinyhost.refexec.requant import (
+from tinyhost.quant import (
     INT32_MAX,
     quantize_activation_params,
     quantize_bias,
