@@ -296,6 +296,107 @@ def _update_s8(rng: Rng) -> Iterator[OpCase]:
                          args, {"rows": rows, "row_size": row_size, "rule": rule}, lr=0.01)
 
 
+def _pool_attrs(rng: Rng) -> dict[str, int]:
+    k_h, k_w = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    in_h, in_w = int(rng.integers(k_h, 10)), int(rng.integers(k_w, 10))
+    s_h, s_w = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    p_h, p_w = int(rng.integers(0, k_h // 2 + 1)), int(rng.integers(0, k_w // 2 + 1))
+    return {"c": int(rng.integers(1, 5)), "in_h": in_h, "in_w": in_w,
+            "out_h": (in_h + 2 * p_h - k_h) // s_h + 1, "out_w": (in_w + 2 * p_w - k_w) // s_w + 1,
+            "k_h": k_h, "k_w": k_w, "stride_h": s_h, "stride_w": s_w, "pad_h": p_h, "pad_w": p_w}
+
+
+def _pool_cases(opcode: Opcode, operands: Callable[[Rng, int, int], dict[str, Arg | str]],
+                extra: Callable[[Rng], dict[str, int]] | None = None,
+                close: frozenset[str] = frozenset()) -> None:
+    @cases(opcode)
+    def build_cases(rng: Rng) -> Iterator[OpCase]:
+        for k in range(6):
+            a = _pool_attrs(rng)
+            x, y = a["c"] * a["in_h"] * a["in_w"], a["c"] * a["out_h"] * a["out_w"]
+            yield OpCase(f"{opcode.name}/{k}", opcode, operands(rng, x, y),
+                         a | (extra(rng) if extra else {}), close=set(close))
+
+
+_pool_cases(Opcode.MAXPOOL2D_F32, lambda rng, x, y: {"x": Arg(f32(rng, x)),
+                                                      "y": Arg(np.zeros(y, np.float32))})
+# The fp32 average pools sum in another order than numpy: within tolerance.
+_pool_cases(Opcode.AVGPOOL2D_F32, lambda rng, x, y: {"x": Arg(f32(rng, x)),
+                                                      "y": Arg(np.zeros(y, np.float32))},
+            close=frozenset({"y"}))
+_pool_cases(Opcode.MAXPOOL2D_GRAD_F32, lambda rng, x, y: {
+    "x": Arg(f32(rng, x)), "dy": Arg(f32(rng, y)), "dx": Arg(np.zeros(x, np.float32))})
+_pool_cases(Opcode.AVGPOOL2D_GRAD_F32, lambda rng, x, y: {
+    "dy": Arg(f32(rng, y)), "dx": Arg(np.zeros(x, np.float32))}, close=frozenset({"dx"}))
+_pool_cases(Opcode.AVGPOOL2D_S8, lambda rng, x, y: {"x": Arg(s8(rng, x)),
+                                                     "y": Arg(np.zeros(y, np.int8))},
+            lambda rng: {"x_zero": int(rng.integers(-128, 128)), "act_min": -100, "act_max": 110})
+
+
+@cases(Opcode.SOFTMAX_XENT_F32)
+def _softmax_xent(rng: Rng) -> Iterator[OpCase]:
+    for n in (1, 2, 10, 37):
+        args: dict[str, Arg | str] = {
+            "logits": Arg(f32(rng, n) * 4), "label": Arg(np.array([rng.integers(0, n)], np.int32)),
+            "loss": Arg(np.zeros(1, np.float32)), "dlogits": Arg(np.zeros(n, np.float32)),
+            "pred": Arg(np.zeros(1, np.int32))}
+        yield OpCase(f"SOFTMAX_XENT_F32/{n}", Opcode.SOFTMAX_XENT_F32, args, {"num_classes": n})
+
+
+@cases(Opcode.ADD_S8)
+def _add_s8(rng: Rng) -> Iterator[OpCase]:
+    from tinyhost.quant import AddParams
+    for n in (1, 9, 100):
+        p = AddParams.from_scales(float(rng.uniform(0.01, 0.1)), int(rng.integers(-30, 30)),
+                                  float(rng.uniform(0.01, 0.1)), int(rng.integers(-30, 30)),
+                                  float(rng.uniform(0.05, 0.2)), int(rng.integers(-30, 30)), -120, 127)
+        attrs = {"size": n, "x1_zero": p.x1_zero, "x2_zero": p.x2_zero, "y_zero": p.y_zero,
+                 "left_shift": p.left_shift, "x1_mult": p.x1_multiplier, "x1_shift": p.x1_shift,
+                 "x2_mult": p.x2_multiplier, "x2_shift": p.x2_shift, "y_mult": p.y_multiplier,
+                 "y_shift": p.y_shift, "act_min": p.act_min, "act_max": p.act_max}
+        args: dict[str, Arg | str] = {"x1": Arg(s8(rng, n)), "x2": Arg(s8(rng, n)),
+                                      "y": Arg(np.zeros(n, np.int8)),
+                                      "mask": Arg(np.zeros((n + 7) // 8, np.int8))}
+        yield OpCase(f"ADD_S8/{n}", Opcode.ADD_S8, args, attrs,
+                     skip_compare={"mask"} if n % 8 else set())
+
+
+@cases(Opcode.DEQUANTIZE_S8_F32)
+def _dequantize(rng: Rng) -> Iterator[OpCase]:
+    for n in (1, 10, 77):
+        args: dict[str, Arg | str] = {"x": Arg(s8(rng, n)),
+                                      "scale": Arg(np.array([0.0371], np.float32), const=True),
+                                      "y": Arg(np.zeros(n, np.float32))}
+        yield OpCase(f"DEQUANTIZE_S8_F32/{n}", Opcode.DEQUANTIZE_S8_F32, args,
+                     {"size": n, "zero": int(rng.integers(-128, 128))})
+
+
+@cases(Opcode.REQUANT_GRAD_F32)
+def _requant_grad(rng: Rng) -> Iterator[OpCase]:
+    for channels, plane in ((1, 8), (3, 5), (6, 16)):
+        n = channels * plane
+        args: dict[str, Arg | str] = {
+            "mask": Arg(s8(rng, (n + 7) // 8)), "dy": Arg(f32(rng, n)),
+            "eff_scale": Arg(rng.uniform(0.01, 3, channels).astype(np.float32), const=True),
+            "dz": "dy" if channels == 3 else Arg(np.zeros(n, np.float32))}
+        yield OpCase(f"REQUANT_GRAD_F32/{channels}x{plane}", Opcode.REQUANT_GRAD_F32, args,
+                     {"channels": channels, "plane": plane})
+
+
+@cases(Opcode.UPDATE_S32_F32)
+def _update_s32(rng: Rng) -> Iterator[OpCase]:
+    for rule in (0, 1):
+        for n in (1, 6, 33):
+            b = rng.integers(-10000, 10000, n).astype(np.int32)
+            args: dict[str, Arg | str] = {
+                "b": Arg(b), "db": Arg(f32(rng, n)),
+                "qas": Arg(rng.uniform(1e3, 1e5, n).astype(np.float32), const=True), "b_out": "b"}
+            if rule:
+                args |= {"master": Arg(b.astype(np.float32) + f32(rng, n)), "master_out": "master"}
+            yield OpCase(f"UPDATE_S32_F32/rule{rule}/{n}", Opcode.UPDATE_S32_F32, args,
+                         {"size": n, "rule": rule}, lr=0.01)
+
+
 def main(outdir: str) -> int:
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
