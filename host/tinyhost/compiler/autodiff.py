@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from tinyhost.compiler.errors import CompileError
 from tinyhost.compiler.graph import Graph, IROp
+from tinyhost.dtypes import DType
 from tinyhost.ops import INPLACE_UPDATES, Opcode
-from tinyhost.plan import DType, TensorKind
+from tinyhost.plan import TensorKind
 
 PARAM_OPS = {Opcode.LINEAR_F32, Opcode.CONV2D_F32}
 
@@ -119,25 +120,27 @@ class Autodiff:
             }[op.opcode]
             if x in needs:
                 dx = self.new_grad(x)
-                g.add_op(grad_input, [dy, w], [dx], op.attrs, op.source)
+                g.add_op(grad_input, [dy, w], [dx], op.named_attrs(), op.source)
                 self.set_grad(x, dx, op)
             train_w, train_b = w in self.trainable, b != -1 and b in self.trainable
             if train_w or train_b:
                 # A bias-only layer computes no dw and so keeps no input x for backward.
                 dw = self.new_grad(w) if train_w else -1
                 db = self.new_grad(b) if train_b else -1
-                g.add_op(grad_weight, [dy, x if train_w else -1], [dw, db], op.attrs, op.source)
+                g.add_op(grad_weight, [dy, x if train_w else -1], [dw, db], op.named_attrs(),
+                         op.source)
                 for p, dp in ((w, dw), (b, db)):
                     if p in self.trainable:
-                        g.add_op(Opcode.SGD_F32, [p, dp], [p], [len_of(g, p)], op.source)
+                        g.add_op(Opcode.SGD_F32, [p, dp], [p], {"size": len_of(g, p)}, op.source)
         elif x in needs:
             dx = self.new_grad(x)
             if op.opcode == Opcode.RELU_F32:
-                g.add_op(Opcode.RELU_GRAD_F32, [op.outputs[0], dy], [dx], op.attrs, op.source)
+                g.add_op(Opcode.RELU_GRAD_F32, [op.outputs[0], dy], [dx], op.named_attrs(),
+                         op.source)
             elif op.opcode == Opcode.MAXPOOL2D_F32:
-                g.add_op(Opcode.MAXPOOL2D_GRAD_F32, [x, dy], [dx], op.attrs, op.source)
+                g.add_op(Opcode.MAXPOOL2D_GRAD_F32, [x, dy], [dx], op.named_attrs(), op.source)
             elif op.opcode == Opcode.AVGPOOL2D_F32:
-                g.add_op(Opcode.AVGPOOL2D_GRAD_F32, [dy], [dx], op.attrs, op.source)
+                g.add_op(Opcode.AVGPOOL2D_GRAD_F32, [dy], [dx], op.named_attrs(), op.source)
             else:
                 raise CompileError(f"autodiff: no gradient rule for {op.opcode.name}")
             self.set_grad(x, dx, op)
@@ -151,7 +154,7 @@ def append_loss(g: Graph) -> int:
     g.pred = g.add_tensor("pred", (), TensorKind.OUTPUT, DType.S32)
     dlogits = g.add_grad(g.logits)
     g.add_op(Opcode.SOFTMAX_XENT_F32, [g.logits, g.label], [g.loss, dlogits, g.pred],
-             [g.num_classes], "loss")
+             {"num_classes": g.num_classes}, "loss")
     return dlogits
 
 

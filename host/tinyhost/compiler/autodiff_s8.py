@@ -30,8 +30,9 @@ from tinyhost.compiler.autodiff import append_loss, defer_updates, len_of
 from tinyhost.compiler.errors import CompileError
 from tinyhost.compiler.graph import Graph, IROp
 from tinyhost.compiler.sparse import LayerUpdate, Scheme, layer_updates, parse_update
-from tinyhost.ops import Opcode, UpdateRule
-from tinyhost.plan import DType, TensorKind
+from tinyhost.dtypes import DType
+from tinyhost.ops import CONV_ATTRS, POOL_ATTRS, Opcode, UpdateRule
+from tinyhost.plan import TensorKind
 from tinyhost.quant import mask_bytes, qas_bias_scale, qas_weight_scale
 
 CONV_S8 = (Opcode.CONV2D_S8, Opcode.DEPTHWISE_CONV2D_S8)
@@ -59,7 +60,7 @@ class AutodiffS8:
             self.grad[x] = dx
             return
         acc = self.grad[x]
-        self.g.add_op(Opcode.ADD_F32, [acc, dx], [acc], [len_of(self.g, acc)], source)
+        self.g.add_op(Opcode.ADD_F32, [acc, dx], [acc], {"size": len_of(self.g, acc)}, source)
 
     def contribution(self, x: int) -> int:
         """The tensor a gradient op writes its contribution to x into."""
@@ -107,7 +108,7 @@ class AutodiffS8:
                 channels = self.const(f"{op.source}.weight_channels", upd.channels.astype(np.int32),
                                       DType.S32)
                 op.inputs[5], op.inputs[6] = rows, channels
-                op.attrs[-1] = len(upd.channels)
+                op.set_attr("n_rows", len(upd.channels))
                 self.make_trainable(rows, rows_data.astype(np.float32))
                 trainable.add(rows)
         head = g.ops[g.n_forward - 1]
@@ -145,26 +146,28 @@ class AutodiffS8:
             w, b = op.inputs[1], op.inputs[2]
             if x in needs:
                 dx = self.contribution(x)
-                g.add_op(Opcode.LINEAR_GRAD_INPUT_F32, [dy, w], [dx], op.attrs, op.source)
+                g.add_op(Opcode.LINEAR_GRAD_INPUT_F32, [dy, w], [dx], op.named_attrs(),
+                         op.source)
                 self.accumulate(x, dx, op.source)
             # The head's SGD step straight from dy: its weight gradient is never stored.
-            g.add_op(Opcode.LINEAR_SGD_F32, [dy, x, w, b], [w, b], op.attrs, op.source)
+            g.add_op(Opcode.LINEAR_SGD_F32, [dy, x, w, b], [w, b], op.named_attrs(), op.source)
         elif op.opcode == Opcode.DEQUANTIZE_S8_F32:
             if x in needs:
                 dx = self.contribution(x)
-                g.add_op(Opcode.DEQUANTIZE_GRAD_F32, [dy, op.inputs[1]], [dx], [op.attrs[0]],
-                         op.source)
+                g.add_op(Opcode.DEQUANTIZE_GRAD_F32, [dy, op.inputs[1]], [dx],
+                         {"size": op.attr("size")}, op.source)
                 self.accumulate(x, dx, op.source)
         elif op.opcode == Opcode.AVGPOOL2D_S8:
             if x in needs:
                 dx = self.contribution(x)
-                g.add_op(Opcode.AVGPOOL2D_GRAD_F32, [dy], [dx], op.attrs[:11], op.source)
+                g.add_op(Opcode.AVGPOOL2D_GRAD_F32, [dy], [dx], op.named_attrs(POOL_ATTRS),
+                         op.source)
                 self.accumulate(x, dx, op.source)
         elif op.opcode == Opcode.ADD_S8:
             x1, x2 = op.inputs
             if x1 == x2:
                 raise CompileError(f"autodiff: {op.source} adds a tensor to itself")
-            size = op.attrs[0]
+            size = op.attr("size")
             info = op.info
             scales = self.const(f"{op.source}.scales",
                                 np.array([info["s1"], info["s2"], info["sy"]], np.float32), DType.F32)
@@ -172,8 +175,8 @@ class AutodiffS8:
             d2 = self.contribution(x2) if x2 in needs else -1
             if d1 == -1 and d2 == -1:
                 return
-            g.add_op(Opcode.ADD_S8_GRAD_F32, [self.mask_of(op), dy, scales], [d1, d2], [size],
-                     op.source)
+            g.add_op(Opcode.ADD_S8_GRAD_F32, [self.mask_of(op), dy, scales], [d1, d2],
+                     {"size": size}, op.source)
             for xi, di in ((x1, d1), (x2, d2)):
                 if di != -1:
                     self.accumulate(xi, di, op.source)
@@ -185,19 +188,19 @@ class AutodiffS8:
     def conv_backward(self, op: IROp, dy: int, needs: set[int], trainable: set[int]) -> None:
         g = self.g
         x, w, b, _, _, w_rows, channels = op.inputs
-        conv_attrs = op.attrs[:13]
-        x_zero, n_rows = op.attrs[13], op.attrs[17]
+        geometry = op.named_attrs(CONV_ATTRS)
+        x_zero, n_rows = op.attr("x_zero"), op.attr("n_rows")
         info = op.info
         out_c, out_h, out_w = g.tensors[op.outputs[0]].shape
         eff = self.const(f"{op.source}.eff_scale", info["eff"].astype(np.float32), DType.F32)
         # dz in place over dy: nothing else reads dy.
         g.add_op(Opcode.REQUANT_GRAD_F32, [self.mask_of(op), dy, eff], [dy],
-                 [out_c, out_h * out_w], op.source)
+                 {"channels": out_c, "plane": out_h * out_w}, op.source)
         dz = dy
         if x in needs:
             dx = self.contribution(x)
             g.add_op(Opcode.CONV2D_S8_GRAD_INPUT_F32, [dz, w, w_rows, channels], [dx],
-                     conv_attrs + [n_rows], op.source)
+                     {**geometry, "n_rows": n_rows}, op.source)
             self.accumulate(x, dx, op.source)
         w_state = w_rows if w_rows != -1 else w
         train_w = w_state in trainable
@@ -209,7 +212,7 @@ class AutodiffS8:
         n_ch = 0 if not train_w else (n_rows if w_rows != -1 else out_c)
         g.add_op(Opcode.CONV2D_S8_GRAD_WEIGHT_F32,
                  [dz, x if train_w else -1, channels if train_w else -1], [dw, db],
-                 conv_attrs + [x_zero, n_ch], op.source)
+                 {**geometry, "x_zero": x_zero, "n_channels": n_ch}, op.source)
         w_scales = info["w_scales"]
         live = np.where(info["dead"], np.float32(0), np.float32(1))  # dead channels never train
         if train_w:
@@ -220,14 +223,15 @@ class AutodiffS8:
             shape = g.tensors[w_state].shape
             m = self.master.get(w_state, -1)
             g.add_op(Opcode.UPDATE_S8_F32, [w_state, dw, qt, m], [w_state, m],
-                     [shape[0], int(np.prod(shape[1:])), int(self.rule)], op.source)
+                     {"rows": shape[0], "row_size": int(np.prod(shape[1:])),
+                      "rule": int(self.rule)}, op.source)
         if train_b:
             qas = (qas_bias_scale(w_scales, info["x_scale"]) if self.qas
                    else np.ones(out_c, np.float32)) * live
             qt = self.const(f"{op.source}.qas_b", qas, DType.F32)
             m = self.master.get(b, -1)
-            g.add_op(Opcode.UPDATE_S32_F32, [b, db, qt, m], [b, m], [out_c, int(self.rule)],
-                     op.source)
+            g.add_op(Opcode.UPDATE_S32_F32, [b, db, qt, m], [b, m],
+                     {"size": out_c, "rule": int(self.rule)}, op.source)
 
 
 def autodiff_s8(graph: Graph, update: str, model: str, qas: bool = True,

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tinyhost.compiler.graph import Graph, IROp
-from tinyhost.ops import OP_SPECS, Opcode
+from tinyhost.compiler.graph import Graph, IROp, ops_attrs
+from tinyhost.ops import CONV_ATTRS, OP_SPECS, Opcode
 from tinyhost.plan import NONE, TensorKind
 
 
@@ -45,29 +45,33 @@ def _frozen(graph: Graph, ts: list[int]) -> bool:
 def _fusible(graph: Graph, a: IROp, b: IROp, uses: dict[int, int]) -> bool:
     if a.opcode != Opcode.CONV2D_S8 or b.opcode != Opcode.DEPTHWISE_CONV2D_S8:
         return False
-    k_h, k_w, s_h, s_w, p_h, p_w, groups = a.attrs[6:13]
-    if (k_h, k_w, s_h, s_w, p_h, p_w, groups) != (1, 1, 1, 1, 0, 0, 1):
+    pointwise = {"k_h": 1, "k_w": 1, "stride_h": 1, "stride_w": 1, "pad_h": 0, "pad_w": 0,
+                 "groups": 1}
+    if a.named_attrs(pointwise) != pointwise:
         return False
     mid = a.outputs[0]
     bindings = {graph.input, graph.label, graph.logits, graph.loss, graph.pred}
     if b.inputs[0] != mid or uses.get(mid) != 2 or mid in bindings:
         return False
     for op in (a, b):
-        x_zero, y_zero, act_min, act_max, n_rows = op.attrs[13:18]
-        if op.outputs[1] != NONE or n_rows != 0 or op.inputs[5] != NONE or op.inputs[6] != NONE:
+        if (op.outputs[1] != NONE or op.attr("n_rows") != 0 or op.inputs[5] != NONE
+                or op.inputs[6] != NONE):
             return False
         if not _frozen(graph, op.inputs[1:5]):
             return False
-    return a.attrs[14] == b.attrs[13]
+    return a.attr("y_zero") == b.attr("x_zero")
 
 
 def _fused_op(a: IROp, b: IROp) -> IROp:
     x, pw_w, pw_b, pw_m, pw_s = a.inputs[:5]
     _, dw_w, dw_b, dw_m, dw_s = b.inputs[:5]
-    x_zero, mid_zero, mid_min, mid_max = a.attrs[13:17]
-    y_zero, act_min, act_max = b.attrs[14:17]
-    attrs = a.attrs[:13] + b.attrs[:13] + [x_zero, mid_zero, mid_min, mid_max, y_zero, act_min,
-                                           act_max]
+    attrs = ops_attrs(
+        Opcode.PW_DW_CONV2D_S8,
+        **{f"pw_{n}": v for n, v in a.named_attrs(CONV_ATTRS).items()},
+        **{f"dw_{n}": v for n, v in b.named_attrs(CONV_ATTRS).items()},
+        x_zero=a.attr("x_zero"), mid_zero=a.attr("y_zero"), mid_act_min=a.attr("act_min"),
+        mid_act_max=a.attr("act_max"), y_zero=b.attr("y_zero"), act_min=b.attr("act_min"),
+        act_max=b.attr("act_max"))
     outputs = [NONE] * len(OP_SPECS[Opcode.PW_DW_CONV2D_S8].outputs)
     outputs[0] = b.outputs[0]
     return IROp(Opcode.PW_DW_CONV2D_S8, [x, pw_w, pw_b, pw_m, pw_s, dw_w, dw_b, dw_m, dw_s],

@@ -1,13 +1,34 @@
-"""The compiler's IR: tensors and ops on the way to a Plan (same op set, no offsets yet)."""
+"""The compiler's IR: tensors and ops on the way to a Plan (same op set, no offsets yet).
+
+Attributes are read and written by name (`op.attr("stride_h")`, `ops_attrs(opcode, ...)`), never by
+position: host/tinyhost/ops.py holds each op's attribute names in plan order.
+"""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from tinyhost.ops import Opcode
-from tinyhost.plan import NONE, DType, TensorKind
+from tinyhost.dtypes import DType
+from tinyhost.ops import OP_SPECS, Opcode, attr_index
+from tinyhost.plan import NONE, TensorKind
+
+
+def ops_attrs(opcode: Opcode, **values: int) -> list[int]:
+    """The attribute list of an op with this opcode, in plan order, from its attributes by name.
+    A missing or unknown name is a ValueError naming it."""
+    names = OP_SPECS[opcode].attrs
+    unknown = [n for n in values if n not in names]
+    missing = [n for n in names if n not in values]
+    if unknown or missing:
+        raise ValueError(f"{opcode.name} attributes: "
+                         + "; ".join(part for part in (
+                             f"missing {', '.join(missing)}" if missing else "",
+                             f"unknown {', '.join(unknown)}" if unknown else "") if part)
+                         + f" (it has {', '.join(names)})")
+    return [int(values[n]) for n in names]
 
 
 @dataclass
@@ -33,6 +54,19 @@ class IROp:
     # Float facts a later pass needs but the op does not carry (int8 graphs: the scales from which
     # backward constants are made only if the layer is in the backward pass).
     info: dict[str, Any] = field(default_factory=dict)
+
+    def attr(self, name: str) -> int:
+        """Attribute `name` (a KeyError naming the op's attributes if it has none of that name)."""
+        return self.attrs[attr_index(self.opcode, name)]
+
+    def set_attr(self, name: str, value: int) -> None:
+        self.attrs[attr_index(self.opcode, name)] = int(value)
+
+    def named_attrs(self, names: Iterable[str] | None = None) -> dict[str, int]:
+        """Attributes by name: all of them, or those in `names` (to build another op's list with
+        ops_attrs, e.g. a gradient op sharing the forward op's geometry)."""
+        all_names = OP_SPECS[self.opcode].attrs
+        return {n: self.attr(n) for n in (all_names if names is None else names)}
 
 
 @dataclass
@@ -62,9 +96,10 @@ class Graph:
         t = self.tensors[of]
         return self.add_tensor(name or f"grad:{t.name}", t.shape, TensorKind.GRADIENT)
 
-    def add_op(self, opcode: Opcode, inputs: list[int], outputs: list[int], attrs: list[int],
-               source: str, info: dict[str, Any] | None = None) -> IROp:
-        op = IROp(opcode, inputs, outputs, [int(a) for a in attrs], source, info or {})
+    def add_op(self, opcode: Opcode, inputs: list[int], outputs: list[int],
+               attrs: Mapping[str, int], source: str, info: dict[str, Any] | None = None) -> IROp:
+        """Appends an op; `attrs` are its attributes by name (ops_attrs puts them in order)."""
+        op = IROp(opcode, inputs, outputs, ops_attrs(opcode, **attrs), source, info or {})
         self.ops.append(op)
         return op
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,9 @@ import numpy as np
 
 from tinyhost.compiler.errors import CompileError
 from tinyhost.compiler.graph import Graph
+from tinyhost.dtypes import DType
 from tinyhost.ops import Opcode
-from tinyhost.plan import DType, TensorKind
+from tinyhost.plan import TensorKind
 from tinyhost.quant import (
     INT8_MAX,
     INT8_MIN,
@@ -143,8 +145,10 @@ class Int8Emitter:
         mt = g.add_tensor(f"{name}.mult", (out_c,), TensorKind.PARAM_FROZEN, DType.S32, mult)
         st = g.add_tensor(f"{name}.shift", (out_c,), TensorKind.PARAM_FROZEN, DType.S32, shift)
         y = g.add_tensor(f"{name}.out", (out_c, oh, ow), TensorKind.ACTIVATION, DType.S8)
-        attrs = [in_c, h, w_, out_c, oh, ow, kh, kw, sh, sw, ph, pw, groups,
-                 x_zero, y_zero, act[0], act[1], 0]
+        attrs = {"in_c": in_c, "in_h": h, "in_w": w_, "out_c": out_c, "out_h": oh, "out_w": ow,
+                 "k_h": kh, "k_w": kw, "stride_h": sh, "stride_w": sw, "pad_h": ph, "pad_w": pw,
+                 "groups": groups, "x_zero": x_zero, "y_zero": y_zero, "act_min": act[0],
+                 "act_max": act[1], "n_rows": 0}
         info = {"kind": "conv", "index": len(g.conv_ops), "w_scales": w_scales, "dead": dead,
                 "x_scale": x_scale, "y_scale": y_scale, "x_zero": x_zero, "eff": eff}
         g.conv_ops.append(len(g.ops))
@@ -204,19 +208,22 @@ class Int8Emitter:
         except ValueError as e:
             raise self.fail(name, str(e)) from None
         y = g.add_tensor(f"{name}.out", shape, TensorKind.ACTIVATION, DType.S8)
-        attrs = [int(np.prod(shape)), p.x1_zero, p.x2_zero, p.y_zero, p.left_shift,
-                 p.x1_multiplier, p.x1_shift, p.x2_multiplier, p.x2_shift, p.y_multiplier,
-                 p.y_shift, p.act_min, p.act_max]
+        attrs = {"size": int(np.prod(shape)), "x1_zero": p.x1_zero, "x2_zero": p.x2_zero,
+                 "y_zero": p.y_zero, "left_shift": p.left_shift, "x1_mult": p.x1_multiplier,
+                 "x1_shift": p.x1_shift, "x2_mult": p.x2_multiplier, "x2_shift": p.x2_shift,
+                 "y_mult": p.y_multiplier, "y_shift": p.y_shift, "act_min": p.act_min,
+                 "act_max": p.act_max}
         g.add_op(Opcode.ADD_S8, [x1, x2], [y, -1], attrs, name,
                  {"kind": "add", "s1": q1[0], "s2": q2[0], "sy": yq[0]})
         return y
 
-    def avgpool(self, name: str, x: int, pool_attrs: list[int], x_zero: int) -> int:
-        """AVGPOOL2D_S8 (POOL_ATTRS geometry); input and output share one quantization."""
-        c, out_h, out_w = pool_attrs[0], pool_attrs[3], pool_attrs[4]
-        y = self.g.add_tensor(f"{name}.out", (c, out_h, out_w), TensorKind.ACTIVATION, DType.S8)
+    def avgpool(self, name: str, x: int, pool: Mapping[str, int], x_zero: int) -> int:
+        """AVGPOOL2D_S8 with the geometry `pool` (ops.POOL_ATTRS by name); input and output
+        share one quantization."""
+        shape = (pool["c"], pool["out_h"], pool["out_w"])
+        y = self.g.add_tensor(f"{name}.out", shape, TensorKind.ACTIVATION, DType.S8)
         self.g.add_op(Opcode.AVGPOOL2D_S8, [x], [y],
-                      list(pool_attrs) + [x_zero, ACT_MIN, ACT_MAX], name)
+                      {**pool, "x_zero": x_zero, "act_min": ACT_MIN, "act_max": ACT_MAX}, name)
         return y
 
     def head(self, x: int, xq: tuple[float, int], weight: np.ndarray, bias: np.ndarray | None,
@@ -231,14 +238,15 @@ class Int8Emitter:
         scale = g.add_tensor("features.scale", (1,), TensorKind.PARAM_FROZEN, DType.F32,
                              np.array([xq[0]], np.float32))
         feat = g.add_tensor("features", (n,), TensorKind.ACTIVATION, DType.F32)
-        g.add_op(Opcode.DEQUANTIZE_S8_F32, [x, scale], [feat], [n, xq[1]], "features",
-                 {"kind": "dequantize", "scale": xq[0]})
+        g.add_op(Opcode.DEQUANTIZE_S8_F32, [x, scale], [feat], {"size": n, "zero": xq[1]},
+                 "features", {"kind": "dequantize", "scale": xq[0]})
         hw = g.add_tensor(f"{name}.weight", (out_f, in_f), TensorKind.PARAM_FROZEN,
                           data=np.array(weight, np.float32))
         hb = -1 if bias is None else g.add_tensor(f"{name}.bias", (out_f,), TensorKind.PARAM_FROZEN,
                                                   data=np.array(bias, np.float32))
         logits = g.add_tensor("logits", (out_f,), TensorKind.ACTIVATION)
-        g.add_op(Opcode.LINEAR_F32, [feat, hw, hb], [logits], [in_f, out_f], name)
+        g.add_op(Opcode.LINEAR_F32, [feat, hw, hb], [logits],
+                 {"in_features": in_f, "out_features": out_f}, name)
         g.logits = logits
         g.num_classes = out_f
         g.n_forward = len(g.ops)
@@ -358,7 +366,9 @@ class Importer:
             x, xq = self.conv(cfg["feature_mix"], "feature_mix", x, xq)
         # Global average pool (int8, same quantization in and out), then the fp32 head.
         c, h, w = g.tensors[x].shape
-        pooled = self.emit.avgpool("pool", x, [c, h, w, 1, 1, h, w, h, w, 0, 0], xq[1])
+        pooled = self.emit.avgpool("pool", x, {"c": c, "in_h": h, "in_w": w, "out_h": 1, "out_w": 1,
+                                               "k_h": h, "k_w": w, "stride_h": h, "stride_w": w,
+                                               "pad_h": 0, "pad_w": 0}, xq[1])
         import torch  # the head's initialisation is torch.nn.Linear's
         gen_state = torch.random.get_rng_state()
         try:

@@ -35,9 +35,9 @@ def in_place_ok(op: IROp) -> bool:
     """Whether tt_depthwise_conv2d_s8 may write this op's output over its input."""
     if op.opcode != Opcode.DEPTHWISE_CONV2D_S8:
         return False
-    in_c, in_h, in_w, out_c, out_h, out_w = op.attrs[:6]
-    stride_h = op.attrs[8]
-    return out_c == in_c and (out_h, out_w) == (in_h, in_w) and stride_h == 1
+    a = op.named_attrs(("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "stride_h"))
+    return (a["out_c"] == a["in_c"] and (a["out_h"], a["out_w"]) == (a["in_h"], a["in_w"])
+            and a["stride_h"] == 1)
 
 
 def depthwise_in_place(graph: Graph) -> tuple[Graph, list[InPlace]]:

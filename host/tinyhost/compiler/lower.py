@@ -68,9 +68,9 @@ def _arg(node: Node, i: int, default: Any = None) -> Any:
     return node.args[i] if len(node.args) > i else default
 
 
-def conv_attrs(node: Node, wshape: tuple[int, ...]) -> list[int]:
-    """CONV_ATTRS of an aten conv1d/conv2d node with a weight of shape `wshape` (Conv1d as the
-    2-d conv with H = 1)."""
+def conv_attrs(node: Node, wshape: tuple[int, ...]) -> dict[str, int]:
+    """The conv geometry (ops.CONV_ATTRS by name) of an aten conv1d/conv2d node with a weight of
+    shape `wshape` (Conv1d as the 2-d conv with H = 1)."""
     two_d = node.target in (aten.conv2d.default, aten.conv2d.padding)
     n = 2 if two_d else 1
     k = (wshape[2], wshape[3]) if two_d else (1, wshape[2])
@@ -93,17 +93,21 @@ def conv_attrs(node: Node, wshape: tuple[int, ...]) -> list[int]:
         stride, pad = (1, *stride), (0, *pad)
     in_c, in_h, in_w = _as_chw(_shape(node.args[0]))
     out_c, out_h, out_w = _as_chw(_shape(node))
-    return [in_c, in_h, in_w, out_c, out_h, out_w, k[0], k[1], stride[0], stride[1],
-            pad[0], pad[1], groups]
+    return {"in_c": in_c, "in_h": in_h, "in_w": in_w, "out_c": out_c, "out_h": out_h,
+            "out_w": out_w, "k_h": k[0], "k_w": k[1], "stride_h": stride[0],
+            "stride_w": stride[1], "pad_h": pad[0], "pad_w": pad[1], "groups": groups}
 
 
 def pool_attrs(node: Node, k: tuple[int, int], stride: tuple[int, int],
-               pad: tuple[int, int]) -> list[int]:
-    """POOL_ATTRS of a pooling node (the 1-d pools as 2-d with H = 1)."""
+               pad: tuple[int, int]) -> dict[str, int]:
+    """The pool geometry (ops.POOL_ATTRS by name) of a pooling node (the 1-d pools as 2-d with
+    H = 1)."""
     c, in_h, in_w = _as_chw(_shape(node.args[0]))
     y_shape = _shape(node)
     out_h, out_w = (1, 1) if len(y_shape) == 1 else _as_chw(y_shape)[1:]
-    return [c, in_h, in_w, out_h, out_w, k[0], k[1], stride[0], stride[1], pad[0], pad[1]]
+    return {"c": c, "in_h": in_h, "in_w": in_w, "out_h": out_h, "out_w": out_w, "k_h": k[0],
+            "k_w": k[1], "stride_h": stride[0], "stride_w": stride[1], "pad_h": pad[0],
+            "pad_w": pad[1]}
 
 
 class Lowering:
@@ -212,7 +216,8 @@ class Lowering:
             raise CompileError(f"lower: {layer_name(node)} takes a flat input of {in_f} features, "
                                f"got shape {x_shape}; add nn.Flatten()")
         y = self.activation(node)
-        self.graph.add_op(Opcode.LINEAR_F32, [x, w, b], [y], [in_f, out_f], layer_name(node))
+        self.graph.add_op(Opcode.LINEAR_F32, [x, w, b], [y],
+                          {"in_features": in_f, "out_features": out_f}, layer_name(node))
         return y
 
     def conv(self, node: Node) -> int:
@@ -228,7 +233,7 @@ class Lowering:
         x = self.value(node.args[0])
         y = self.activation(node)
         size = int(np.prod(self.graph.tensors[y].shape))
-        self.graph.add_op(Opcode.RELU_F32, [x], [y], [size], layer_name(node))
+        self.graph.add_op(Opcode.RELU_F32, [x], [y], {"size": size}, layer_name(node))
         return y
 
     def _pool(self, node: Node, opcode: Opcode, k: tuple[int, int], stride: tuple[int, int],

@@ -49,8 +49,9 @@ from tinyhost.compiler.lower import (
     layer_name,
     pool_attrs,
 )
+from tinyhost.dtypes import DType
 from tinyhost.ops import Opcode
-from tinyhost.plan import DType, TensorKind
+from tinyhost.plan import TensorKind
 from tinyhost.quant import (
     INT32_MAX,
     quantize_activation_params,
@@ -275,7 +276,7 @@ class Quantizer(Lowering):
         w = self.const(node.args[1], "weight", node)
         b = self.const(_arg(node, 2), "bias", node)
         assert w is not None
-        attrs = conv_attrs(node, w.shape)
+        a = conv_attrs(node, w.shape)
         chain = [node]
         bn = _sole_user(node)
         if bn is not None and bn.op == "call_function" and bn.target in BATCH_NORM:
@@ -285,16 +286,17 @@ class Quantizer(Lowering):
         if last is not chain[-1]:
             chain.append(last)
         yq = self.out_quant(chain[-1])
-        w4 = w.reshape(attrs[3], -1, attrs[6], attrs[7])  # O x I/g x KH x KW (Conv1d: KH = 1)
+        w4 = w.reshape(a["out_c"], -1, a["k_h"], a["k_w"])  # O x I/g x KH x KW (Conv1d: KH = 1)
         wq, w_scales = quantize_per_channel_weights(np.ascontiguousarray(w4, np.float32))
         bq = None if b is None else quantize_bias(_bias_for_int32(b, w_scales, xq[0]), w_scales,
                                                   xq[0])
         y = self.emit.conv(self.layer(node), x, wq, bq, w_scales, xq, yq,
-                           (attrs[8], attrs[9]), (attrs[10], attrs[11]), attrs[12],
+                           (a["stride_h"], a["stride_w"]), (a["pad_h"], a["pad_w"]), a["groups"],
                            activation_range(kind, yq))
-        if self.graph.tensors[y].shape != tuple(attrs[3:6]):
+        want = (a["out_c"], a["out_h"], a["out_w"])
+        if self.graph.tensors[y].shape != want:
             raise CompileError(f"quantize: {layer_name(node)}: output {self.graph.tensors[y].shape}"
-                               f" differs from the model's {tuple(attrs[3:6])}")
+                               f" differs from the model's {want}")
         return self.finish(chain, y, yq)
 
     def fold(self, bn: Node, w: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -334,7 +336,8 @@ class Quantizer(Lowering):
             raise CompileError(f"quantize: {layer_name(node)} adds a tensor to itself")
         last, kind = self.fuse_activation(node)
         yq = self.out_quant(last)
-        y = self.emit.add(self.layer(node, ".add" if node.meta.get("nn_module_stack") else ""), x1, q1, x2, q2, yq, activation_range(kind, yq))
+        name = self.layer(node, ".add" if node.meta.get("nn_module_stack") else "")
+        y = self.emit.add(name, x1, q1, x2, q2, yq, activation_range(kind, yq))
         return self.finish([node] if last is node else [node, last], y, yq)
 
     def _pool(self, node: Node, opcode: Opcode, k: tuple[int, int], stride: tuple[int, int],

@@ -8,46 +8,64 @@ whole of what a step needs. The size formulas below mirror firmware/runtime/ops/
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from tinyhost.compiler.graph import Graph
-from tinyhost.ops import OP_SPECS, Opcode
-from tinyhost.plan import DType, TensorKind
+from tinyhost.dtypes import DType
+from tinyhost.ops import CONV_ATTRS, OP_SPECS, Opcode
+from tinyhost.plan import TensorKind
 
 
 def _round_up(n: int, m: int) -> int:
     return (n + m - 1) // m * m
 
 
-def conv2d_s8_scratch(attrs: list[int]) -> int:
+def _named(opcode: Opcode, attrs: Sequence[int]) -> dict[str, int]:
+    """An op's attribute list by name (its names in ops.py)."""
+    names = OP_SPECS[opcode].attrs
+    if len(attrs) != len(names):
+        raise ValueError(f"{opcode.name} has {len(names)} attributes, got {len(attrs)}")
+    return dict(zip(names, (int(v) for v in attrs)))
+
+
+def _conv_bytes(a: Mapping[str, int]) -> int:
     """tt_conv2d_s8_get_buffer_size: two int16 im2col columns, each rounded up to 4 entries."""
-    in_c, _, _, _, _, _, k_h, k_w = attrs[:8]
-    groups = attrs[12]
-    return 2 * _round_up(in_c // groups * k_h * k_w, 4) * 2
+    return 2 * _round_up(a["in_c"] // a["groups"] * a["k_h"] * a["k_w"], 4) * 2
 
 
-def depthwise_conv2d_s8_scratch(attrs: list[int]) -> int:
+def _depthwise_bytes(a: Mapping[str, int]) -> int:
     """tt_depthwise_conv2d_s8_get_buffer_size: a ring of 2 k_h padded int16 input rows and one
     input channel's weights as int16 rows of even length."""
-    in_c, _, in_w, out_c, _, _, k_h, k_w = attrs[:8]
-    pad_w = attrs[11]
-    row = (in_w + 2 * pad_w + 2) & ~1
-    return (2 * k_h * row + out_c // in_c * k_h * _round_up(k_w, 2)) * 2
+    row = (a["in_w"] + 2 * a["pad_w"] + 2) & ~1
+    return (2 * a["k_h"] * row + a["out_c"] // a["in_c"] * a["k_h"] * _round_up(a["k_w"], 2)) * 2
 
 
-def pw_dw_conv2d_s8_scratch(attrs: list[int]) -> int:
+def conv2d_s8_scratch(attrs: Sequence[int]) -> int:
+    """CONV2D_S8's scratch bytes from its attribute list."""
+    return _conv_bytes(_named(Opcode.CONV2D_S8, attrs))
+
+
+def depthwise_conv2d_s8_scratch(attrs: Sequence[int]) -> int:
+    """DEPTHWISE_CONV2D_S8's scratch bytes from its attribute list."""
+    return _depthwise_bytes(_named(Opcode.DEPTHWISE_CONV2D_S8, attrs))
+
+
+def pw_dw_conv2d_s8_scratch(attrs: Sequence[int]) -> int:
     """tt_pw_dw_conv2d_s8_get_buffer_size: one intermediate plane (rounded up to 4 bytes), then
     the largest of the two kernels' scratch for a single channel (the conv with one output
     channel, the depthwise with one input channel) and a row of int32 accumulators."""
-    pw, dw = list(attrs[:13]), list(attrs[13:26])
-    plane = _round_up(pw[4] * pw[5], 4)
-    acc = 4 * pw[5]                            # out_w int32
-    pw[3] = 1                                  # out_c
-    dw[0], dw[3], dw[12] = 1, dw[3] // dw[0], 1  # in_c, out_c (the multiplier), groups
-    return plane + max(conv2d_s8_scratch(pw), depthwise_conv2d_s8_scratch(dw), acc)
+    a = _named(Opcode.PW_DW_CONV2D_S8, attrs)
+    pw = {n: a[f"pw_{n}"] for n in CONV_ATTRS}
+    dw = {n: a[f"dw_{n}"] for n in CONV_ATTRS}
+    plane = _round_up(pw["out_h"] * pw["out_w"], 4)
+    acc = 4 * pw["out_w"]                   # out_w int32
+    one_out = pw | {"out_c": 1}
+    # one input channel: out_c is the depthwise multiplier, groups 1
+    one_in = dw | {"in_c": 1, "out_c": dw["out_c"] // dw["in_c"], "groups": 1}
+    return plane + max(_conv_bytes(one_out), _depthwise_bytes(one_in), acc)
 
 
-SCRATCH_BYTES: dict[Opcode, Callable[[list[int]], int]] = {
+SCRATCH_BYTES: dict[Opcode, Callable[[Sequence[int]], int]] = {
     Opcode.CONV2D_S8: conv2d_s8_scratch,
     Opcode.DEPTHWISE_CONV2D_S8: depthwise_conv2d_s8_scratch,
     Opcode.PW_DW_CONV2D_S8: pw_dw_conv2d_s8_scratch,
