@@ -1,67 +1,47 @@
-"""The compiler: model source -> training plan, as a named list of passes (see docs/architecture.md).
+"""The compiler: model source -> training plan, as a named list of passes (see docs/architecture.md
+and compiler/pipeline.py, the pass manager).
 
-Each pass has one job and its own file; an error raised inside a pass names it.
+Each pass has one job and its own file; an error raised inside a pass names it. `compile_source`
+takes a CompileOptions; compile_model, compile_tiny_training and compile_quantized are its
+keyword forms for each front end.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from tinyhost.compiler.autodiff import autodiff
-from tinyhost.compiler.autodiff_s8 import autodiff_s8
-from tinyhost.compiler.capture import capture
 from tinyhost.compiler.errors import CompileError
-from tinyhost.compiler.emit import emit
-from tinyhost.compiler.fuse import fuse_pw_dw
-from tinyhost.compiler.graph import Graph
-from tinyhost.compiler.import_tiny import HEAD_SEED, import_tiny
-from tinyhost.compiler.inplace import depthwise_in_place
-from tinyhost.compiler.lower import lower
-from tinyhost.compiler.plan_memory import plan_memory
-from tinyhost.compiler.quantize import INT8_LAYERS, quantize
-from tinyhost.compiler.report import MCU_SRAM_BYTES, MemoryReport, memory_report
-from tinyhost.compiler.scratch import add_scratch
-from tinyhost.ops import UpdateRule
-from tinyhost.plan import Plan, encode_plan
+from tinyhost.compiler.pipeline import (
+    INT8_UPDATE_CHOICES,
+    INT8_UPDATE_DEFAULT,
+    INT8_UPDATE_RULES,
+    PIPELINES,
+    QUANTIZE,
+    TINY_TRAINING,
+    TORCH,
+    Compilation,
+    CompileOptions,
+    CompileResult,
+    Pass,
+    compile_source,
+    pass_names,
+    run_passes,
+)
+from tinyhost.compiler.verify import VerifyError
 
-PASSES = ("capture", "lower", "autodiff", "plan_memory", "emit")
+PASSES = pass_names(TORCH)
 # int8 models from tiny-training: the import replaces capture and lowering.
-PASSES_TINY = ("import_tiny", "autodiff", "fuse", "inplace", "scratch", "plan_memory",
-               "emit")
+PASSES_TINY = pass_names(TINY_TRAINING)
 # float models to int8: post-training quantization replaces lowering.
-PASSES_INT8 = ("capture", "quantize", "autodiff", "fuse", "inplace", "scratch", "plan_memory",
-               "emit")
-INT8_UPDATE_RULES = {"round": UpdateRule.ROUND, "master": UpdateRule.MASTER}
-# The int8 weight update rule by default (docs/int8.md section 12): "auto" takes master, the more
-# accurate by measurement, when the plan's arena fits the memory budget, and round otherwise (the
-# f32 masters of the paper's 99kb schemes alone would not fit 256 KB).
-INT8_UPDATE_DEFAULT = "auto"
-INT8_UPDATE_CHOICES = ("auto", *INT8_UPDATE_RULES)
-
-
-@dataclass
-class CompileResult:
-    plan: Plan
-    data: bytes
-    report: MemoryReport
+PASSES_INT8 = pass_names(QUANTIZE)
 
 
 def compile_model(source: str, update: str = "full", lr: float = 0.01,
                   reorder: bool = True) -> CompileResult:
-    captured = capture(source)
-    graph = lower(captured)
-    graph = autodiff(graph, update, reorder)
-    memory = plan_memory(graph)
-    meta = {"model": captured.name, "source": source, "update": update,
-            "input_shape": list(captured.example_input.shape[1:])}
-    if not reorder:
-        meta["reorder"] = False
-    plan = emit(graph, memory, lr, meta)
-    data = encode_plan(plan)
-    return CompileResult(plan, data, memory_report(plan, len(data)))
+    """A float PyTorch model (FILE.py:FACTORY or .pt2) -> an fp32 training plan."""
+    return compile_source(source, CompileOptions(TORCH, update=update, lr=lr, reorder=reorder))
 
 
 def compile_tiny_training(pkl: str | Path, num_classes: int, update: str = "full",
@@ -75,80 +55,27 @@ def compile_tiny_training(pkl: str | Path, num_classes: int, update: str = "full
     fuse=False keeps every frozen 1x1 expand conv and its depthwise conv apart (compiler/fuse.py)
     and every depthwise output beside its input (compiler/inplace.py): the same numbers, more
     memory; for per-layer inspection and comparisons."""
-    meta = {"model": Path(pkl).stem, "source": str(pkl), "format": "tiny-training int8",
-            "head": {"dtype": "f32", "init": f"torch.nn.Linear default, seed {HEAD_SEED}"}}
-    return _int8_plan(lambda: import_tiny(pkl, num_classes, input_size), meta, update, lr, qas,
-                      int8_update, reorder, fuse, budget)
+    return compile_source(pkl, CompileOptions(
+        TINY_TRAINING, update=update, lr=lr, reorder=reorder, qas=qas, int8_update=int8_update,
+        fuse=fuse, budget=budget, num_classes=num_classes, input_size=input_size))
 
 
 def compile_quantized(source: str, calib: np.ndarray, update: str = "full", lr: float = 0.01,
                       qas: bool = True, int8_update: str = INT8_UPDATE_DEFAULT,
                       reorder: bool = True, fuse: bool = True,
-                      calibration: dict | None = None, budget: int | None = None) -> CompileResult:
+                      calibration: dict[str, Any] | None = None,
+                      budget: int | None = None) -> CompileResult:
     """A float PyTorch model (FILE.py:FACTORY or .pt2), quantized to int8 after training with the
     calibration samples `calib` (compiler/quantize.py) -> a training plan with the same int8
     passes as compile_tiny_training; its final Linear stays the fp32 head. `calibration` (what
     the samples were) goes into the plan's meta."""
-    captured = capture(source, INT8_LAYERS)
-    meta = {"model": captured.name, "source": source, "format": "float model, int8 post-training "
-            "quantization", "calibration": (calibration or {}) | {"samples": int(len(calib))},
-            "head": {"dtype": "f32", "init": "the model's own Linear"}}
-    return _int8_plan(lambda: quantize(captured, calib), meta, update, lr, qas, int8_update,
-                      reorder, fuse, budget)
+    return compile_source(source, CompileOptions(
+        QUANTIZE, update=update, lr=lr, reorder=reorder, qas=qas, int8_update=int8_update,
+        fuse=fuse, budget=budget, calib=calib, calibration=calibration))
 
 
-def _int8_plan(front: Callable[[], Graph], meta: dict, update: str, lr: float, qas: bool,
-               int8_update: str, reorder: bool, fuse: bool, budget: int | None) -> CompileResult:
-    """The int8 graph from `front` (import_tiny or quantize) through the passes after it, with
-    the update rule int8_update, or for "auto" master if its arena fits the budget, else round
-    (the choice and why go into the plan's meta)."""
-    if int8_update not in INT8_UPDATE_CHOICES:
-        raise CompileError(f"--int8-update {int8_update!r}: expected one of "
-                           f"{', '.join(INT8_UPDATE_CHOICES)}")
-    if int8_update != "auto":
-        return _int8_passes(front(), meta, update, lr, qas, int8_update, reorder, fuse)
-    limit = MCU_SRAM_BYTES if budget is None else budget
-    master = _int8_passes(front(), meta, update, lr, qas, "master", reorder, fuse)
-    if master.plan.arena_size <= limit:
-        master.plan.meta["int8_update_auto"] = (
-            f"master: its arena ({master.plan.arena_size} B) fits the {limit} B budget")
-        return _reencoded(master)
-    result = _int8_passes(front(), meta, update, lr, qas, "round", reorder, fuse)
-    result.plan.meta["int8_update_auto"] = (
-        f"round: with f32 masters the arena would be {master.plan.arena_size} B, over the "
-        f"{limit} B budget")
-    return _reencoded(result)
-
-
-def _reencoded(result: CompileResult) -> CompileResult:
-    data = encode_plan(result.plan)
-    return CompileResult(result.plan, data, memory_report(result.plan, len(data)))
-
-
-def _int8_passes(graph: Graph, meta: dict, update: str, lr: float, qas: bool, int8_update: str,
-                 reorder: bool, fuse: bool) -> CompileResult:
-    """The passes after an int8 front end (import_tiny or quantize): autodiff, fuse, inplace,
-    scratch, plan_memory, emit."""
-    rule = INT8_UPDATE_RULES[int8_update]
-    input_shape = list(graph.tensors[graph.input].shape)
-    assert graph.input_quant is not None
-    graph, scheme = autodiff_s8(graph, update, meta["model"], qas=qas, rule=rule,
-                                reorder=reorder)
-    graph, fusions = fuse_pw_dw(graph) if fuse else (graph, [])
-    graph, in_place = depthwise_in_place(graph) if fuse else (graph, [])
-    graph = add_scratch(graph)
-    memory = plan_memory(graph)
-    meta = meta | {
-        "update": update, "scheme": scheme.to_dict(), "input_shape": input_shape,
-        "input_quant": {"scale": graph.input_quant[0], "zero": graph.input_quant[1]},
-        "qas": qas, "int8_update": int8_update, "reorder": reorder,
-        "import_notes": graph.notes, "fusions": [f.to_dict() for f in fusions],
-        "in_place": [p.to_dict() for p in in_place]}
-    plan = emit(graph, memory, lr, meta)
-    data = encode_plan(plan)
-    return CompileResult(plan, data, memory_report(plan, len(data)))
-
-
-__all__ = ["CompileError", "CompileResult", "INT8_UPDATE_CHOICES", "INT8_UPDATE_DEFAULT", "PASSES",
-           "PASSES_INT8", "PASSES_TINY", "compile_model", "compile_quantized",
-           "compile_tiny_training"]
+__all__ = ["INT8_UPDATE_CHOICES", "INT8_UPDATE_DEFAULT", "INT8_UPDATE_RULES", "PASSES",
+           "PASSES_INT8", "PASSES_TINY", "PIPELINES", "QUANTIZE", "TINY_TRAINING", "TORCH",
+           "Compilation", "CompileError", "CompileOptions", "CompileResult", "Pass",
+           "VerifyError", "compile_model", "compile_quantized", "compile_source",
+           "compile_tiny_training", "pass_names", "run_passes"]

@@ -3,4 +3,5 @@ from __future__ import annotations
 
 
 class CompileError(Exception):
-    pass
+    # The pass it was raised in (set by the pass loop, compiler/pipeline.py run_passes).
+    pass_name: str | None = None
