@@ -158,7 +158,7 @@ def _capture(c: Compilation) -> Compilation:
     c.captured = capture(c.source, INT8_LAYERS if opts.frontend == QUANTIZE else SUPPORTED_LAYERS)
     c.meta |= {"model": c.captured.name, "source": c.source}
     if opts.frontend == QUANTIZE:
-        samples = 0 if opts.calib is None else int(len(opts.calib))
+        samples = 0 if opts.calib is None else len(opts.calib)
         c.meta |= {"format": "float model, int8 post-training quantization",
                    "calibration": (opts.calibration or {}) | {"samples": samples},
                    "head": {"dtype": "f32", "init": "the model's own Linear"}}
