@@ -23,7 +23,7 @@ from pathlib import Path
 
 import serial
 
-from tinyhost.link.transport import REPO_ROOT, LinkError
+from tinyhost.link.errors import REPO_ROOT, LinkError
 
 QEMU_ELF_IN_BUILD = REPO_ROOT / "build-arm" / "tinytrain_an386.elf"
 BANNER_PREFIX = b"tinytrain-an386: "

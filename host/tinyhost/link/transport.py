@@ -9,19 +9,16 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import serial
 
-if TYPE_CHECKING:
-    from tinyhost.link.qemu import QemuProcess
+from tinyhost.link.errors import REPO_ROOT, LinkError
+from tinyhost.link.qemu import QemuProcess
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 SIM_IN_BUILD = REPO_ROOT / "build" / "firmware" / "ports" / "posix" / "tinytrain_sim"
 
-
-class LinkError(OSError):
-    """The port cannot be opened or the device does not answer."""
+__all__ = ["REPO_ROOT", "SIM_IN_BUILD", "Link", "LinkError", "SimProcess", "find_sim_binary",
+           "open_link"]
 
 
 def find_sim_binary() -> Path:
@@ -93,7 +90,6 @@ class Link:
 
 def open_link(port: str, baudrate: int = 115200) -> Link:
     if port == "qemu":
-        from tinyhost.link.qemu import QemuProcess
         qemu = QemuProcess()
         assert qemu.serial is not None
         return Link(qemu.serial, f"qemu ({qemu.description})", qemu)
