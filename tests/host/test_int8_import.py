@@ -84,7 +84,9 @@ def test_structure(paper):
         assert np.array_equal(plan.constant(op.inputs[3]), L.mult.numpy()), L.name
         assert np.array_equal(plan.constant(op.inputs[4]), L.shift.numpy()), L.name
         k = plan.tensors[op.inputs[1]].shape[2]
-        assert op.attrs[10] == (k - 1) // 2 and op.attrs[13:17] == [L.x_zero, L.y_zero, -128, 127]
+        assert op.attr("pad_h") == (k - 1) // 2
+        assert [op.attr(n) for n in ("x_zero", "y_zero", "act_min", "act_max")] == [
+            L.x_zero, L.y_zero, -128, 127]
         # Biases exactly, except the saturated ones of dead channels (brought within reach).
         b = plan.constant(op.inputs[2])
         live = ~L.dead.numpy()

@@ -97,7 +97,7 @@ def test_backprop_stops_at_the_earliest_trained_layer(model, compile_int8):
     assert sum(op.opcode == Opcode.UPDATE_S32_F32 for op in updates) == scheme["n_bias_update"]
     assert sum(op.opcode == Opcode.UPDATE_S8_F32 for op in updates) == \
         sum(r > 0 for r in scheme["weight_update_ratio"])
-    assert all(op.attrs[-1] == UpdateRule.ROUND for op in updates)  # the default rule
+    assert all(op.attr("rule") == UpdateRule.ROUND for op in updates)  # the default rule
 
 
 @pytest.fixture(scope="module")

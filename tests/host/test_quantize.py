@@ -120,7 +120,7 @@ def test_calibration_ranges_set_scales_zero_points_and_clamps(tmp_path):
         "0.weight", "3.dw.weight", "3.pw.weight", "4.weight"]
     # conv -> BN -> ReLU: one op, quantized by the ReLU's range; the clamp is the ReLU (y_zero).
     first = convs[0]
-    y_zero, act_min, act_max = first.attrs[14:17]
+    y_zero, act_min, act_max = (first.attr(n) for n in ("y_zero", "act_min", "act_max"))
     lo, hi = ranges["relu"]
     assert lo == 0.0 and (y_zero, act_min, act_max) == (-128, -128, 127)
     y_scale = quantize_activation_params(lo, hi)[0]
@@ -135,18 +135,19 @@ def test_calibration_ranges_set_scales_zero_points_and_clamps(tmp_path):
         y_scale, s_w, quantize_activation_params(*ranges["hardtanh"])[0]))
     np.testing.assert_array_equal(plan.constant(convs[1].inputs[3]), mult)
     np.testing.assert_array_equal(plan.constant(convs[1].inputs[4]), shift)
-    assert convs[1].attrs[13] == y_zero  # its input zero point is the first conv's output's
+    assert convs[1].attr("x_zero") == y_zero  # its input zero point is the first conv's output's
     # ReLU6 (hardtanh(0, 6)): clamp at y_zero and at 6 if the range reaches it
     last = convs[3]
     s6, z6 = quantize_activation_params(*ranges["hardtanh_1"])
-    assert last.attrs[14:17] == [z6, max(-128, z6), min(127, z6 + round(6 / float(s6)))]
+    assert [last.attr(n) for n in ("y_zero", "act_min", "act_max")] == [
+        z6, max(-128, z6), min(127, z6 + round(6 / float(s6)))]
     # residual add requantizes to the add's calibrated range; input/output zero points chain
     add = next(op for op in plan.ops if op.opcode == Opcode.ADD_S8)
-    assert add.attrs[3] == quantize_activation_params(*ranges["add"])[1]
-    assert add.attrs[1] == y_zero  # the shortcut is the first conv's output
+    assert add.attr("y_zero") == quantize_activation_params(*ranges["add"])[1]
+    assert add.attr("x1_zero") == y_zero  # the shortcut is the first conv's output
     # average pools keep their input's quantization; the head is fp32 with the model's weights
     pools = [op for op in plan.ops if op.opcode == Opcode.AVGPOOL2D_S8]
-    assert len(pools) == 2 and pools[0].attrs[11] == z6
+    assert len(pools) == 2 and pools[0].attr("x_zero") == z6
     head = next(op for op in plan.ops if op.opcode == Opcode.LINEAR_F32)
     np.testing.assert_array_equal(RefExecutor(plan).read_tensor(head.inputs[1]),
                                   model[-1].weight.detach().numpy())

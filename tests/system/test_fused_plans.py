@@ -22,7 +22,7 @@ RUNNER = REPO / "build" / "firmware" / "ports" / "posix" / "tinytrain_run"
 KB = 1024
 
 from tinyhost.compiler import compile_tiny_training  # noqa: E402
-from tinyhost.ops import Opcode  # noqa: E402
+from tinyhost.ops import Opcode, attr_index  # noqa: E402
 from tinyhost.plan import Plan, TensorKind, decode_plan, encode_plan  # noqa: E402
 
 
@@ -118,7 +118,8 @@ def _weight_in_arena(plan: Plan) -> None:
 
 
 def _dw_channels_differ(plan: Plan) -> None:
-    _fused(plan).attrs[13] += 1  # the depthwise's in_c no longer the conv's out_c
+    op = _fused(plan)
+    op.attrs[attr_index(op.opcode, "dw_in_c")] += 1  # no longer the conv's out_c
 
 
 @pytest.mark.parametrize("mutate, message", [
