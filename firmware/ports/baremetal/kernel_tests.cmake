@@ -14,31 +14,29 @@
 # arena region, the memory map and MPU those of the firmware. Not part of ALL (`make qemu`):
 # build them by name.
 
-# The kernels whose inner loops differ between the DSP and portable builds, compiled portable;
-# linked before tt_runtime, they replace its (DSP) versions of these symbols.
-add_library(tt_kernels_s8_portable STATIC EXCLUDE_FROM_ALL
-  ${TT_ROOT}/firmware/runtime/ops/conv2d_s8.c
-  ${TT_ROOT}/firmware/runtime/ops/depthwise_conv2d_s8.c
-  ${TT_ROOT}/firmware/runtime/ops/pw_dw_conv2d_s8.c
-  ${TT_ROOT}/firmware/runtime/ops/variant_s8.c)
-target_compile_definitions(tt_kernels_s8_portable PRIVATE TT_S8_PORTABLE)
-target_include_directories(tt_kernels_s8_portable PRIVATE ${TT_ROOT}/firmware/runtime/include)
-target_compile_options(tt_kernels_s8_portable PRIVATE ${TT_WARNINGS})
+# The whole runtime (tinytrain.cmake's sources) compiled with the portable int8 inner loops
+# (TT_S8_PORTABLE): no list of which kernels have DSP variants to keep up to date.
+tt_add_runtime_library(tt_runtime_portable EXCLUDE_FROM_ALL DEFINITIONS TT_S8_PORTABLE)
+target_compile_options(tt_runtime_portable PRIVATE -Werror)
 
-# tt_add_an386_test(NAME SOURCES... [LIBS libs...]): NAME.elf from SOURCES (their main() renamed
-# tt_test_main) and the port's startup, semihosting and core services.
+# tt_add_an386_test(NAME SOURCES... [RUNTIME lib]): NAME.elf from SOURCES (their main() renamed
+# tt_test_main) and the port's startup, semihosting and core services, linked to the runtime
+# library RUNTIME (default tt_runtime, the DSP build).
 function(tt_add_an386_test NAME)
-  cmake_parse_arguments(PARSE_ARGV 1 TT "" "" "LIBS")
+  cmake_parse_arguments(PARSE_ARGV 1 TT "" "RUNTIME" "")
+  if(NOT TT_RUNTIME)
+    set(TT_RUNTIME tt_runtime)
+  endif()
   add_executable(${NAME} EXCLUDE_FROM_ALL ${TT_UNPARSED_ARGUMENTS})
   set_source_files_properties(${TT_UNPARSED_ARGUMENTS} PROPERTIES COMPILE_DEFINITIONS main=tt_test_main)
   target_sources(${NAME} PRIVATE
     ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/test_main.c ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/startup.c
     ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/cortex_m4.c ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/semihost.c)
   set_target_properties(${NAME} PROPERTIES SUFFIX ".elf" LINK_DEPENDS ${TT_LINKER_SCRIPT})
-  target_include_directories(${NAME} PRIVATE ${TT_ROOT}/tests/c ${TT_ROOT}/firmware/runtime/ops
+  target_include_directories(${NAME} PRIVATE ${TT_ROOT}/tests/c ${TT_RUNTIME_OPS_DIR}
                                              ${CMAKE_CURRENT_FUNCTION_LIST_DIR})
   target_compile_options(${NAME} PRIVATE ${TT_WARNINGS})
-  target_link_libraries(${NAME} PRIVATE ${TT_LIBS} tt_runtime m)
+  target_link_libraries(${NAME} PRIVATE ${TT_RUNTIME} m)
   target_link_options(${NAME} PRIVATE
     -T${TT_LINKER_SCRIPT}
     -Wl,--gc-sections
@@ -50,10 +48,10 @@ endfunction()
 
 tt_add_an386_test(test_kernels_s8_an386 ${TT_ROOT}/tests/c/test_kernels_s8.c)
 tt_add_an386_test(test_kernels_s8_an386_portable ${TT_ROOT}/tests/c/test_kernels_s8.c
-                  LIBS tt_kernels_s8_portable)
+                  RUNTIME tt_runtime_portable)
 
 # bench/kernels_s8.c (instructions per call under -icount shift=0), DSP and portable; run by
 # bench/kernels.py.
 tt_add_an386_test(bench_kernels_s8_an386 ${TT_ROOT}/bench/kernels_s8.c)
 tt_add_an386_test(bench_kernels_s8_an386_portable ${TT_ROOT}/bench/kernels_s8.c
-                  LIBS tt_kernels_s8_portable)
+                  RUNTIME tt_runtime_portable)
