@@ -376,3 +376,45 @@ def test_no_reorder_defers_updates(small_spec) -> None:
         assert ea.train_step(x, 1, 0.05).loss == eb.train_step(x, 1, 0.05).loss
     for i in a.trainable:
         np.testing.assert_array_equal(ea.read_tensor(i), eb.read_tensor(i))
+
+
+# -- attributes by name (compiler/graph.py) -------------------------------------------------------
+def test_ops_attrs_orders_by_name_and_refuses_missing_or_unknown() -> None:
+    from tinyhost.compiler.graph import ops_attrs
+    from tinyhost.ops import OP_SPECS, Opcode
+    names = OP_SPECS[Opcode.AVGPOOL2D_S8].attrs
+    values = {n: i + 1 for i, n in enumerate(names)}
+    assert ops_attrs(Opcode.AVGPOOL2D_S8, **dict(reversed(values.items()))) == \
+        list(range(1, len(names) + 1))
+    assert ops_attrs(Opcode.RELU_F32, size=7) == [7]
+    with pytest.raises(ValueError, match="RELU_F32 attributes: missing size"):
+        ops_attrs(Opcode.RELU_F32)
+    with pytest.raises(ValueError, match="RELU_F32 attributes: unknown stride"):
+        ops_attrs(Opcode.RELU_F32, size=7, stride=2)
+
+
+def test_ir_ops_read_and_write_attributes_by_name() -> None:
+    from tinyhost.compiler.graph import Graph
+    from tinyhost.ops import CONV_ATTRS, Opcode
+    g = Graph()
+    geometry = dict(zip(CONV_ATTRS, (2, 5, 5, 4, 5, 5, 3, 3, 1, 1, 1, 1, 1)))
+    op = g.add_op(Opcode.CONV2D_S8_GRAD_INPUT_F32, [0, 1, NONE, NONE], [2],
+                  {**geometry, "n_rows": 0}, "conv")
+    assert op.attr("out_c") == 4 and op.attr("n_rows") == 0
+    op.set_attr("n_rows", 3)
+    assert op.attrs[-1] == 3 and op.named_attrs(["k_h", "n_rows"]) == {"k_h": 3, "n_rows": 3}
+    assert op.named_attrs(CONV_ATTRS) == geometry
+    with pytest.raises(KeyError, match="has no attribute 'x_zero'"):
+        op.attr("x_zero")
+
+
+def test_no_numeric_attribute_index_in_the_compiler() -> None:
+    """Attributes are read by name in compiler/ (ops.py holds their order): no `attrs[3]`,
+    `attrs[:13]` or `attrs[-1]`; graph.py's IROp.attr is the one place that indexes by position,
+    through ops.attr_index."""
+    import re
+    compiler = Path(__file__).resolve().parents[2] / "host" / "tinyhost" / "compiler"
+    numeric = re.compile(r"attrs\s*\[\s*(-?\d|:)")
+    hits = [f"{p.name}:{i}: {line.strip()}" for p in sorted(compiler.glob("*.py"))
+            for i, line in enumerate(p.read_text().splitlines(), 1) if numeric.search(line)]
+    assert not hits, "numeric attribute indexes:\n" + "\n".join(hits)
