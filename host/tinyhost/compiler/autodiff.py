@@ -168,8 +168,9 @@ def defer_updates(graph: Graph) -> None:
     until the end of the step. Safe because an update only writes its own parameter, which no
     later backward op reads (a layer's input gradient precedes its update)."""
     start = graph.n_forward
-    head, updates = graph.ops[:start], []
-    rest = []
+    head = graph.ops[:start]
+    updates: list[IROp] = []
+    rest: list[IROp] = []
     for op in graph.ops[start:]:
         (updates if op.opcode in INPLACE_UPDATES else rest).append(op)
     graph.ops = head + rest + updates

@@ -94,15 +94,15 @@ class AutodiffS8:
             if upd.bias:
                 if b == -1:
                     raise CompileError(f"autodiff: {op.source} has no bias to train")
-                self.make_trainable(b, g.tensors[b].data.astype(np.float32))
+                self.make_trainable(b, g.tensors[b].array().astype(np.float32))
                 trainable.add(b)
             if not upd.weight:
                 continue
             if upd.channels is None:
-                self.make_trainable(w, wt.data.astype(np.float32))
+                self.make_trainable(w, wt.array().astype(np.float32))
                 trainable.add(w)
             else:
-                rows_data = np.ascontiguousarray(wt.data[upd.channels])
+                rows_data = np.ascontiguousarray(wt.array()[upd.channels])
                 rows = g.add_tensor(f"{op.source}.weight_rows", rows_data.shape,
                                     TensorKind.PARAM_FROZEN, DType.S8, rows_data)
                 channels = self.const(f"{op.source}.weight_channels", upd.channels.astype(np.int32),
@@ -239,7 +239,7 @@ def autodiff_s8(graph: Graph, update: str, model: str, qas: bool = True,
     if not graph.conv_ops:
         raise CompileError("autodiff: the int8 graph has no convs")
     scheme = parse_update(update, len(graph.conv_ops), model)
-    weights = [graph.tensors[graph.ops[k].inputs[1]].data for k in graph.conv_ops]
+    weights = [graph.tensors[graph.ops[k].inputs[1]].array() for k in graph.conv_ops]
     updates = layer_updates(scheme, weights, update)
     graph = AutodiffS8(graph, updates, qas, rule).run()
     if not reorder:

@@ -5,12 +5,15 @@ each 16-byte aligned (frozen ones are read in place on the device, trainable one
 """
 from __future__ import annotations
 
+from typing import Any
+
 from tinyhost.compiler.graph import Graph
 from tinyhost.compiler.plan_memory import MemoryPlan
 from tinyhost.plan import BLOB_ALIGN, NONE, Bindings, Op, Plan, Tensor
 
 
-def emit(graph: Graph, memory: MemoryPlan, default_lr: float, meta: dict) -> Plan:
+def emit(graph: Graph, memory: MemoryPlan, default_lr: float,
+         meta: dict[str, Any]) -> Plan:
     blob = bytearray()
     tensors = []
     for i, t in enumerate(graph.tensors):

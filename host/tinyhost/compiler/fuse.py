@@ -20,6 +20,7 @@ The intermediate tensor leaves the graph; graph.conv_ops entries of a and b name
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tinyhost.compiler.graph import Graph, IROp, ops_attrs
 from tinyhost.ops import CONV_ATTRS, OP_SPECS, Opcode
@@ -33,7 +34,7 @@ class Fusion:
     intermediate: str  # the tensor no longer stored
     saved_bytes: int   # its size
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"ops": [self.conv, self.depthwise], "intermediate": self.intermediate,
                 "saved_bytes": self.saved_bytes}
 

@@ -43,6 +43,12 @@ class IRTensor:
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
+    def array(self) -> np.ndarray:
+        """The data of a tensor that has some (a parameter); an error naming it otherwise."""
+        if self.data is None:
+            raise ValueError(f"tensor {self.name!r} has no data")
+        return self.data
+
 
 @dataclass
 class IROp:

@@ -68,10 +68,10 @@ def _int(v: Any, where: str, lo: int | None = None, hi: int | None = None) -> in
             v = int(v)
         else:
             raise _fail(where, f"expected an integer, got {v!r}")
-    v = int(v)
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise _fail(where, f"{v} is outside [{lo}, {hi}]")
-    return v
+    n = int(v)
+    if (lo is not None and n < lo) or (hi is not None and n > hi):
+        raise _fail(where, f"{n} is outside [{lo}, {hi}]")
+    return n
 
 
 def _scale(v: Any, where: str) -> float:
@@ -254,7 +254,8 @@ class Int8Emitter:
 
 
 class Importer:
-    def __init__(self, cfg: dict, name: str, num_classes: int, input_size: int) -> None:
+    def __init__(self, cfg: dict[str, Any], name: str, num_classes: int,
+                 input_size: int) -> None:
         self.cfg = cfg
         self.name = name
         self.num_classes = num_classes
@@ -381,7 +382,7 @@ class Importer:
         return g
 
 
-def load_tiny_training(path: str | Path) -> dict:
+def load_tiny_training(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CompileError(f"import_tiny: {path} does not exist")

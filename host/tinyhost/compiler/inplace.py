@@ -16,6 +16,7 @@ and this op's input), so no backward op reads it. Runs after autodiff and fuse.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tinyhost.compiler.graph import Graph, IROp
 from tinyhost.ops import Opcode
@@ -27,7 +28,7 @@ class InPlace:
     input: str        # the tensor that no longer exists apart from the output
     saved_bytes: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, "input": self.input, "saved_bytes": self.saved_bytes}
 
 

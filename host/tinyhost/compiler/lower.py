@@ -37,7 +37,10 @@ def layer_name(node: Node) -> str:
     return node.name
 
 
-def _shape(node: Node) -> tuple[int, ...]:
+def _shape(node: object) -> tuple[int, ...]:
+    """The shape of a node's tensor without its batch dimension."""
+    if not isinstance(node, Node):
+        raise CompileError(f"lower: expected a tensor operand, got {node!r}")
     val = node.meta.get("val")
     if not isinstance(val, torch.Tensor):
         raise CompileError(f"lower: node {node.name} has no tensor shape")
@@ -52,15 +55,15 @@ def _pair(v: Any, n: int, default: int) -> tuple[int, ...]:
         return (default,) * n
     if isinstance(v, int):
         return (v,) * n
-    v = tuple(int(x) for x in v)
-    return v * n if len(v) == 1 else v
+    t = tuple(int(x) for x in v)
+    return t * n if len(t) == 1 else t
 
 
 def _as_chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(shape) == 2:      # (C, L): a 1-d signal
         return shape[0], 1, shape[1]
     if len(shape) == 3:
-        return shape  # type: ignore[return-value]
+        return shape
     raise CompileError(f"lower: expected a (C, L) or (C, H, W) activation, got shape {shape}")
 
 
@@ -155,7 +158,8 @@ class Lowering:
             raise CompileError("lower: the model has no operations")
         return self.graph
 
-    def placeholder(self, node: Node, sig: Any, state: dict, consts: dict) -> None:
+    def placeholder(self, node: Node, sig: Any, state: dict[str, Any],
+                    consts: dict[str, Any]) -> None:
         name = node.target
         if name in sig.inputs_to_parameters:
             key = sig.inputs_to_parameters[name]
@@ -281,11 +285,16 @@ class Lowering:
     def adaptive_avgpool(self, node: Node) -> int:
         two_d = node.target is aten.adaptive_avg_pool2d.default
         out = _pair(node.args[1], 2 if two_d else 1, 1)
-        return self._global_pool(node, out if two_d else (1, out[0]))
+        return self._global_pool(node, (out[0], out[1]) if two_d else (1, out[0]))
 
     def mean(self, node: Node) -> int:
         rank = len(_shape(node.args[0])) + 1  # with batch
-        dims = sorted(d % rank for d in node.args[1])
+        dims_arg = node.args[1]
+        ints = [d for d in dims_arg if isinstance(d, int)] \
+            if isinstance(dims_arg, (list, tuple)) else []
+        if not isinstance(dims_arg, (list, tuple)) or len(ints) != len(dims_arg):
+            raise CompileError(f"lower: {layer_name(node)}: mean over dimensions {dims_arg!r}")
+        dims = sorted(d % rank for d in ints)
         if dims != list(range(2, rank)):
             raise CompileError(f"lower: {layer_name(node)}: mean is supported only over all "
                                "spatial dimensions (global average pooling)")

@@ -31,10 +31,10 @@ from tinyhost.compiler.autodiff_s8 import autodiff_s8
 from tinyhost.compiler.capture import SUPPORTED_LAYERS, Captured, capture
 from tinyhost.compiler.emit import emit
 from tinyhost.compiler.errors import CompileError
-from tinyhost.compiler.fuse import fuse_pw_dw
+from tinyhost.compiler.fuse import Fusion, fuse_pw_dw
 from tinyhost.compiler.graph import Graph
 from tinyhost.compiler.import_tiny import HEAD_SEED, import_tiny
-from tinyhost.compiler.inplace import depthwise_in_place
+from tinyhost.compiler.inplace import InPlace, depthwise_in_place
 from tinyhost.compiler.lower import lower
 from tinyhost.compiler.plan_memory import MemoryPlan, plan_memory
 from tinyhost.compiler.quantize import INT8_LAYERS, quantize
@@ -209,7 +209,7 @@ def _autodiff_s8(c: Compilation) -> Compilation:
 
 
 def _fuse(c: Compilation) -> Compilation:
-    fusions = []
+    fusions: list[Fusion] = []
     if c.options.fuse:
         c.graph, fusions = fuse_pw_dw(c.need_graph())
     c.meta["fusions"] = [f.to_dict() for f in fusions]
@@ -217,7 +217,7 @@ def _fuse(c: Compilation) -> Compilation:
 
 
 def _inplace(c: Compilation) -> Compilation:
-    in_place = []
+    in_place: list[InPlace] = []
     if c.options.fuse:
         c.graph, in_place = depthwise_in_place(c.need_graph())
     c.meta["in_place"] = [p.to_dict() for p in in_place]

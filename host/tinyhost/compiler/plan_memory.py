@@ -7,7 +7,9 @@ before the first op; the loss and prediction are read after the last.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from tinyhost.compiler.graph import Graph
 from tinyhost.plan import ARENA_ALIGN, NONE, TABLE_ALIGN, Plan, TensorKind
@@ -32,13 +34,20 @@ def _align(n: int) -> int:
     return (n + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
 
 
+class _Operands(Protocol):
+    """What lifetimes() reads of an op: an IR op or a plan's op."""
+    inputs: list[int]
+    outputs: list[int]
+
+
 def lifetimes(graph: Graph | Plan) -> dict[int, Lifetime]:
     """The one definition of when an arena tensor holds its bytes: the planner places by it, and
     the memory report and the lifetime chart read it back from the emitted plan (same ops and
     tensors, so the same spans)."""
-    n_ops = len(graph.ops)
+    ops: Sequence[_Operands] = graph.ops
+    n_ops = len(ops)
     spans: dict[int, list[int]] = {}
-    for k, op in enumerate(graph.ops):
+    for k, op in enumerate(ops):
         for t in op.inputs + op.outputs:
             if t != NONE and graph.tensors[t].kind != TensorKind.PARAM_FROZEN:
                 span = spans.setdefault(t, [k, k])

@@ -199,7 +199,8 @@ class Quantizer(Lowering):
         })
 
     # -- graph inputs -------------------------------------------------------------------------
-    def placeholder(self, node: Node, sig: Any, state: dict, consts: dict) -> None:
+    def placeholder(self, node: Node, sig: Any, state: dict[str, Any],
+                    consts: dict[str, Any]) -> None:
         name = node.target
         if name in sig.inputs_to_parameters or name in sig.inputs_to_buffers:
             key = sig.inputs_to_parameters.get(name) or sig.inputs_to_buffers[name]

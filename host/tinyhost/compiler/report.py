@@ -3,6 +3,7 @@ bytes, and the plan judged against a memory budget (--budget, or a 256 KB MCU fo
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from tinyhost.compiler.plan_memory import Lifetime, lifetimes
 from tinyhost.plan import Plan, TensorKind
@@ -30,7 +31,7 @@ class MemoryReport:
     trainable_params: int = 0        # count of trainable scalars
     live_at_peak_by_kind: dict[str, int] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -92,7 +93,7 @@ def _size(n: int) -> str:
     return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KB"
 
 
-def budget_status(r: MemoryReport, budget: int | None) -> dict:
+def budget_status(r: MemoryReport, budget: int | None) -> dict[str, Any]:
     """The plan against --budget when given (enforced: compile fails over it), else against a
     256 KB MCU (only said)."""
     limit = MCU_SRAM_BYTES if budget is None else budget

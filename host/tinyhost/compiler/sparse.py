@@ -125,7 +125,7 @@ def _load_json(path: Path, update: str) -> Any:
         raise _err(update, f"{path} is not valid JSON: {e}") from None
 
 
-def _choices(d: dict) -> str:
+def _choices(d: dict[str, Any]) -> str:
     return ", ".join(k for k, v in d.items() if isinstance(v, dict)) or "none"
 
 
