@@ -94,15 +94,26 @@ static void handle_hello(tt_device *dev, response *r)
 static void handle_plan_begin(tt_device *dev, zcbor_state_t *s, response *r)
 {
     uint32_t size;
+    uint32_t arena = 0; /* optional: the plan's arena_size, so an oversized plan is refused here */
     struct zcbor_string hash;
     if (!(zcbor_list_start_decode(s) && zcbor_uint32_decode(s, &size) &&
-          zcbor_bstr_decode(s, &hash) && hash.len == TT_SHA256_SIZE && zcbor_list_end_decode(s))) {
-        reply_error(r, TT_ERR_PROTO, "PLAN_BEGIN needs [size, sha256]");
+          zcbor_bstr_decode(s, &hash) && hash.len == TT_SHA256_SIZE &&
+          (zcbor_array_at_end(s) || zcbor_uint32_decode(s, &arena)) &&
+          zcbor_list_end_decode(s))) {
+        reply_error(r, TT_ERR_PROTO, "PLAN_BEGIN needs [size, sha256] or [size, sha256, arena]");
         return;
     }
     if (size > dev->plan_capacity) {
         tt_fail(&r->err, TT_ERR_TOO_LARGE, "plan of %lu bytes exceeds the plan store (%lu bytes)",
                 (unsigned long)size, (unsigned long)dev->plan_capacity);
+        r->type = TT_MSG_ERROR;
+        return;
+    }
+    /* Before a byte is sent, and before a one-slot store unloads the running plan. The tables'
+     * share is checked at PLAN_COMMIT, where the plan is decoded. */
+    if (arena > dev->arena.capacity) {
+        tt_fail(&r->err, TT_ERR_PLAN_ARENA, "plan needs an arena of %lu bytes, device has %lu",
+                (unsigned long)arena, (unsigned long)dev->arena.capacity);
         r->type = TT_MSG_ERROR;
         return;
     }
