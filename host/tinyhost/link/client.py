@@ -79,7 +79,9 @@ class DeviceClient:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                data = self.link.port.read(max(1, self.link.port.in_waiting))
+                # Every pyserial port class has in_waiting; SerialBase (the declared type) not.
+                waiting = int(getattr(self.link.port, "in_waiting", 0))
+                data = self.link.port.read(max(1, waiting))
             except Exception as e:
                 raise LinkError(f"cannot read from {self.link.name}: {e}") from None
             for raw in self.reader.feed(data):
@@ -103,9 +105,11 @@ class DeviceClient:
             raise LinkError(f"unexpected reply {got:#x} from {self.link.name} (wanted {want.name})")
 
     # -- messages ---------------------------------------------------------------------------
-    def hello(self) -> dict:
+    def hello(self) -> dict[str, Any]:
         rtype, info = self.request(Msg.HELLO, timeout=HELLO_TIMEOUT, retries=2)
         self._expect(rtype, Msg.INFO)
+        if not isinstance(info, dict):
+            raise LinkError(f"{self.link.name} sent INFO that is not a map: {info!r}")
         return info
 
     def upload_plan(self, data: bytes, chunk: int,
@@ -134,7 +138,7 @@ class DeviceClient:
     def evaluate(self, sample: bytes) -> int:
         rtype, (pred,) = self.request(Msg.EVAL, [sample])
         self._expect(rtype, Msg.PRED)
-        return pred
+        return int(pred)
 
     def read_tensor(self, index: int, nbytes: int, chunk: int) -> bytes:
         out = bytearray()

@@ -43,7 +43,7 @@ class FrameError(ValueError):
 def encode_frame(msg_type: int, seq: int, payload: bytes) -> bytes:
     raw = bytes((msg_type, seq & 0xFF)) + payload
     raw += struct.pack("<I", zlib.crc32(raw))
-    return cobs.encode(raw) + b"\0"
+    return bytes(cobs.encode(raw)) + b"\0"
 
 
 def decode_frame(encoded: bytes) -> Frame:

@@ -75,7 +75,7 @@ def qemu_command(qemu: str, elf: Path, tcp_port: int, firmware_args: tuple[str, 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _die_with_parent() -> None:
@@ -97,7 +97,7 @@ class QemuProcess:
         self.qemu = find_qemu()
         self.elf = Path(elf) if elf is not None else find_qemu_elf()
         self.log = tempfile.TemporaryFile(prefix="tinytrain-qemu-")
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.serial: serial.SerialBase | None = None
         self.banner = ""
         try:
