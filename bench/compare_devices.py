@@ -1,7 +1,9 @@
 """Train one plan for the same steps on several devices and compare the pulled parameters.
 
-    .venv/bin/python bench/compare_devices.py [--ports ref,sim] [--steps 20] [--model FILE.py:FACTORY]
-    .venv/bin/python bench/compare_devices.py --paper mbv2-w0.35 [--input-size 128] [--ports ref,sim]
+    .venv/bin/python bench/compare_devices.py [--ports ref,sim] [--steps 20]
+                                              [--model FILE.py:FACTORY]
+    .venv/bin/python bench/compare_devices.py --paper mbv2-w0.35 [--input-size 128]
+                                              [--ports ref,sim]
 
 Prints, per device and tensor kind, the largest difference from the reference executor's
 parameters. For the fp32 demo, fp32 tensors agree within 1e-5 relative (its conv kernels sum in a
@@ -53,7 +55,8 @@ def train_on(port: str, plan, data: bytes, ds, steps: int, seed: int) -> dict[st
         device.close()
 
 
-def compare(ref: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+def compare(ref: dict[str, np.ndarray],
+            other: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
     """Per dtype kind: (largest absolute difference, largest difference relative to max |ref|)."""
     worst: dict[str, tuple[float, float]] = {}
     for name, a in ref.items():

@@ -80,12 +80,14 @@ def host_callgrind(layers: list[str]) -> dict[str, int]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", type=Path, default=REPO / "build" / "arm")
     ap.add_argument("--callgrind", action="store_true",
                     help="also count the portable kernels on the host with callgrind")
     args = ap.parse_args()
-    for tool in ("qemu-system-arm", "arm-none-eabi-gcc") + (("valgrind",) if args.callgrind else ()):
+    tools = ("qemu-system-arm", "arm-none-eabi-gcc") + (("valgrind",) if args.callgrind else ())
+    for tool in tools:
         if shutil.which(tool) is None:
             print(f"{tool} is not installed", file=sys.stderr)
             return 2
@@ -105,7 +107,8 @@ def main() -> int:
         head += " x86-64 portable instr/MAC (callgrind) |"
         rule += "---:|"
     print("Cortex-M4F (QEMU mps2-an386, -icount shift=0): instructions per MAC of one kernel call,")
-    print("including im2col / row conversion and requantization. Outputs identical in both builds.\n")
+    print("including im2col / row conversion and requantization. Outputs identical in both "
+          "builds.\n")
     print(head)
     print(rule)
     for name, (macs, dsp, _) in res["dsp"].items():

@@ -5,8 +5,8 @@ RAM against the 256 KB the build has. Prints markdown tables.
 
 Plans: the demo model (full, last:1, bias-only); the paper's int8 models mcunet-5fps and mbv2-w0.35
 at --input-size with their 99kb sparse-update schemes (int8 update rule round, the paper's, and
-master, f32 copies of the trained channels) and with full update, and with --reduced-size N the same again at
-NxN (for a plan that does not fit at full size).
+master, f32 copies of the trained channels) and with full update, and with --reduced-size N the
+same again at NxN (for a plan that does not fit at full size).
 
 Each plan runs on a freshly booted firmware (`--port qemu`, -icount shift=0: costs are instruction
 counts, the same on every run to one SysTick tick, 40 instructions), so the stack high-water mark
@@ -79,9 +79,11 @@ def cases(args: argparse.Namespace) -> list[Case]:
                                          input_size=size, int8_update=rule)
         # rule round: the paper's in-place int8 update; master (an f32 copy of the trained
         # channels, more accurate) to show what it costs
-        for size in (args.input_size, args.reduced_size) if args.reduced_size else (args.input_size,):
+        sizes = (args.input_size, args.reduced_size) if args.reduced_size else (args.input_size,)
+        for size in sizes:
             for rule in ("round", "master"):
-                out.append(Case(model, f"99kb scheme, {rule}", lambda t=tiny, m=model, n=size, r=rule:
+                out.append(Case(model, f"99kb scheme, {rule}",
+                                lambda t=tiny, m=model, n=size, r=rule:
                                 t(f"{schemes}:{m}:99kb", n, r)))
             out.append(Case(model, "full, round", lambda t=tiny, n=size: t("full", n, "round")))
     return out
@@ -151,7 +153,8 @@ def print_tables(fw: FirmwareMemory, info: DeviceInfo, rows: list[Row], steps: i
     print("- plan: the plan file in the plan store (flash: frozen weights, tables)")
     print("- planned arena: the compiler's; arena+tables: what the device needs for it (INFO "
           "arena_used, or its refusal)")
-    print("- stack: the painted stack's high-water mark after upload and training (INFO stack_peak)")
+    print("- stack: the painted stack's high-water mark after upload and training (INFO "
+          "stack_peak)")
     print("- RAM total: static RAM + arena+tables + measured stack, against "
           f"{fw.ram_size // KB} KB; ≥: not run, a lower bound (no stack; no tables when the "
           "planned arena alone is too large to upload)")

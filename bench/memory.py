@@ -100,14 +100,16 @@ def paper_ratios(rows: list[Row]) -> dict[str, float]:
 
 def _table(header: list[str], rows: list[list[str]], text_columns: int) -> str:
     lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i < text_columns else "---:" for i in range(len(header))) + "|"]
+             "|" + "|".join("---" if i < text_columns else "---:" for i in range(len(header)))
+             + "|"]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", type=Path, default=DEFAULT_MODELS,
-                    help=f"directory of .pkl models and sparse_schemes.json (default {DEFAULT_MODELS})")
+                    help="directory of .pkl models and sparse_schemes.json (default "
+                         f"{DEFAULT_MODELS})")
     ap.add_argument("--input-size", type=int, help="input resolution (default: the model's, 128)")
     ap.add_argument("--int8-update", choices=("round", "master"), default="round")
     ap.add_argument("--num-classes", type=int, default=10)

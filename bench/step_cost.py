@@ -26,7 +26,8 @@ PAPER_MODELS = REPO.parent / "shared" / "data" / "mcu_models"
 
 
 def build_runner() -> None:
-    subprocess.run(["cmake", "-S", str(REPO), "-B", str(BUILD), f"-DPython3_EXECUTABLE={sys.executable}",
+    subprocess.run(["cmake", "-S", str(REPO), "-B", str(BUILD),
+                    f"-DPython3_EXECUTABLE={sys.executable}",
                     "-DTT_SANITIZE=OFF", "-DCMAKE_BUILD_TYPE=Release"], check=True,
                    stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", str(BUILD), "-j2", "--target", "tinytrain_run"], check=True,
@@ -41,8 +42,8 @@ def callgrind(plan: Path, steps: int) -> dict[str, int]:
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                         str(RUNNER), str(plan), "--steps", str(steps)],
                        check=True, capture_output=True)
-        text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out)],
-                              check=True, capture_output=True, text=True).stdout
+        text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
+                               str(out)], check=True, capture_output=True, text=True).stdout
     counts: dict[str, int] = {}
     for line in text.splitlines():
         m = re.match(r"\s*([\d,]+) \([^)]*\)\s+\S*:(\w+)", line) or \
@@ -73,11 +74,12 @@ def main() -> None:
     if args.paper:
         from tinyhost.compiler import compile_tiny_training
         for model in ("mcunet-5fps", "mbv2-w0.35"):
-            for label, update in (("99kb scheme", f"{PAPER_MODELS / 'sparse_schemes.json'}:{model}:99kb"),
-                                  ("last:1", "last:1")):
+            scheme = f"{PAPER_MODELS / 'sparse_schemes.json'}:{model}:99kb"
+            for label, update in (("99kb scheme", scheme), ("last:1", "last:1")):
                 path = tmp / f"{model}-{label.split()[0].replace(':', '')}.ttp"
                 # rule round: the paper's in-place int8 update (masters would not fit 256 KB)
-                path.write_bytes(compile_tiny_training(PAPER_MODELS / f"{model}.pkl", 10, update=update,
+                path.write_bytes(compile_tiny_training(PAPER_MODELS / f"{model}.pkl", 10,
+                                                       update=update,
                                                        input_size=args.input_size,
                                                        int8_update="round").data)
                 plans.append((f"{model} {args.input_size}x{args.input_size}, {label}", path))
@@ -87,7 +89,8 @@ def main() -> None:
             path = tmp / f"demo-{update.replace(':', '')}.ttp"
             path.write_bytes(compile_model(DEMO_MODEL, update=update, lr=0.05).data)
             plans.append((f"demo, {update}", path))
-    print(f"instructions per training step (callgrind, host x86-64 -O2 build, {args.steps} steps)\n")
+    print(f"instructions per training step (callgrind, host x86-64 -O2 build, {args.steps} "
+          "steps)\n")
     print("| plan | instructions / step |")
     print("|---|---:|")
     op_tables = []

@@ -1,4 +1,5 @@
-"""Shared fixtures: the sim device binary, small model files, the compiled demo plan and its data."""
+"""Shared fixtures: the sim device binary, small model files, the compiled demo plan and its
+data."""
 from __future__ import annotations
 
 import itertools

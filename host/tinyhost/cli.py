@@ -168,7 +168,8 @@ def _warn_int8_normalize(plan, normalize: bool) -> None:
     calib = plan.meta.get("calibration")
     if isinstance(calib, dict) and "normalize" in calib:
         if calib["normalize"] != normalize:  # the input range was calibrated on the other form
-            print(f"warning: this int8 plan was calibrated on {'standardized' if calib['normalize'] else 'raw'} "
+            print("warning: this int8 plan was calibrated on "
+                  f"{'standardized' if calib['normalize'] else 'raw'} "
                   f"samples but these are {'standardized' if normalize else 'raw'}; values beyond "
                   f"its input range saturate. Use {'no ' if calib['normalize'] else ''}"
                   "--no-normalize, as at compile time", file=sys.stderr)
@@ -319,7 +320,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
         device.close()
     save_parameters(params, args.output)
     if args.json:
-        _print_json({"output": args.output, "parameters": {k: list(v.shape) for k, v in params.items()}})
+        _print_json({"output": args.output,
+                     "parameters": {k: list(v.shape) for k, v in params.items()}})
     else:
         print(f"wrote {len(params)} tensors to {args.output}")
     return 0
@@ -448,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "split on the device after each epoch.")
     p.add_argument("--port", required=True, help=PORT_HELP)
     _add_data_args(p)
-    p.add_argument("--epochs", type=int, default=10, help="passes over the train split (default 10)")
+    p.add_argument("--epochs", type=int, default=10,
+                   help="passes over the train split (default 10)")
     p.add_argument("--lr", type=float, help="learning rate (default: the plan's)")
     p.add_argument("--steps", type=int, help="stop after this many training steps")
     p.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")

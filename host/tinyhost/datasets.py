@@ -77,7 +77,8 @@ class _TsHeader:
 def _parse_bool(path: Path, lineno: int, tag: str, value: str) -> bool:
     v = value.strip().lower()
     if v not in ("true", "false"):
-        raise DatasetError(f"{path}:{lineno}: malformed header: @{tag} expects true or false, got {value!r}")
+        raise DatasetError(f"{path}:{lineno}: malformed header: @{tag} expects true or false, got "
+                           f"{value!r}")
     return v == "true"
 
 
@@ -87,7 +88,8 @@ def _parse_pos_int(path: Path, lineno: int, tag: str, value: str) -> int:
     except ValueError:
         n = 0
     if n <= 0:
-        raise DatasetError(f"{path}:{lineno}: malformed header: @{tag} expects a positive integer, got {value!r}")
+        raise DatasetError(f"{path}:{lineno}: malformed header: @{tag} expects a positive integer, "
+                           f"got {value!r}")
     return n
 
 
@@ -99,16 +101,20 @@ def _parse_ts_header_line(path: Path, lineno: int, line: str, hdr: _TsHeader) ->
         if not parts:
             raise DatasetError(f"{path}:{lineno}: malformed header: @classLabel needs true/false")
         if not _parse_bool(path, lineno, tag, parts[0]):
-            raise DatasetError(f"{path}:{lineno}: @classLabel false: the file has no class labels to train on")
+            raise DatasetError(f"{path}:{lineno}: @classLabel false: the file has no class labels "
+                               "to train on")
         labels = parts[1:]
         if not labels:
-            raise DatasetError(f"{path}:{lineno}: malformed header: @classLabel true lists no labels")
+            raise DatasetError(f"{path}:{lineno}: malformed header: @classLabel true lists no "
+                               "labels")
         if len(set(labels)) != len(labels):
-            raise DatasetError(f"{path}:{lineno}: malformed header: @classLabel lists a label twice: {labels}")
+            raise DatasetError(f"{path}:{lineno}: malformed header: @classLabel lists a label "
+                               f"twice: {labels}")
         hdr.class_labels = labels
     elif tag_l == "timestamps":
         if _parse_bool(path, lineno, tag, rest):
-            raise DatasetError(f"{path}:{lineno}: unsupported: @timeStamps true (only plain value lists are read)")
+            raise DatasetError(f"{path}:{lineno}: unsupported: @timeStamps true (only plain value "
+                               "lists are read)")
     elif tag_l in ("missing", "univariate", "equallength"):
         _parse_bool(path, lineno, tag, rest)  # informational: the data itself is checked below
     elif tag_l == "dimensions":
@@ -117,7 +123,8 @@ def _parse_ts_header_line(path: Path, lineno: int, line: str, hdr: _TsHeader) ->
         hdr.series_length = _parse_pos_int(path, lineno, tag, rest)
     elif tag_l == "targetlabel":
         if _parse_bool(path, lineno, tag, rest):
-            raise DatasetError(f"{path}:{lineno}: unsupported: @targetLabel true (regression); need class labels")
+            raise DatasetError(f"{path}:{lineno}: unsupported: @targetLabel true (regression); "
+                               "need class labels")
     elif tag_l == "problemname":
         if not rest:
             raise DatasetError(f"{path}:{lineno}: malformed header: @problemName has no value")
@@ -142,17 +149,21 @@ def _parse_values(path: Path, lineno: int, what: str, tokens: Sequence[str]) -> 
         try:
             v = float(t)
         except ValueError:
-            raise DatasetError(f"{path}:{lineno}: non-numeric value {t!r} in {what}, position {i + 1}") from None
+            raise DatasetError(f"{path}:{lineno}: non-numeric value {t!r} in {what}, position "
+                               f"{i + 1}") from None
         if not math.isfinite(v):
-            raise DatasetError(f"{path}:{lineno}: non-finite value {t!r} in {what}, position {i + 1}")
+            raise DatasetError(f"{path}:{lineno}: non-finite value {t!r} in {what}, position "
+                               f"{i + 1}")
     raise DatasetError(f"{path}:{lineno}: unparsable values in {what}")  # unreachable in practice
 
 
 def _read_text_lines(path: Path) -> list[str]:
     if not path.is_file():
-        raise DatasetError(f"{path}: file not found" if not path.exists() else f"{path}: not a regular file")
+        raise DatasetError(f"{path}: file not found" if not path.exists()
+                           else f"{path}: not a regular file")
     try:
-        # utf-8-sig: some exported .ts/.csv files start with a BOM that would corrupt the first token.
+        # utf-8-sig: some exported .ts/.csv files start with a BOM that would corrupt the first
+        # token.
         return path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
@@ -161,14 +172,16 @@ def _read_text_lines(path: Path) -> list[str]:
 
 
 def read_ts(path: str | Path) -> tuple[np.ndarray, list[str], list[str] | None]:
-    """Read a `.ts` file: (x [N, C, L] float32, per-series labels, declared @classLabel list or None)."""
+    """Read a `.ts` file: (x [N, C, L] float32, per-series labels, declared @classLabel list or
+    None)."""
     path = Path(path)
     lines = _read_text_lines(path)
     hdr = _TsHeader()
     in_data = False
     series: list[np.ndarray] = []
     labels: list[str] = []
-    first_shape: tuple[int, int, int] | None = None  # (lineno, channels, length) of the first series
+    # (lineno, channels, length) of the first series
+    first_shape: tuple[int, int, int] | None = None
     for lineno, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -185,19 +198,21 @@ def read_ts(path: str | Path) -> tuple[np.ndarray, list[str], list[str] | None]:
             raise DatasetError(f"{path}:{lineno}: malformed header: {line.split()[0]} after @data")
         fields = line.split(":")
         if len(fields) < 2:
-            raise DatasetError(f"{path}:{lineno}: expected channel values and a class label separated by ':'")
+            raise DatasetError(f"{path}:{lineno}: expected channel values and a class label "
+                               "separated by ':'")
         label = fields[-1].strip()
         if not label:
             raise DatasetError(f"{path}:{lineno}: empty class label")
         if "," in label:
-            raise DatasetError(f"{path}:{lineno}: the last ':' field {label[:30]!r}... is values, not a class "
-                               "label (series without labels cannot be trained on)")
+            raise DatasetError(f"{path}:{lineno}: the last ':' field {label[:30]!r}... is values, "
+                               "not a class label (series without labels cannot be trained on)")
         if hdr.class_labels is not None and label not in hdr.class_labels:
-            raise DatasetError(f"{path}:{lineno}: class label {label!r} is not in the @classLabel list "
-                               f"{hdr.class_labels}")
+            raise DatasetError(f"{path}:{lineno}: class label {label!r} is not in the @classLabel "
+                               f"list {hdr.class_labels}")
         channels = fields[:-1]
         if hdr.dimensions is not None and len(channels) != hdr.dimensions:
-            raise DatasetError(f"{path}:{lineno}: {len(channels)} channels, but @dimensions is {hdr.dimensions}")
+            raise DatasetError(f"{path}:{lineno}: {len(channels)} channels, but @dimensions is "
+                               f"{hdr.dimensions}")
         rows = []
         for c, chan in enumerate(channels):
             rows.append(_parse_values(path, lineno, f"channel {c + 1}", chan.split(",")))
@@ -206,13 +221,15 @@ def read_ts(path: str | Path) -> tuple[np.ndarray, list[str], list[str] | None]:
             raise DatasetError(f"{path}:{lineno}: ragged series: channel lengths {lengths} differ")
         length = lengths[0]
         if hdr.series_length is not None and length != hdr.series_length:
-            raise DatasetError(f"{path}:{lineno}: series length {length}, but @seriesLength is {hdr.series_length}")
+            raise DatasetError(f"{path}:{lineno}: series length {length}, but @seriesLength is "
+                               f"{hdr.series_length}")
         if first_shape is None:
             first_shape = (lineno, len(rows), length)
         elif (len(rows), length) != first_shape[1:]:
             raise DatasetError(
-                f"{path}:{lineno}: unequal lengths: this series is {len(rows)} channels x {length} steps, "
-                f"line {first_shape[0]} is {first_shape[1]} x {first_shape[2]} (all series must have one shape)")
+                f"{path}:{lineno}: unequal lengths: this series is {len(rows)} channels x {length} "
+                f"steps, line {first_shape[0]} is {first_shape[1]} x {first_shape[2]} (all series "
+                "must have one shape)")
         series.append(np.stack(rows))
         labels.append(label)
     if not in_data:
@@ -255,12 +272,14 @@ def _read_csv(path: Path) -> tuple[np.ndarray, list[str]]:
         raise DatasetError(f"{path}: empty dataset: no data rows")
     width = len(rows[0][1])
     if width < 2:
-        raise DatasetError(f"{path}:{rows[0][0]}: expected at least 2 columns (features..., label), got {width}")
+        raise DatasetError(f"{path}:{rows[0][0]}: expected at least 2 columns (features..., "
+                           f"label), got {width}")
     x = np.empty((len(rows), width - 1), dtype=np.float64)
     labels: list[str] = []
     for k, (lineno, row) in enumerate(rows):
         if len(row) != width:
-            raise DatasetError(f"{path}:{lineno}: ragged row: {len(row)} columns, line {rows[0][0]} has {width}")
+            raise DatasetError(f"{path}:{lineno}: ragged row: {len(row)} columns, line "
+                               f"{rows[0][0]} has {width}")
         label = row[-1].strip()
         if label.lower() in _MISSING_TOKENS:
             raise DatasetError(f"{path}:{lineno}: missing class label {label!r} in the last column")
@@ -296,14 +315,16 @@ def _npz_labels(path: Path, key: str, y: np.ndarray) -> np.ndarray:
         return y.astype(np.int64)
     if y.dtype.kind == "b":
         return y.astype(np.int64)
-    raise DatasetError(f"{path}: {key} must hold integer class indices or string labels, got dtype {y.dtype}")
+    raise DatasetError(f"{path}: {key} must hold integer class indices or string labels, got dtype "
+                       f"{y.dtype}")
 
 
 def _npz_x(path: Path, key: str, x: np.ndarray) -> np.ndarray:
     if x.dtype.kind not in "fiub":
         raise DatasetError(f"{path}: {key} must be numeric, got dtype {x.dtype}")
     if x.ndim < 2:
-        raise DatasetError(f"{path}: {key} must be [N, ...] with at least 2 dimensions, got shape {x.shape}")
+        raise DatasetError(f"{path}: {key} must be [N, ...] with at least 2 dimensions, got shape "
+                           f"{x.shape}")
     x = x.astype(np.float32)
     if not np.isfinite(x).all():
         raise DatasetError(f"{path}: {key} has missing (NaN) or infinite values")
@@ -312,7 +333,8 @@ def _npz_x(path: Path, key: str, x: np.ndarray) -> np.ndarray:
 
 def _read_npz(path: Path, test_fraction: float, seed: int) -> Dataset:
     if not path.is_file():
-        raise DatasetError(f"{path}: file not found" if not path.exists() else f"{path}: not a regular file")
+        raise DatasetError(f"{path}: file not found" if not path.exists()
+                           else f"{path}: not a regular file")
     try:
         with path.open("rb") as f:
             magic = f.read(4)
@@ -324,24 +346,29 @@ def _read_npz(path: Path, test_fraction: float, seed: int) -> Dataset:
         # allow_pickle=False: a dataset file must never be able to run code on the host.
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # noqa: BLE001 - zip/zlib/format errors of every kind mean the same thing here
-        raise DatasetError(f"{path}: corrupt .npz or one holding non-plain (object) arrays: {e}") from None
-    name = str(arrays["name"]) if "name" in arrays and arrays["name"].ndim == 0 else _base_name(path)
+    except Exception as e:  # noqa: BLE001 - every zip/zlib/format error means the same here
+        raise DatasetError(f"{path}: corrupt .npz or one holding non-plain (object) arrays: "
+                           f"{e}") from None
+    name = (str(arrays["name"]) if "name" in arrays and arrays["name"].ndim == 0
+            else _base_name(path))
     class_names: list[str] | None = None
     if "class_names" in arrays:
         cn = arrays["class_names"]
         if cn.ndim != 1 or cn.size == 0:
-            raise DatasetError(f"{path}: class_names must be a non-empty 1-D array, got shape {cn.shape}")
+            raise DatasetError(f"{path}: class_names must be a non-empty 1-D array, got shape "
+                               f"{cn.shape}")
         class_names = [str(c) for c in cn.tolist()]
     if all(k in arrays for k in _NPZ_SPLIT_KEYS):
         xs = [_npz_x(path, k, arrays[k]) for k in ("x_train", "x_test")]
         ys = [_npz_labels(path, k, arrays[k]) for k in ("y_train", "y_test")]
         ys, class_names = _npz_class_indices(path, ys, class_names)
-        x_tr, y_tr, x_te, y_te = _check_splits(xs[0], ys[0], xs[1], ys[1], class_names, where=str(path))
+        x_tr, y_tr, x_te, y_te = _check_splits(xs[0], ys[0], xs[1], ys[1], class_names,
+                                               where=str(path))
         return Dataset(x_tr, y_tr, x_te, y_te, class_names, name)
     if "x" in arrays and "y" in arrays:
         x = _npz_x(path, "x", arrays["x"])
-        [y], class_names = _npz_class_indices(path, [_npz_labels(path, "y", arrays["y"])], class_names)
+        [y], class_names = _npz_class_indices(path, [_npz_labels(path, "y", arrays["y"])],
+                                              class_names)
         return _split_dataset(path, x, y, class_names, name, test_fraction, seed)
     raise DatasetError(f"{path}: missing keys: need x_train, y_train, x_test, y_test (or x, y); "
                        f"found {sorted(arrays) or 'no arrays'}")
@@ -367,7 +394,8 @@ def _npz_class_indices(path: Path, ys: list[np.ndarray], class_names: list[str] 
         raise DatasetError(f"{path}: empty dataset: no labels")
     lo = min(int(y.min()) for y in nonempty)
     if lo < 0:
-        raise DatasetError(f"{path}: negative class index {lo}; class indices must be 0..num_classes-1")
+        raise DatasetError(f"{path}: negative class index {lo}; class indices must be "
+                           "0..num_classes-1")
     hi = max(int(y.max()) for y in nonempty)
     if class_names is None:
         class_names = [str(i) for i in range(hi + 1)]
@@ -385,7 +413,7 @@ def save_npz(dataset: Dataset, path: str | Path) -> None:
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise DatasetError(f"{path}: output must end in .npz")
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "x_train": np.ascontiguousarray(dataset.x_train, dtype=np.float32),
         "y_train": np.ascontiguousarray(dataset.y_train, dtype=np.int64),
         "x_test": np.ascontiguousarray(dataset.x_test, dtype=np.float32),
@@ -418,28 +446,36 @@ def _check_splits(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np
     y_tr, y_te = np.asarray(y_tr), np.asarray(y_te)
     for split, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
         if x.ndim < 2:
-            raise DatasetError(f"{where}: x_{split} must be [N, ...] with at least 2 dimensions, got {x.shape}")
+            raise DatasetError(f"{where}: x_{split} must be [N, ...] with at least 2 dimensions, "
+                               f"got {x.shape}")
         if y.ndim != 1 or y.shape[0] != x.shape[0]:
-            raise DatasetError(f"{where}: y_{split} shape {y.shape} does not match x_{split} shape {x.shape}")
+            raise DatasetError(f"{where}: y_{split} shape {y.shape} does not match x_{split} shape "
+                               f"{x.shape}")
         if y.size and y.dtype.kind not in "iu":
-            raise DatasetError(f"{where}: y_{split} must hold integer class indices, got dtype {y.dtype}")
+            raise DatasetError(f"{where}: y_{split} must hold integer class indices, got dtype "
+                               f"{y.dtype}")
         if x.shape[0] == 0:
             raise DatasetError(f"{where}: empty dataset: the {split} split has no samples")
     if x_tr.shape[1:] != x_te.shape[1:]:
-        raise DatasetError(f"{where}: train/test shape mismatch: train samples are {x_tr.shape[1:]}, "
+        raise DatasetError(f"{where}: train/test shape mismatch: train samples are "
+                           f"{x_tr.shape[1:]}, "
                            f"test samples are {x_te.shape[1:]}")
     if len(class_names) == 0:
         raise DatasetError(f"{where}: no class names")
     n = len(class_names)
     for split, y in (("train", y_tr), ("test", y_te)):
         if y.min() < 0 or y.max() >= n:
-            raise DatasetError(f"{where}: y_{split} has class index {int(y.min() if y.min() < 0 else y.max())} "
+            raise DatasetError(f"{where}: y_{split} has class index "
+                               f"{int(y.min() if y.min() < 0 else y.max())} "
                                f"outside 0..{n - 1} ({n} class names)")
-    return (np.ascontiguousarray(x_tr, dtype=np.float32), np.ascontiguousarray(y_tr, dtype=np.int64),
-            np.ascontiguousarray(x_te, dtype=np.float32), np.ascontiguousarray(y_te, dtype=np.int64))
+    return (np.ascontiguousarray(x_tr, dtype=np.float32),
+            np.ascontiguousarray(y_tr, dtype=np.int64),
+            np.ascontiguousarray(x_te, dtype=np.float32),
+            np.ascontiguousarray(y_te, dtype=np.int64))
 
 
-def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_split(y: np.ndarray, test_fraction: float,
+                      seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train/test indices (each in file order), taking ~test_fraction of every class for test."""
     rng = np.random.default_rng(seed)
     train: list[np.ndarray] = []
@@ -448,7 +484,8 @@ def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[n
         idx = np.flatnonzero(y == c)
         idx = idx[rng.permutation(idx.size)]
         # Every class keeps >= 1 training sample; classes with >= 2 samples get >= 1 test sample.
-        n_test = min(max(int(round(idx.size * test_fraction)), 1 if idx.size >= 2 else 0), idx.size - 1)
+        n_test = min(max(int(round(idx.size * test_fraction)), 1 if idx.size >= 2 else 0),
+                     idx.size - 1)
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
@@ -489,21 +526,24 @@ def _load_ts(path: Path, test_fraction: float, seed: int) -> Dataset:
     train_path, test_path = (path, sibling) if m.group(1) == "TRAIN" else (sibling, path)
     if not sibling.exists():
         raise DatasetError(f"{path}: the {other} split {sibling} was not found "
-                           f"(a *_{m.group(1)}.ts file is loaded together with its *_{other}.ts sibling)")
+                           f"(a *_{m.group(1)}.ts file is loaded together with its *_{other}.ts "
+                           "sibling)")
     x_tr, lab_tr, decl_tr = read_ts(train_path)
     x_te, lab_te, decl_te = read_ts(test_path)
     if decl_tr is not None and decl_te is not None and set(decl_tr) != set(decl_te):
-        raise DatasetError(f"{test_path}: @classLabel list {decl_te} differs from {train_path}'s {decl_tr}")
+        raise DatasetError(f"{test_path}: @classLabel list {decl_te} differs from {train_path}'s "
+                           f"{decl_tr}")
     decl = decl_tr if decl_tr is not None else decl_te
-    class_names = decl if decl is not None else sorted(set(lab_tr) | set(lab_te), key=_label_sort_key)
+    class_names = (decl if decl is not None
+                   else sorted(set(lab_tr) | set(lab_te), key=_label_sort_key))
     for p, labs in ((train_path, lab_tr), (test_path, lab_te)):
         for s in labs:
             if s not in class_names:
                 raise DatasetError(f"{p}: class label {s!r} is not in {class_names}")
     if x_tr.shape[1:] != x_te.shape[1:]:
         raise DatasetError(f"{test_path}: train/test shape mismatch: {train_path.name} series are "
-                           f"{x_tr.shape[1]} channels x {x_tr.shape[2]} steps, {test_path.name} series are "
-                           f"{x_te.shape[1]} x {x_te.shape[2]}")
+                           f"{x_tr.shape[1]} channels x {x_tr.shape[2]} steps, {test_path.name} "
+                           f"series are {x_te.shape[1]} x {x_te.shape[2]}")
     index = {s: i for i, s in enumerate(class_names)}
     y_tr = np.array([index[s] for s in lab_tr], dtype=np.int64)
     y_te = np.array([index[s] for s in lab_te], dtype=np.int64)
@@ -537,7 +577,8 @@ def load_dataset(path: str | Path, test_fraction: float = 0.25, seed: int = 0) -
         return _read_npz(path, test_fraction, seed)
     if ext == ".csv":
         return _load_csv(path, test_fraction, seed)
-    raise DatasetError(f"{path}: unknown extension {repr(ext) if ext else '(none)'}: expected .ts, .npz or .csv")
+    raise DatasetError(f"{path}: unknown extension {repr(ext) if ext else '(none)'}: expected .ts, "
+                       ".npz or .csv")
 
 
 def standardize(dataset: Dataset) -> tuple[Dataset, np.ndarray, np.ndarray]:
@@ -570,15 +611,18 @@ def standardize(dataset: Dataset) -> tuple[Dataset, np.ndarray, np.ndarray]:
 
 def _describe(ds: Dataset) -> str:
     counts = np.bincount(np.concatenate([ds.y_train, ds.y_test]), minlength=ds.num_classes)
-    classes = ", ".join(f"{i}={c} ({n} samples)" for i, (c, n) in enumerate(zip(ds.class_names, counts)))
+    classes = ", ".join(f"{i}={c} ({n} samples)"
+                        for i, (c, n) in enumerate(zip(ds.class_names, counts, strict=True)))
     return (f"{ds.name}: train x {ds.x_train.shape}, test x {ds.x_test.shape}, "
             f"sample shape {ds.sample_shape}, {ds.num_classes} classes: {classes}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tinyhost.datasets", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tinyhost.datasets",
+                                     description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    conv = sub.add_parser("convert", help="convert a .ts/.csv/.npz dataset to the bundled .npz format")
+    conv = sub.add_parser("convert",
+                          help="convert a .ts/.csv/.npz dataset to the bundled .npz format")
     conv.add_argument("input", type=Path, help="dataset file (.ts, .csv or .npz)")
     conv.add_argument("output", type=Path, help="output .npz")
     conv.add_argument("--test-fraction", type=float, default=0.25,

@@ -1,7 +1,8 @@
 """Where the bare-metal Cortex-M4F firmware's memory goes, read from the GNU ld map file that
 `make qemu` writes next to the ELF (build-arm/tinytrain_an386.map): flash (code, constants and the
-.data image), static RAM (.data + .bss) and what the linker script reserves (stack, arena). No toolchain needed: `arm-none-eabi-size` would count the NOLOAD arena, stack and plan
-store as .bss. Shared by bench/m4f.py and tests/system/test_m4f_memory.py."""
+.data image), static RAM (.data + .bss) and what the linker script reserves (stack, arena). No
+toolchain needed: `arm-none-eabi-size` would count the NOLOAD arena, stack and plan store as .bss.
+Shared by bench/m4f.py and tests/system/test_m4f_memory.py."""
 from __future__ import annotations
 
 import re

@@ -6,8 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyhost.compiler.report import (KIND_LABELS, MCU_SRAM_BYTES, MemoryReport, arena_lifetimes,
-                                      tensor_kinds)
+from tinyhost.compiler.report import (
+    KIND_LABELS,
+    MCU_SRAM_BYTES,
+    MemoryReport,
+    arena_lifetimes,
+    tensor_kinds,
+)
 from tinyhost.plan import Plan
 
 KIND_COLORS = {"activations": "tab:blue", "saved_for_backward": "tab:orange",
@@ -42,13 +47,14 @@ def draw_memory_chart(plan: Plan, report: MemoryReport, path: str | Path, title:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.artist import Artist
     from matplotlib.collections import PatchCollection
     from matplotlib.patches import Patch, Rectangle
 
     boxes = chart_boxes(plan)
     n_ops, kb = len(plan.ops), 1024
     fig, ax = plt.subplots(figsize=(14, 6.5))
-    for kind, label in KIND_LABELS.items():
+    for kind in KIND_LABELS:
         rects = [Rectangle((b.first - 0.5, b.offset / kb), b.last - b.first + 1, b.size / kb)
                  for b in boxes if b.kind == kind]
         ax.add_collection(PatchCollection(rects, facecolor=KIND_COLORS[kind], edgecolor="white",
@@ -68,10 +74,12 @@ def draw_memory_chart(plan: Plan, report: MemoryReport, path: str | Path, title:
     ax.axhline(arena_kb, color="black", linewidth=1)
     limit = MCU_SRAM_BYTES if budget is None else budget
     ax.axhline(limit / kb, color="tab:purple", linestyle="-.", linewidth=1)
-    handles = [Patch(color=KIND_COLORS[k], label=label) for k, label in KIND_LABELS.items()]
+    handles: list[Artist] = [Patch(color=KIND_COLORS[k], label=label)
+                             for k, label in KIND_LABELS.items()]
     handles += [
         plt.Line2D([], [], color="black", linestyle="--",
-                   label=f"peak: op {report.peak_op} ({report.peak_op_name}), {live_kb:.1f} KB live"),
+                   label=f"peak: op {report.peak_op} ({report.peak_op_name}), "
+                         f"{live_kb:.1f} KB live"),
         plt.Line2D([], [], color="black", label=f"arena {arena_kb:.1f} KB"),
         plt.Line2D([], [], color="tab:purple", linestyle="-.",
                    label=f"budget {limit / kb:.1f} KB" if budget is not None else "a 256 KB MCU"),

@@ -23,7 +23,8 @@ def pull_parameters(device: Device, plan: Plan) -> dict[str, np.ndarray]:
 def save_parameters(params: dict[str, np.ndarray], path: str | Path) -> None:
     path = Path(path)
     if path.suffix == ".npz":
-        np.savez(path, **params)
+        # numpy's stubs let a ** mapping fill savez's keyword allow_pickle: not so here
+        np.savez(path, **params)  # type: ignore[arg-type]
     elif path.suffix in (".pt", ".pth"):
         import torch
         torch.save({k: torch.from_numpy(np.array(v)) for k, v in params.items()}, path)

@@ -70,8 +70,9 @@ def check_dataset(plan: Plan, ds: Dataset) -> None:
     need = plan.tensors[plan.bindings.input].numel
     have = int(np.prod(ds.sample_shape))
     if have != need:
-        raise ValueError(f"dataset samples have shape {ds.sample_shape} ({have} values), the plan's "
-                         f"input needs {need} values {plan.tensors[plan.bindings.input].shape}")
+        raise ValueError(f"dataset samples have shape {ds.sample_shape} ({have} values), the "
+                         f"plan's input needs {need} values "
+                         f"{plan.tensors[plan.bindings.input].shape}")
     labels = np.concatenate([ds.y_train, ds.y_test])
     if labels.size and (labels.min() < 0 or labels.max() >= plan.num_classes):
         raise ValueError(f"dataset labels span {labels.min()}..{labels.max()}, the plan has "

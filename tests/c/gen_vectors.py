@@ -1,4 +1,5 @@
-"""Generates test vectors for the C fp32 kernels from the numpy reference (tinyhost.refexec.kernels_f32).
+"""Generates test vectors for the C fp32 kernels from the numpy reference
+(tinyhost.refexec.kernels_f32).
 
 Usage: gen_vectors.py OUTDIR  -> writes OUTDIR/kernels_f32.vec (deterministic: fixed seeds).
 
@@ -35,7 +36,7 @@ def _rand(rng: np.random.Generator, *shape: int) -> np.ndarray:
     return rng.standard_normal(shape).astype(np.float32)
 
 
-# --- geometries: fixed cases that must be covered, then random ones --------------------------------
+# --- geometries: fixed cases that must be covered, then random ones -------------------------------
 
 # (in_c, in_h, in_w, out_c, k_h, k_w, stride_h, stride_w, pad_h, pad_w, groups)
 FIXED_CONV = [
@@ -114,7 +115,8 @@ def linear_cases(rng: np.random.Generator) -> Iterator[Case]:
         x, w, b, dy = _rand(rng, fi), _rand(rng, fo, fi), _rand(rng, fo), _rand(rng, fo)
         bias = i % 3 != 1
         ins: list[Tensor] = [("in", "x", x), ("in", "w", w)] + ([("in", "b", b)] if bias else [])
-        yield ("linear_f32", f"lin{i}", g.attrs(), ins + [("out", "y", k.linear(g, x, w, b if bias else None))])
+        yield ("linear_f32", f"lin{i}", g.attrs(),
+               ins + [("out", "y", k.linear(g, x, w, b if bias else None))])
         yield ("linear_grad_input_f32", f"lin{i}", g.attrs(),
                [("in", "dy", dy), ("in", "w", w), ("out", "dx", k.linear_grad_input(g, dy, w))])
         dw, db = k.linear_grad_weight(g, dy, x)
@@ -128,7 +130,8 @@ def conv_cases(rng: np.random.Generator) -> Iterator[Case]:
         dy = _rand(rng, *g.y_shape)
         bias = i % 3 != 2
         ins: list[Tensor] = [("in", "x", x), ("in", "w", w)] + ([("in", "b", b)] if bias else [])
-        yield ("conv2d_f32", f"conv{i}", g.attrs(), ins + [("out", "y", k.conv2d(g, x, w, b if bias else None))])
+        yield ("conv2d_f32", f"conv{i}", g.attrs(),
+               ins + [("out", "y", k.conv2d(g, x, w, b if bias else None))])
         yield ("conv2d_grad_input_f32", f"conv{i}", g.attrs(),
                [("in", "dy", dy), ("in", "w", w), ("out", "dx", k.conv2d_grad_input(g, dy, w))])
         dw, db = k.conv2d_grad_weight(g, dy, x)
@@ -151,16 +154,19 @@ def pool_cases(rng: np.random.Generator) -> Iterator[Case]:
         x, dy = _rand(rng, *g.x_shape), _rand(rng, *g.y_shape)
         if i % 2 == 1:  # few distinct values: ties test first-maximum routing
             x = np.round(x).astype(np.float32)
-        yield ("maxpool2d_f32", f"pool{i}", g.attrs(), [("in", "x", x), ("out", "y", k.maxpool2d(g, x))])
+        yield ("maxpool2d_f32", f"pool{i}", g.attrs(),
+               [("in", "x", x), ("out", "y", k.maxpool2d(g, x))])
         yield ("maxpool2d_grad_f32", f"pool{i}", g.attrs(),
                [("in", "x", x), ("in", "dy", dy), ("out", "dx", k.maxpool2d_grad(g, x, dy))])
-        yield ("avgpool2d_f32", f"pool{i}", g.attrs(), [("in", "x", x), ("out", "y", k.avgpool2d(g, x))])
+        yield ("avgpool2d_f32", f"pool{i}", g.attrs(),
+               [("in", "x", x), ("out", "y", k.avgpool2d(g, x))])
         yield ("avgpool2d_grad_f32", f"pool{i}", g.attrs(),
                [("in", "dy", dy), ("out", "dx", k.avgpool2d_grad(g, dy))])
 
 
 def softmax_cases(rng: np.random.Generator) -> Iterator[Case]:
-    specs = [(1, 1.0), (2, 1.0), (10, 1.0), (10, 4.0), (37, 2.0), (10, 30.0), (10, 100.0), (100, 1.0)]
+    specs = [(1, 1.0), (2, 1.0), (10, 1.0), (10, 4.0), (37, 2.0), (10, 30.0), (10, 100.0),
+             (100, 1.0)]
     for i, (n, scale) in enumerate(specs):
         for argmax_label in (False, True):
             logits = (rng.standard_normal(n) * scale).astype(np.float32)

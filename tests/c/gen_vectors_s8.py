@@ -1,5 +1,6 @@
-"""Generates test vectors for the C int8 kernels from the numpy reference (tinyhost.refexec.kernels_s8
-and .requant), for tests/c/test_kernels_s8.c (host, and Cortex-M4F under QEMU).
+"""Generates test vectors for the C int8 kernels from the numpy reference
+(tinyhost.refexec.kernels_s8 and .requant), for tests/c/test_kernels_s8.c (host, and Cortex-M4F
+under QEMU).
 
 Usage: gen_vectors_s8.py OUTDIR  -> writes OUTDIR/kernels_s8.vec (deterministic: fixed seeds).
 
@@ -23,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from tinyhost.refexec import kernels_s8 as k
-from tinyhost.refexec.executor import pack_mask
 from tinyhost.refexec import requant as rq
+from tinyhost.refexec.executor import pack_mask
 from tinyhost.refexec.kernels_f32 import ConvGeom, PoolGeom
 from vector_file import main, write_cases
 
@@ -78,7 +79,7 @@ def normal(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndar
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
-# --- requantization primitives ----------------------------------------------------------------------
+# --- requantization primitives --------------------------------------------------------------------
 
 EDGES = [0, 1, -1, 2, -2, 3, 1 << 30, -(1 << 30), (1 << 30) + 1, INT32_MAX, INT32_MIN,
          INT32_MIN + 1, INT32_MAX - 1, 1 << 15, -(1 << 15), 12345, -98765]
@@ -98,7 +99,8 @@ def primitive_cases(rng: np.random.Generator) -> Iterator[Case]:
     b += rng.integers(1 << 30, INT32_MAX, size=100, endpoint=True).tolist()
     av, bv = i32(a), i32(b)
     yield ("srdhm", "srdhm", (len(a),),
-           [("in", "a", av), ("in", "b", bv), ("out", "r", i32(rq.saturating_rounding_doubling_high_mul(av, bv)))])
+           [("in", "a", av), ("in", "b", bv),
+            ("out", "r", i32(rq.saturating_rounding_doubling_high_mul(av, bv)))])
 
     # RoundingDivideByPOT: every exponent with edge values, exact halves (x = (2j+1) * 2^(e-1)),
     # one below and above them, and random values.
@@ -151,7 +153,7 @@ def primitive_cases(rng: np.random.Generator) -> Iterator[Case]:
             ("out", "r", i32(rq.multiply_by_quantized_multiplier(xv, mv, sv)))])
 
 
-# --- conv geometries --------------------------------------------------------------------------------
+# --- conv geometries ------------------------------------------------------------------------------
 
 # (in_c, in_h, in_w, out_c, k_h, k_w, stride_h, stride_w, pad_h, pad_w, groups)
 FIXED_CONV = [
@@ -219,7 +221,8 @@ def conv_geoms(rng: np.random.Generator, n_random: int) -> Iterator[ConvGeom]:
         yield ConvGeom.infer(in_c, in_h, in_w, out_c, k_h, k_w, s_h, s_w, p_h, p_w, groups)
 
 
-def requant_params(rng: np.random.Generator, acc: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+def requant_params(rng: np.random.Generator, acc: np.ndarray,
+                   kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (mult, shift) for effective scales that spread each channel's accumulators
     (acc, O x H x W) over about +-50 LSB, times a random factor in [1/3, 3] (so that some channels
     saturate), or for special kinds: 'left' (M in [1, 8): positive shifts), 'tiny' (shifts near
@@ -326,7 +329,8 @@ def pw_dw_cases(rng: np.random.Generator) -> Iterator[Case]:
         pw_m, pw_s = requant_params(rng, k.conv2d_acc_s8(g_pw, x, pw_w, pw_b, xz), "normal")
         mid = k.conv2d_s8(g_pw, x, pw_w, pw_b, pw_m, pw_s, xz, mz, mlo, mhi)
         dw_m, dw_s = requant_params(rng, k.conv2d_acc_s8(g_dw, mid, dw_w, dw_b, mz), "normal")
-        y = k.pw_dw_conv2d_s8(g_pw, g_dw, x, pw_w, pw_b, k.ConvS8Quant(pw_m, pw_s, xz, mz, mlo, mhi),
+        y = k.pw_dw_conv2d_s8(g_pw, g_dw, x, pw_w, pw_b,
+                              k.ConvS8Quant(pw_m, pw_s, xz, mz, mlo, mhi),
                               dw_w, dw_b, k.ConvS8Quant(dw_m, dw_s, mz, yz, lo, hi))
         assert np.array_equal(y, k.depthwise_conv2d_s8(g_dw, mid, dw_w, dw_b, dw_m, dw_s, mz, yz,
                                                        lo, hi))
@@ -339,7 +343,7 @@ def pw_dw_cases(rng: np.random.Generator) -> Iterator[Case]:
         yield ("pw_dw_conv2d_s8", f"pwdw{i}", attrs, ins + [("out", "y", y)])
 
 
-# --- add, avgpool, (de)quantize ---------------------------------------------------------------------
+# --- add, avgpool, (de)quantize -------------------------------------------------------------------
 
 def add_cases(rng: np.random.Generator) -> Iterator[Case]:
     sizes = [1, 2, 3, 7, 64, 301, 1000]
@@ -397,7 +401,8 @@ def pool_cases(rng: np.random.Generator) -> Iterator[Case]:
         if i % 3 == 1:  # few distinct values near zero: many exact ties, both signs
             x = s8_rand(rng, *g.x_shape, lo=-3, hi=3)
         xz = int(rng.integers(-128, 128)) if i % 2 else 0
-        lo, hi = (-128, 127) if i % 4 != 3 else (int(rng.integers(-128, 0)), int(rng.integers(0, 128)))
+        lo, hi = ((-128, 127) if i % 4 != 3
+                  else (int(rng.integers(-128, 0)), int(rng.integers(0, 128))))
         yield ("avgpool2d_s8", f"pool{i}", g.attrs() + (xz, lo, hi),
                [("in", "x", x), ("out", "y", k.avgpool2d_s8(g, x, lo, hi, xz))])
 
@@ -409,7 +414,8 @@ def quant_cases(rng: np.random.Generator) -> Iterator[Case]:
         x = s8_rand(rng, n)
         x[:2] = [-128, 127][: min(2, n)]
         yield ("dequantize_s8_f32", f"deq{i}", (n, zero),
-               [("in", "x", x), ("in", "scale", f32(scale)), ("out", "y", k.dequantize_s8(x, scale, zero))])
+               [("in", "x", x), ("in", "scale", f32(scale)),
+                ("out", "y", k.dequantize_s8(x, scale, zero))])
     specials = f32(0.0, -0.0, np.inf, -np.inf, 3e38, -3e38, 1e-30, -1e-30, 1e30)
     for i, n in enumerate([9, 50, 300, 1000]):
         scale = float(np.float32(np.exp(rng.uniform(np.log(1e-3), np.log(0.5)))))
@@ -417,16 +423,18 @@ def quant_cases(rng: np.random.Generator) -> Iterator[Case]:
         x = normal(rng, n, scale=scale * 60)
         x[: len(specials)] = specials[: min(n, len(specials))]
         yield ("quantize_f32_s8", f"q{i}", (n, zero),
-               [("in", "x", x), ("in", "scale", f32(scale)), ("out", "y", k.quantize_f32_s8(x, scale, zero))])
+               [("in", "x", x), ("in", "scale", f32(scale)),
+                ("out", "y", k.quantize_f32_s8(x, scale, zero))])
     # Exact halves: with a power-of-two scale, x / scale is exact, so (j + 0.5) ties round away.
     scale = 0.25
     x = (np.arange(-140, 140, dtype=np.float32) + np.float32(0.5)) * np.float32(scale)
     for zero in (0, 3, -128):
         yield ("quantize_f32_s8", f"q_ties_z{zero}", (x.size, zero),
-               [("in", "x", x), ("in", "scale", f32(scale)), ("out", "y", k.quantize_f32_s8(x, scale, zero))])
+               [("in", "x", x), ("in", "scale", f32(scale)),
+                ("out", "y", k.quantize_f32_s8(x, scale, zero))])
 
 
-# --- backward ---------------------------------------------------------------------------------------
+# --- backward -------------------------------------------------------------------------------------
 
 def backward_cases(rng: np.random.Generator) -> Iterator[Case]:
     for i, (c, plane) in enumerate([(1, 1), (3, 17), (8, 64), (5, 1), (1, 500), (16, 49)]):
@@ -474,8 +482,10 @@ def backward_cases(rng: np.random.Generator) -> Iterator[Case]:
 
     for i, n in enumerate([1, 7, 100, 999]):
         dy = normal(rng, n)
-        s1, s2, sy = (float(np.float32(v)) for v in np.exp(rng.uniform(np.log(1e-3), np.log(0.3), size=3)))
-        ins = [("in", "dy", dy), ("in", "s1", f32(s1)), ("in", "s2", f32(s2)), ("in", "sy", f32(sy))]
+        s1, s2, sy = (float(np.float32(v))
+                      for v in np.exp(rng.uniform(np.log(1e-3), np.log(0.3), size=3)))
+        ins = [("in", "dy", dy), ("in", "s1", f32(s1)), ("in", "s2", f32(s2)),
+               ("in", "sy", f32(sy))]
         dx1, dx2 = k.add_s8_grad(dy, s1, s2, sy)
         yield ("add_s8_grad_f32", f"ag{i}", (n,), ins + [("out", "dx1", dx1), ("out", "dx2", dx2)])
         mask = rng.random(n) < 0.7  # the add's clamp mask, applied first
@@ -485,10 +495,11 @@ def backward_cases(rng: np.random.Generator) -> Iterator[Case]:
                ins + [("in", "mask", pack_mask(mask)), ("out", "dx1", dx1), ("out", "dx2", dx2)])
         scale = s1
         yield ("dequantize_grad_f32", f"dg{i}", (n,),
-               [("in", "dy", dy), ("in", "scale", f32(scale)), ("out", "dx", k.dequantize_s8_grad(dy, scale))])
+               [("in", "dy", dy), ("in", "scale", f32(scale)),
+                ("out", "dx", k.dequantize_s8_grad(dy, scale))])
 
 
-# --- QAS updates -------------------------------------------------------------------------------------
+# --- QAS updates ----------------------------------------------------------------------------------
 
 def update_cases(rng: np.random.Generator) -> Iterator[Case]:
     # (out_c, in_c, k): conv 3x3, pointwise, depthwise (in_c 1), linear.
@@ -505,7 +516,8 @@ def update_cases(rng: np.random.Generator) -> Iterator[Case]:
                 continue
             axis = 1 if sel_kind == "in" else 0
             n_axis = ic if axis else o
-            sel = None if sel_kind == "all" else rng.permutation(n_axis)[: int(rng.integers(1, n_axis + 1))]
+            sel = (None if sel_kind == "all"
+                   else rng.permutation(n_axis)[: int(rng.integers(1, n_axis + 1))])
             rows = list(w.shape)
             if sel is not None:
                 rows[axis] = sel.size
@@ -580,7 +592,7 @@ def all_cases() -> Iterator[Case]:
     yield from pw_dw_cases(np.random.default_rng(18))
 
 
-# --- output -----------------------------------------------------------------------------------------
+# --- output ---------------------------------------------------------------------------------------
 
 def _bit_tokens(flat: np.ndarray) -> list[str]:
     """Floats as the 8 hex digits of their bit pattern (exact on any libc)."""

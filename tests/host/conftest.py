@@ -10,7 +10,8 @@ import torch
 
 from int8_ref import synthetic_cfg
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def _compile(path: str, num_classes: int, update: str, input_size: int | None, qas: bool,
              int8_update: str, reorder: bool, fuse: bool):
     from tinyhost.compiler import compile_tiny_training

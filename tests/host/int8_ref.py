@@ -31,7 +31,7 @@ MODELS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mcu_models"
 INT32_MAX = 2**31 - 1
 
 
-# --- TFLite fixed point, again (torch int64) ---------------------------------------------------------
+# --- TFLite fixed point, again (torch int64) ------------------------------------------------------
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """TFLite QuantizeMultiplier (quantization_util.cc)."""
@@ -68,7 +68,7 @@ def mbqm(x: torch.Tensor, m: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return _rdbpot(_srdhm(x << left, m), right)
 
 
-# --- autograd functions (quantized_ops_diff.py) ------------------------------------------------------
+# --- autograd functions (quantized_ops_diff.py) ---------------------------------------------------
 
 def _requant(acc: torch.Tensor, eff32: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor,
              mode: str) -> torch.Tensor:
@@ -98,8 +98,10 @@ class QConvFn(torch.autograd.Function):
         L = ctx.layer
         gz = (gy * mask * L.eff32.view(-1, 1, 1))[None]
         gb = gz.sum((0, 2, 3))
-        gx = torch.nn.grad.conv2d_input(xs[None].shape, w_int, gz, L.stride, L.padding, 1, L.groups)[0]
-        gw = torch.nn.grad.conv2d_weight(xs[None], w_int.shape, gz, L.stride, L.padding, 1, L.groups)
+        gx = torch.nn.grad.conv2d_input(xs[None].shape, w_int, gz, L.stride, L.padding, 1,
+                                        L.groups)[0]
+        gw = torch.nn.grad.conv2d_weight(xs[None], w_int.shape, gz, L.stride, L.padding, 1,
+                                         L.groups)
         return gx, gw, gb, None, None
 
 
@@ -147,7 +149,7 @@ class QPoolFn(torch.autograd.Function):
         return gy.view(c, 1, 1).expand(c, h, w) / (h * w), None
 
 
-# --- the network -------------------------------------------------------------------------------------
+# --- the network ----------------------------------------------------------------------------------
 
 @dataclass
 class Layer:
@@ -196,7 +198,8 @@ class Add:
         self.f2 = float(np.float32(f[1] / f[2]))
         twice = 2 * max(f[0], f[1])
         (self.m1, self.sh1), (self.m2, self.sh2), (self.my, self.shy) = (
-            quantize_multiplier(r) for r in (f[0] / twice, f[1] / twice, twice / ((1 << 20) * f[2])))
+            quantize_multiplier(r)
+            for r in (f[0] / twice, f[1] / twice, twice / ((1 << 20) * f[2])))
 
 
 def _pair(v) -> tuple[int, int]:
@@ -220,10 +223,11 @@ class PaperNet:
                 add = Add(f"blocks.{i}.residual", rp["x_zero"], pw2["y_zero"], rp["y_zero"],
                           rp["x_scale"], pw2["y_scale"], rp["y_scale"])
             self.blocks.append((convs, add))
-        self.mix = self._layer(cfg["feature_mix"], "feature_mix") if cfg.get("feature_mix") else None
+        self.mix = (self._layer(cfg["feature_mix"], "feature_mix") if cfg.get("feature_mix")
+                    else None)
         last = self.layers[-1]
-        out_q = (self.blocks[-1][1].sy, self.blocks[-1][1].zy) if self.blocks[-1][1] and not self.mix \
-            else (last.y_scale, last.y_zero)
+        out_q = ((self.blocks[-1][1].sy, self.blocks[-1][1].zy)
+                 if self.blocks[-1][1] and not self.mix else (last.y_scale, last.y_zero))
         self.feat_scale = float(np.float32(out_q[0]))
         self.feat_zero = out_q[1]
         self.head_w = torch.tensor(head_w, dtype=torch.float64, requires_grad=True)
@@ -268,7 +272,7 @@ class PaperNet:
         return self.head_w @ feat + self.head_b
 
 
-# --- the paper's training step (SGDScale, batch 1, no momentum) ----------------------------------------
+# --- the paper's training step (SGDScale, batch 1, no momentum) -----------------------------------
 
 @dataclass
 class TrainSpec:
@@ -321,7 +325,7 @@ def _f32(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float32).to(torch.float64)
 
 
-# --- a small synthetic model in the tiny-training format ----------------------------------------------
+# --- a small synthetic model in the tiny-training format ------------------------------------------
 
 def synthetic_cfg(seed: int = 0, size: int = 16) -> dict:
     """first_conv 3->8 (s2); blocks: [dw3 8, pw 8->8, residual], [pw 8->24, dw5 s2, pw 24->12],
@@ -374,7 +378,8 @@ def synthetic_cfg(seed: int = 0, size: int = 16) -> dict:
     ]
     names = {"pw1": "pointwise1", "dw": "depthwise", "pw2": "pointwise2"}
     for convs, residual in plans:
-        blk = {"pointwise1": None, "depthwise": None, "pointwise2": None, "residual": None, "se": None}
+        blk = {"pointwise1": None, "depthwise": None, "pointwise2": None, "residual": None,
+               "se": None}
         inp, inp_q = h, q
         for kind, cout, k, stride, act in convs:
             cin = h.shape[1]

@@ -14,8 +14,17 @@ import torch
 
 from tinyhost.compiler import CompileError, compile_model
 from tinyhost.compiler.capture import SUPPORTED_LAYERS
-from tinyhost.plan import (ARENA_ALIGN, BLOB_ALIGN, NONE, PLAN_FORMAT_VERSION, PlanError,
-                           TensorKind, decode_plan, encode_plan, load_plan_file)
+from tinyhost.plan import (
+    ARENA_ALIGN,
+    BLOB_ALIGN,
+    NONE,
+    PLAN_FORMAT_VERSION,
+    PlanError,
+    TensorKind,
+    decode_plan,
+    encode_plan,
+    load_plan_file,
+)
 from tinyhost.refexec.executor import RefExecutor
 
 SMALL_CONV2D = """
@@ -121,7 +130,7 @@ def test_no_op_reads_stale_arena_bytes(plans, name: str) -> None:
     plan = plans[name].plan
     clean, dirty = RefExecutor(plan), RefExecutor(plan)
     keep = np.zeros(plan.arena_size, bool)
-    for i, t in enumerate(plan.tensors):
+    for t in plan.tensors:
         if t.in_arena and t.kind == TensorKind.PARAM_TRAINABLE:
             keep[t.arena_offset:t.arena_offset + t.nbytes] = True
     nan = np.frombuffer(np.full(plan.arena_size // 4, np.nan, np.float32).tobytes(), np.uint8)
@@ -158,8 +167,8 @@ def test_memory_report_adds_up(plans, name: str) -> None:
     # The peak: recomputed from independent lifetimes, and it must fit the arena.
     n = len(plan.ops)
     spans = intervals(plan)
-    live = [sum(plan.tensors[i].nbytes for i, (f, l) in spans.items()
-                if max(f, 0) <= k <= min(l, n - 1)) for k in range(n)]
+    live = [sum(plan.tensors[i].nbytes for i, (first, last) in spans.items()
+                if max(first, 0) <= k <= min(last, n - 1)) for k in range(n)]
     assert sum(size for _, size in r.live_at_peak) == max(live) == live[r.peak_op]
     assert max(live) <= plan.arena_size
     assert r.peak_op_name == plan.ops[r.peak_op].opcode.name
@@ -183,7 +192,7 @@ def test_bias_only_freezes_weights(plans) -> None:
     assert plans["small-bias-only"].report.frozen_param_bytes > 0
 
 
-# -- the .ttp file ----------------------------------------------------------------------------------
+# -- the .ttp file ---------------------------------------------------------------------------------
 def blob_file_offset(data: bytes) -> int:
     version, body, digest = cbor2.loads(data)
     blob = cbor2.loads(body)[-1]
@@ -333,7 +342,7 @@ def test_bad_model_spec(tmp_path: Path) -> None:
         compile_model(str(tmp_path / "m.py") + ":make")
 
 
-# -- .pt2 input -------------------------------------------------------------------------------------
+# -- .pt2 input ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["demo", "small"])
 def test_pt2_equals_factory(tmp_path: Path, which: str, demo_plan, plans, small_spec) -> None:
     from tinyhost.compiler.capture import load_factory
@@ -397,7 +406,7 @@ def test_ir_ops_read_and_write_attributes_by_name() -> None:
     from tinyhost.compiler.graph import Graph
     from tinyhost.ops import CONV_ATTRS, Opcode
     g = Graph()
-    geometry = dict(zip(CONV_ATTRS, (2, 5, 5, 4, 5, 5, 3, 3, 1, 1, 1, 1, 1)))
+    geometry = dict(zip(CONV_ATTRS, (2, 5, 5, 4, 5, 5, 3, 3, 1, 1, 1, 1, 1), strict=True))
     op = g.add_op(Opcode.CONV2D_S8_GRAD_INPUT_F32, [0, 1, NONE, NONE], [2],
                   {**geometry, "n_rows": 0}, "conv")
     assert op.attr("out_c") == 4 and op.attr("n_rows") == 0

@@ -1,4 +1,5 @@
-"""Tests of tinyhost.datasets (readers, splits, standardize, CLI) and of the demo model's layer set."""
+"""Tests of tinyhost.datasets (readers, splits, standardize, CLI) and of the demo model's layer
+set."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,15 @@ import numpy as np
 import pytest
 from torch import nn
 
-from tinyhost.datasets import (Dataset, DatasetError, load_dataset, main, read_ts, save_npz,
-                               standardize)
+from tinyhost.datasets import (
+    Dataset,
+    DatasetError,
+    load_dataset,
+    main,
+    read_ts,
+    save_npz,
+    standardize,
+)
 from tinyhost.demo import basicmotions_model
 
 SHARED_DATA = Path(__file__).parents[2].parent / "shared" / "data"
@@ -38,7 +46,8 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def toy_ts(tmp_path: Path, name: str = "toy.ts", rows: list[str] | None = None, header: str = TS_HEADER) -> Path:
+def toy_ts(tmp_path: Path, name: str = "toy.ts", rows: list[str] | None = None,
+           header: str = TS_HEADER) -> Path:
     rows = rows if rows is not None else [
         "1,2,3:4,5,6:a", "7,8,9:10,11,12:b", "1.5,2.5,3.5:-1,-2,-3e0:a", "0,0,0:1,1,1:b",
         "2,2,2:3,3,3:a", "9,9,9:8,8,8:b", "1,1,1:1,1,1:a", "5,5,5:5,5,5:b",
@@ -60,7 +69,8 @@ def test_read_ts_basicmotions() -> None:
     x, labels, declared = read_ts(BM_TRAIN)
     assert x.shape == (40, 6, 100) and x.dtype == np.float32
     assert declared == BM_CLASSES
-    assert sorted(set(labels)) == sorted(BM_CLASSES) and all(labels.count(c) == 10 for c in BM_CLASSES)
+    assert sorted(set(labels)) == sorted(BM_CLASSES)
+    assert all(labels.count(c) == 10 for c in BM_CLASSES)
     # First value of the first series and last value/label of the last series, as in the file text.
     assert x[0, 0, 0] == np.float32(0.079106)
     assert x[-1, -1, -1] == np.float32(0.428803) and labels[-1] == "Badminton"
@@ -130,7 +140,8 @@ def test_ts_pair_with_sibling_and_no_declared_labels(tmp_path: Path) -> None:
 
 
 def test_ts_crlf_bom_blank_lines_and_case(tmp_path: Path) -> None:
-    text = "\ufeff#c\r\n@CLASSLABEL true x y\r\n\r\n@DATA\r\n1,2:x\r\n\r\n3,4:y\r\n1,2:x\r\n3,4:y\r\n"
+    text = ("\ufeff#c\r\n@CLASSLABEL true x y\r\n\r\n@DATA\r\n"
+            "1,2:x\r\n\r\n3,4:y\r\n1,2:x\r\n3,4:y\r\n")
     p = tmp_path / "t.ts"
     p.write_bytes(text.encode("utf-8"))
     x, labels, declared = read_ts(p)
@@ -207,7 +218,8 @@ def test_standardize_uses_train_statistics_only() -> None:
     np.testing.assert_allclose(out.x_train[:, :2].mean(axis=(0, 2)), 0.0, atol=1e-5)
     np.testing.assert_allclose(out.x_train[:, :2].std(axis=(0, 2)), 1.0, atol=1e-4)
     assert std[2] == 1.0 and np.all(out.x_train[:, 2] == 0.0)
-    np.testing.assert_allclose(out.x_test, (x_te - mean[None, :, None]) / std[None, :, None], rtol=1e-5)
+    np.testing.assert_allclose(out.x_test, (x_te - mean[None, :, None]) / std[None, :, None],
+                               rtol=1e-5)
     assert out.x_test[:, :2].mean() > 10  # test statistics did not leak in
     assert ds.x_train[0, 0, 0] == x_tr[0, 0, 0]  # input left untouched
 
@@ -310,7 +322,8 @@ def test_error_train_test_shape_mismatch(tmp_path: Path) -> None:
     msg = error_of(tmp_path / "S_TRAIN.ts")
     assert "S_TEST.ts" in msg and "train/test shape mismatch" in msg
     p = tmp_path / "m.npz"
-    np.savez(p, x_train=np.ones((2, 3)), y_train=np.array([0, 1]), x_test=np.ones((2, 4)), y_test=np.array([0, 1]))
+    np.savez(p, x_train=np.ones((2, 3)), y_train=np.array([0, 1]), x_test=np.ones((2, 4)),
+             y_test=np.array([0, 1]))
     msg = error_of(p)
     assert "m.npz" in msg and "train/test shape mismatch" in msg
 
@@ -344,20 +357,23 @@ def test_error_csv_problems(tmp_path: Path) -> None:
     assert "q.csv:2" in msg and "missing value '?'" in msg
     msg = error_of(write(tmp_path / "o.csv", "1,2,a\n1x,2,b\n3,4,a\n5,6,b\n"))
     assert "o.csv:2" in msg and "non-numeric" in msg  # a typo in a data row is not a header
-    msg = error_of(write(tmp_path / "s.csv", "1,a\n2,b\n"))  # one sample per class: nothing to test on
+    # one sample per class: nothing to test on
+    msg = error_of(write(tmp_path / "s.csv", "1,a\n2,b\n"))
     assert "s.csv" in msg and "too few samples" in msg
 
 
 # ---------------------------------------------------------------- demo model
 
-ALLOWED_LAYERS = (nn.Conv1d, nn.ReLU, nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.Flatten, nn.Linear)
+ALLOWED_LAYERS = (nn.Conv1d, nn.ReLU, nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.Flatten,
+                  nn.Linear)
 
 
 def test_demo_model_layers_and_example_input() -> None:
     model, example = basicmotions_model.make_model()
     assert tuple(example.shape) == (1, 6, 100)
     leaves = [m for m in model.modules() if not list(m.children())]
-    assert leaves and all(type(m) in ALLOWED_LAYERS for m in leaves), [type(m).__name__ for m in leaves]
+    assert leaves and all(type(m) in ALLOWED_LAYERS for m in leaves), [
+        type(m).__name__ for m in leaves]
     for m in leaves:
         if isinstance(m, nn.AdaptiveAvgPool1d):
             assert m.output_size in (1, (1,))
@@ -370,7 +386,7 @@ def test_demo_model_layers_and_example_input() -> None:
 
 def test_demo_model_deterministic_init() -> None:
     (a, xa), (b, xb) = basicmotions_model.make_model(), basicmotions_model.make_model()
-    for pa, pb in zip(a.parameters(), b.parameters()):
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert (pa == pb).all()
     assert (xa == xb).all()
 

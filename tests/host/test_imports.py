@@ -151,7 +151,8 @@ def test_the_compiler_does_not_depend_on_the_reference_executor():
                     todo.append(w)
         return seen
 
-    compiler = [m for m in MODULES if m == "tinyhost.compiler" or m.startswith("tinyhost.compiler.")]
+    compiler = [m for m in MODULES
+                if m == "tinyhost.compiler" or m.startswith("tinyhost.compiler.")]
     assert len(compiler) > 10
     bad = {m: sorted(w for w in reach(m) if w == "tinyhost.refexec"
                      or w.startswith("tinyhost.refexec."))
@@ -171,7 +172,8 @@ def test_a_cycle_is_found_with_its_path():
     ("import tinyhost.plan", {"tinyhost.plan"}),
     ("from tinyhost.link import transport", {"tinyhost.link.transport"}),
     ("from tinyhost.plan import Plan", {"tinyhost.plan"}),
-    ("def f():\n    from tinyhost.refexec.executor import RefExecutor", {"tinyhost.refexec.executor"}),
+    ("def f():\n    from tinyhost.refexec.executor import RefExecutor",
+     {"tinyhost.refexec.executor"}),
     ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import tinyhost.plan", set()),
     ("from .. import ops", {"tinyhost.ops"}),
     ("from .graph import Graph", {"tinyhost.compiler.graph"}),

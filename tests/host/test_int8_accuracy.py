@@ -10,7 +10,6 @@ seeds do not average out). Nothing here is timed.
 """
 from __future__ import annotations
 
-
 import pytest
 
 from bench_loader import load_bench

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from paper_data import PAPER_MODELS, SCHEMES, paper_model, smooth_images
 from int8_ref import PaperNet, QConvFn
+from paper_data import PAPER_MODELS, SCHEMES, paper_model, smooth_images
 from tinyhost.compiler import CompileError, compile_tiny_training
 from tinyhost.ops import Opcode
 from tinyhost.plan import DType, TensorKind
@@ -77,10 +77,12 @@ def test_structure(paper):
     t_in = plan.tensors[plan.bindings.input]
     assert (t_in.dtype, t_in.shape) == (DType.S8, (3, 128, 128))
     fp = cfg["first_conv"]["params"]
-    assert plan.meta["input_quant"] == {"scale": float(np.float32(fp["x_scale"])), "zero": fp["x_zero"]}
-    for op, L in zip(convs, net.layers):
+    assert plan.meta["input_quant"] == {"scale": float(np.float32(fp["x_scale"])),
+                                        "zero": fp["x_zero"]}
+    for op, L in zip(convs, net.layers, strict=True):
         # Weights exactly; multipliers and shifts from QuantizeMultiplier of the effective scale.
-        assert np.array_equal(plan.constant(op.inputs[1]), L.weight.detach().numpy().astype(np.int8))
+        assert np.array_equal(plan.constant(op.inputs[1]),
+                              L.weight.detach().numpy().astype(np.int8))
         assert np.array_equal(plan.constant(op.inputs[3]), L.mult.numpy()), L.name
         assert np.array_equal(plan.constant(op.inputs[4]), L.shift.numpy()), L.name
         k = plan.tensors[op.inputs[1]].shape[2]
@@ -114,8 +116,8 @@ def test_forward_bit_exact_with_tflite_rounding(paper):
             logits = net.forward(prepare_input(plan, x).reshape(3, 128, 128), "tflite", trace)
         assert len(trace) == len(got) - 2  # all but the dequantize and the head
         for layer, ref in trace.items():
-            assert np.array_equal(got[layer].reshape(-1), ref.numpy().reshape(-1).astype(np.int8)), \
-                f"{name} {layer}"
+            assert np.array_equal(got[layer].reshape(-1),
+                                  ref.numpy().reshape(-1).astype(np.int8)), f"{name} {layer}"
         np.testing.assert_allclose(got["logits"], logits.numpy(), rtol=1e-5, atol=1e-5)
 
 
@@ -164,12 +166,12 @@ def test_train_on_float_samples(paper, compile_int8):
         last = [ex.train_step(x, i, lr=0.002).loss for i, x in enumerate(xs)]
     assert sum(last) < sum(first)
     iq = plan.meta["input_quant"]
-    q = np.clip(np.floor(np.abs(xs[0] / np.float32(iq["scale"])) + 0.5) * np.sign(xs[0]) + iq["zero"],
-                -128, 127)
+    q = np.clip(np.floor(np.abs(xs[0] / np.float32(iq["scale"])) + 0.5) * np.sign(xs[0])
+                + iq["zero"], -128, 127)
     assert np.array_equal(prepare_input(plan, xs[0]), q.astype(np.int8).reshape(-1))
 
 
-# --- malformed files ---------------------------------------------------------------------------------
+# --- malformed files ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def synth_cfg(synthetic_pkl):

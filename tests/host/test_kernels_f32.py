@@ -14,12 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from closeness import assert_close
-from tinyhost.ops import CONV_ATTRS, POOL_ATTRS, OP_SPECS, Opcode
+from tinyhost.ops import CONV_ATTRS, OP_SPECS, POOL_ATTRS, Opcode
 from tinyhost.refexec import kernels_f32 as k
 from tinyhost.refexec.kernels_f32 import ConvGeom, LinearGeom, PoolGeom
-
-
-
 
 
 def rand(rng: np.random.Generator, *shape: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The int8 reference kernels (tinyhost.refexec.kernels_s8, .requant) against independent references.
+"""The int8 reference kernels (tinyhost.refexec.kernels_s8, .requant) against independent
+references.
 
 - Requantization primitives: brute-force Python-integer implementations written here from the C
   sources (gemmlowp fixedpoint.h, CMSIS-NN arm_nnsupportfunctions.h, TFLite quantization_util.cc),
@@ -44,7 +45,7 @@ def assert_lsb(got: np.ndarray, ref: np.ndarray, what: str, min_exact: float = 0
     assert exact >= min_exact, f"{what}: only {exact:.4f} exact"
 
 
-# --- brute-force integer references (Python ints) ---------------------------------------------------
+# --- brute-force integer references (Python ints) -------------------------------------------------
 
 def bf_srdhm(a: int, b: int) -> int:
     """gemmlowp SaturatingRoundingDoublingHighMul, literally: truncating C division."""
@@ -78,7 +79,8 @@ def bf_mbqm(x: int, m: int, s: int) -> int:
 
 
 def bf_quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLite QuantizeMultiplier with exact rationals: frexp, std::round, the 2^31 and shift cases."""
+    """TFLite QuantizeMultiplier with exact rationals: frexp, std::round, the 2^31 and shift
+    cases."""
     if real == 0:
         return 0, 0
     fr = Fraction(real)
@@ -97,13 +99,14 @@ def bf_quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def rand_i32(rng: np.random.Generator, n: int) -> list[int]:
-    edge = [0, 1, -1, 2, -2, INT32_MAX, INT32_MIN, INT32_MIN + 1, INT32_MAX - 1, 1 << 30, -(1 << 30)]
+    edge = [0, 1, -1, 2, -2, INT32_MAX, INT32_MIN, INT32_MIN + 1, INT32_MAX - 1, 1 << 30,
+            -(1 << 30)]
     wide = rng.integers(INT32_MIN, INT32_MAX, n, endpoint=True).tolist()
     small = rng.integers(-70000, 70000, n).tolist()
     return edge + wide + small
 
 
-# --- requantization primitives ----------------------------------------------------------------------
+# --- requantization primitives --------------------------------------------------------------------
 
 KNOWN_MULTIPLIERS = [
     (0.5, (1 << 30, 0)),
@@ -116,7 +119,8 @@ KNOWN_MULTIPLIERS = [
     (2.0**-33, (0, 0)),                       # shift < -31 flushes to zero
     (0.0, (0, 0)),
     (1 - 2.0**-33, (1 << 30, 1)),             # rounds to 2^31: halved, shift + 1
-    (1 - 2.0**-32 - 2.0**-53, (INT32_MAX, 0)),  # q*2^31 = 2^31 - 0.5 - 2^-22: floor(x+0.5) gets this wrong
+    # q*2^31 = 2^31 - 0.5 - 2^-22: floor(x+0.5) gets this wrong
+    (1 - 2.0**-32 - 2.0**-53, (INT32_MAX, 0)),
     (0.0030517578125 * 1.1, None),
 ]
 
@@ -148,7 +152,8 @@ def test_quantize_multipliers_vector() -> None:
     reals = [0.5, 0.001, 1.5, 0.0]
     m, s = rq.quantize_multipliers(reals)
     assert m.dtype == np.int32 and s.dtype == np.int32
-    assert list(zip(m.tolist(), s.tolist())) == [rq.quantize_multiplier(r) for r in reals]
+    got = list(zip(m.tolist(), s.tolist(), strict=True))
+    assert got == [rq.quantize_multiplier(r) for r in reals]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -156,12 +161,12 @@ def test_srdhm_and_rdbpot_bruteforce(seed: int) -> None:
     rng = np.random.default_rng(seed)
     a = rand_i32(rng, 400)
     b = rand_i32(rng, 400)[::-1]
-    pairs = [(x, y) for x, y in zip(a, b)] + [(INT32_MIN, INT32_MIN), (INT32_MIN, INT32_MAX),
-                                               (INT32_MAX, INT32_MAX), (-3, 1 << 30), (3, 1 << 30)]
+    pairs = list(zip(a, b, strict=True)) + [(INT32_MIN, INT32_MIN), (INT32_MIN, INT32_MAX),
+                                            (INT32_MAX, INT32_MAX), (-3, 1 << 30), (3, 1 << 30)]
     av = np.array([p[0] for p in pairs], np.int64)
     bv = np.array([p[1] for p in pairs], np.int64)
     got = rq.saturating_rounding_doubling_high_mul(av, bv)
-    for (x, y), g in zip(pairs, got.tolist()):
+    for (x, y), g in zip(pairs, got.tolist(), strict=True):
         assert g == bf_srdhm(x, y), (x, y)
         if not x == y == INT32_MIN:  # CMSIS-NN's no_sat form agrees everywhere else
             assert g == bf_srdhm_cmsis(x, y), (x, y)
@@ -176,7 +181,7 @@ def test_srdhm_and_rdbpot_bruteforce(seed: int) -> None:
 def test_multiply_by_quantized_multiplier_bruteforce(seed: int) -> None:
     rng = np.random.default_rng(100 + seed)
     xs = rand_i32(rng, 300)
-    for trial in range(40):
+    for _ in range(40):
         m = int(rng.choice([rng.integers(1 << 30, 1 << 31), rng.integers(INT32_MIN, INT32_MAX),
                             INT32_MIN, INT32_MAX, 0, 1 << 30]))
         s = int(rng.integers(-31, 31))
@@ -191,22 +196,25 @@ def test_multiply_by_quantized_multiplier_bruteforce(seed: int) -> None:
 def test_multiply_by_quantized_multiplier_known_and_per_channel() -> None:
     # TFLite's double rounding: 5 * 0.25 = 1.25 gives 2 (SRDHM rounds 2.5 up to 3, then 3/2 -> 2).
     m, s = rq.quantize_multiplier(0.25)
-    assert rq.multiply_by_quantized_multiplier(np.array([5, -5, 6, -6, 100]), m, s).tolist() == [2, -1, 2, -2, 25]
-    assert rq.multiply_by_quantized_multiplier(np.array([-3]), 1 << 30, 0).tolist() == [-1]  # -1.5 -> -1
+    got = rq.multiply_by_quantized_multiplier(np.array([5, -5, 6, -6, 100]), m, s)
+    assert got.tolist() == [2, -1, 2, -2, 25]
+    # -1.5 -> -1
+    assert rq.multiply_by_quantized_multiplier(np.array([-3]), 1 << 30, 0).tolist() == [-1]
     # per-channel broadcast (C, 1, 1)
     rng = np.random.default_rng(7)
     acc = rng.integers(-(1 << 20), 1 << 20, (3, 4, 5))
     mult, shift = rq.quantize_multipliers([0.001, 0.37, 2.5])
     got = rq.multiply_by_quantized_multiplier(acc, mult[:, None, None], shift[:, None, None])
     for c in range(3):
-        assert got[c].ravel().tolist() == [bf_mbqm(int(v), int(mult[c]), int(shift[c])) for v in acc[c].ravel()]
+        assert got[c].ravel().tolist() == [bf_mbqm(int(v), int(mult[c]), int(shift[c]))
+                                           for v in acc[c].ravel()]
     with pytest.raises(ValueError):  # x << left_shift overflows int32
         rq.multiply_by_quantized_multiplier(np.array([1 << 29]), 1 << 30, 3)
     with pytest.raises(ValueError):
         rq.multiply_by_quantized_multiplier(np.array([1 << 31]), 1 << 30, 0)
 
 
-# --- quantization parameters ------------------------------------------------------------------------
+# --- quantization parameters ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("rmin,rmax,scale,zero", [
     (0.0, 1.0, 1 / 255, -128),
@@ -250,7 +258,8 @@ def paper_weight_scales(w: torch.Tensor, n_bit: int = 8, tol: float = 1e-6) -> t
 @pytest.mark.parametrize("shape", [(6, 3, 3, 3), (4, 1, 7, 7), (10, 16), (5, 2, 1, 5)])
 def test_quantize_per_channel_weights_vs_paper(shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(list(shape))
-    w = (rng.standard_normal(shape) * rng.uniform(0.01, 1, (shape[0],) + (1,) * (len(shape) - 1))).astype(np.float32)
+    scale = rng.uniform(0.01, 1, (shape[0],) + (1,) * (len(shape) - 1))
+    w = (rng.standard_normal(shape) * scale).astype(np.float32)
     w[1] = 0.0  # an all-zero channel: the scale is guarded
     wq, scales = rq.quantize_per_channel_weights(w)
     wt = torch.tensor(w)
@@ -270,10 +279,11 @@ def test_quantize_bias_and_effective_scale() -> None:
     np.testing.assert_allclose(eff, [0.005, 0.001], rtol=1e-7)
 
 
-# --- quantize / dequantize --------------------------------------------------------------------------
+# --- quantize / dequantize ------------------------------------------------------------------------
 
 def test_quantize_rounds_half_away() -> None:
-    x = np.array([1.25, -1.25, 0.75, -0.75, 0.25, 100.0, -100.0, np.inf, -np.inf, 0.2499999], np.float32)
+    x = np.array([1.25, -1.25, 0.75, -0.75, 0.25, 100.0, -100.0, np.inf, -np.inf, 0.2499999],
+                 np.float32)
     q = k.quantize_f32_s8(x, 0.5, 3)
     # x / 0.5 = 2.5, -2.5, 1.5, -1.5, 0.5 round away from zero to 3, -3, 2, -2, 1 (then + 3);
     # half-to-even would give 2, -2, 2, -2, 0
@@ -293,10 +303,11 @@ def test_quantize_dequantize_random(seed: int) -> None:
     np.testing.assert_array_equal(q.astype(np.float64), ref)
     d = k.dequantize_s8(q, s, z)
     assert d.dtype == np.float32
-    np.testing.assert_array_equal(d, ((q.astype(np.float64) - z) * np.float64(s)).astype(np.float32))
+    np.testing.assert_array_equal(d,
+                                  ((q.astype(np.float64) - z) * np.float64(s)).astype(np.float32))
 
 
-# --- conv2d_s8 --------------------------------------------------------------------------------------
+# --- conv2d_s8 ------------------------------------------------------------------------------------
 
 # (in_c, in_h, in_w, out_c, k_h, k_w, stride_h, stride_w, pad_h, pad_w, groups)
 CONV_CASES = [
@@ -323,7 +334,8 @@ def make_conv(case: tuple[int, ...], seed: int, bias: bool = True, relu: bool = 
     fan_in = (in_c // groups) * kh * kw
     wr = (rng.standard_normal(g.w_shape) / np.sqrt(fan_in)).astype(np.float32)
     w, ws = rq.quantize_per_channel_weights(wr)
-    b = rq.quantize_bias(rng.standard_normal(out_c).astype(np.float32) * 0.3, ws, xs) if bias else None
+    b = (rq.quantize_bias(rng.standard_normal(out_c).astype(np.float32) * 0.3, ws, xs)
+         if bias else None)
     acc = conv_acc_float(g, x, w, b, xz)
     yr = acc * (np.float64(xs) * ws.astype(np.float64))[:, None, None]
     lo, hi = (0.0 if relu else float(yr.min()) * 0.9), float(yr.max()) * 0.9
@@ -335,7 +347,8 @@ def make_conv(case: tuple[int, ...], seed: int, bias: bool = True, relu: bool = 
                    shift=shift, act_min=act_min, act_max=127, rng=rng)
 
 
-def conv_acc_float(g: ConvGeom, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, xz: int) -> np.ndarray:
+def conv_acc_float(g: ConvGeom, x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
+                   xz: int) -> np.ndarray:
     """The accumulator in float64 PyTorch (exact: integers far below 2^53)."""
     acc = F.conv2d(t64(x.astype(np.float64) - xz)[None], t64(w), None, (g.stride_h, g.stride_w),
                    (g.pad_h, g.pad_w), 1, g.groups)[0].numpy()
@@ -399,7 +412,7 @@ def test_conv2d_s8_checks() -> None:
         k.conv2d_s8(g, x, w, None, m[:3], s[:3], 0, 0)
 
 
-# --- add_s8 -----------------------------------------------------------------------------------------
+# --- add_s8 ---------------------------------------------------------------------------------------
 
 def bf_add(a: int, b: int, p: k.AddParams) -> int:
     """TFLite reference_integer_ops::AddFunc with the brute-force primitives."""
@@ -423,7 +436,8 @@ def test_add_s8(seed: int) -> None:
     x2 = rng.integers(-128, 128, shape).astype(np.int8)
     y = k.add_s8(x1, x2, p)
     assert y.dtype == np.int8 and y.shape == shape
-    bf = np.array([bf_add(a, b, p) for a, b in zip(x1.ravel().tolist(), x2.ravel().tolist())])
+    bf = np.array([bf_add(a, b, p)
+                   for a, b in zip(x1.ravel().tolist(), x2.ravel().tolist(), strict=True)])
     np.testing.assert_array_equal(y.ravel(), bf)
     real = (s1 * (x1.astype(np.float64) - z1) + s2 * (x2.astype(np.float64) - z2)) / sy
     ref = np.clip(np.rint(real) + zy, act_min, 127).astype(np.int8)
@@ -440,7 +454,7 @@ def test_add_params_from_scales_matches_tflite() -> None:
         k.AddParams.from_scales(1.0, 0, 1.0, 0, 1e-7, 0)
 
 
-# --- avgpool2d_s8 -----------------------------------------------------------------------------------
+# --- avgpool2d_s8 ---------------------------------------------------------------------------------
 
 # (c, in_h, in_w, k_h, k_w, stride_h, stride_w, pad_h, pad_w)
 POOL_CASES = [
@@ -462,7 +476,8 @@ def test_avgpool2d_s8(case: tuple[int, ...]) -> None:
     xz = int(rng.integers(-20, 20))
     y = k.avgpool2d_s8(g, x, x_zero=xz)
     n = kh * kw
-    s = F.avg_pool2d(t64(x)[None], (kh, kw), (sh, sw), (ph, pw), count_include_pad=True)[0].numpy() * n
+    s = F.avg_pool2d(t64(x)[None], (kh, kw), (sh, sw), (ph, pw),
+                     count_include_pad=True)[0].numpy() * n
     s = s + xz * (n - F.avg_pool2d(torch.ones((1, *g.x_shape), dtype=torch.float64), (kh, kw),
                                    (sh, sw), (ph, pw), count_include_pad=True)[0].numpy() * n)
     ref = np.clip(np.sign(s) * np.floor(np.abs(s) / n + 0.5), -128, 127)  # exact: s, n small
@@ -482,7 +497,7 @@ def test_avgpool2d_s8_rounding() -> None:
     assert k.avgpool2d_s8(g, x).ravel().tolist() == [2, -2, 2, -1]
 
 
-# --- backward: the paper's autograd functions (quantized_ops_diff.py), float64 ----------------------
+# --- backward: the paper's autograd functions (quantized_ops_diff.py), float64 --------------------
 
 class PaperConv(torch.autograd.Function):
     """_QuantizedConv2dFunc (CONV_W_GRAD = True, no gradient quantization)."""
@@ -616,11 +631,14 @@ def test_requant_grad_mask_rules() -> None:
     paper_mask = (pre >= -128) & (pre <= 127)
     xt = t64(pre, True)
     PaperTruncate.apply(xt, -128.0, 127.0).backward(t64(dy))
-    np.testing.assert_array_equal(k.requant_grad(y, dy, [2.0], mask=paper_mask), xt.grad.numpy() * 2)
+    np.testing.assert_array_equal(k.requant_grad(y, dy, [2.0], mask=paper_mask),
+                                  xt.grad.numpy() * 2)
     assert k.requant_grad(y, dy, [2.0]).tolist() == [[0, 0, 2, 2, 2, 0, 0]]
-    assert k.saturation_mask(y, -128, 127).tolist() == [[False, False, True, True, True, False, False]]
+    saturated = [[False, False, True, True, True, False, False]]
+    assert k.saturation_mask(y, -128, 127).tolist() == saturated
     # a fused activation range
-    assert k.saturation_mask(y, -127, 126).tolist() == [[False, False, False, True, False, False, False]]
+    saturated = [[False, False, False, True, False, False, False]]
+    assert k.saturation_mask(y, -127, 126).tolist() == saturated
 
 
 def test_depthwise_7x7_backward_stride2() -> None:
@@ -669,7 +687,8 @@ def test_avgpool2d_s8_backward(case: tuple[int, ...]) -> None:
     if ph == pw == 0 and (kh, kw) == (in_h, in_w):
         PaperAvgPool.apply(xt[None])[0].backward(t64(dy))
     else:
-        F.avg_pool2d(xt[None], (kh, kw), (sh, sw), (ph, pw), count_include_pad=True)[0].backward(t64(dy))
+        F.avg_pool2d(xt[None], (kh, kw), (sh, sw), (ph, pw),
+                     count_include_pad=True)[0].backward(t64(dy))
     assert_close(k.avgpool2d_s8_grad(g, dy), xt.grad, "dx")
 
 
@@ -684,12 +703,13 @@ def test_dequantize_s8_grad() -> None:
     assert_close(k.dequantize_s8(x, s, z), (t64(x) - z) * float(np.float32(s)), "y")
 
 
-# --- QAS (sgd_scale.py) and the int8 updates --------------------------------------------------------
+# --- QAS (sgd_scale.py) and the int8 updates ------------------------------------------------------
 
 class FakeQConv:
     """The attributes SGDScale.pre_step reads from a QuantizedConv2dDiff."""
 
-    def __init__(self, eff: np.ndarray, x_scale: float, y_scale: float, w: np.ndarray, b: np.ndarray):
+    def __init__(self, eff: np.ndarray, x_scale: float, y_scale: float, w: np.ndarray,
+                 b: np.ndarray):
         self.effective_scale = torch.from_numpy(eff.astype(np.float32))  # to_pt: float32 buffer
         self.x_scale, self.y_scale = x_scale, y_scale
         self.weight = torch.nn.Parameter(torch.from_numpy(w.astype(np.float32)))
@@ -709,7 +729,8 @@ def near_tie(v: np.ndarray, eps: float = 1e-3) -> np.ndarray:
     return np.abs(np.abs(v) % 1 - 0.5) < eps
 
 
-@pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[3], CONV_CASES[5]], ids=["3x3", "dw7x7", "pw"])
+@pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[3], CONV_CASES[5]],
+                         ids=["3x3", "dw7x7", "pw"])
 def test_qas_scales_vs_sgd_scale(case: tuple[int, ...]) -> None:
     g, p = make_conv(case, 3)
     rng = p["rng"]
@@ -790,10 +811,12 @@ def test_update_s8_round(axis: int) -> None:
     assert got.flat[0] == -127
     rest = np.ones(w.shape[axis], bool)
     rest[ch] = False
-    np.testing.assert_array_equal(np.compress(rest, new, axis=axis), np.compress(rest, w, axis=axis))
+    np.testing.assert_array_equal(np.compress(rest, new, axis=axis),
+                                  np.compress(rest, w, axis=axis))
     # rounding: halves to even (torch.round); a step below one half leaves the weight unchanged
     w1 = np.array([[2, 2, 3, 5]], np.int8)
-    out = k.update_s8_round(w1, np.array([[0.5, -0.5, 0.5, 0.49]], np.float32), 1.0, np.ones(1, np.float32))
+    out = k.update_s8_round(w1, np.array([[0.5, -0.5, 0.5, 0.49]], np.float32), 1.0,
+                            np.ones(1, np.float32))
     assert out.tolist() == [[2, 2, 2, 5]]
 
 

@@ -104,7 +104,7 @@ def test_fold_batchnorm_equals_conv_then_bn(conv):
     np.testing.assert_allclose(folded.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
 
 
-# -- calibration and the graph ----------------------------------------------------------------------
+# -- calibration and the graph ---------------------------------------------------------------------
 def test_calibration_ranges_set_scales_zero_points_and_clamps(tmp_path):
     model = model_2d()
     x = samples((3, 16, 16), 12, seed=3)
@@ -205,7 +205,7 @@ def test_quantized_model_follows_the_float_model(tmp_path, make, shape):
     assert np.mean(got.argmax(1) == want.argmax(1)) >= 0.9
 
 
-# -- errors -----------------------------------------------------------------------------------------
+# -- errors ----------------------------------------------------------------------------------------
 def _factory_file(tmp_path: Path, body: str) -> str:
     path = tmp_path / "model.py"
     path.write_text("import torch\nfrom torch import nn\n\ndef make():\n    torch.manual_seed(0)\n"
@@ -214,7 +214,8 @@ def _factory_file(tmp_path: Path, body: str) -> str:
 
 
 @pytest.mark.parametrize("body,message", [
-    ("nn.Sequential(nn.Conv1d(6, 8, 3), nn.ReLU(), nn.MaxPool1d(2), nn.Flatten(), nn.Linear(120, 4))",
+    ("nn.Sequential(nn.Conv1d(6, 8, 3), nn.ReLU(), nn.MaxPool1d(2), nn.Flatten(), "
+     "nn.Linear(120, 4))",
      "unsupported layer MaxPool1d at '2'"),
     ("nn.Sequential(nn.Conv1d(6, 8, 3), nn.Sigmoid(), nn.Flatten(), nn.Linear(240, 4))",
      "unsupported layer Sigmoid at '1'"),

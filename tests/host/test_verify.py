@@ -114,7 +114,7 @@ def test_paper_plans_pass_verify(compile_int8):
     assert "verify" in result.passes
 
 
-# -- broken memory plans are refused ----------------------------------------------------------------
+# -- broken memory plans are refused ---------------------------------------------------------------
 def live_together(c: Compilation) -> tuple[int, int]:
     """Two arena tensors whose lifetimes overlap (a layer's input and output)."""
     lives = lifetimes(c.graph)

@@ -1,4 +1,5 @@
-"""The runtime writes exactly the arena the compiler planned: nothing outside it, and up to its end."""
+"""The runtime writes exactly the arena the compiler planned: nothing outside it, and up to its
+end."""
 from __future__ import annotations
 
 import re
@@ -18,7 +19,8 @@ def make():
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(8, 16, 3, padding=1, groups=4), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5)), torch.randn(1, 3, 17, 17)
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5)), \
+        torch.randn(1, 3, 17, 17)
 '''
 
 

@@ -40,7 +40,8 @@ def images(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("data") / "img.npz"
     np.savez(path, x_train=rng.uniform(-1, 1, (8, 3, SIZE, SIZE)).astype(np.float32),
-             y_train=np.arange(8) % 4, x_test=rng.uniform(-1, 1, (4, 3, SIZE, SIZE)).astype(np.float32),
+             y_train=np.arange(8) % 4,
+             x_test=rng.uniform(-1, 1, (4, 3, SIZE, SIZE)).astype(np.float32),
              y_test=np.arange(4))
     return path
 

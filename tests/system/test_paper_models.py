@@ -2,12 +2,12 @@
 exactly as the reference executor specifies (issues 4, 5 and 6).
 
 Both models are compiled at a reduced input size (48x48: CI time; bench/ has the 128x128 run) and
-trained for 20 steps through `tinyhost train --seed 7` on `--port ref` and `--port sim`; every pulled
-parameter, int8, int32 and fp32 alike, must be identical bit for bit (the runtime sums its fp32
-gradients in the reference's order, so there is no tolerance to hide a one-ulp drift, which the
-int8 rounding would otherwise amplify). The bare-metal Cortex-M4F build in QEMU trains mbv2-w0.35
-the same way (its 390 KB plan takes ~25 s over the emulated UART). A step writes exactly the
-planned arena, scratch included.
+trained for 20 steps through `tinyhost train --seed 7` on `--port ref` and `--port sim`; every
+pulled parameter, int8, int32 and fp32 alike, must be identical bit for bit (the runtime sums its
+fp32 gradients in the reference's order, so there is no tolerance to hide a one-ulp drift, which
+the int8 rounding would otherwise amplify). The bare-metal Cortex-M4F build in QEMU trains
+mbv2-w0.35 the same way (its 390 KB plan takes ~25 s over the emulated UART). A step writes exactly
+the planned arena, scratch included.
 """
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def paper_plan(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 def train(port: str, plan: Path, data: Path, out: Path) -> dict[str, np.ndarray]:
     r = tinyhost("train", "--port", port, "--plan", str(plan), "--data", str(data), "--seed", "7",
-                 "--steps", str(STEPS), "--epochs", "1", "--no-normalize", "--save-params", str(out),
-                 "--json", timeout=600)
+                 "--steps", str(STEPS), "--epochs", "1", "--no-normalize",
+                 "--save-params", str(out), "--json", timeout=600)
     assert r.returncode == 0, r.stderr
     with np.load(out) as f:
         return dict(f)

@@ -47,7 +47,7 @@ def test_demo_training_matches_reference(qemu, demo_plan, demo_data) -> None:
     xs, labels = demo_data.x_train[order], demo_data.y_train[order]
     assert len(set(labels.tolist())) > 1
     costs = []
-    for k, (x, label) in enumerate(zip(xs, labels)):
+    for k, (x, label) in enumerate(zip(xs, labels, strict=True)):
         a = qemu.train_step(x, int(label), DEFAULT_LR)
         b = ref.train_step(x, int(label), DEFAULT_LR)
         assert a.step == b.step == k + 1

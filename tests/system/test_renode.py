@@ -13,7 +13,8 @@ ROBOT = REPO / "boards" / "renode" / "train.robot"
 
 
 @pytest.mark.skipif(shutil.which("renode-test") is None,
-                    reason="renode-test is not on PATH (Renode cannot be installed on this machine)")
+                    reason="renode-test is not on PATH "
+                           "(Renode cannot be installed on this machine)")
 def test_renode_trains_the_f746_firmware(tmp_path: Path) -> None:
     elf = Path(os.environ.get("TINYTRAIN_F746_ELF", REPO / "build-f746" / "zephyr" / "zephyr.elf"))
     if not elf.is_file():

@@ -66,7 +66,7 @@ def train_and_compare(plan, data, xs, labels, lr, dev) -> None:
     ref = connect("ref")
     assert dev.load_plan(plan, data) and ref.load_plan(plan, data)
     initial = pull_parameters(ref, plan)
-    for k, (x, label) in enumerate(zip(xs, labels)):
+    for k, (x, label) in enumerate(zip(xs, labels, strict=True)):
         a = dev.train_step(x, int(label), lr)
         b = ref.train_step(x, int(label), lr)
         assert a.step == b.step == k + 1
@@ -129,7 +129,7 @@ def test_reset_restores_initial_parameters(sim, demo_plan, demo_data) -> None:
         np.testing.assert_array_equal(sim.read_tensor(i), plan.constant(i))
 
 
-# -- refused plans ----------------------------------------------------------------------------------
+# -- refused plans ---------------------------------------------------------------------------------
 def test_plan_larger_than_arena_is_refused(sim_binary, demo_plan) -> None:
     proc = SimProcess(arena=4096)
     try:
@@ -259,7 +259,7 @@ def test_transfer_hash_mismatch_is_refused(sim, demo_plan) -> None:
     assert not sim.info().plan_loaded
 
 
-# -- the link ---------------------------------------------------------------------------------------
+# -- the link --------------------------------------------------------------------------------------
 class RawLink:
     """Frames straight from the pyserial port, bypassing the client."""
 

@@ -12,8 +12,8 @@ device's: the train split's four activities merged into "calm" (Standing, Walkin
 only had to tell calm from vigorous do not separate Standing from Walking or Running from
 Badminton well, so a head alone is not enough and the sparse update has something to learn
 (bench/accuracy.py, fp32, 10 seeds: 63.5% test accuracy with the head alone, 87.0% with the last
-conv trained too, 97.5% with the last two). Pretraining sees the train split only; the test split is used for
-nothing but the final accuracy.
+conv trained too, 97.5% with the last two). Pretraining sees the train split only; the test split
+is used for nothing but the final accuracy.
 """
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ def pretrain(seed: int = 0, epochs: int = PRETRAIN_EPOCHS) -> nn.Sequential:
     try:
         with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream alone
             torch.manual_seed(seed)
-            net = nn.Sequential(backbone(), nn.Linear(2 * WIDTH, 2))
+            body = backbone()
+            net = nn.Sequential(body, nn.Linear(2 * WIDTH, 2))
             opt = torch.optim.Adam(net.parameters(), 1e-2)
             for _ in range(epochs):
                 for batch in torch.randperm(len(y)).split(8):
@@ -71,7 +72,7 @@ def pretrain(seed: int = 0, epochs: int = PRETRAIN_EPOCHS) -> nn.Sequential:
                     opt.step()
     finally:
         torch.set_num_threads(threads)
-    return net[0].eval()
+    return body.eval()
 
 
 def transfer_model(seed: int = 0) -> nn.Sequential:
@@ -93,15 +94,18 @@ def folded(model: nn.Sequential) -> nn.Sequential:
     i = 0
     while i < len(layers):
         m = layers[i]
-        if isinstance(m, nn.Conv1d) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm1d):
-            bn = layers[i + 1]
-            t = lambda p: None if p is None else p.detach().numpy()  # noqa: E731
-            w, b = fold_batchnorm(t(m.weight), t(m.bias), t(bn.weight), t(bn.bias),
-                                  t(bn.running_mean), t(bn.running_var), bn.eps)
-            conv = nn.Conv1d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+        bn = layers[i + 1] if i + 1 < len(layers) else None
+        if (isinstance(m, nn.Conv1d) and isinstance(bn, nn.BatchNorm1d)
+                and bn.running_mean is not None and bn.running_var is not None):
+            def t(p: torch.Tensor | None) -> np.ndarray | None:
+                return None if p is None else p.detach().numpy()
+            w, b = fold_batchnorm(m.weight.detach().numpy(), t(m.bias), t(bn.weight), t(bn.bias),
+                                  bn.running_mean.numpy(), bn.running_var.numpy(), bn.eps)
+            padding = m.padding if isinstance(m.padding, str) else m.padding[0]
+            conv = nn.Conv1d(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], padding,
                              groups=m.groups)
             conv.weight.data = torch.from_numpy(w)
-            conv.bias.data = torch.from_numpy(b)
+            conv.bias = nn.Parameter(torch.from_numpy(b))
             out.append(conv)
             i += 2
         else:

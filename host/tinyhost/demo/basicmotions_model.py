@@ -16,7 +16,8 @@ NUM_CLASSES = 4
 
 # Measured in PyTorch exactly as the device trains (batch size 1, plain SGD without momentum,
 # cross-entropy, samples reshuffled every epoch, standardized bundled data, float32); accuracy on
-# the 40 test series, 30 shuffle seeds with this init (make_model()) and 30 (init, shuffle) seed pairs:
+# the 40 test series, 30 shuffle seeds with this init (make_model()) and 30 (init, shuffle) seed
+# pairs:
 #  - lr 0.05: 100% for all 60 runs from epoch 10 on (worst run: 75% at epoch 7, 97.5% at epoch 8);
 #    at DEFAULT_EPOCHS every run is at 100%. The 75% plateau of early epochs is all of Standing
 #    still predicted as Walking (seen in the confusion matrix).
