@@ -227,7 +227,7 @@ def test_info_sim(sim_binary, capsys: pytest.CaptureFixture) -> None:
     assert info["plan_format"] == 1 and not info["plan_loaded"]
 
 
-# -- a long-running `tinyhost sim`: train, then pull ------------------------------------------------
+# -- a long-running `tinyhost sim`: train, then pull -----------------------------------------------
 @pytest.fixture
 def running_sim(sim_binary, tmp_path: Path):
     proc = subprocess.Popen(tinyhost_cmd() + ["sim"], cwd=tmp_path, stdout=subprocess.PIPE,
