@@ -60,6 +60,7 @@ def fused_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic 16x16 model of tests/host/int8_ref.py with a scheme that leaves block 1
     frozen (fused) and trains only block 2's depthwise bias (in place)."""
     import torch
+
     from int8_ref import synthetic_cfg
     d = tmp_path_factory.mktemp("fused")
     torch.save(synthetic_cfg(seed=0, size=16), d / "synthetic.pkl")
