@@ -9,7 +9,7 @@ DEMO_DATA := host/tinyhost/demo/basicmotions.npz
 DEMO_EPOCHS ?= 12
 DEMO_LR ?= 0.05
 
-.PHONY: all setup build qemu demo test test-c test-py clean
+.PHONY: all setup build qemu demo test test-c test-py lint clean
 
 all: build
 
@@ -19,6 +19,10 @@ $(BUILD)/.system-deps-base: tools/system-deps.sh
 
 $(BUILD)/.system-deps-arm: tools/system-deps.sh
 	@bash tools/system-deps.sh arm
+	@mkdir -p $(BUILD) && touch $@
+
+$(BUILD)/.system-deps-lint: tools/system-deps.sh
+	@bash tools/system-deps.sh lint
 	@mkdir -p $(BUILD) && touch $@
 
 # torch is installed first and pinned: 2.13.0 is the CPU wheel; a bare `torch` would pull CUDA.
@@ -46,13 +50,38 @@ demo: build
 	$(VENV)/bin/tinyhost train --port sim --plan $(BUILD)/demo.ttp --data $(DEMO_DATA) \
 		--epochs $(DEMO_EPOCHS) --log metrics.csv --plot loss.png
 
-test-c: build
+# CTest builds and runs the int8 kernel tests on the Cortex-M4F in QEMU only where CMake found the
+# ARM toolchain and QEMU: they are installed before `build` configures.
+test-c: $(BUILD)/.system-deps-arm build
 	ctest --test-dir $(BUILD) --output-on-failure
 
 test-py: build qemu
 	$(PY) -m pytest -q
 
-test: test-c test-py qemu
+# ruff and mypy (settings in pyproject.toml), and the runtime's C style (.clang-format; generated
+# files, whose first line says GENERATED, are left to their generator). Runs all three, then fails
+# if any did.
+lint: $(VENV)/.ready $(BUILD)/.system-deps-lint
+	@status=0; \
+	echo "ruff check host tests bench tools"; $(VENV)/bin/ruff check host tests bench tools || status=1; \
+	echo "mypy"; $(VENV)/bin/mypy || status=1; \
+	files=$$(find firmware/runtime -name '*.[ch]' | sort | xargs awk 'FNR == 1 && !/GENERATED/ { print FILENAME }'); \
+	echo "clang-format --dry-run --Werror firmware/runtime/**/*.[ch] ($$(echo $$files | wc -w) files)"; \
+	clang-format --dry-run --Werror $$files || status=1; \
+	exit $$status
+
+# Everything: the linters, CTest and pytest; each part runs even when an earlier one failed, and
+# `make test` fails if any did. The ARM toolchain and QEMU are installed first (as root), and
+# TT_REQUIRE_QEMU=1 makes a QEMU test that cannot run fail instead of skipping (CTest's
+# test_kernels_s8_qemu, tests/system's QEMU tests); only Renode, which cannot be installed here,
+# stays a reported skip.
+test: export TT_REQUIRE_QEMU = 1
+test: $(VENV)/.ready $(BUILD)/.system-deps-arm $(BUILD)/.system-deps-lint
+	@status=0; \
+	$(MAKE) --no-print-directory lint || status=1; \
+	$(MAKE) --no-print-directory test-c || status=1; \
+	$(MAKE) --no-print-directory test-py || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ARM) metrics.csv loss.png

@@ -3,6 +3,7 @@
 # missing with apt-get; otherwise it prints exactly what to install and fails.
 #   tools/system-deps.sh base   the host build and the Python environment (make demo)
 #   tools/system-deps.sh arm    the Cortex-M4F firmware and QEMU to run it (make qemu, make test)
+#   tools/system-deps.sh lint   clang-format, for the runtime's C style (make lint, make test)
 set -euo pipefail
 
 missing=()
@@ -19,8 +20,11 @@ case "${1:-base}" in
       [ -f "$(arm-none-eabi-gcc -print-file-name=picolibc.specs)" ]; } || missing+=(picolibc-arm-none-eabi)
     command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
     ;;
+  lint)
+    command -v clang-format >/dev/null 2>&1 || missing+=(clang-format)
+    ;;
   *)
-    echo "usage: $0 base|arm" >&2
+    echo "usage: $0 base|arm|lint" >&2
     exit 2
     ;;
 esac
