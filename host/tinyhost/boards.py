@@ -4,10 +4,16 @@ plan tables the runtime decodes into the arena's tail. Every number is measured,
 where from; tests/host/test_boards.py checks the bare-metal numbers against the current
 build-arm map file when it exists.
 
-What a plan needs on a board in all = static RAM + stack + the plan's arena + its tables. The
-device checks only arena + tables against its arena (INFO `arena_capacity`); the other two are
-fixed by the firmware build, and the arena is what RAM they leave. So "fits" is decided one way,
-`arena + tables <= arena capacity`, on the host and on the device.
+What a plan needs on a board in all = static RAM + stack + the plan's arena + the RAM its tables
+take. The device checks only arena + tables in RAM against its arena (INFO `arena_capacity`); the
+other two are fixed by the firmware build, and the arena is what RAM they leave. So "fits" is
+decided one way, `arena + tables in RAM <= arena capacity`, on the host and on the device.
+
+The tables (a record per tensor and per op, the operand and attribute arrays) took the arena's
+tail until the runtime learnt to write them into the plan slot after the plan and read them in
+place (tt_plan_load_slot): since then they take no RAM on any port (TABLES_IN_RAM). Should that
+change, set it, and tests/system/test_board_fit.py (both sides of the boundary on the sim and the
+QEMU build) says whether the model and the devices agree.
 """
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ from tinyhost.plan import Plan
 
 KB = 1024
 TABLE_ALIGN = 8  # plan.c tables_size(): each of the four tables rounded up to 8 bytes
+# Whether a device decodes the plan tables into its arena (tt_plan_load) or into the plan slot
+# (tt_plan_load_slot, every port's tt_device since the tables left the arena: issue 11 item 2).
+TABLES_IN_RAM = False
 
 
 @dataclass(frozen=True)
@@ -43,9 +52,13 @@ class Board:
         static = -(-self.static_ram // self.arena_align) * self.arena_align
         return max(0, ram - self.stack - static)
 
+    def ram_tables(self, plan: Plan) -> int:
+        """The RAM (arena tail) the plan's decoded tables take on this board's device."""
+        return self.tables_bytes(plan) if TABLES_IN_RAM else 0
+
     def tables_bytes(self, plan: Plan) -> int:
-        """The plan tables the runtime decodes into the arena's tail (firmware/runtime/src/plan.c
-        tables_size(): tt_tensor, tt_op, int32 operands and attributes, each table 8-aligned)."""
+        """The plan's decoded tables (firmware/runtime/src/plan.c tables_size(): tt_tensor, tt_op,
+        int32 operands and attributes, each table 8-aligned), wherever they are kept."""
         tensor = 20 if self.pointer_bytes == 4 else 24  # void *data + 3 x 4 + 2 x 1, padded
         sizes = (len(plan.tensors) * tensor, len(plan.ops) * OP_BYTES,
                  sum(len(op.inputs) + len(op.outputs) for op in plan.ops) * 4,
@@ -57,8 +70,8 @@ OP_BYTES = 16  # tt_op: uint16 opcode, 3 x uint8 counts, 2 x uint32 (32- and 64-
 
 _MAP = "build-arm/tinytrain_an386.map (`make qemu`, read by tinyhost.firmware_map)"
 BOARDS: dict[str, Board] = {b.name: b for b in (
-    Board("mps2_an386", "the bare-metal Cortex-M4F firmware (firmware/ports/baremetal, `make qemu`, "
-          "QEMU mps2-an386, `--port qemu`)",
+    Board("mps2_an386", "the bare-metal Cortex-M4F firmware (firmware/ports/baremetal, `make "
+          "qemu`, QEMU mps2-an386, `--port qemu`)",
           ram=256 * KB, static_ram=12_632, stack=4 * KB, arena=None, arena_align=16,
           pointer_bytes=4, info_names=("mps2-an386",),
           sources={
@@ -123,8 +136,9 @@ def board_for_info(info_board: str) -> Board | None:
 
 
 def tables_lower_bound(plan: Plan) -> int:
-    """The fewest table bytes any known board needs for the plan (a device of unknown kind)."""
-    return min(b.tables_bytes(plan) for b in BOARDS.values())
+    """The fewest table bytes in RAM any known board needs for the plan (a device of unknown
+    kind)."""
+    return min(b.ram_tables(plan) for b in BOARDS.values())
 
 
 @dataclass(frozen=True)
@@ -135,7 +149,7 @@ class BoardFit:
     static_ram: int
     stack: int
     arena: int            # the plan's arena (its arena_size)
-    tables: int           # its decoded tables
+    tables: int           # the RAM its decoded tables take (0: they are in the plan slot)
     arena_capacity: int   # the device's arena
     enforced: bool        # --budget given: not fitting is an error
 
@@ -166,7 +180,7 @@ class BoardFit:
 def board_fit(plan: Plan, b: Board, ram: int | None = None) -> BoardFit:
     """The plan on board b (with `ram` bytes of SRAM: --budget; default the board's)."""
     return BoardFit(b.name, b.ram if ram is None else ram, b.static_ram, b.stack,
-                    plan.arena_size, b.tables_bytes(plan), b.arena_capacity(ram),
+                    plan.arena_size, b.ram_tables(plan), b.arena_capacity(ram),
                     enforced=ram is not None)
 
 
@@ -178,10 +192,11 @@ def format_fit(f: BoardFit) -> str:
     """The report's lines: the plan's needs on the board in all, and the verdict."""
     ram = f"{_size(f.ram)} (--budget)" if f.enforced else _size(f.ram)
     verdict = (f"fits, {_size(f.spare)} of its arena to spare" if f.fits else
-               f"does NOT fit: arena + tables exceed the device's arena by {_size(-f.spare)} "
-               f"({-f.spare} bytes)")
+               f"does NOT fit: arena + tables exceed the device's arena by {_size(-f.spare)}"
+               + (f" ({-f.spare} bytes)" if -f.spare >= 1024 else ""))
     return (f"on {f.board} ({ram} SRAM): {_size(f.total)} in all = static RAM "
             f"{_size(f.static_ram)} + stack {_size(f.stack)} + arena {_size(f.arena)} + plan "
-            f"tables {_size(f.tables)}\n"
+            f"tables {_size(f.tables)}{'' if f.tables else ' (read in place from the plan slot)'}"
+            "\n"
             f"  device arena {f.arena_capacity} bytes, plan needs {f.arena_need} "
             f"(arena {f.arena} + tables {f.tables}): {verdict}")

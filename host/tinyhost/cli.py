@@ -19,6 +19,9 @@ PORT_HELP = ("serial port of the device (/dev/ttyACM0, COM3), a pyserial URL (so
 
 
 ONE_SHOT_PORTS = ("ref", "sim", "qemu")  # a fresh device per command
+# tinyhost.boards.BOARDS' names, written out: importing it here would load numpy (test_boards
+# checks they agree)
+BOARD_NAMES = ("mps2_an386", "nucleo_f746zg", "native_sim", "sim")
 
 
 def _print_json(obj: Any) -> None:
@@ -27,13 +30,19 @@ def _print_json(obj: Any) -> None:
 
 # -- compile ----------------------------------------------------------------------------------
 def cmd_compile(args: argparse.Namespace) -> int:
+    from tinyhost.boards import board, board_fit
     from tinyhost.compiler import (
         INT8_UPDATE_DEFAULT,
         compile_model,
         compile_quantized,
         compile_tiny_training,
     )
-    from tinyhost.compiler.report import budget_status, format_over_budget, format_report
+    from tinyhost.compiler.report import (
+        budget_status,
+        format_over_board,
+        format_over_budget,
+        format_report,
+    )
 
     int8 = args.int8 or args.from_tiny_training is not None
     given = lambda flags: [f for f, g in flags if g]  # noqa: E731
@@ -66,6 +75,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
               "--from-tiny-training)", file=sys.stderr)
         return 2
     rule = args.int8_update or INT8_UPDATE_DEFAULT
+    target = board(args.board) if args.board else None
+    # The arena "auto" must fit: with --board, the device's arena (--budget is then its SRAM).
+    arena_budget = args.budget if target is None else target.arena_capacity(args.budget)
     if args.from_tiny_training is not None:
         if args.num_classes is None:
             print("error: --from-tiny-training needs --num-classes N (the new head's classes)",
@@ -74,29 +86,36 @@ def cmd_compile(args: argparse.Namespace) -> int:
         result = compile_tiny_training(
             args.from_tiny_training, args.num_classes, update=args.update, lr=args.lr,
             input_size=args.input_size, qas=args.qas, int8_update=rule, reorder=args.reorder,
-            budget=args.budget)
+            budget=arena_budget)
     elif args.int8:
         calib = _load_data(args.calib, args.normalize)
         result = compile_quantized(
             args.model, calib.x_train, update=args.update, lr=args.lr, qas=args.qas,
-            int8_update=rule, reorder=args.reorder, budget=args.budget,
+            int8_update=rule, reorder=args.reorder, budget=arena_budget,
             calibration={"data": args.calib, "split": "train", "normalize": args.normalize})
     else:
         result = compile_model(args.model, update=args.update, lr=args.lr, reorder=args.reorder)
     report, meta = result.report, result.plan.meta
+    fit = None if target is None else board_fit(result.plan, target, args.budget)
+    chart_budget = arena_budget if fit is None else fit.arena_capacity - fit.tables
     if args.memory_chart:  # drawn over budget too: it shows why the plan does not fit
         from tinyhost.memory_chart import draw_memory_chart
         draw_memory_chart(result.plan, report, args.memory_chart,
                           f"{meta.get('model', 'model')}, update {Path(args.update).name}"
                           f"{'' if args.reorder else ', no reordering'}: arena tensor lifetimes",
-                          args.budget)
-    budget = budget_status(report, args.budget)
+                          chart_budget)
+    if fit is None:
+        budget = budget_status(report, args.budget)
+    else:  # the board's SRAM; whether arena + tables fit the device's arena
+        budget = {"bytes": fit.ram, "enforced": fit.enforced, "fits": fit.fits,
+                  "over_by": max(0, -fit.spare)}
     over_budget = budget["enforced"] and not budget["fits"]
     if not over_budget:
         Path(args.output).write_bytes(result.data)
     if args.json:
         out = {"plan": None if over_budget else args.output, "bytes": len(result.data),
-               "memory": report.to_dict(), "budget": budget, "memory_chart": args.memory_chart}
+               "memory": report.to_dict(), "budget": budget, "memory_chart": args.memory_chart,
+               "board": None if fit is None else fit.to_dict()}
         if "scheme" in meta:
             out["int8"] = {k: meta[k] for k in ("scheme", "qas", "int8_update", "int8_update_auto",
                                                 "reorder",
@@ -121,11 +140,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
             if meta["import_notes"]:
                 print(f"import: {len(meta['import_notes'])} layers have dead channels "
                       "(saturated bias, constant output); they never train (see --json)")
-        print(format_report(report, args.budget))
+        print(format_report(report, args.budget, fit))
         if args.memory_chart:
             print(f"memory chart: {args.memory_chart}")
     if over_budget:
-        print(f"error: {format_over_budget(report, args.budget)}\nno plan written "
+        why = (format_over_budget(report, args.budget) if fit is None else
+               format_over_board(report, fit))
+        print(f"error: {why}\nno plan written "
               f"({args.output} not touched)", file=sys.stderr)
         return 1
     return 0
@@ -415,17 +436,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "updated and rounded: the more accurate, docs/int8.md section 12), round "
                         "(int8 weights only: less arena; the paper's 99kb schemes fit 256 KB only "
                         "with it), or auto (default: master when the arena then fits --budget, "
-                        "or 256 KB without one, else round)")
+                        "or 256 KB without one, or with --board the device's arena, else "
+                        "round)")
     p.add_argument("--no-reorder", dest="reorder", action="store_false",
                    help="apply every update after the whole backward pass instead of right "
                         "after its gradient (for memory comparisons)")
     p.add_argument("--lr", type=float, default=0.01,
                    help="default learning rate stored in the plan (default 0.01)")
+    p.add_argument("--board", choices=BOARD_NAMES,
+                   help="the board the plan is for (tinyhost/boards.py: its SRAM, the firmware's "
+                        "static RAM and stack, the device's arena): the report says what the plan "
+                        "needs there in all (static RAM + stack + arena + plan tables) and "
+                        "whether the device takes it (arena + tables within its arena, the "
+                        "device's own check). mps2_an386 is the bare-metal Cortex-M4F build "
+                        "(--port qemu), sim the simulated device. Without it the verdict compares "
+                        "the planned arena alone with --budget or 256 KB")
     p.add_argument("--budget", type=byte_size, metavar="SIZE",
-                   help="fail (exit status 1, no plan written) when the planned arena exceeds "
-                        "SIZE: 256KB, 256K, 262144, 1.5MB (KB = 1024 bytes); the error says by how "
-                        "much and what is live at the peak. Without it the report only compares "
-                        "the arena with a 256 KB MCU")
+                   help="fail (exit status 1, no plan written) when the plan does not fit SIZE: "
+                        "256KB, 256K, 262144, 1.5MB (KB = 1024 bytes); the error says by how "
+                        "much and what is live at the peak. With --board, SIZE is the board's "
+                        "whole SRAM (the arena is what the firmware's static RAM and stack leave "
+                        "of it); without --board, the planned arena alone (tables, static RAM and "
+                        "stack not counted). Without --budget the report only says whether it "
+                        "fits (the board's shipped build, or a 256 KB arena)")
     p.add_argument("--memory-chart", metavar="PNG",
                    help="draw the arena's tensor lifetimes (op span x arena bytes, by kind) here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

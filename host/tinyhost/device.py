@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from tinyhost import __version__
+from tinyhost.boards import board_for_info, tables_lower_bound
 from tinyhost.link.client import DeviceClient, DeviceError, StepReply
 from tinyhost.link.transport import open_link
 from tinyhost.ops import Opcode
@@ -18,6 +19,7 @@ from tinyhost.refexec.executor import RefExecutor, prepare_input
 
 PAYLOAD_MARGIN = 32  # CBOR framing of a chunk message around its bytes
 UNSUPPORTED_OP = -8  # TT_ERR_UNSUPPORTED_OP, what the firmware answers for such a plan
+PLAN_ARENA = -6      # TT_ERR_PLAN_ARENA: the plan needs a larger arena than the device has
 
 
 @dataclass
@@ -99,8 +101,23 @@ class SerialDevice:
             raise DeviceError(UNSUPPORTED_OP,
                               f"{self.name} (firmware {info.firmware}) does not run {names}, "
                               "which this plan uses; the reference executor (--port ref) does")
-        self.client.upload_plan(data, self.chunk, progress)
+        self.check_fits(plan, info)
+        self.client.upload_plan(data, self.chunk, progress, arena=plan.arena_size)
         return True
+
+    def check_fits(self, plan: Plan, info: DeviceInfo) -> None:
+        """Refuses, before a byte of the plan is sent, a plan whose arena and decoded tables
+        exceed the device's arena (INFO arena_capacity): the same rule as the compiler's
+        verdict (tinyhost.boards) and the device's own check at PLAN_COMMIT. The tables are
+        the model of the board INFO names, or the fewest any known board needs."""
+        model = board_for_info(info.board)
+        tables = model.ram_tables(plan) if model else tables_lower_bound(plan)
+        if plan.arena_size + tables > info.arena_capacity:
+            over = plan.arena_size + tables - info.arena_capacity
+            raise DeviceError(PLAN_ARENA, f"plan needs an arena of {plan.arena_size} bytes "
+                                          f"(+{tables} for its tables), {self.name} "
+                                          f"({info.board}) has {info.arena_capacity}: {over} bytes "
+                                          "too many; not uploaded")
 
     def _need_plan(self) -> Plan:
         if self.plan is None:

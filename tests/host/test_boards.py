@@ -1,13 +1,20 @@
 """The board memory models (tinyhost.boards): the bare-metal numbers are the current build's (its
-map file), every number says where it comes from, and the fit verdict is arena + tables against
-the device's arena."""
+map file), every number says where it comes from, and the fit verdict is arena + the tables' RAM
+against the device's arena."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from tinyhost.boards import BOARDS, board, board_fit, board_for_info, format_fit
+from tinyhost.boards import (
+    BOARDS,
+    TABLES_IN_RAM,
+    board,
+    board_fit,
+    board_for_info,
+    format_fit,
+)
 from tinyhost.firmware_map import read_map
 from tinyhost.plan import Op, Plan
 
@@ -38,6 +45,11 @@ def test_every_number_has_a_source() -> None:
     assert board_for_info("some-other-board") is None
 
 
+def test_the_cli_knows_every_board() -> None:
+    from tinyhost.cli import BOARD_NAMES
+    assert BOARD_NAMES == tuple(BOARDS)
+
+
 def test_budget_is_the_whole_sram() -> None:
     b = BOARDS["mps2_an386"]
     # 256 KB: the build's own arena; 128 KB: what a build for 128 KB of RAM would leave.
@@ -59,7 +71,8 @@ def test_fit_is_arena_plus_tables_against_the_device_arena() -> None:
     # tables: 3 tensors x 20 B -> 64, 1 op -> 16, 4 operands -> 16, 2 attrs -> 8
     assert b.tables_bytes(plan) == 64 + 16 + 16 + 8
     assert BOARDS["sim"].tables_bytes(plan) == 72 + 16 + 16 + 8  # 24-byte tensors on 64-bit
-    plan.arena_size = b.arena_capacity() - b.tables_bytes(plan)
+    assert b.ram_tables(plan) == (b.tables_bytes(plan) if TABLES_IN_RAM else 0)
+    plan.arena_size = b.arena_capacity() - b.ram_tables(plan)
     fit = board_fit(plan, b)
     assert fit.fits and fit.spare == 0 and not fit.enforced
     assert fit.total == b.static_ram + b.stack + fit.arena_need

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tinyhost.boards import BOARDS, BoardFit, format_fit
 from tinyhost.compiler.plan_memory import Lifetime, lifetimes
 from tinyhost.plan import Plan, TensorKind
 
@@ -120,7 +121,7 @@ def format_peak(r: MemoryReport, top: int = 6) -> str:
     lines = [f"peak at op {r.peak_op} of {r.n_ops} ({r.peak_op_name}): {_size(live)} live in "
              f"{len(r.live_at_peak)} tensors",
              f"  by kind: {kinds}",
-             f"  largest:"]
+             "  largest:"]
     lines += [f"    {name:<38}{_kb(size)}" for name, size in r.live_at_peak[:top]]
     if len(r.live_at_peak) > top:
         rest = r.live_at_peak[top:]
@@ -138,14 +139,36 @@ def format_over_budget(r: MemoryReport, budget: int, top: int = 4) -> str:
             f"{_size(live)} is live in {len(r.live_at_peak)} tensors, the largest {largest}")
 
 
-def format_report(r: MemoryReport, budget: int | None = None) -> str:
+def format_no_board() -> str:
+    """What the verdict without --board assumes."""
+    return ("  (no --board: the planned arena alone is judged; --board "
+            f"{'|'.join(BOARDS)} also counts the plan tables, static RAM and stack)")
+
+
+def format_report(r: MemoryReport, budget: int | None = None, fit: BoardFit | None = None) -> str:
+    """The report; with a board's fit (--board) its verdict replaces the arena-alone one."""
+    verdict = "(the whole plan on the board: below)" if fit else format_budget(r, budget)
     lines = [f"ops: {r.n_forward_ops} forward, {r.n_ops - r.n_forward_ops} loss/backward/update; "
              f"{r.trainable_params} trainable parameters",
-             f"arena (planned peak)      {_kb(r.arena_bytes)}   {format_budget(r, budget)}"]
+             f"arena (planned peak)      {_kb(r.arena_bytes)}   {verdict}"]
+    if fit is None:
+        lines.append(format_no_board())
     for key, label in KIND_LABELS.items():
         lines.append(f"  {label:<24}{_kb(r.by_kind[key])}")
-    lines.append("  (sizes by kind are summed before buffers are shared, so they can exceed the arena)")
+    lines.append("  (sizes by kind are summed before buffers are shared, so they can exceed the "
+                 "arena)")
     lines.append(format_peak(r))
     lines.append(f"flash (plan file)         {_kb(r.flash_bytes)}   "
                  f"frozen parameters {_kb(r.frozen_param_bytes).strip()}")
+    if fit is not None:
+        lines.append(format_fit(fit))
     return "\n".join(lines)
+
+
+def format_over_board(r: MemoryReport, fit: BoardFit, top: int = 4) -> str:
+    """The error of a plan that does not fit its board (--board with --budget)."""
+    largest = ", ".join(f"{name} {_size(size)}" for name, size in r.live_at_peak[:top])
+    return (f"the plan does not fit {fit.board} with {_size(fit.ram)} of SRAM: it needs an arena "
+            f"of {fit.arena} bytes + {fit.tables} for its tables, the device has "
+            f"{fit.arena_capacity} ({-fit.spare} bytes over); at the peak, op {r.peak_op} "
+            f"({r.peak_op_name}), the largest tensors are {largest}")

@@ -16,6 +16,7 @@ from tinyhost.link.transport import Link, LinkError
 HELLO_TIMEOUT = 1.5   # seconds per attempt: a silent port is reported within seconds
 REQUEST_TIMEOUT = 30.0
 RETRIES = 3
+ERR_PROTO = -10  # TT_ERR_PROTO: a malformed request
 
 
 class DeviceError(RuntimeError):
@@ -113,8 +114,18 @@ class DeviceClient:
         return info
 
     def upload_plan(self, data: bytes, chunk: int,
-                    progress: Callable[[int], None] | None = None) -> None:
-        rtype, _ = self.request(Msg.PLAN_BEGIN, [len(data), hashlib.sha256(data).digest()])
+                    progress: Callable[[int], None] | None = None,
+                    arena: int | None = None) -> None:
+        """PLAN_BEGIN, the chunks, PLAN_COMMIT. With `arena` (the plan's arena_size) PLAN_BEGIN
+        lets the device refuse a plan too large for its arena before any chunk is sent; a
+        firmware older than that element answers ERROR (protocol) and gets the two-element form."""
+        begin = [len(data), hashlib.sha256(data).digest()]
+        try:
+            rtype, _ = self.request(Msg.PLAN_BEGIN, begin + ([] if arena is None else [arena]))
+        except DeviceError as e:
+            if arena is None or e.code != ERR_PROTO or "[size, sha256]" not in e.message:
+                raise
+            rtype, _ = self.request(Msg.PLAN_BEGIN, begin)
         self._expect(rtype, Msg.ACK)
         for offset in range(0, len(data), chunk):
             part = data[offset:offset + chunk]
