@@ -279,6 +279,56 @@ _conv_s8_cases(Opcode.CONV2D_S8, "any")
 _conv_s8_cases(Opcode.DEPTHWISE_CONV2D_S8, "depthwise")
 
 
+@cases(Opcode.CONV2D_S8_SGD_F32)
+def _conv2d_s8_sgd(rng: Rng) -> Iterator[OpCase]:
+    for k in range(8):
+        rule = k % 2
+        a = _conv_attrs(rng, "depthwise" if k % 4 == 3 else "any")
+        x, y, w = _conv_numel(a)
+        row = w // a["out_c"]
+        ch = np.sort(rng.permutation(a["out_c"])[:int(rng.integers(1, a["out_c"] + 1))])
+        rows = a["out_c"] if k % 3 == 0 else len(ch)
+        rows_w = s8(rng, rows * row, lo=-127)
+        args: dict[str, Arg | str] = {
+            "dz": Arg(f32(rng, y)), "x": Arg(s8(rng, x)), "w": Arg(rows_w),
+            "qas": Arg(rng.uniform(1, 300, rows).astype(np.float32), const=True), "w_out": "w",
+            "scratch": Arg(np.zeros(4 * row, np.int8))}
+        if k % 3:
+            args["channels"] = Arg(ch.astype(np.int32), const=True)
+        if rule:
+            args |= {"master": Arg(rows_w.astype(np.float32) + f32(rng, rows * row) * 0.3),
+                     "master_out": "master"}
+        if k % 2 == 0:
+            args["db"] = Arg(np.zeros(a["out_c"], np.float32))
+        a |= {"x_zero": int(rng.integers(-128, 128)), "n_channels": rows, "rule": rule}
+        yield OpCase(f"CONV2D_S8_SGD_F32/{k}", Opcode.CONV2D_S8_SGD_F32, args, a, lr=0.01,
+                     skip_compare={"scratch"})
+
+
+@cases(Opcode.DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32)
+def _depthwise_grad_input(rng: Rng) -> Iterator[OpCase]:
+    for k in range(8):
+        a = _conv_attrs(rng, "depthwise")
+        a["out_c"] = a["in_c"]  # multiplier 1
+        if k % 2:  # same size, so dx may be dz
+            a |= {"stride_h": 1, "stride_w": 1, "pad_h": a["k_h"] // 2, "pad_w": a["k_w"] // 2}
+            a["k_h"], a["k_w"] = 2 * a["pad_h"] + 1, 2 * a["pad_w"] + 1
+            a["out_h"], a["out_w"] = a["in_h"], a["in_w"]
+        x, y, w = _conv_numel(a)
+        args: dict[str, Arg | str] = {
+            "dz": Arg(f32(rng, y)), "w": Arg(s8(rng, w, lo=-127), const=True),
+            "scratch": Arg(np.zeros(4 * a["in_h"] * a["in_w"], np.int8))}
+        args["dx"] = "dz" if k % 4 == 1 else Arg(np.zeros(x, np.float32))
+        a["n_rows"] = 0
+        if k % 3 == 2:
+            ch = np.sort(rng.permutation(a["out_c"])[:int(rng.integers(1, a["out_c"] + 1))])
+            a["n_rows"] = len(ch)
+            args["w_rows"] = Arg(s8(rng, len(ch) * (w // a["out_c"]), lo=-127))
+            args["channels"] = Arg(ch.astype(np.int32), const=True)
+        yield OpCase(f"DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32/{k}",
+                     Opcode.DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32, args, a, skip_compare={"scratch"})
+
+
 @cases(Opcode.UPDATE_S8_F32)
 def _update_s8(rng: Rng) -> Iterator[OpCase]:
     for rule in (0, 1):

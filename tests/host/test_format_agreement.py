@@ -32,7 +32,7 @@ INT8_TRAINING_OPS = frozenset({
     Opcode.CONV2D_S8, Opcode.DEPTHWISE_CONV2D_S8, Opcode.ADD_S8, Opcode.AVGPOOL2D_S8,
     Opcode.REQUANT_GRAD_F32, Opcode.CONV2D_S8_GRAD_INPUT_F32,
     Opcode.CONV2D_S8_GRAD_WEIGHT_F32, Opcode.ADD_S8_GRAD_F32,
-    Opcode.UPDATE_S8_F32, Opcode.UPDATE_S32_F32,
+    Opcode.CONV2D_S8_SGD_F32, Opcode.UPDATE_S32_F32, Opcode.LINEAR_SGD_F32,
 })
 ON_DEVICE = {op.name for op in Opcode}
 

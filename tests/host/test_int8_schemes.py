@@ -50,12 +50,14 @@ def test_shipped_schemes_select_what_they_name(model, compile_int8):
         trainable = {plan.tensors[i].name: plan.tensors[i] for i in plan.trainable}
         want = {"classifier.weight", "classifier.bias"}
         want |= {f"{name}.bias" for name, _ in convs[n - scheme["n_bias_update"]:]}
-        for idx, ratio in zip(scheme["manual_weight_idx"], scheme["weight_update_ratio"]):
+        for idx, ratio in zip(scheme["manual_weight_idx"], scheme["weight_update_ratio"],
+                              strict=True):
             name, conv = convs[idx]
             if budget == "99kb" and ratio > 0:
                 # The paper found the first pointwise conv of a block the one worth training; its
                 # 99kb schemes train only those, which checks the conv numbering.
-                assert name.endswith("pointwise1") and conv["out_channel"] > conv["in_channel"], name
+                assert name.endswith("pointwise1"), name
+                assert conv["out_channel"] > conv["in_channel"], name
             w = conv["params"]["weight"]
             o = w.shape[0]
             k = math.ceil(ratio * o)
@@ -91,12 +93,16 @@ def test_backprop_stops_at_the_earliest_trained_layer(model, compile_int8):
     plan = compile_int8(path, f"{SCHEMES}:{model}:99kb").plan
     n = len(backbone_convs(torch.load(path, weights_only=False)))
     earliest = n - scheme["n_bias_update"]
-    grad_inputs = sum(op.opcode == Opcode.CONV2D_S8_GRAD_INPUT_F32 for op in plan.ops)
+    grad_inputs = sum(op.opcode in (Opcode.CONV2D_S8_GRAD_INPUT_F32,
+                                    Opcode.DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32) for op in plan.ops)
     assert grad_inputs == n - 1 - earliest
-    updates = [op for op in plan.ops if op.opcode in (Opcode.UPDATE_S8_F32, Opcode.UPDATE_S32_F32)]
+    # Weight rows train through the fused gradient-and-update op (no whole weight gradient).
+    updates = [op for op in plan.ops
+               if op.opcode in (Opcode.CONV2D_S8_SGD_F32, Opcode.UPDATE_S32_F32)]
     assert sum(op.opcode == Opcode.UPDATE_S32_F32 for op in updates) == scheme["n_bias_update"]
-    assert sum(op.opcode == Opcode.UPDATE_S8_F32 for op in updates) == \
+    assert sum(op.opcode == Opcode.CONV2D_S8_SGD_F32 for op in updates) == \
         sum(r > 0 for r in scheme["weight_update_ratio"])
+    assert not any(op.opcode == Opcode.UPDATE_S8_F32 for op in plan.ops)
     assert all(op.attr("rule") == UpdateRule.ROUND for op in updates)  # the default rule
 
 
@@ -141,9 +147,8 @@ def test_bad_scheme_is_named(synthetic_pkl, write_scheme, scheme, message):
 
 def test_scheme_file_forms(synthetic_pkl, write_scheme):
     one = {"n_bias_update": 3, "manual_weight_idx": [8, 9], "weight_update_ratio": [0.5, 0]}
-    shipped_like = {"source": "x", "synthetic": {"10kb": one, "20kb": {"n_bias_update": "all",
-                                                                         "manual_weight_idx": None,
-                                                                         "weight_update_ratio": None}}}
+    every_bias = {"n_bias_update": "all", "manual_weight_idx": None, "weight_update_ratio": None}
+    shipped_like = {"source": "x", "synthetic": {"10kb": one, "20kb": every_bias}}
     single = write_scheme(one, "one.json")
     multi = write_scheme(shipped_like, "multi.json")
     # the trainable tensors themselves (rule round: no f32 masters beside them)
@@ -154,13 +159,16 @@ def test_scheme_file_forms(synthetic_pkl, write_scheme):
     c = compile_tiny_training(synthetic_pkl, 4, update=f"{multi}:10kb",  # model: the pkl's name
                               int8_update="round")
     assert names(a) == names(b) == names(c) == {
-        "classifier.weight", "classifier.bias", "blocks.2.depthwise.bias", "blocks.2.pointwise2.bias",
-        "feature_mix.bias", "blocks.2.pointwise2.weight_rows"}
+        "classifier.weight", "classifier.bias", "blocks.2.depthwise.bias",
+        "blocks.2.pointwise2.bias", "feature_mix.bias", "blocks.2.pointwise2.weight_rows"}
     d = compile_tiny_training(synthetic_pkl, 4, update=f"{multi}:20kb")
     assert len([n for n in names(d) if n.endswith(".bias")]) == 11  # n_bias_update "all"
-    for update, message in ((f"{multi}", "choose one: " + f"{multi}:synthetic:BUDGET with BUDGET one of 10kb, 20kb"),
-                            (f"{multi}:synthetic:5kb", "has no scheme '5kb' for synthetic (it has: 10kb, 20kb)"),
-                            (f"{multi}:other:10kb", "has no schemes for model 'other' (it has: synthetic)"),
+    for update, message in ((f"{multi}", "choose one: "
+                             + f"{multi}:synthetic:BUDGET with BUDGET one of 10kb, 20kb"),
+                            (f"{multi}:synthetic:5kb",
+                             "has no scheme '5kb' for synthetic (it has: 10kb, 20kb)"),
+                            (f"{multi}:other:10kb",
+                             "has no schemes for model 'other' (it has: synthetic)"),
                             (f"{single}:10kb", "holds one scheme; drop the selector"),
                             (f"{single.parent / 'missing.json'}", "cannot read"),
                             ("last:12", "K must be 1..11"),

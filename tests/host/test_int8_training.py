@@ -100,8 +100,10 @@ def test_training_matches_torch(case, synthetic_pkl, samples, tmp_path):
         update_arg = str(path)
     else:
         update_arg = update
+    # Unfused (fuse=False): the weight gradients exist as tensors, to compare with torch's;
+    # test_fused_updates_are_the_same_arithmetic shows the fused plan computes the same.
     result = compile_tiny_training(synthetic_pkl, 4, update=update_arg, qas=qas, int8_update=rule,
-                                   reorder=reorder)
+                                   reorder=reorder, fuse=False)
     plan = result.plan
     cfg = torch.load(synthetic_pkl, weights_only=False)
     net = PaperNet(cfg, plan.constant(plan.tensor_index("classifier.weight")),
@@ -210,6 +212,31 @@ def test_no_reordering_is_the_same_arithmetic(synthetic_pkl, samples):
         assert np.array_equal(value, runs[1][1][name]), name
 
 
+@pytest.mark.parametrize("rule", ["round", "master"])
+def test_fused_updates_are_the_same_arithmetic(synthetic_pkl, samples, tmp_path, rule):
+    """CONV2D_S8_SGD_F32 (each trained row's gradient made and applied at once) trains exactly as
+    the whole weight gradient followed by UPDATE_S8_F32, with less memory."""
+    path = tmp_path / "scheme.json"
+    path.write_text(json.dumps(SCHEME))
+    xs, labels = samples
+    runs = []
+    for fuse in (True, False):
+        result = compile_tiny_training(synthetic_pkl, 4, update=str(path), int8_update=rule,
+                                       fuse=fuse)
+        plan = result.plan
+        fused = sum(op.opcode == Opcode.CONV2D_S8_SGD_F32 for op in plan.ops)
+        unfused = sum(op.opcode == Opcode.UPDATE_S8_F32 for op in plan.ops)
+        assert (fused, unfused) == ((3, 0) if fuse else (0, 3))
+        ex = RefExecutor(plan)
+        losses = [ex.train_step(x, y, LR).loss for x, y in zip(xs, labels)]
+        runs.append((losses, {plan.tensors[i].name: ex.read_tensor(i) for i in plan.trainable},
+                     plan.arena_size))
+    assert runs[0][0] == runs[1][0]
+    for name, value in runs[0][1].items():
+        assert np.array_equal(value, runs[1][1][name]), name
+    assert runs[0][2] <= runs[1][2]
+
+
 def test_dead_channels_do_not_train(tmp_path, synthetic_pkl, samples):
     """A channel whose bias saturates (the paper's dead channels, bias -2^31) imports with the
     same outputs and never trains, whatever the update scheme."""
@@ -247,7 +274,7 @@ def test_plan_check_refuses_inconsistent_updates(synthetic_pkl):
 
     from tinyhost.plan import PlanError, check_plan
     plan = compile_tiny_training(synthetic_pkl, 4, update="full", int8_update="master").plan
-    k = next(k for k, op in enumerate(plan.ops) if op.opcode == Opcode.UPDATE_S8_F32)
+    k = next(k for k, op in enumerate(plan.ops) if op.opcode == Opcode.CONV2D_S8_SGD_F32)
     for mutate in (lambda op: op.attrs.__setitem__(-1, 0),          # rule ROUND with a master
                    lambda op: op.outputs.__setitem__(1, NONE),       # master not updated in place
                    lambda op: op.attrs.__setitem__(-1, 2)):          # no such rule
@@ -256,6 +283,6 @@ def test_plan_check_refuses_inconsistent_updates(synthetic_pkl):
                                                                  attrs=list(o.attrs))
                                              for o in plan.ops])
         mutate(bad.ops[k])
-        with pytest.raises(PlanError, match="UPDATE_S8_F32"):
+        with pytest.raises(PlanError, match="CONV2D_S8_SGD_F32"):
             check_plan(bad)
     check_plan(plan)

@@ -33,6 +33,18 @@ static void kernel_grad(const tt_conv2d_params *p, const float *dz_oc, const int
     }
 }
 
+void tt_conv2d_s8_grad_weight_row_f32(const tt_conv2d_params *p, const float *dz, const int8_t *x,
+                                      int32_t x_zero, int32_t oc, float *row)
+{
+    const int32_t cin_g = p->in_c / p->groups;
+    const int32_t ksize = p->k_h * p->k_w;
+    const int32_t ic0 = (oc / (p->out_c / p->groups)) * cin_g;
+    for (int32_t icg = 0; icg < cin_g; icg++) {
+        kernel_grad(p, dz + oc * p->out_h * p->out_w, x + (ic0 + icg) * p->in_h * p->in_w,
+                    (float)x_zero, row + icg * ksize);
+    }
+}
+
 tt_status tt_conv2d_s8_grad_weight_f32(const tt_conv2d_params *p, const tt_channel_select *sel,
                                        const float *dz, const int8_t *x, int32_t x_zero, float *dw,
                                        float *db)
@@ -43,7 +55,6 @@ tt_status tt_conv2d_s8_grad_weight_f32(const tt_conv2d_params *p, const tt_chann
         return TT_ERR_ARG;
     }
     const int32_t cin_g = p->in_c / p->groups;
-    const int32_t cout_g = p->out_c / p->groups;
     const int32_t ksize = p->k_h * p->k_w;
     const int32_t out_hw = p->out_h * p->out_w;
     const int32_t in_hw = p->in_h * p->in_w;
@@ -53,12 +64,8 @@ tt_status tt_conv2d_s8_grad_weight_f32(const tt_conv2d_params *p, const tt_chann
     } else if (tt_select_axis(sel) == 0) {
         const int32_t rows = tt_select_count(sel, p->out_c);
         for (int32_t j = 0; j < rows; j++) {
-            const int32_t oc = tt_select_at(sel, j);
-            const int32_t ic0 = (oc / cout_g) * cin_g;
-            for (int32_t icg = 0; icg < cin_g; icg++) {
-                kernel_grad(p, dz + oc * out_hw, x + (ic0 + icg) * in_hw, xz,
-                            dw + (j * cin_g + icg) * ksize);
-            }
+            tt_conv2d_s8_grad_weight_row_f32(p, dz, x, x_zero, tt_select_at(sel, j),
+                                             dw + j * cin_g * ksize);
         }
     } else { /* input channels of a groups == 1 conv */
         const int32_t cols = tt_select_count(sel, p->in_c);

@@ -11,8 +11,11 @@ Per conv in the backward pass (gradient dy of its int8 output y):
       effective scale: dz is the gradient at the int32 accumulator). The mask is the paper's
       (act_min <= pre-clamp value <= act_max), 1 bit per element, written by the forward op;
   CONV2D_S8_GRAD_INPUT_F32 (dz, w) -> dx, if anything before the layer trains, before the update;
-  CONV2D_S8_GRAD_WEIGHT_F32 (dz, x) -> (dw of the trained rows, db), if the layer trains;
-  UPDATE_S8_F32 / UPDATE_S32_F32 with the per-channel QAS scales (ones with qas=False).
+  CONV2D_S8_SGD_F32 (dz, x, trained rows, qas) -> the rows updated in place and db, if the
+      layer trains weights: each row's gradient made and applied at once (TinyEngine's fused
+      gradient and update, docs/int8.md section 10), so no whole weight gradient exists;
+      CONV2D_S8_GRAD_WEIGHT_F32 (dz) -> db for a layer that trains only its bias;
+  UPDATE_S32_F32 for the bias, with the per-channel QAS scales (ones with qas=False).
 A residual add's input gradient (the shortcut) and the conv branch's meet at the block input:
 the second contribution is added in place (ADD_F32). Tensors read by the backward (a layer's mask,
 a trained layer's int8 input) are kept by the memory plan; nothing else is.
@@ -39,11 +42,13 @@ CONV_S8 = (Opcode.CONV2D_S8, Opcode.DEPTHWISE_CONV2D_S8)
 
 
 class AutodiffS8:
-    def __init__(self, graph: Graph, updates: list[LayerUpdate], qas: bool, rule: UpdateRule) -> None:
+    def __init__(self, graph: Graph, updates: list[LayerUpdate], qas: bool, rule: UpdateRule,
+                 fuse_updates: bool = True) -> None:
         self.g = graph
         self.updates = updates
         self.qas = qas
         self.rule = rule
+        self.fuse_updates = fuse_updates  # CONV2D_S8_SGD_F32, not a whole dw + UPDATE_S8_F32
         self.grad: dict[int, int] = {}
         self.master: dict[int, int] = {}  # trainable tensor -> its f32 master
 
@@ -87,7 +92,7 @@ class AutodiffS8:
     def mark_trainable(self) -> set[int]:
         g = self.g
         trainable: set[int] = set()
-        for k, upd in zip(g.conv_ops, self.updates):
+        for k, upd in zip(g.conv_ops, self.updates, strict=True):
             op = g.ops[k]
             x, w, b = op.inputs[:3]
             wt = g.tensors[w]
@@ -170,7 +175,8 @@ class AutodiffS8:
             size = op.attr("size")
             info = op.info
             scales = self.const(f"{op.source}.scales",
-                                np.array([info["s1"], info["s2"], info["sy"]], np.float32), DType.F32)
+                                np.array([info["s1"], info["s2"], info["sy"]], np.float32),
+                                DType.F32)
             d1 = self.contribution(x1) if x1 in needs else -1
             d2 = self.contribution(x2) if x2 in needs else -1
             if d1 == -1 and d2 == -1:
@@ -187,44 +193,79 @@ class AutodiffS8:
 
     def conv_backward(self, op: IROp, dy: int, needs: set[int], trainable: set[int]) -> None:
         g = self.g
-        x, w, b, _, _, w_rows, channels = op.inputs
-        geometry = op.named_attrs(CONV_ATTRS)
-        x_zero, n_rows = op.attr("x_zero"), op.attr("n_rows")
-        info = op.info
+        _, w, b, _, _, w_rows, _ = op.inputs
         out_c, out_h, out_w = g.tensors[op.outputs[0]].shape
-        eff = self.const(f"{op.source}.eff_scale", info["eff"].astype(np.float32), DType.F32)
+        eff = self.const(f"{op.source}.eff_scale", op.info["eff"].astype(np.float32), DType.F32)
         # dz in place over dy: nothing else reads dy.
         g.add_op(Opcode.REQUANT_GRAD_F32, [self.mask_of(op), dy, eff], [dy],
                  {"channels": out_c, "plane": out_h * out_w}, op.source)
         dz = dy
-        if x in needs:
-            dx = self.contribution(x)
-            g.add_op(Opcode.CONV2D_S8_GRAD_INPUT_F32, [dz, w, w_rows, channels], [dx],
-                     {**geometry, "n_rows": n_rows}, op.source)
-            self.accumulate(x, dx, op.source)
         w_state = w_rows if w_rows != -1 else w
         train_w = w_state in trainable
         train_b = b != -1 and b in trainable
-        if not (train_w or train_b):
+        # The input gradient needs the weights the forward used: before a weight update. A layer
+        # that updates no weights takes it last, as dz's last reader, so that a depthwise one
+        # may run in place (compiler/inplace.py); unfused plans keep the first order.
+        input_first = train_w or not self.fuse_updates
+        if input_first:
+            self.grad_input(op, dz, needs)
+        if train_w or train_b:
+            self.weight_updates(op, dz, train_w, train_b)
+        if not input_first:
+            self.grad_input(op, dz, needs)
+
+    def grad_input(self, op: IROp, dz: int, needs: set[int]) -> None:
+        x, w, _, _, _, w_rows, channels = op.inputs
+        if x not in needs:
             return
-        dw = self.new_grad(w_state) if train_w else -1
+        g = self.g
+        geometry = op.named_attrs(CONV_ATTRS)
+        dx = self.contribution(x)
+        if (self.fuse_updates and op.opcode == Opcode.DEPTHWISE_CONV2D_S8
+                and geometry["out_c"] == geometry["in_c"]):
+            # a channel at a time through one plane of scratch (compiler/scratch.py): dx may be dz
+            g.add_op(Opcode.DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32, [dz, w, w_rows, channels],
+                     [dx, -1], {**geometry, "n_rows": op.attr("n_rows")}, op.source)
+        else:
+            g.add_op(Opcode.CONV2D_S8_GRAD_INPUT_F32, [dz, w, w_rows, channels], [dx],
+                     {**geometry, "n_rows": op.attr("n_rows")}, op.source)
+        self.accumulate(x, dx, op.source)
+
+    def weight_updates(self, op: IROp, dz: int, train_w: bool, train_b: bool) -> None:
+        g = self.g
+        x, w, b, _, _, w_rows, channels = op.inputs
+        w_state = w_rows if w_rows != -1 else w
+        geometry = op.named_attrs(CONV_ATTRS)
+        x_zero, n_rows = op.attr("x_zero"), op.attr("n_rows")
+        info = op.info
+        out_c = geometry["out_c"]
         db = self.new_grad(b) if train_b else -1
         n_ch = 0 if not train_w else (n_rows if w_rows != -1 else out_c)
-        g.add_op(Opcode.CONV2D_S8_GRAD_WEIGHT_F32,
-                 [dz, x if train_w else -1, channels if train_w else -1], [dw, db],
-                 {**geometry, "x_zero": x_zero, "n_channels": n_ch}, op.source)
         w_scales = info["w_scales"]
         live = np.where(info["dead"], np.float32(0), np.float32(1))  # dead channels never train
+        dw = self.new_grad(w_state) if train_w and not self.fuse_updates else -1
+        if not train_w or dw != -1:  # a bias-only layer keeps no input
+            g.add_op(Opcode.CONV2D_S8_GRAD_WEIGHT_F32,
+                     [dz, x if train_w else -1, channels if train_w else -1], [dw, db],
+                     {**geometry, "x_zero": x_zero, "n_channels": n_ch}, op.source)
         if train_w:
             qas = (qas_weight_scale(w_scales) if self.qas else np.ones(out_c, np.float32)) * live
             if w_rows != -1:
                 qas = qas[g.tensors[channels].data]
             qt = self.const(f"{op.source}.qas_w", np.ascontiguousarray(qas, np.float32), DType.F32)
-            shape = g.tensors[w_state].shape
             m = self.master.get(w_state, -1)
-            g.add_op(Opcode.UPDATE_S8_F32, [w_state, dw, qt, m], [w_state, m],
-                     {"rows": shape[0], "row_size": int(np.prod(shape[1:])),
-                      "rule": int(self.rule)}, op.source)
+            if dw == -1:
+                # The trained rows' gradient made and applied a row at a time (CONV2D_S8_SGD_F32):
+                # no whole f32 weight gradient; its scratch (one row) comes from compiler/scratch.py.
+                g.add_op(Opcode.CONV2D_S8_SGD_F32, [dz, x, channels, w_state, qt, m],
+                         [w_state, m, db, -1],
+                         {**geometry, "x_zero": x_zero, "n_channels": n_ch,
+                          "rule": int(self.rule)}, op.source)
+            else:  # unfused (fuse off): the whole gradient, then the update
+                shape = g.tensors[w_state].shape
+                g.add_op(Opcode.UPDATE_S8_F32, [w_state, dw, qt, m], [w_state, m],
+                         {"rows": shape[0], "row_size": int(np.prod(shape[1:])),
+                          "rule": int(self.rule)}, op.source)
         if train_b:
             qas = (qas_bias_scale(w_scales, info["x_scale"]) if self.qas
                    else np.ones(out_c, np.float32)) * live
@@ -235,13 +276,14 @@ class AutodiffS8:
 
 
 def autodiff_s8(graph: Graph, update: str, model: str, qas: bool = True,
-                rule: UpdateRule = UpdateRule.ROUND, reorder: bool = True) -> tuple[Graph, Scheme]:
+                rule: UpdateRule = UpdateRule.ROUND, reorder: bool = True,
+                fuse_updates: bool = True) -> tuple[Graph, Scheme]:
     if not graph.conv_ops:
         raise CompileError("autodiff: the int8 graph has no convs")
     scheme = parse_update(update, len(graph.conv_ops), model)
     weights = [graph.tensors[graph.ops[k].inputs[1]].array() for k in graph.conv_ops]
     updates = layer_updates(scheme, weights, update)
-    graph = AutodiffS8(graph, updates, qas, rule).run()
+    graph = AutodiffS8(graph, updates, qas, rule, fuse_updates).run()
     if not reorder:
         defer_updates(graph)
     return graph, scheme

@@ -74,7 +74,9 @@ class CompileOptions:
     # int8 (TINY_TRAINING, QUANTIZE)
     qas: bool = True            # quantization-aware scaling of the gradients
     int8_update: str = INT8_UPDATE_DEFAULT  # round, master or auto
-    fuse: bool = True           # fuse pw+dw convs and run depthwise convs in place
+    # fused kernels: pw+dw convs as one, depthwise convs in place, and (int8) each trained conv's
+    # weight gradient applied a row at a time (CONV2D_S8_SGD_F32) instead of stored whole
+    fuse: bool = True
     budget: int | None = None   # arena bytes "auto" must fit (default MCU_SRAM_BYTES)
     # TINY_TRAINING
     num_classes: int = 0        # the new head's classes
@@ -200,7 +202,8 @@ def _autodiff_s8(c: Compilation) -> Compilation:
     assert graph.input_quant is not None
     input_quant = {"scale": graph.input_quant[0], "zero": graph.input_quant[1]}
     graph, scheme = autodiff_s8(graph, opts.update, c.meta["model"], qas=opts.qas,
-                                rule=INT8_UPDATE_RULES[opts.int8_update], reorder=opts.reorder)
+                                rule=INT8_UPDATE_RULES[opts.int8_update], reorder=opts.reorder,
+                                fuse_updates=opts.fuse)
     c.graph = graph
     c.meta |= {"update": opts.update, "scheme": scheme.to_dict(), "input_shape": input_shape,
                "input_quant": input_quant, "qas": opts.qas, "int8_update": opts.int8_update,

@@ -25,7 +25,7 @@ def _named(opcode: Opcode, attrs: Sequence[int]) -> dict[str, int]:
     names = OP_SPECS[opcode].attrs
     if len(attrs) != len(names):
         raise ValueError(f"{opcode.name} has {len(names)} attributes, got {len(attrs)}")
-    return dict(zip(names, (int(v) for v in attrs)))
+    return dict(zip(names, (int(v) for v in attrs), strict=True))
 
 
 def _conv_bytes(a: Mapping[str, int]) -> int:
@@ -65,10 +65,24 @@ def pw_dw_conv2d_s8_scratch(attrs: Sequence[int]) -> int:
     return plane + max(_conv_bytes(one_out), _depthwise_bytes(one_in), acc)
 
 
+def conv2d_s8_sgd_scratch(attrs: Sequence[int]) -> int:
+    """CONV2D_S8_SGD_F32: one f32 row of the weight gradient (I/groups x KH x KW)."""
+    a = _named(Opcode.CONV2D_S8_SGD_F32, attrs)
+    return 4 * (a["in_c"] // a["groups"] * a["k_h"] * a["k_w"])
+
+
+def depthwise_grad_input_scratch(attrs: Sequence[int]) -> int:
+    """DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32: one f32 input plane."""
+    a = _named(Opcode.DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32, attrs)
+    return 4 * a["in_h"] * a["in_w"]
+
+
 SCRATCH_BYTES: dict[Opcode, Callable[[Sequence[int]], int]] = {
     Opcode.CONV2D_S8: conv2d_s8_scratch,
     Opcode.DEPTHWISE_CONV2D_S8: depthwise_conv2d_s8_scratch,
     Opcode.PW_DW_CONV2D_S8: pw_dw_conv2d_s8_scratch,
+    Opcode.CONV2D_S8_SGD_F32: conv2d_s8_sgd_scratch,
+    Opcode.DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32: depthwise_grad_input_scratch,
 }
 
 

@@ -409,6 +409,21 @@ def conv2d_s8_grad_weight(g: ConvGeom, dz: ArrayLike, x: ArrayLike, x_zero: int,
     return dw, db
 
 
+def conv2d_s8_sgd(g: ConvGeom, dz: ArrayLike, x: ArrayLike, x_zero: int,
+                  channels: ArrayLike | None, w: ArrayLike, qas: ArrayLike,
+                  master: ArrayLike | None, lr: float) -> tuple[S8, F32 | None, F32]:
+    """The trained rows' QAS update straight from dz (CONV2D_S8_SGD_F32): exactly
+    conv2d_s8_grad_weight's rows `channels` (all when None) then update_s8_round (master None) or
+    update_s8_master of those rows. w, master and qas hold just the trained rows. Returns the new
+    rows, the new master (or None) and db."""
+    dw, db = conv2d_s8_grad_weight(g, dz, x, x_zero, channels)
+    rows = _s8(w, dw.shape, "w")
+    if master is None:
+        return update_s8_round(rows, dw, lr, qas), None, db
+    new_master, new_w = update_s8_master(master, dw, lr, qas)
+    return new_w, new_master, db
+
+
 def add_s8_grad(dy: ArrayLike, s1: float, s2: float, sy: float) -> tuple[F32, F32]:
     """(dx1, dx2) = (dy * (s1 / sy), dy * (s2 / sy)) (_QuantizedElementwiseAddFunc.backward), each
     factor computed in double and rounded to float32 once. Apply the add's clamp mask first
@@ -647,8 +662,10 @@ def _run_requant_grad(ex: RefExecutor, op: Op) -> None:
     ex.view(op.outputs[0])[...] = dz.reshape(-1)
 
 
-@reference(Opcode.CONV2D_S8_GRAD_INPUT_F32)
+@reference(Opcode.CONV2D_S8_GRAD_INPUT_F32, Opcode.DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32)
 def _run_conv2d_s8_grad_input(ex: RefExecutor, op: Op) -> None:
+    """Both ops compute the same dx (the depthwise one a channel at a time, so dx may be dz: the
+    whole dx is computed before it is stored)."""
     g = ConvGeom.from_op(op)
     _, ws, ys = _conv_shapes(g)
     dx = conv2d_s8_grad_input(g, ex.view(op.inputs[0], ys),
@@ -666,6 +683,23 @@ def _run_conv2d_s8_grad_weight(ex: RefExecutor, op: Op) -> None:
     sel = None if channels == NONE else ex.view(channels, (n_channels,))
     dw, db = conv2d_s8_grad_weight(g, ex.view(dz, ys), xv, x_zero, sel)
     store_weight_grads(ex, op, dw, db)
+
+
+@reference(Opcode.CONV2D_S8_SGD_F32)
+def _run_conv2d_s8_sgd(ex: RefExecutor, op: Op) -> None:
+    g = ConvGeom.from_op(op)
+    n = op.attr("n_channels")
+    xs, ws, ys = _conv_shapes(g)
+    dz, x, channels, w, qas, master = op.inputs
+    rows = (n,) + ws[1:]
+    new_w, new_master, db = conv2d_s8_sgd(
+        g, ex.view(dz, ys), ex.view(x, xs), op.attr("x_zero"), ex.opt(channels, (n,)),
+        ex.view(w, rows), ex.view(qas, (n,)), ex.opt(master, rows), ex.lr)
+    ex.view(w)[...] = new_w.reshape(-1)
+    if new_master is not None:
+        ex.view(master)[...] = new_master.reshape(-1)
+    if op.outputs[2] != NONE:
+        ex.view(op.outputs[2])[...] = db
 
 
 @reference(Opcode.ADD_S8_GRAD_F32)

@@ -174,6 +174,29 @@ tt_status tt_conv2d_s8_grad_weight_f32(const tt_conv2d_params *p, const tt_chann
                                        const float *dz, const int8_t *x, int32_t x_zero, float *dw,
                                        float *db);
 
+/* tt_conv2d_s8_grad_input_f32 of a depthwise conv with multiplier 1 (groups == in_c == out_c),
+ * a channel at a time through ctx (at least 4 in_h in_w bytes: one f32 input plane), so dx may
+ * be dz when the output has the input's size (in place). Bit for bit the general kernel's dx. */
+tt_status tt_depthwise_conv2d_s8_grad_input_f32(const tt_scratch *ctx, const tt_conv2d_params *p,
+                                                const float *dz, const int8_t *w,
+                                                const tt_row_subst *sub, float *dx);
+
+/* One row of that dw: output channel oc's I/g x KH x KW gradient, into row (same sums, same
+ * order). Arguments as checked by tt_conv2d_s8_grad_weight_f32. */
+void tt_conv2d_s8_grad_weight_row_f32(const tt_conv2d_params *p, const float *dz, const int8_t *x,
+                                      int32_t x_zero, int32_t oc, float *row);
+
+/* The QAS update of the trained rows straight from dz, one row at a time: each selected row's
+ * weight gradient is made in row_buf (I/g x KH x KW floats) and applied at once by the update
+ * rule (master NULL: rule round, tt_update_s8_round_f32; else tt_update_s8_master_f32), so no
+ * whole weight gradient exists. w (and master) hold the selected rows (count x I/g x KH x KW, in
+ * sel's order; sel NULL: all out_c), qas one scale per selected row. db (may be NULL) as
+ * tt_conv2d_s8_grad_weight_f32's. Bit for bit that op followed by the update. */
+tt_status tt_conv2d_s8_sgd_f32(const tt_conv2d_params *p, const tt_channel_select *sel,
+                               const float *dz, const int8_t *x, int32_t x_zero, int8_t *w,
+                               float *master, const float *qas, float lr, float *db,
+                               float *row_buf);
+
 /* (dx1, dx2) = (g * f32(s1/sy), g * f32(s2/sy)), g = dy where the add's clamp mask (NULL: none)
  * has its bit set, else 0; each factor divided in double and rounded once. dx1 or dx2 may be NULL
  * (not wanted) or alias dy. */
