@@ -472,18 +472,30 @@ typedef struct {
     int erases, writes, commits;
     int erased_slot, committed_slot;
     size_t erased_size, committed_len;
+    size_t tables_at, tables_size; /* the last erase past offset 0: the plan's tables */
     size_t fail_write_at; /* a write at this offset fails (SIZE_MAX: never) */
 } store_device;
 
 static store_device flashdev;
 
-static int store_erase(void *ctx, int slot, size_t size)
+/* Offset 0 (a plan upload) erases the whole slot; a later run (the plan's tables) only its own
+ * range: the plan before it must stay. */
+static int store_erase(void *ctx, int slot, size_t offset, size_t size)
 {
     store_device *f = ctx;
     f->erases++;
     f->erased_slot = slot;
-    f->erased_size = size;
-    memset(f->t.slots[slot], 0xFF, PLAN_CAPACITY);
+    if (offset == 0) {
+        f->erased_size = size;
+        memset(f->t.slots[slot], 0xFF, PLAN_CAPACITY);
+    } else {
+        if (offset + size > PLAN_CAPACITY) {
+            return -28;
+        }
+        f->tables_at = offset;
+        f->tables_size = size;
+        memset(f->t.slots[slot] + offset, 0xFF, size);
+    }
     return 0;
 }
 
@@ -526,6 +538,20 @@ static void store_device_init(store_device *f, int slots)
     f->t.seq = 0x40;
 }
 
+/* ERROR with that status whose message contains `part`. */
+static void expect_error_text(const char *what, uint8_t type, const reply *r, tt_status code,
+                              const char *part)
+{
+    device_error e;
+    bool ok = type == TT_MSG_ERROR && decode_error(r, &e) && e.code == (int32_t)code &&
+              strstr(e.msg, part) != NULL;
+    char detail[240];
+    snprintf(detail, sizeof detail, "reply type 0x%02x, code %ld (want %s, \"%s\"): %s", type,
+             (long)(type == TT_MSG_ERROR ? e.code : 0), tt_status_name(code), part,
+             type == TT_MSG_ERROR ? e.msg : "");
+    tt_test_case(what, ok, detail);
+}
+
 /* Uploads through the slot hooks, a failing write, and tt_device_restore of the stored slot. */
 static void run_store(const plan_files *small, const plan_files *demo)
 {
@@ -534,17 +560,34 @@ static void run_store(const plan_files *small, const plan_files *demo)
     char detail[160];
     store_device_init(&flashdev, 2);
     uint8_t type = upload(&flashdev.t, small->file, small->len, 700, NULL, &r);
-    bool ok = type == TT_MSG_ACK && flashdev.erases == 1 && flashdev.erased_slot == 1 &&
-              flashdev.erased_size == small->len && flashdev.commits == 1 &&
+    tt_plan sp;
+    tt_error verr = {TT_OK, ""};
+    bool valid = tt_plan_validate(small->file, small->len, SIZE_MAX, &sp, &verr) == TT_OK;
+    size_t tables_at = (small->len + TT_PLAN_TABLES_ALIGN - 1) / TT_PLAN_TABLES_ALIGN *
+                       TT_PLAN_TABLES_ALIGN;
+    bool ok = type == TT_MSG_ACK && valid && flashdev.erases == 2 && flashdev.erased_slot == 1 &&
+              flashdev.erased_size == small->len && flashdev.tables_at == tables_at &&
+              flashdev.tables_size == sp.tables_size && flashdev.commits == 1 &&
               flashdev.committed_slot == 1 && flashdev.committed_len == small->len &&
-              flashdev.writes == (int)((small->len + 699) / 700) &&
+              flashdev.writes == (int)((small->len + 699) / 700) + 1 &&
               memcmp(flashdev.t.slots[1], small->file, small->len) == 0;
-    snprintf(detail, sizeof detail, "reply 0x%02x, erases %d (slot %d, %lu B), writes %d, "
-             "commits %d (slot %d, %lu B)", type, flashdev.erases, flashdev.erased_slot,
-             (unsigned long)flashdev.erased_size, flashdev.writes, flashdev.commits,
-             flashdev.committed_slot, (unsigned long)flashdev.committed_len);
+    snprintf(detail, sizeof detail, "reply 0x%02x, erases %d (slot %d, %lu B; tables %lu B at "
+             "%lu), writes %d, commits %d (slot %d, %lu B)", type, flashdev.erases,
+             flashdev.erased_slot, (unsigned long)flashdev.erased_size,
+             (unsigned long)flashdev.tables_size, (unsigned long)flashdev.tables_at,
+             flashdev.writes, flashdev.commits, flashdev.committed_slot,
+             (unsigned long)flashdev.committed_len);
     tt_test_case("store hooks: PLAN_BEGIN erases the inactive slot, chunks go through slot_write, "
-                 "the commit is reported", ok, detail);
+                 "the commit erases and writes the tables after the plan (one staged piece) and "
+                 "is reported", ok, detail);
+    info in = hello(&flashdev.t, "tables in the slot");
+    ok = in.plan_loaded && in.arena_used == sp.arena_size &&
+         memcmp(flashdev.t.dev.plan.tensors, flashdev.t.slots[1] + tables_at, 16) == 0 &&
+         (const uint8_t *)flashdev.t.dev.plan.tensors == flashdev.t.slots[1] + tables_at;
+    snprintf(detail, sizeof detail, "arena_used %lu, plan arena %lu", (unsigned long)in.arena_used,
+             (unsigned long)sp.arena_size);
+    tt_test_case("store hooks: the tables are read in the slot, INFO arena_used is the plan's "
+                 "arena alone", ok, detail);
     const pd_step *s0 = &small->plan->steps[0];
     ok = train(&flashdev.t, s0, small->samples[0], small->sample_len, &st) &&
          close_rel(st.loss, s0->loss);
@@ -554,7 +597,7 @@ static void run_store(const plan_files *small, const plan_files *demo)
     type = upload(&flashdev.t, demo->file, demo->len, 4000, NULL, &r);
     expect_error("store hooks: a failing slot_write -> ERROR TT_ERR_STORAGE", type, &r,
                  TT_ERR_STORAGE);
-    info in = hello(&flashdev.t, "after the failed write");
+    in = hello(&flashdev.t, "after the failed write");
     ok = in.plan_loaded && in.steps == 1 && flashdev.commits == 1 &&
          memcmp(in.plan_hash, small->file + small->len - TT_SHA256_SIZE, TT_SHA256_SIZE) == 0;
     tt_test_case("store hooks: ... and the running plan is kept", ok, NULL);
@@ -575,26 +618,62 @@ static void run_store(const plan_files *small, const plan_files *demo)
          close_rel(st.loss, s0->loss);
     tt_test_case("tt_device_restore: the stored plan runs with its initial parameters", ok,
                  err.msg);
+    /* The rebooted device's arena (and slots) lie elsewhere: the tables in the slot hold the first
+     * device's pointers, so they are decoded into the arena's tail instead, and INFO counts them. */
+    in = hello(&rebooted.t, "restored elsewhere");
+    ok = in.arena_used == sp.arena_size + sp.tables_size && rebooted.t.dev.plan.tables_bytes > 0;
+    snprintf(detail, sizeof detail, "arena_used %lu, arena %lu + tables %lu",
+             (unsigned long)in.arena_used, (unsigned long)sp.arena_size,
+             (unsigned long)sp.tables_size);
+    tt_test_case("tt_device_restore: tables another build wrote -> tables in the arena tail", ok,
+                 detail);
+    /* The same device restoring its own slot: the tables there match and are used in place. */
+    int erases = flashdev.erases;
+    err = (tt_error){TT_OK, ""};
+    rs = tt_device_restore(&flashdev.t.dev, 1, small->len, &err);
+    in = hello(&flashdev.t, "restored in place");
+    ok = rs == TT_OK && in.arena_used == sp.arena_size && flashdev.erases == erases &&
+         (const uint8_t *)flashdev.t.dev.plan.tensors == flashdev.t.slots[1] + tables_at &&
+         train(&flashdev.t, s0, small->samples[0], small->sample_len, &st) &&
+         close_rel(st.loss, s0->loss);
+    tt_test_case("tt_device_restore: this firmware's tables are checked and read in place (no "
+                 "erase, no RAM)", ok, err.msg);
     rs = tt_device_restore(&rebooted.t.dev, 0, small->len, &err); /* slot 0 holds no plan */
     in = hello(&rebooted.t, "bad restore");
     ok = rs != TT_OK && !in.plan_loaded;
     tt_test_case("tt_device_restore of a slot without a valid plan fails, nothing loaded", ok,
                  tt_status_name(rs));
-    TT_CHECK(!flashdev.t.overflowed && !rebooted.t.overflowed);
-}
 
-/* ERROR with that status whose message contains `part`. */
-static void expect_error_text(const char *what, uint8_t type, const reply *r, tt_status code,
-                              const char *part)
-{
-    device_error e;
-    bool ok = type == TT_MSG_ERROR && decode_error(r, &e) && e.code == (int32_t)code &&
-              strstr(e.msg, part) != NULL;
-    char detail[240];
-    snprintf(detail, sizeof detail, "reply type 0x%02x, code %ld (want %s, \"%s\"): %s", type,
-             (long)(type == TT_MSG_ERROR ? e.code : 0), tt_status_name(code), part,
-             type == TT_MSG_ERROR ? e.msg : "");
-    tt_test_case(what, ok, detail);
+    /* The tables' write fails: the commit fails, the running plan keeps running. */
+    flashdev.fail_write_at = (demo->len + TT_PLAN_TABLES_ALIGN - 1) / TT_PLAN_TABLES_ALIGN *
+                             TT_PLAN_TABLES_ALIGN;
+    type = upload(&flashdev.t, demo->file, demo->len, 4000, NULL, &r);
+    expect_error_text("store hooks: the tables' write fails -> TT_ERR_STORAGE", type, &r,
+                      TT_ERR_STORAGE, "tables");
+    in = hello(&flashdev.t, "after the failed tables");
+    ok = in.plan_loaded && in.steps == 1 && flashdev.commits == 1 &&
+         memcmp(in.plan_hash, small->file + small->len - TT_SHA256_SIZE, TT_SHA256_SIZE) == 0 &&
+         train(&flashdev.t, &small->plan->steps[1], small->samples[1], small->sample_len, &st) &&
+         st.step == 2;
+    tt_test_case("store hooks: ... and the running plan keeps training", ok, NULL);
+    flashdev.fail_write_at = SIZE_MAX;
+
+    /* A slot with room for the plan but not for its tables: refused at PLAN_COMMIT, saying so. */
+    static store_device tight;
+    store_device_init(&tight, 2);
+    tt_port port = {"test-flash", "ticks", NULL, store_port_write, &tight};
+    size_t capacity = tables_at + sp.tables_size - 8;
+    tt_device_init(&tight.t.dev, &port, tight.t.arena, sizeof tight.t.arena, tight.t.slots[0],
+                   tight.t.slots[1], capacity);
+    tt_plan_store hooks = {store_erase, store_write, store_committed, &tight};
+    tt_device_set_plan_store(&tight.t.dev, &hooks);
+    type = upload(&tight.t, small->file, small->len, 700, NULL, &r);
+    expect_error_text("a slot without room for the plan's tables -> TT_ERR_TOO_LARGE naming them",
+                      type, &r, TT_ERR_TOO_LARGE, "tables exceed");
+    in = hello(&tight.t, "tight");
+    tt_test_case("... and no plan is loaded, nothing committed", !in.plan_loaded &&
+                 tight.commits == 0, NULL);
+    TT_CHECK(!flashdev.t.overflowed && !rebooted.t.overflowed && !tight.t.overflowed);
 }
 
 /* INFO says no plan is loaded, and TRAIN is refused saying why. */
@@ -635,16 +714,16 @@ static void run_single_slot(const plan_files *small, const plan_files *demo)
                  in.plan_capacity == PLAN_CAPACITY && !in.plan_loaded, NULL);
 
     type = upload(&one.t, small->file, small->len, 700, NULL, &r);
-    bool ok = type == TT_MSG_ACK && one.erases == 1 && one.erased_slot == 0 &&
+    bool ok = type == TT_MSG_ACK && one.erases == 2 && one.erased_slot == 0 &&
               one.commits == 1 && one.committed_slot == 0 && one.committed_len == small->len &&
               runs_plan(&one.t, small, 0);
-    tt_test_case("one slot: upload erases and commits slot 0, the plan trains (reference loss)",
-                 ok, NULL);
+    tt_test_case("one slot: upload erases (plan, then its tables) and commits slot 0, the plan "
+                 "trains (reference loss)", ok, NULL);
 
     type = request(&one.t, TT_MSG_PLAN_BEGIN, req, cbor_begin(PLAN_CAPACITY + 1, small->file), &r);
     expect_error("one slot: PLAN_BEGIN over capacity -> TT_ERR_TOO_LARGE", type, &r,
                  TT_ERR_TOO_LARGE);
-    ok = one.erases == 1 && runs_plan(&one.t, small, 1);
+    ok = one.erases == 2 && runs_plan(&one.t, small, 1);
     tt_test_case("one slot: ... refused before erasing: the running plan is kept", ok, NULL);
 
     /* Interrupted: the demo plan's first half arrives, then the link goes quiet. */
@@ -656,7 +735,7 @@ static void run_single_slot(const plan_files *small, const plan_files *demo)
         size_t n = cbor_chunk((uint32_t)at, demo->file + at, 2000);
         t2 = request(&one.t, TT_MSG_PLAN_CHUNK, req, n, &r);
     }
-    ok = type == TT_MSG_ACK && t2 == TT_MSG_ACK && one.erases == 2 && one.erased_slot == 0 &&
+    ok = type == TT_MSG_ACK && t2 == TT_MSG_ACK && one.erases == 3 && one.erased_slot == 0 &&
          no_plan_runs(&one.t, small, "an upload replaced it (one plan slot)");
     tt_test_case("one slot: during an upload no plan is loaded (INFO; TRAIN -> TT_ERR_NO_PLAN "
                  "saying the upload replaced it)", ok, NULL);

@@ -272,25 +272,46 @@ static int append_record(tt_zstore *st)
 
 /* --- tt_device's plan store hooks --------------------------------------------------------------- */
 
-static int hook_erase(void *ctx, int slot, size_t size)
+/* A run of the slot (tt_plan_store): the plan at offset 0, then its tables after it. The erase
+ * at 0 covers the pages up to the one holding the plan's last byte; a later run erases only the
+ * pages after that one, so the plan's bytes stay (the rest of its last page is still erased, and
+ * the plan's last write block was padded with erase_value: the tables start at a later block). */
+static int hook_erase(void *ctx, int slot, size_t offset, size_t size)
 {
     tt_zstore *st = ctx;
     off_t base = slot_base(st, slot);
-    writer_begin(&st->upload, base, size);
-    return erase_range(st, base, size);
+    if (offset > st->slot_size || size > st->slot_size - offset) {
+        return -ENOSPC;
+    }
+    size_t from = 0; /* slot offset of the first page to erase */
+    if (offset > 0) {
+        struct flash_pages_info info;
+        int rc = flash_get_page_info_by_offs(st->fa->fa_dev,
+                                             st->fa->fa_off + base + (off_t)offset - 1, &info);
+        if (rc != 0) {
+            return rc;
+        }
+        from = (size_t)(info.start_offset + (off_t)info.size - st->fa->fa_off - base);
+    }
+    writer_begin(&st->upload, base + (off_t)offset, size);
+    if (offset + size <= from) {
+        return 0;
+    }
+    return erase_range(st, base + (off_t)from, offset + size - from);
 }
 
 static int hook_write(void *ctx, int slot, size_t offset, const uint8_t *data, size_t len)
 {
     tt_zstore *st = ctx;
     tt_zstore_writer *w = &st->upload;
-    if (w->base != slot_base(st, slot) || offset != writer_accepted(w) ||
-        len > w->total - offset) {
+    size_t accepted = writer_accepted(w);
+    if (slot_base(st, slot) + (off_t)offset != w->base + (off_t)accepted ||
+        len > w->total - accepted) {
         return -EINVAL;
     }
     int rc = writer_put(st, w, data, len);
     if (rc == 0 && writer_accepted(w) == w->total) {
-        rc = writer_flush(st, w); /* the whole plan must be readable for the commit */
+        rc = writer_flush(st, w); /* the whole run (plan, tables) must be readable */
     }
     return rc;
 }
@@ -429,7 +450,7 @@ int tt_zstore_restore(tt_zstore *st, tt_error *err)
     }
     const uint8_t *p = st->mapped + log_base(st) + st->last_at + HEADER_SIZE;
     for (uint32_t i = 0; i < dev->plan.n_tensors; i++) {
-        tt_tensor *t = &dev->plan.tensors[i];
+        const tt_tensor *t = &dev->plan.tensors[i];
         if (t->kind == TT_KIND_PARAM_TRAINABLE) {
             memcpy(t->data, p, t->nbytes);
             p += t->nbytes;

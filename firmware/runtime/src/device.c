@@ -125,7 +125,7 @@ static void handle_plan_begin(tt_device *dev, zcbor_state_t *s, response *r)
         dev->steps = 0;
     }
     if (dev->store.write != NULL && dev->store.erase != NULL) {
-        int rc = dev->store.erase(dev->store.ctx, upload_slot(dev), size);
+        int rc = dev->store.erase(dev->store.ctx, upload_slot(dev), 0, size);
         if (rc != 0) {
             tt_fail(&r->err, TT_ERR_STORAGE, "plan store: erasing room for %lu bytes failed (%d)%s",
                     (unsigned long)size, rc,
@@ -185,6 +185,38 @@ static void note_no_plan(const tt_device *dev, response *r)
     }
 }
 
+/* A plan slot as tt_plan_load_slot reads and writes it: through the store's hooks when the port
+ * has them (flash), staging the tables' pieces in the link's raw buffer (free while a request is
+ * handled: the request is decoded in rx, the reply is encoded after). */
+typedef struct {
+    tt_device *dev;
+    int slot;
+} slot_ref;
+
+static int slot_erase(void *ctx, size_t offset, size_t size)
+{
+    const slot_ref *ref = ctx;
+    return ref->dev->store.erase(ref->dev->store.ctx, ref->slot, offset, size);
+}
+
+static int slot_write(void *ctx, size_t offset, const uint8_t *data, size_t len)
+{
+    const slot_ref *ref = ctx;
+    return ref->dev->store.write(ref->dev->store.ctx, ref->slot, offset, data, len);
+}
+
+static tt_plan_slot plan_slot(tt_device *dev, int slot, slot_ref *ref)
+{
+    *ref = (slot_ref){dev, slot};
+    tt_plan_slot s = {dev->plan_slot[slot], dev->plan_capacity, NULL, NULL, ref, dev->raw,
+                      sizeof dev->raw};
+    if (dev->store.write != NULL) {
+        s.write = slot_write;
+        s.erase = dev->store.erase != NULL ? slot_erase : NULL;
+    }
+    return s;
+}
+
 static void handle_plan_commit(tt_device *dev, response *r)
 {
     if (!dev->uploading || dev->upload_next != dev->upload_size) {
@@ -200,39 +232,17 @@ static void handle_plan_commit(tt_device *dev, response *r)
         note_no_plan(dev, r);
         return;
     }
+    /* Decoded and checked with its tables written into its own slot after it, read there in
+     * place: nothing the running plan uses (its slot, its tables, the arena) is touched until
+     * every check has passed. */
     tt_plan candidate;
-    /* Structure, version, hash and size first, without writing anything. */
-    tt_status st = tt_plan_validate(staged, dev->upload_size, dev->arena.capacity, &candidate,
-                                    &r->err);
+    slot_ref ref;
+    tt_plan_slot slot = plan_slot(dev, upload_slot(dev), &ref);
+    tt_status st = tt_plan_load_slot(&slot, dev->upload_size, &dev->arena, true, true, &candidate,
+                                     &r->err);
     if (st != TT_OK) {
         r->type = TT_MSG_ERROR;
         note_no_plan(dev, r);
-        return;
-    }
-    /* The remaining checks need the new tables in the arena tail. Keep the running plan's
-     * parameters (the arena head) out of their way when both fit; otherwise the running plan
-     * has to go first, and the reply says so if the new one then fails. */
-    size_t keep = dev->loaded ? dev->plan.arena_size : 0;
-    bool unloaded = false;
-    size_t head = keep > candidate.arena_size ? keep : candidate.arena_size;
-    if (head + candidate.tables_bytes > dev->arena.capacity) {
-        keep = 0;
-        unloaded = dev->loaded;
-        dev->loaded = false;
-    }
-    st = tt_plan_load(staged, dev->upload_size, &dev->arena, keep, true, &candidate, &r->err);
-    if (st != TT_OK) {
-        r->type = TT_MSG_ERROR;
-        if (dev->loaded) { /* re-attach the good plan's tables; its parameters were not touched */
-            tt_plan_load(dev->plan_slot[dev->active], dev->active_len, &dev->arena, 0, false,
-                         &dev->plan, NULL);
-        } else if (unloaded) {
-            size_t n = strlen(r->err.msg);
-            snprintf(r->err.msg + n, sizeof r->err.msg - n,
-                     "; the previous plan was unloaded to make room");
-        } else {
-            note_no_plan(dev, r);
-        }
         return;
     }
     dev->plan = candidate;
@@ -378,14 +388,7 @@ static void handle_reset(tt_device *dev, response *r)
     if (!require_plan(dev, r)) {
         return;
     }
-    /* Re-attach the plan with its initial parameters. */
-    tt_status st = tt_plan_load(dev->plan_slot[dev->active], dev->active_len, &dev->arena, 0, true,
-                                &dev->plan, &r->err);
-    if (st != TT_OK) {
-        dev->loaded = false;
-        r->type = TT_MSG_ERROR;
-        return;
-    }
+    tt_plan_init_params(&dev->plan); /* the tables stay where they are */
     dev->steps = 0;
     reply_ack(dev, r);
 }
@@ -493,8 +496,18 @@ tt_status tt_device_restore(tt_device *dev, int slot, size_t len, tt_error *err)
     }
     dev->loaded = false;
     dev->uploading = false;
+    /* A RAM slot gets its tables written again; a store's slot (flash) keeps the ones the upload
+     * wrote, compared with what decoding the plan gives. Tables another firmware build wrote
+     * (its arena elsewhere) do not match: the plan then runs with its tables in the arena's
+     * tail, as far as they fit, until the next upload writes them again. */
     tt_plan candidate;
-    tt_status st = tt_plan_load(dev->plan_slot[slot], len, &dev->arena, 0, true, &candidate, err);
+    slot_ref ref;
+    tt_plan_slot s = plan_slot(dev, slot, &ref);
+    tt_status st = tt_plan_load_slot(&s, len, &dev->arena, dev->store.write == NULL, true,
+                                     &candidate, err);
+    if (st == TT_ERR_STORAGE && dev->store.write != NULL) {
+        st = tt_plan_load(dev->plan_slot[slot], len, &dev->arena, 0, true, &candidate, err);
+    }
     if (st != TT_OK) {
         return st;
     }

@@ -60,39 +60,43 @@ static tt_status check_op(const tt_plan *p, uint32_t k, tt_error *err)
     return r->check(&c, err);
 }
 
-tt_status tt_plan_check(tt_plan *p, uint8_t *arena_base, tt_error *err)
+tt_status tt_plan_check_tensor(const tt_plan *p, uint32_t i, tt_tensor *t, uint8_t *arena_base,
+                               tt_error *err)
 {
-    for (uint32_t i = 0; i < p->n_tensors; i++) {
-        tt_tensor *t = &p->tensors[i];
-        bool in_arena = t->arena_offset >= 0;
-        if (in_arena) {
-            if ((uint64_t)t->arena_offset + t->nbytes > p->arena_size || t->arena_offset % 4 != 0) {
-                return tt_fail(err, TT_ERR_PLAN_BOUNDS,
-                               "tensor %u (%lu bytes at %ld) lies outside the %lu-byte arena",
-                               (unsigned)i, (unsigned long)t->nbytes, (long)t->arena_offset,
-                               (unsigned long)p->arena_size);
-            }
-            t->data = arena_base + t->arena_offset;
+    bool in_arena = t->arena_offset >= 0;
+    t->data = NULL;
+    if (in_arena) {
+        if ((uint64_t)t->arena_offset + t->nbytes > p->arena_size || t->arena_offset % 4 != 0) {
+            return tt_fail(err, TT_ERR_PLAN_BOUNDS,
+                           "tensor %u (%lu bytes at %ld) lies outside the %lu-byte arena",
+                           (unsigned)i, (unsigned long)t->nbytes, (long)t->arena_offset,
+                           (unsigned long)p->arena_size);
         }
-        if (t->data_offset >= 0) {
-            if ((uint64_t)t->data_offset + t->nbytes > p->blob_len ||
-                ((uintptr_t)(p->blob + t->data_offset)) % 4u != 0) {
-                return tt_fail(err, TT_ERR_PLAN_BOUNDS,
-                               "tensor %u data lies outside the %lu-byte constant blob or is "
-                               "misaligned", (unsigned)i, (unsigned long)p->blob_len);
-            }
-            if (!in_arena) {
-                t->data = (void *)(uintptr_t)(p->blob + t->data_offset); /* read-only */
-            }
-        } else if (!in_arena || t->kind == TT_KIND_PARAM_TRAINABLE) {
-            return tt_fail(err, TT_ERR_PLAN_FORMAT, "tensor %u has no storage", (unsigned)i);
-        }
-        /* Loading copies a trainable tensor's initial value from the blob into the arena. */
-        if (t->kind == TT_KIND_PARAM_TRAINABLE && !in_arena) {
-            return tt_fail(err, TT_ERR_PLAN_FORMAT, "trainable tensor %u is not in the arena",
-                           (unsigned)i);
-        }
+        t->data = arena_base + t->arena_offset;
     }
+    if (t->data_offset >= 0) {
+        if ((uint64_t)t->data_offset + t->nbytes > p->blob_len ||
+            ((uintptr_t)(p->blob + t->data_offset)) % 4u != 0) {
+            return tt_fail(err, TT_ERR_PLAN_BOUNDS,
+                           "tensor %u data lies outside the %lu-byte constant blob or is "
+                           "misaligned", (unsigned)i, (unsigned long)p->blob_len);
+        }
+        if (!in_arena) {
+            t->data = (void *)(uintptr_t)(p->blob + t->data_offset); /* read-only */
+        }
+    } else if (!in_arena || t->kind == TT_KIND_PARAM_TRAINABLE) {
+        return tt_fail(err, TT_ERR_PLAN_FORMAT, "tensor %u has no storage", (unsigned)i);
+    }
+    /* Loading copies a trainable tensor's initial value from the blob into the arena. */
+    if (t->kind == TT_KIND_PARAM_TRAINABLE && !in_arena) {
+        return tt_fail(err, TT_ERR_PLAN_FORMAT, "trainable tensor %u is not in the arena",
+                       (unsigned)i);
+    }
+    return TT_OK;
+}
+
+tt_status tt_plan_check(const tt_plan *p, tt_error *err)
+{
     tt_status st = TT_OK;
     if ((st = check_binding(p, p->input, ANY_DTYPE, "input", err)) ||
         (st = check_binding(p, p->label, TT_DTYPE_S32, "label", err)) ||

@@ -48,15 +48,21 @@ typedef struct {
 } tt_port;
 
 /* A plan store that is not plain RAM (flash), set with tt_device_set_plan_store. With one,
- * PLAN_BEGIN calls erase (if set) for the slot the upload goes to (0 with one slot), and each
- * PLAN_CHUNK calls write instead of memcpy; a non-zero return is answered with ERROR
- * TT_ERR_STORAGE and ends the upload.
- * Chunks arrive in order from offset 0; every byte of the announced size must be readable when the
- * last chunk's write returns. The slots stay readable in place (memory-mapped flash): the plan is
- * hashed, decoded and run from there. committed (optional) is told when a committed upload in
- * `slot` (len bytes) has become the running plan. */
+ * PLAN_BEGIN calls erase (if set) for the slot the upload goes to (0 with one slot) with offset 0
+ * and the announced size, and each PLAN_CHUNK calls write instead of memcpy; a non-zero return is
+ * answered with ERROR TT_ERR_STORAGE and ends the upload.
+ * Each erase(slot, offset, size) starts a run: [offset, offset + size) of the slot must become
+ * writable, then write fills the run in order (offsets relative to the slot start); every byte of
+ * a run must be readable when the write of its last byte returns. Runs: the plan (offset 0,
+ * chunks as they arrive), then at PLAN_COMMIT, once the plan is hashed and decoded, its tables
+ * (offset: the plan's size rounded up to TT_PLAN_TABLES_ALIGN; tt_plan.h). An erase at an offset
+ * past 0 must leave the plan's bytes before it alone: the erase at 0 left the rest of the page
+ * holding the plan's last byte erased, so only pages after it need erasing.
+ * The slots stay readable in place (memory-mapped flash): the plan is hashed, decoded and run
+ * from there, and its tables read there. committed (optional) is told when a committed upload
+ * in `slot` (len bytes) has become the running plan. */
 typedef struct {
-    int (*erase)(void *ctx, int slot, size_t size);
+    int (*erase)(void *ctx, int slot, size_t offset, size_t size);
     int (*write)(void *ctx, int slot, size_t offset, const uint8_t *data, size_t len);
     void (*committed)(void *ctx, int slot, size_t len);
     void *ctx;
@@ -96,7 +102,9 @@ typedef struct {
 } tt_device;
 
 /* plan slots: two buffers of plan_capacity bytes each, 16-byte aligned; plan_slot1 == NULL: one
- * slot (uploads replace the running plan: INFO's plan_slots says so). */
+ * slot (uploads replace the running plan: INFO's plan_slots says so). A slot holds a plan and,
+ * after it, the tables the device decodes from it (tt_plan_load_slot): plan_capacity bounds both
+ * together. */
 void tt_device_init(tt_device *dev, const tt_port *port, uint8_t *arena, size_t arena_capacity,
                     uint8_t *plan_slot0, uint8_t *plan_slot1, size_t plan_capacity);
 /* Routes plan uploads through store (copied) instead of memcpy into the slots; call after init. */
@@ -108,7 +116,10 @@ void tt_device_set_stack_probe(tt_device *dev, uint32_t (*stack_peak)(void *ctx)
 void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len);
 /* Makes the len-byte plan already in slot (0 or 1; 0 with one slot) the running plan with its
  * initial parameters, as a committed upload would (a port restoring the plan it kept in flash at
- * boot). Every check of tt_plan_load applies; on failure no plan is loaded. */
+ * boot). Every check of tt_plan_load applies; on failure no plan is loaded. A store's slot
+ * (flash) must hold the tables its upload wrote after the plan; when they are not this
+ * firmware's (another build: its arena elsewhere), the tables go to the arena's tail instead
+ * (INFO arena_used counts them) until the next upload. */
 tt_status tt_device_restore(tt_device *dev, int slot, size_t len, tt_error *err);
 
 #endif

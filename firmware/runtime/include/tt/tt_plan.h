@@ -1,7 +1,10 @@
 /*
  * A decoded training plan (docs/plan-format.md). The plan bytes stay where they are (flash on a
- * device): frozen weights are read in place from its constant blob. The tables decoded from it
- * live in the arena's tail; every offset and size is checked before anything runs.
+ * device): frozen weights are read in place from its constant blob. Its tables (a record per
+ * tensor and per op, the operand and attribute arrays) are decoded once, every offset and size
+ * checked, and then read in place too: a device writes them into its plan slot right after the
+ * plan (tt_plan_load_slot), so they cost no RAM; tt_plan_load puts them in the arena's tail
+ * instead (tests, tools, and a device restoring tables another firmware build wrote).
  */
 #ifndef TT_PLAN_H
 #define TT_PLAN_H
@@ -25,6 +28,8 @@ typedef enum {
     TT_KIND_OUTPUT = 6,
 } tt_tensor_kind;
 
+/* The tables' records: native layout (the device writes and reads them itself; they never cross
+ * the link), zero padding, so the same plan on the same firmware gives the same bytes. */
 typedef struct {
     void *data;      /* resolved: arena + arena_offset, or the blob (read-only) + data_offset */
     uint32_t nbytes;
@@ -48,18 +53,22 @@ typedef struct {
     int32_t num_classes;
     float default_lr;
     uint32_t n_tensors, n_ops, n_operands, n_attrs;
-    tt_tensor *tensors;
-    tt_op *ops;
-    int32_t *operands;
-    int32_t *attrs;
+    /* The tables: in the plan slot after the plan (tt_plan_load_slot) or in the arena's tail
+     * (tt_plan_load); read-only once loaded. */
+    const tt_tensor *tensors;
+    const tt_op *ops;
+    const int32_t *operands;
+    const int32_t *attrs;
     const uint8_t *blob;
     size_t blob_len;
-    size_t tables_bytes; /* arena tail used by the tables above */
+    size_t tables_size;  /* bytes of the tables above, wherever they are */
+    size_t tables_bytes; /* of those, bytes in RAM (the arena tail): 0 when they are in the slot */
     uint8_t hash[TT_SHA256_SIZE];
 } tt_plan;
 
 /* Checks a whole plan file without touching the arena: version, hash, structure, and that every
- * tensor and op fits (the arena must hold arena_size + the tables). On success fills counts. */
+ * tensor and op fits (the arena must hold arena_size + the tables, as tt_plan_load places them).
+ * On success fills counts and tables_size. */
 tt_status tt_plan_validate(const uint8_t *file, size_t len, size_t arena_capacity, tt_plan *plan,
                            tt_error *err);
 /* Validates, then decodes the tables into the arena tail, leaving the first keep_head bytes of
@@ -69,6 +78,45 @@ tt_status tt_plan_validate(const uint8_t *file, size_t len, size_t arena_capacit
  * unchanged while the plan is in use. */
 tt_status tt_plan_load(const uint8_t *file, size_t len, tt_arena *arena, size_t keep_head,
                        bool init_params, tt_plan *plan, tt_error *err);
+
+/* A device's plan slot: the plan file at its start, and room after it for the plan's tables,
+ * which start at the plan's size rounded up to TT_PLAN_TABLES_ALIGN (a multiple of any flash
+ * write block the ports support, so a flash store starts a fresh block there). */
+#define TT_PLAN_TABLES_ALIGN 64u
+
+typedef struct {
+    uint8_t *base;   /* the slot, readable in place (16-byte aligned) */
+    size_t capacity; /* its bytes */
+    /* write NULL: the slot is RAM, written with memcpy. Otherwise (flash), writing the tables
+     * calls erase (if set) for [offset, offset + size) once (the bytes before offset, the plan,
+     * must stay), then write with consecutive pieces of that range, each staged in stage. */
+    int (*erase)(void *ctx, size_t offset, size_t size);
+    int (*write)(void *ctx, size_t offset, const uint8_t *data, size_t len);
+    void *ctx;
+    uint8_t *stage; /* stage_size bytes (> 0) the pieces are staged in */
+    size_t stage_size;
+} tt_plan_slot;
+
+/* Bytes of the slot a plan of len bytes with tables_size bytes of tables occupies. */
+static inline uint64_t tt_plan_slot_bytes(size_t len, size_t tables_size)
+{
+    return ((uint64_t)len + TT_PLAN_TABLES_ALIGN - 1u) / TT_PLAN_TABLES_ALIGN *
+               TT_PLAN_TABLES_ALIGN + tables_size;
+}
+
+/* The plan of len bytes at the start of slot, with its tables in the slot after it (no RAM:
+ * tables_bytes is 0). Validates as tt_plan_load (the arena must hold arena_size; the slot the
+ * plan and its tables, else TT_ERR_TOO_LARGE), then with write_tables decodes the tables into
+ * the slot (TT_ERR_STORAGE when the store fails), without it compares what the slot holds with
+ * what decoding gives (TT_ERR_STORAGE when they differ: tables written by another firmware
+ * build, whose arena lies elsewhere, or never written). Then every check of tt_plan_load, on the
+ * tables in place; nothing in the arena is written before they all pass (so a failed candidate
+ * leaves a running plan whole). init_params as for tt_plan_load. */
+tt_status tt_plan_load_slot(const tt_plan_slot *slot, size_t len, tt_arena *arena,
+                            bool write_tables, bool init_params, tt_plan *plan, tt_error *err);
+
+/* Copies every trainable parameter's initial value from the blob into the arena. */
+void tt_plan_init_params(const tt_plan *plan);
 
 static inline int32_t tt_op_operand(const tt_plan *plan, const tt_op *op, unsigned i)
 {
