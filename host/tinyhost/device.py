@@ -114,10 +114,11 @@ class SerialDevice:
         tables = model.ram_tables(plan) if model else tables_lower_bound(plan)
         if plan.arena_size + tables > info.arena_capacity:
             over = plan.arena_size + tables - info.arena_capacity
-            raise DeviceError(PLAN_ARENA, f"plan needs an arena of {plan.arena_size} bytes "
-                                          f"(+{tables} for its tables), {self.name} "
-                                          f"({info.board}) has {info.arena_capacity}: {over} bytes "
-                                          "too many; not uploaded")
+            who = self.name if info.board in self.name else f"{self.name} ({info.board})"
+            raise DeviceError(PLAN_ARENA, f"plan needs an arena of {plan.arena_size} bytes"
+                                          f"{f' (+{tables} for its tables)' if tables else ''}, "
+                                          f"{who} has {info.arena_capacity}: {over} bytes too "
+                                          "many; not uploaded")
 
     def _need_plan(self) -> Plan:
         if self.plan is None:

@@ -62,7 +62,8 @@ def check_both_sides(port: str, board_name: str, demo_plan, demo_data) -> None:
         with pytest.raises(DeviceError) as e:
             sent_bytes(device, plan_out, data_out)
         assert e.value.code == PLAN_ARENA and "not uploaded" in e.value.message
-        assert f"needs an arena of {plan_out.arena_size} bytes (+{tables}" in e.value.message
+        assert f"needs an arena of {plan_out.arena_size} bytes" in e.value.message
+        assert f"has {info.arena_capacity}: 8 bytes too many" in e.value.message
         # The device's own checks, without the host's: a host sending the plan's arena in
         # PLAN_BEGIN is refused there, before a chunk (when the arena alone is over); one that
         # does not (an older host) at PLAN_COMMIT, by the same rule.
