@@ -1,6 +1,6 @@
-"""Quantization math shared by the compiler and the reference executor: the fixed-point arithmetic of
-the int8 kernels, quantization parameters, the int8 add's parameters, QAS gradient scales and the
-size of 1-bit clamp masks.
+"""Quantization math shared by the compiler and the reference executor: the fixed-point arithmetic
+of the int8 kernels, quantization parameters, the int8 add's parameters, QAS gradient scales and
+the size of 1-bit clamp masks.
 
 A neutral module (numpy only): the compiler computes a plan's constants with it and the reference
 executor (refexec/requant.py and refexec/kernels_s8.py re-export these names) runs the plan with
@@ -110,7 +110,8 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def quantize_multipliers(reals: ArrayLike) -> tuple[I32, I32]:
-    """quantize_multiplier over a 1-D array (per-channel effective scales): (multipliers, shifts)."""
+    """quantize_multiplier over a 1-D array (per-channel effective scales): (multipliers,
+    shifts)."""
     r = np.asarray(reals, dtype=np.float64).ravel()
     pairs = [quantize_multiplier(float(v)) for v in r]
     mult = np.array([p[0] for p in pairs], dtype=np.int64)
@@ -165,7 +166,8 @@ def rounding_divide_by_pot(x: ArrayLike, exponent: ArrayLike) -> I64:
     return out
 
 
-def multiply_by_quantized_multiplier(acc: ArrayLike, multiplier: ArrayLike, shift: ArrayLike) -> I32:
+def multiply_by_quantized_multiplier(acc: ArrayLike, multiplier: ArrayLike,
+                                     shift: ArrayLike) -> I32:
     """TFLite MultiplyByQuantizedMultiplier(int32 x, multiplier, shift), double-rounding form:
     RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x * 2^max(shift, 0), multiplier),
     max(-shift, 0)). multiplier and shift broadcast against acc (numpy rules), e.g. per-channel
@@ -206,7 +208,8 @@ def quantize_per_channel_weights(w: ArrayLike) -> tuple[NDArray[np.int8], F32]:
     Returns (w_q int8, scales float32[O])."""
     wa = np.asarray(w)
     if wa.dtype != np.float32 or wa.ndim < 1 or wa.shape[0] == 0:
-        raise ValueError(f"w must be a float32 array with output channels first, got {wa.dtype} {wa.shape}")
+        raise ValueError("w must be a float32 array with output channels first, got "
+                         f"{wa.dtype} {wa.shape}")
     if not np.isfinite(wa).all():
         raise ValueError("w has non-finite values")
     flat = wa.reshape(wa.shape[0], -1)

@@ -102,7 +102,8 @@ class Autodiff:
             g.tensors[p].kind = TensorKind.PARAM_TRAINABLE
         needs = self.needs_grad()
         if g.logits not in needs:
-            raise CompileError("autodiff: nothing to train: no trainable parameter reaches the loss")
+            raise CompileError("autodiff: nothing to train: no trainable parameter reaches the "
+                               "loss")
         self.grad[g.logits] = append_loss(g)
         for op in reversed(g.ops[:g.n_forward]):
             y = op.outputs[0]

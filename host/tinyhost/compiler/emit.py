@@ -1,7 +1,8 @@
 """Pass 5, emit: IR graph + memory plan -> Plan (the schema the .ttp file serializes).
 
 Only this pass reads the memory plan; the constant blob holds every parameter's initial value,
-each 16-byte aligned (frozen ones are read in place on the device, trainable ones copied to the arena).
+each 16-byte aligned (frozen ones are read in place on the device, trainable ones copied to the
+arena).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Pass 1 for int8 models, import_tiny: a tiny-training pretrained int8 model (.pkl) -> IR forward ops.
+"""Pass 1 for int8 models, import_tiny: a tiny-training pretrained int8 model (.pkl) -> IR forward
+ops.
 
 The file is the paper's own quantized format (mit-han-lab/tiny-training, algorithm/quantize/
 custom_quantized_format.py): a dict `{first_conv, blocks: [{pointwise1?, depthwise, pointwise2,
@@ -270,8 +271,10 @@ class Importer:
         return int(size) if isinstance(size, (int, np.integer)) else None
 
     # -- layers -----------------------------------------------------------------------------
-    def conv(self, cfg: Any, name: str, x: int, x_quant: tuple[float, int]) -> tuple[int, tuple[float, int]]:
-        """One quantized conv (QuantizedConv2d of the paper): returns its output and (scale, zero)."""
+    def conv(self, cfg: Any, name: str, x: int,
+             x_quant: tuple[float, int]) -> tuple[int, tuple[float, int]]:
+        """One quantized conv (QuantizedConv2d of the paper): returns its output and (scale,
+        zero)."""
         g = self.g
         params = _get(cfg, "params", name)
         in_c = _int(_get(cfg, "in_channel", name), f"{name}.in_channel", 1)
@@ -307,14 +310,17 @@ class Importer:
         if self.native and oh > 0 and ow > 0 and "out_shape" in cfg and \
                 cfg["out_shape"] not in (oh, (oh, ow), [oh, ow]):
             raise _fail(name, f"out_shape {cfg['out_shape']} disagrees with the geometry "
-                        f"({h}x{w_} input, kernel {kh}x{kw}, stride {sh}, padding {ph}) -> {oh}x{ow}")
+                        f"({h}x{w_} input, kernel {kh}x{kw}, stride {sh}, padding {ph}) -> "
+                        f"{oh}x{ow}")
         y = self.emit.conv(name, x, weight, bias, w_scales, (x_scale, x_zero), (y_scale, y_zero),
-                           (sh, sw), (ph, pw), groups, (ACT_MIN, ACT_MAX), "use a larger --input-size")
+                           (sh, sw), (ph, pw), groups, (ACT_MIN, ACT_MAX),
+                           "use a larger --input-size")
         if abs(x_scale - x_quant[0]) > 1e-6 * x_quant[0] or x_zero != x_quant[1]:
             g.ops[-1].info["input_quant_mismatch"] = (x_quant, (x_scale, x_zero))
         return y, (y_scale, y_zero)
 
-    def block(self, cfg: Any, name: str, x: int, xq: tuple[float, int]) -> tuple[int, tuple[float, int]]:
+    def block(self, cfg: Any, name: str, x: int,
+              xq: tuple[float, int]) -> tuple[int, tuple[float, int]]:
         if not isinstance(cfg, dict):
             raise _fail(name, f"expected a dict, got {type(cfg).__name__}")
         if cfg.get("se") is not None:

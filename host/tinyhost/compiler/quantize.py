@@ -261,7 +261,8 @@ class Quantizer(Lowering):
         if nxt.target in RELU:
             return nxt, "relu"
         if nxt.target is aten.relu6.default or (
-                nxt.target in RELU6 and (float(_arg(nxt, 1, -1.0)), float(_arg(nxt, 2, 1.0))) == (0.0, 6.0)):
+                nxt.target in RELU6
+                and (float(_arg(nxt, 1, -1.0)), float(_arg(nxt, 2, 1.0))) == (0.0, 6.0)):
             return nxt, "relu6"
         return node, "none"
 

@@ -35,7 +35,8 @@ from tinyhost.compiler.errors import CompileError
 
 SIMPLE_FORMS = "full, last:K, bias-only"
 SCHEME_KEYS = {"n_bias_update", "manual_weight_idx", "weight_update_ratio"}
-SCHEME_FORMS = "scheme.json (one scheme) or sparse_schemes.json:MODEL:BUDGET (e.g. :mcunet-5fps:99kb)"
+SCHEME_FORMS = ("scheme.json (one scheme) or sparse_schemes.json:MODEL:BUDGET "
+                "(e.g. :mcunet-5fps:99kb)")
 
 
 @dataclass
@@ -207,7 +208,7 @@ def check_scheme(s: Scheme, n_conv: int, update: str) -> None:
             raise _err(update, f"manual_weight_idx {i} is not among the last n_bias_update = "
                        f"{s.n_bias_update} convs ({first_bias}..{n_conv - 1}); a layer whose "
                        "weight trains also trains its bias")
-    for i, r in zip(s.manual_weight_idx, s.weight_update_ratio):
+    for i, r in zip(s.manual_weight_idx, s.weight_update_ratio, strict=True):
         if not (0 <= r <= 1 or (r > 1 and float(r).is_integer())) or not math.isfinite(r):
             raise _err(update, f"weight_update_ratio {r} for conv {i}: expected a fraction in "
                        "[0, 1] or a whole channel count")
@@ -232,7 +233,7 @@ def layer_updates(s: Scheme, weights: list[np.ndarray], update: str) -> list[Lay
     n = len(weights)
     check_scheme(s, n, update)
     out = [LayerUpdate(bias=i >= n - s.n_bias_update) for i in range(n)]
-    for i, r in zip(s.manual_weight_idx, s.weight_update_ratio):
+    for i, r in zip(s.manual_weight_idx, s.weight_update_ratio, strict=True):
         ch = select_channels(weights[i], r)
         if ch is not None and ch.size == 0:
             continue  # ratio 0: bias only

@@ -58,7 +58,7 @@ def _verify_op(graph: Graph, k: int, op: IROp, n: int) -> None:
         if len(got) != len(want):
             raise _fail(f"{where} has {len(got)} {role}, its op has {len(want)} "
                         f"({', '.join(o.name for o in want)})")
-        for t, operand in zip(got, want):
+        for t, operand in zip(got, want, strict=True):
             if t == NONE:
                 if not operand.optional:
                     raise _fail(f"{where}: operand {operand.name} is required but absent")

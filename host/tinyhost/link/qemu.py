@@ -5,8 +5,8 @@ QEMU runs with `-icount shift=0` (one instruction per virtual nanosecond), so th
 training-step costs in instructions and runs deterministically; `-display none -monitor none`
 (not `-nographic`, whose stdio multiplexer eats byte 0x01), `server=on,wait=on` (the guest
 starts only once we are connected, so its banner is not lost) and `nodelay=on` (without it Nagle
-and delayed ACKs cost ~40 ms per reply; we disable Nagle on our end too). Semihosting gives the firmware an
-exit status and a console (QEMU's stderr, kept in a log) for fault reports.
+and delayed ACKs cost ~40 ms per reply; we disable Nagle on our end too). Semihosting gives the
+firmware an exit status and a console (QEMU's stderr, kept in a log) for fault reports.
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ class QemuProcess:
         self.serial: serial.SerialBase | None = None
         self.banner = ""
         try:
-            for attempt in range(3):  # the free port may be taken before QEMU binds it
+            for _attempt in range(3):  # the free port may be taken before QEMU binds it
                 self.tcp_port = _free_port()
                 self.command = qemu_command(self.qemu, self.elf, self.tcp_port, firmware_args,
                                             icount)
