@@ -15,9 +15,9 @@
 #include "tt/tt_version.h"
 
 typedef struct {
-    uint8_t type;      /* response type */
-    size_t len;        /* payload bytes written at dev->raw + 2 */
-    tt_error err;      /* set when type == TT_MSG_ERROR */
+    uint8_t type; /* response type */
+    size_t len;   /* payload bytes written at dev->raw + 2 */
+    tt_error err; /* set when type == TT_MSG_ERROR */
 } response;
 
 static uint8_t *payload_buf(tt_device *dev)
@@ -66,19 +66,23 @@ static void handle_hello(tt_device *dev, response *r)
     const char *board = dev->port.board ? dev->port.board : "unknown";
     const char *unit = dev->port.cost_unit ? dev->port.cost_unit : "none";
     uint32_t used = dev->loaded ? dev->plan.arena_size + (uint32_t)dev->plan.tables_bytes : 0;
-    bool ok = zcbor_map_start_encode(s, 15) &&
-              zcbor_tstr_put_lit(s, "firmware") && zcbor_tstr_put_term(s, TT_FIRMWARE_VERSION, 32) &&
+    bool ok = zcbor_map_start_encode(s, 15) && zcbor_tstr_put_lit(s, "firmware") &&
+              zcbor_tstr_put_term(s, TT_FIRMWARE_VERSION, 32) &&
               zcbor_tstr_put_lit(s, "protocol") && zcbor_uint32_put(s, TT_PROTOCOL_VERSION) &&
-              zcbor_tstr_put_lit(s, "plan_format") && zcbor_uint32_put(s, TT_PLAN_FORMAT_VERSION) &&
-              zcbor_tstr_put_lit(s, "board") && zcbor_tstr_put_term(s, board, 64) &&
-              zcbor_tstr_put_lit(s, "arena_capacity") && zcbor_uint32_put(s, (uint32_t)dev->arena.capacity) &&
-              zcbor_tstr_put_lit(s, "plan_capacity") && zcbor_uint32_put(s, (uint32_t)dev->plan_capacity) &&
-              zcbor_tstr_put_lit(s, "plan_slots") && zcbor_uint32_put(s, (uint32_t)dev->plan_slots) &&
+              zcbor_tstr_put_lit(s, "plan_format") &&
+              zcbor_uint32_put(s, TT_PLAN_FORMAT_VERSION) && zcbor_tstr_put_lit(s, "board") &&
+              zcbor_tstr_put_term(s, board, 64) && zcbor_tstr_put_lit(s, "arena_capacity") &&
+              zcbor_uint32_put(s, (uint32_t)dev->arena.capacity) &&
+              zcbor_tstr_put_lit(s, "plan_capacity") &&
+              zcbor_uint32_put(s, (uint32_t)dev->plan_capacity) &&
+              zcbor_tstr_put_lit(s, "plan_slots") &&
+              zcbor_uint32_put(s, (uint32_t)dev->plan_slots) &&
               zcbor_tstr_put_lit(s, "max_payload") && zcbor_uint32_put(s, TT_MAX_PAYLOAD) &&
               zcbor_tstr_put_lit(s, "cost_unit") && zcbor_tstr_put_term(s, unit, 32) &&
               zcbor_tstr_put_lit(s, "plan_loaded") && zcbor_bool_put(s, dev->loaded) &&
               zcbor_tstr_put_lit(s, "plan_hash") &&
-              zcbor_bstr_encode_ptr(s, (const char *)dev->plan.hash, dev->loaded ? TT_SHA256_SIZE : 0) &&
+              zcbor_bstr_encode_ptr(s, (const char *)dev->plan.hash,
+                                    dev->loaded ? TT_SHA256_SIZE : 0) &&
               zcbor_tstr_put_lit(s, "arena_used") && zcbor_uint32_put(s, used) &&
               zcbor_tstr_put_lit(s, "steps") && zcbor_uint32_put(s, dev->steps) &&
               (dev->stack_peak == NULL || (zcbor_tstr_put_lit(s, "stack_peak") &&
@@ -98,8 +102,7 @@ static void handle_plan_begin(tt_device *dev, zcbor_state_t *s, response *r)
     struct zcbor_string hash;
     if (!(zcbor_list_start_decode(s) && zcbor_uint32_decode(s, &size) &&
           zcbor_bstr_decode(s, &hash) && hash.len == TT_SHA256_SIZE &&
-          (zcbor_array_at_end(s) || zcbor_uint32_decode(s, &arena)) &&
-          zcbor_list_end_decode(s))) {
+          (zcbor_array_at_end(s) || zcbor_uint32_decode(s, &arena)) && zcbor_list_end_decode(s))) {
         reply_error(r, TT_ERR_PROTO, "PLAN_BEGIN needs [size, sha256] or [size, sha256, arena]");
         return;
     }
@@ -127,9 +130,9 @@ static void handle_plan_begin(tt_device *dev, zcbor_state_t *s, response *r)
     if (dev->store.write != NULL && dev->store.erase != NULL) {
         int rc = dev->store.erase(dev->store.ctx, upload_slot(dev), 0, size);
         if (rc != 0) {
-            tt_fail(&r->err, TT_ERR_STORAGE, "plan store: erasing room for %lu bytes failed (%d)%s",
-                    (unsigned long)size, rc,
-                    dev->plan_slots == 1 ? "; no plan loaded (one slot)" : "");
+            tt_fail(&r->err, TT_ERR_STORAGE,
+                    "plan store: erasing room for %lu bytes failed (%d)%s", (unsigned long)size,
+                    rc, dev->plan_slots == 1 ? "; no plan loaded (one slot)" : "");
             r->type = TT_MSG_ERROR;
             return;
         }
@@ -279,7 +282,8 @@ static bool write_input(tt_device *dev, uint32_t offset, const struct zcbor_stri
     }
     if (offset > in->nbytes || data->len > in->nbytes - offset ||
         (whole && data->len != in->nbytes)) {
-        tt_fail(&r->err, TT_ERR_PROTO, "sample of %lu bytes at %lu does not fit the %lu-byte input",
+        tt_fail(&r->err, TT_ERR_PROTO,
+                "sample of %lu bytes at %lu does not fit the %lu-byte input",
                 (unsigned long)data->len, (unsigned long)offset, (unsigned long)in->nbytes);
         r->type = TT_MSG_ERROR;
         return false;

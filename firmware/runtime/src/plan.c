@@ -25,13 +25,13 @@ typedef enum {
 
 typedef struct {
     sink_kind kind;
-    uint8_t *dest;             /* where the tables are read in place */
-    size_t at;                 /* bytes emitted so far */
-    const tt_plan_slot *slot;  /* SINK_STORE */
-    size_t slot_offset;        /* of dest in the slot */
-    size_t staged;             /* bytes waiting in slot->stage */
-    int store_rc;              /* the failing write's return value */
-    bool mismatch;             /* SINK_VERIFY: some byte differs */
+    uint8_t *dest;            /* where the tables are read in place */
+    size_t at;                /* bytes emitted so far */
+    const tt_plan_slot *slot; /* SINK_STORE */
+    size_t slot_offset;       /* of dest in the slot */
+    size_t staged;            /* bytes waiting in slot->stage */
+    int store_rc;             /* the failing write's return value */
+    bool mismatch;            /* SINK_VERIFY: some byte differs */
 } sink;
 
 typedef enum {
@@ -429,7 +429,8 @@ static tt_status install(const uint8_t *file, size_t len, tt_plan *plan, sink *o
                        (unsigned long)out->at, (unsigned long)plan->tables_size);
     }
     if (out->mismatch) {
-        return tt_fail(err, TT_ERR_STORAGE, "the plan's tables in its slot are not this "
+        return tt_fail(err, TT_ERR_STORAGE,
+                       "the plan's tables in its slot are not this "
                        "firmware's (written by another build, or torn)");
     }
     point_at_tables(plan, out->dest);
@@ -494,7 +495,8 @@ tt_status tt_plan_load_slot(const tt_plan_slot *slot, size_t len, tt_arena *aren
     if (need > slot->capacity) {
         return tt_fail(err, TT_ERR_TOO_LARGE,
                        "plan of %lu bytes and its %lu bytes of tables exceed the %lu-byte plan "
-                       "slot", (unsigned long)len, (unsigned long)plan->tables_size,
+                       "slot",
+                       (unsigned long)len, (unsigned long)plan->tables_size,
                        (unsigned long)slot->capacity);
     }
     size_t at = (size_t)need - plan->tables_size;

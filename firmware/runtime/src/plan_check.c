@@ -14,7 +14,8 @@ static tt_status check_binding(const tt_plan *p, int32_t index, uint8_t dtype, c
     if (index < 0 || (uint32_t)index >= p->n_tensors || p->tensors[index].arena_offset < 0 ||
         (dtype != ANY_DTYPE && p->tensors[index].dtype != dtype) ||
         (dtype != ANY_DTYPE && strcmp(what, "logits") != 0 && p->tensors[index].nbytes != 4u)) {
-        return tt_fail(err, TT_ERR_PLAN_FORMAT, "plan binding '%s' is not a valid arena tensor", what);
+        return tt_fail(err, TT_ERR_PLAN_FORMAT, "plan binding '%s' is not a valid arena tensor",
+                       what);
     }
     return TT_OK;
 }
@@ -22,18 +23,12 @@ static tt_status check_binding(const tt_plan *p, int32_t index, uint8_t dtype, c
 static bool attr_in_range(int32_t v, uint8_t range)
 {
     switch ((tt_attr_range)range) {
-    case TT_ATTR_POS:
-        return v >= 1;
-    case TT_ATTR_NONNEG:
-        return v >= 0;
-    case TT_ATTR_INT8:
-        return v >= -128 && v <= 127;
-    case TT_ATTR_RSHIFT:
-        return v >= -31 && v <= 0;
-    case TT_ATTR_LSHIFT:
-        return v >= 0 && v <= 30;
-    case TT_ATTR_RULE:
-        return v == 0 || v == 1;
+    case TT_ATTR_POS: return v >= 1;
+    case TT_ATTR_NONNEG: return v >= 0;
+    case TT_ATTR_INT8: return v >= -128 && v <= 127;
+    case TT_ATTR_RSHIFT: return v >= -31 && v <= 0;
+    case TT_ATTR_LSHIFT: return v >= 0 && v <= 30;
+    case TT_ATTR_RULE: return v == 0 || v == 1;
     }
     return false;
 }
@@ -44,8 +39,10 @@ static tt_status check_op(const tt_plan *p, uint32_t k, tt_error *err)
     const tt_op *op = &p->ops[k];
     const tt_op_registration *r = tt_op_find(op->opcode);
     if (r == NULL) {
-        return tt_fail(err, TT_ERR_UNSUPPORTED_OP, "op %u: opcode %u is not supported by "
-                       "this firmware", (unsigned)k, (unsigned)op->opcode);
+        return tt_fail(err, TT_ERR_UNSUPPORTED_OP,
+                       "op %u: opcode %u is not supported by "
+                       "this firmware",
+                       (unsigned)k, (unsigned)op->opcode);
     }
     if (op->n_inputs != r->n_in || op->n_outputs != r->n_out || op->n_attrs != r->n_attrs) {
         return tt_fail(err, TT_ERR_PLAN_FORMAT, "op %u (opcode %u): wrong operand count",
@@ -79,7 +76,8 @@ tt_status tt_plan_check_tensor(const tt_plan *p, uint32_t i, tt_tensor *t, uint8
             ((uintptr_t)(p->blob + t->data_offset)) % 4u != 0) {
             return tt_fail(err, TT_ERR_PLAN_BOUNDS,
                            "tensor %u data lies outside the %lu-byte constant blob or is "
-                           "misaligned", (unsigned)i, (unsigned long)p->blob_len);
+                           "misaligned",
+                           (unsigned)i, (unsigned long)p->blob_len);
         }
         if (!in_arena) {
             t->data = (void *)(uintptr_t)(p->blob + t->data_offset); /* read-only */

@@ -41,8 +41,8 @@ enum {
 
 typedef struct {
     const char *board;
-    const char *cost_unit;                 /* unit of cost_counter: "us", "instructions", ... */
-    uint32_t (*cost_counter)(void *ctx);   /* free-running counter; NULL: costs report 0 */
+    const char *cost_unit;               /* unit of cost_counter: "us", "instructions", ... */
+    uint32_t (*cost_counter)(void *ctx); /* free-running counter; NULL: costs report 0 */
     void (*write)(void *ctx, const uint8_t *data, size_t len);
     void *ctx;
 } tt_port;

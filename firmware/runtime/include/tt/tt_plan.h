@@ -31,7 +31,7 @@ typedef enum {
 /* The tables' records: native layout (the device writes and reads them itself; they never cross
  * the link), zero padding, so the same plan on the same firmware gives the same bytes. */
 typedef struct {
-    void *data;      /* resolved: arena + arena_offset, or the blob (read-only) + data_offset */
+    void *data; /* resolved: arena + arena_offset, or the blob (read-only) + data_offset */
     uint32_t nbytes;
     int32_t arena_offset;
     int32_t data_offset;
@@ -101,7 +101,8 @@ typedef struct {
 static inline uint64_t tt_plan_slot_bytes(size_t len, size_t tables_size)
 {
     return ((uint64_t)len + TT_PLAN_TABLES_ALIGN - 1u) / TT_PLAN_TABLES_ALIGN *
-               TT_PLAN_TABLES_ALIGN + tables_size;
+               TT_PLAN_TABLES_ALIGN +
+           tables_size;
 }
 
 /* The plan of len bytes at the start of slot, with its tables in the slot after it (no RAM:
