@@ -1,25 +1,26 @@
 """The training plan: dataclasses (the schema) and their CBOR form (`.ttp` files).
 
-A `.ttp` file is the CBOR array `[format_version, body, sha256(body)]`, where `body` is a byte string
-holding the CBOR-encoded plan body (see docs/plan.cddl). The version comes first so any reader can
-refuse a plan from another format version before parsing anything else. The constant blob (frozen
-parameters and the initial values of trainable ones) is the body's last element, and the encoder pads
-the body so the blob starts at a 16-byte-aligned file offset: a device keeps the plan in flash and
-reads frozen weights in place.
+A `.ttp` file is the CBOR array `[format_version, body, sha256(body)]`, where `body` is a byte
+string holding the CBOR-encoded plan body (see docs/plan.cddl). The version comes first so any
+reader can refuse a plan from another format version before parsing anything else. The constant
+blob (frozen parameters and the initial values of trainable ones) is the body's last element, and
+the encoder pads the body so the blob starts at a 16-byte-aligned file offset: a device keeps the
+plan in flash and reads frozen weights in place. decode_plan refuses exactly what the firmware
+refuses (tinyhost.plan_check).
 """
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, cast
 
 import cbor2
 import numpy as np
 
-from tinyhost.dtypes import DType
-from tinyhost.ops import OP_SPECS, Opcode, UpdateRule, attr_index
+from tinyhost import plan_check
+from tinyhost.dtypes import DType as DType  # re-exported: the plan's element types
+from tinyhost.ops import Opcode, attr_index
 
 PLAN_FORMAT_VERSION = 1
 BLOB_ALIGN = 16
@@ -157,81 +158,56 @@ def encode_plan(plan: Plan) -> bytes:
     raise AssertionError("no padding aligns the blob")  # unreachable: 16 consecutive offsets
 
 
-def _expect(cond: bool, what: str) -> None:
-    if not cond:
-        raise PlanError(f"malformed plan: {what}")
+def _opcode(value: int) -> Opcode:
+    """An op's opcode; one the registry does not know stays a plain int until check_plan
+    refuses it (as the firmware does, after the tensors and bindings)."""
+    return Opcode(value) if value in Opcode._value2member_map_ else cast(Opcode, value)
 
 
 def decode_plan(data: bytes) -> Plan:
-    """Parse and check a `.ttp` file; every problem raises PlanError naming it."""
-    stream = io.BytesIO(data)
+    """Parse and check a `.ttp` file; PlanError names the first problem. It refuses exactly what
+    the firmware's tt_plan_load refuses, except an arena larger than a device's (tinyhost.plan_check
+    decodes the file as firmware/runtime/src/plan.c does, then applies plan_check.c's rules)."""
     try:
-        outer = cbor2.CBORDecoder(stream).decode()
-    except Exception as e:  # cbor2 raises several types for truncated/corrupt input
-        raise PlanError(f"not a tinytrain plan (CBOR decoding failed: {e}); "
-                        "the file is corrupt or truncated") from None
-    if stream.tell() != len(data):
-        raise PlanError(f"plan file has {len(data) - stream.tell()} bytes of trailing data: "
-                        "the file is corrupt")
-    _expect(isinstance(outer, list) and len(outer) == 3, "top level must be [version, body, hash]")
-    version, body, digest = outer
-    if version != PLAN_FORMAT_VERSION:
-        raise PlanError(f"plan format version {version} is not supported: this tinyhost reads "
-                        f"version {PLAN_FORMAT_VERSION}; recompile the model with this tinyhost")
-    _expect(isinstance(body, bytes) and isinstance(digest, bytes), "body and hash must be bytes")
-    if hashlib.sha256(body).digest() != digest:
-        raise PlanError("plan content hash does not match: the file is corrupt")
+        raw = plan_check.parse_plan_file(data, PLAN_FORMAT_VERSION)
+    except plan_check.Refused as e:
+        raise PlanError(str(e)) from None
     try:
-        (arena_size, n_forward, bind, num_classes, lr, tensors, ops, meta, _pad, blob) = \
-            cbor2.loads(body)
-        plan = Plan(
-            arena_size=arena_size, n_forward=n_forward, bindings=Bindings(*bind),
-            num_classes=num_classes, default_lr=lr,
-            tensors=[Tensor(name=t[6], dtype=DType(t[0]), shape=tuple(t[5]), kind=TensorKind(t[1]),
-                            arena_offset=t[3], data_offset=t[4]) for t in tensors],
-            ops=[Op(Opcode(o[0]), list(o[1]), list(o[2]), list(o[3])) for o in ops],
-            blob=blob, meta=meta)
-    except (ValueError, TypeError, IndexError) as e:
-        raise PlanError(f"malformed plan body: {e}") from None
-    check_plan(plan)
+        meta = cbor2.loads(raw.meta)
+    except Exception:  # noqa: BLE001 - CBOR the device skips but cbor2 will not read (host-only)
+        meta = {}
+    plan = Plan(
+        arena_size=raw.arena_size, n_forward=raw.n_forward, bindings=Bindings(*raw.bindings),
+        num_classes=raw.num_classes, default_lr=raw.default_lr,
+        tensors=[Tensor(name=t.name.decode("utf-8", errors="replace"), dtype=DType(t.dtype),
+                        shape=tuple(t.shape), kind=TensorKind(t.kind),
+                        arena_offset=t.arena_offset, data_offset=t.data_offset)
+                 for t in raw.tensors],
+        ops=[Op(_opcode(o.opcode), o.inputs, o.outputs, o.attrs) for o in raw.ops],
+        blob=raw.blob, meta=meta)
+    check_plan(plan, blob_at=raw.blob_at)
     return plan
 
 
-def check_plan(plan: Plan) -> None:
-    """The consistency rules the firmware also enforces before it runs anything."""
-    n = len(plan.tensors)
-    for t in plan.tensors:
-        if t.in_arena:
-            _expect(0 <= t.arena_offset and t.arena_offset + t.nbytes <= plan.arena_size,
-                    f"tensor {t.name!r} lies outside the {plan.arena_size}-byte arena")
-        if t.data_offset != NONE:
-            _expect(0 <= t.data_offset and t.data_offset + t.nbytes <= len(plan.blob),
-                    f"tensor {t.name!r} lies outside the constant blob")
-        _expect(t.in_arena or t.data_offset != NONE, f"tensor {t.name!r} has no storage")
-    for k, op in enumerate(plan.ops):
-        spec = OP_SPECS[op.opcode]
-        _expect(len(op.inputs) == len(spec.inputs) and len(op.outputs) == len(spec.outputs)
-                and len(op.attrs) == len(spec.attrs), f"op {k} ({op.opcode.name}) arity")
-        for i in op.inputs + op.outputs:
-            _expect(i == NONE or 0 <= i < n, f"op {k} ({op.opcode.name}) names tensor {i}")
-        if op.opcode in (Opcode.UPDATE_S8_F32, Opcode.UPDATE_S32_F32):
-            _expect(op.outputs == [op.inputs[0], op.inputs[3]],
-                    f"op {k} ({op.opcode.name}) must update its state in place")
-            _expect(op.attrs[-1] in (UpdateRule.ROUND, UpdateRule.MASTER) and
-                    (op.inputs[3] != NONE) == (op.attrs[-1] == UpdateRule.MASTER),
-                    f"op {k} ({op.opcode.name}): a master copy goes with rule MASTER only")
-    for i in (plan.bindings.input, plan.bindings.label, plan.bindings.logits,
-              plan.bindings.loss, plan.bindings.pred):
-        _expect(0 <= i < n and plan.tensors[i].in_arena, f"binding {i} is not an arena tensor")
-    _expect(0 < plan.n_forward <= len(plan.ops), "n_forward out of range")
+def check_plan(plan: Plan, *, blob_at: int = 0) -> None:
+    """The rules the firmware enforces before it runs anything (firmware/runtime/src/plan_check.c,
+    each op's check through the registry: tinyhost.plan_check), and the number ranges its decoder
+    reads. `blob_at`: the blob's offset in the plan file (a plan in memory: 0, encode_plan aligns
+    it). PlanError names the first problem, an op's by its index and opcode name."""
+    problem = plan_check.plan_problem(plan, blob_at)
+    if problem is not None:
+        raise PlanError(problem)
 
 
 def plan_hash(data: bytes) -> bytes:
     """The identity of a plan file: sha256 of its body (what devices report in `info`)."""
     try:
-        return cbor2.loads(data)[2]
+        digest = cbor2.loads(data)[2]
     except Exception:
         raise PlanError("not a tinytrain plan") from None
+    if not isinstance(digest, bytes):
+        raise PlanError("not a tinytrain plan")
+    return digest
 
 
 def load_plan_file(path: str) -> tuple[Plan, bytes]:
