@@ -10,7 +10,8 @@ Writes into OUTDIR:
     int8.ttp                a 16x16 int8 model in the paper's format (tests/host/int8_ref.py's
                             synthetic one) with a scheme that uses every int8 op and optional
                             operand (trained rows, bias-only layers, residual adds, f32 masters)
-    <plan>.in<k>            raw samples for the steps below (float32 little-endian; int8 for int8.ttp)
+    <plan>.in<k>            raw samples for the steps below (float32 little-endian; int8 for
+                            int8.ttp)
     mutants.bin             mutated plan files with their expected outcome (format below)
     manifest.txt            written last (the build's stamp):
         plan <name> <file>
@@ -25,10 +26,18 @@ where `expect` is what tt_plan_load must return:
     ok          TT_OK
     fail        any error status
     TT_ERR_...  exactly that status
+    why:WORDS   an error whose message contains WORDS (an op refused for that reason)
     any         unknown (random mutations): it must return without a memory error, and a plan it
                 accepts must survive a training step
-and `python` is "ok" or "fail": whether tinyhost.plan.decode_plan accepts the same bytes
-(informational: the host decoder is not the firmware's specification for every rule).
+and `python` is the host's verdict, tinyhost.plan.decode_plan on the same bytes: "ok" or "fail",
+which the firmware's must equal (a refusal for the device's arena capacity, TT_ERR_PLAN_ARENA,
+is not plan validity and not compared); "fail|WHY" where the host refuses what the firmware is
+known to accept against its documented intent (op_mutants.KNOWN_FIRMWARE_BUGS: reported, not
+failed; such a plan is loaded but not run); "crash|WHAT" if the host's check raised anything but
+PlanError (always a failure).
+
+Besides the mutations of the four plans, mutants.bin holds op_mutants.py's mutated single-op
+plans: every op's check, attribute by attribute and operand by operand.
 
 Structural mutations re-encode the body, recompute its sha256 and re-pad it so the blob stays
 16-byte aligned (as tinyhost.plan.encode_plan does): the decoder and tt_plan_check must catch them,
@@ -38,6 +47,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
 import random
 import struct
 import sys
@@ -50,8 +60,11 @@ import numpy as np
 
 from tinyhost.compiler import compile_model, compile_tiny_training
 from tinyhost.ops import Opcode
-from tinyhost.plan import BLOB_ALIGN, PLAN_FORMAT_VERSION, PlanError, decode_plan
+from tinyhost.plan import BLOB_ALIGN, PLAN_FORMAT_VERSION, PlanError, decode_plan, encode_plan
 from tinyhost.refexec.executor import RefExecutor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+op_mutants = importlib.import_module("op_mutants")  # tests/c/op_mutants.py, beside this file
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_MODEL = REPO / "host" / "tinyhost" / "demo" / "basicmotions_model.py"
@@ -87,7 +100,8 @@ def split(data: bytes) -> tuple[int, bytes, bytes]:
     return version, body, digest
 
 
-def wrap_body(body: bytes, version: int = PLAN_FORMAT_VERSION, digest: bytes | None = None) -> bytes:
+def wrap_body(body: bytes, version: int = PLAN_FORMAT_VERSION,
+              digest: bytes | None = None) -> bytes:
     return cbor2.dumps([version, body, hashlib.sha256(body).digest() if digest is None else digest])
 
 
@@ -106,17 +120,19 @@ def encode(fields: Any, version: int = PLAN_FORMAT_VERSION) -> bytes:
     return wrap_body(cbor2.dumps(fields), version)
 
 
-def python_outcome(data: bytes) -> str:
+def python_verdict(data: bytes) -> tuple[str, str | None]:
+    """(the python field of a record, the host's message when it refuses)."""
     try:
         decode_plan(data)
-        return "ok"
-    except PlanError:
-        return "fail"
-    except Exception:  # noqa: BLE001 - a crash of the host decoder also counts as "refused"
-        return "fail"
+        return "ok", None
+    except PlanError as e:
+        bug = op_mutants.known_firmware_bug(str(e))
+        return ("fail" if bug is None else f"fail|{bug}"), str(e)
+    except Exception as e:  # noqa: BLE001 - a crash of the host's check: the C test fails on it
+        return f"crash|{type(e).__name__}: {e}", None
 
 
-# --- targeted mutations ----------------------------------------------------------------------------
+# --- targeted mutations ---------------------------------------------------------------------------
 
 class Replace:
     def __init__(self, body: Any) -> None:
@@ -195,39 +211,56 @@ def targeted(fields: list) -> list[tuple[str, str, Any]]:
         lambda f: f[TENSORS][fields[BIND][2]].__setitem__(T_ARENA, -1))
     mut("arena-size-huge", "TT_ERR_PLAN_ARENA", lambda f: f.__setitem__(ARENA, 2**32 - 16))
     mut("arena-size-2^32", "TT_ERR_PLAN_FORMAT", lambda f: f.__setitem__(ARENA, 2**32))
-    mut("arena-size-too-small", "TT_ERR_PLAN_BOUNDS", lambda f: f.__setitem__(ARENA, arena_size - 16))
+    mut("arena-size-too-small", "TT_ERR_PLAN_BOUNDS",
+        lambda f: f.__setitem__(ARENA, arena_size - 16))
     mut("blob-empty", "TT_ERR_PLAN_BOUNDS", lambda f: f.__setitem__(BLOB, b""))
     # Ops: attributes that imply other operand sizes.
-    mut("linear-in-features+1", "TT_ERR_PLAN_BOUNDS", lambda f: f[OPS][lin][3].__setitem__(0, ops[lin][3][0] + 1))
-    mut("linear-out-features*2", "TT_ERR_PLAN_BOUNDS", lambda f: f[OPS][lin][3].__setitem__(1, ops[lin][3][1] * 2))
+    mut("linear-in-features+1", "TT_ERR_PLAN_BOUNDS",
+        lambda f: f[OPS][lin][3].__setitem__(0, ops[lin][3][0] + 1))
+    mut("linear-out-features*2", "TT_ERR_PLAN_BOUNDS",
+        lambda f: f[OPS][lin][3].__setitem__(1, ops[lin][3][1] * 2))
     mut("linear-in-features-0", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][lin][3].__setitem__(0, 0))
-    mut("linear-in-features-negative", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][lin][3].__setitem__(0, -5))
-    mut("relu-size+1", "TT_ERR_PLAN_BOUNDS", lambda f: f[OPS][relu][3].__setitem__(0, ops[relu][3][0] + 1))
-    mut("sgd-size*2", "TT_ERR_PLAN_BOUNDS", lambda f: f[OPS][sgd][3].__setitem__(0, ops[sgd][3][0] * 2))
-    mut("conv-out-c*2", "TT_ERR_PLAN_BOUNDS", lambda f: f[OPS][conv][3].__setitem__(3, ops[conv][3][3] * 2))
-    mut("conv-out-w+1", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][conv][3].__setitem__(5, ops[conv][3][5] + 1))
+    mut("linear-in-features-negative", "TT_ERR_PLAN_FORMAT",
+        lambda f: f[OPS][lin][3].__setitem__(0, -5))
+    mut("relu-size+1", "TT_ERR_PLAN_BOUNDS",
+        lambda f: f[OPS][relu][3].__setitem__(0, ops[relu][3][0] + 1))
+    mut("sgd-size*2", "TT_ERR_PLAN_BOUNDS",
+        lambda f: f[OPS][sgd][3].__setitem__(0, ops[sgd][3][0] * 2))
+    mut("conv-out-c*2", "TT_ERR_PLAN_BOUNDS",
+        lambda f: f[OPS][conv][3].__setitem__(3, ops[conv][3][3] * 2))
+    mut("conv-out-w+1", "TT_ERR_PLAN_FORMAT",
+        lambda f: f[OPS][conv][3].__setitem__(5, ops[conv][3][5] + 1))
     mut("conv-groups-0", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][conv][3].__setitem__(12, 0))
-    mut("conv-groups-not-dividing", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][conv][3].__setitem__(12, 3))
+    mut("conv-groups-not-dividing", "TT_ERR_PLAN_FORMAT",
+        lambda f: f[OPS][conv][3].__setitem__(12, 3))
     mut("conv-kernel-larger-than-input", "TT_ERR_PLAN_FORMAT",
         lambda f: f[OPS][conv][3].__setitem__(6, ops[conv][3][1] + 2 * ops[conv][3][10] + 1))
     mut("conv-stride-0", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][conv][3].__setitem__(8, 0))
-    mut("pool-kernel+1", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][pool][3].__setitem__(6, ops[pool][3][6] + 1))
-    mut("pool-pad-over-half-kernel", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][pool][3].__setitem__(10, 5))
-    mut("softmax-classes+1", "TT_ERR_PLAN_BOUNDS", lambda f: f[OPS][soft][3].__setitem__(0, ops[soft][3][0] + 1))
+    mut("pool-kernel+1", "TT_ERR_PLAN_FORMAT",
+        lambda f: f[OPS][pool][3].__setitem__(6, ops[pool][3][6] + 1))
+    mut("pool-pad-over-half-kernel", "TT_ERR_PLAN_FORMAT",
+        lambda f: f[OPS][pool][3].__setitem__(10, 5))
+    mut("softmax-classes+1", "TT_ERR_PLAN_BOUNDS",
+        lambda f: f[OPS][soft][3].__setitem__(0, ops[soft][3][0] + 1))
     # Opcodes and arity.
     for code in (0, 15, 99, 65535, 65536, 2**32 - 1):
-        mut(f"opcode-{code}", "TT_ERR_UNSUPPORTED_OP", lambda f, c=code: f[OPS][lin].__setitem__(0, c))
+        mut(f"opcode-{code}", "TT_ERR_UNSUPPORTED_OP",
+            lambda f, c=code: f[OPS][lin].__setitem__(0, c))
     mut("opcode-2^32", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][lin].__setitem__(0, 2**32))
     mut("opcode-negative", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][lin].__setitem__(0, -1))
-    mut("relu-as-linear", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][relu].__setitem__(0, int(Opcode.LINEAR_F32)))
+    mut("relu-as-linear", "TT_ERR_PLAN_FORMAT",
+        lambda f: f[OPS][relu].__setitem__(0, int(Opcode.LINEAR_F32)))
     mut("linear-missing-input", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][lin][1].pop())
-    mut("linear-extra-output", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][lin][2].append(ops[lin][2][0]))
+    mut("linear-extra-output", "TT_ERR_PLAN_FORMAT",
+        lambda f: f[OPS][lin][2].append(ops[lin][2][0]))
     mut("linear-missing-attr", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][lin][3].pop())
     mut("linear-extra-attr", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][lin][3].append(1))
     mut("op-300-inputs", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][lin].__setitem__(1, [0] * 300))
     mut("op-entry-short", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][lin].pop())
-    mut("operand-past-table", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][lin][1].__setitem__(0, len(tensors)))
-    mut("operand-negative-required", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][lin][1].__setitem__(0, -1))
+    mut("operand-past-table", "TT_ERR_PLAN_FORMAT",
+        lambda f: f[OPS][lin][1].__setitem__(0, len(tensors)))
+    mut("operand-negative-required", "TT_ERR_PLAN_FORMAT",
+        lambda f: f[OPS][lin][1].__setitem__(0, -1))
     mut("operand-int32-min", "TT_ERR_PLAN_FORMAT", lambda f: f[OPS][lin][1].__setitem__(0, -2**31))
     mut("linear-without-bias", "ok", lambda f: f[OPS][lin][1].__setitem__(2, -1))
     mut("output-is-constant-blob", "TT_ERR_PLAN_FORMAT",  # an op writing into the blob
@@ -257,7 +290,8 @@ def targeted(fields: list) -> list[tuple[str, str, Any]]:
     n = len(tensors)
     mut("binding-input-past-table", "TT_ERR_PLAN_FORMAT", lambda f: f[BIND].__setitem__(0, n))
     mut("binding-label-f32", "TT_ERR_PLAN_FORMAT", lambda f: f[BIND].__setitem__(1, f[BIND][3]))
-    mut("binding-logits-wrong-size", "TT_ERR_PLAN_FORMAT", lambda f: f[BIND].__setitem__(2, f[BIND][0]))
+    mut("binding-logits-wrong-size", "TT_ERR_PLAN_FORMAT",
+        lambda f: f[BIND].__setitem__(2, f[BIND][0]))
     mut("binding-loss-constant", "TT_ERR_PLAN_FORMAT", lambda f: f[BIND].__setitem__(
         3, new_tensor(f, 0, KIND_FROZEN, 4, -1, 0, [1], "c")))
     mut("binding-pred-negative", "TT_ERR_PLAN_FORMAT", lambda f: f[BIND].__setitem__(4, -1))
@@ -275,6 +309,9 @@ def targeted(fields: list) -> list[tuple[str, str, Any]]:
     mut("num-classes-0", "TT_ERR_PLAN_FORMAT", lambda f: f.__setitem__(NCLS, 0))
     mut("num-classes+1", "TT_ERR_PLAN_FORMAT", lambda f: f.__setitem__(NCLS, fields[NCLS] + 1))
     mut("num-classes-negative", "TT_ERR_PLAN_FORMAT", lambda f: f.__setitem__(NCLS, -3))
+    # 4 * num_classes past 2^32 bytes of logits: equal to the real logits modulo 2^32.
+    mut("num-classes-wraps-2^32", "any",
+        lambda f: f.__setitem__(NCLS, fields[NCLS] + 2**30))
     mut("n-forward-0", "TT_ERR_PLAN_FORMAT", lambda f: f.__setitem__(NFWD, 0))
     mut("n-forward-past-ops", "TT_ERR_PLAN_FORMAT", lambda f: f.__setitem__(NFWD, len(ops) + 1))
     mut("n-forward-1", "ok", lambda f: f.__setitem__(NFWD, 1))
@@ -378,21 +415,20 @@ def targeted_int8(fields: list) -> list[tuple[str, str, Any]]:
     def first_op(f: list, opcode: Opcode) -> list:
         return f[OPS][first(f, opcode)]
     assert all(any(op[0] == int(c) for op in ops) for c in
-               (Opcode.UPDATE_S8_F32, Opcode.CONV2D_S8_GRAD_WEIGHT_F32, Opcode.ADD_S8_GRAD_F32,
-                Opcode.REQUANT_GRAD_F32))
+               (Opcode.CONV2D_S8_SGD_F32, Opcode.ADD_S8_GRAD_F32, Opcode.REQUANT_GRAD_F32))
+    # CONV2D_S8_SGD_F32: inputs dz x channels w qas master, outputs w_out master_out db scratch.
+    sgd = Opcode.CONV2D_S8_SGD_F32
     mut("int8/update-not-in-place", "fail",
-        lambda f: first_op(f, Opcode.UPDATE_S8_F32)[2].__setitem__(
-            0, first_op(f, Opcode.UPDATE_S8_F32)[1][1]))
+        lambda f: first_op(f, sgd)[2].__setitem__(0, first_op(f, sgd)[1][0]))
 
     def master_missing(f: list) -> None:
-        op = first_op(f, Opcode.UPDATE_S8_F32)
-        op[1][3] = op[2][1] = -1
+        op = first_op(f, sgd)
+        op[1][5] = op[2][1] = -1
     mut("int8/master-missing-for-rule-1", "TT_ERR_PLAN_FORMAT", master_missing)
     mut("int8/update-rule-2", "TT_ERR_PLAN_FORMAT",
-        lambda f: first_op(f, Opcode.UPDATE_S8_F32)[3].__setitem__(2, 2))
+        lambda f: first_op(f, sgd)[3].__setitem__(15, 2))
     mut("int8/grad-weight-without-x", "TT_ERR_PLAN_FORMAT",
-        lambda f: next(op for op in f[OPS] if op[0] == int(Opcode.CONV2D_S8_GRAD_WEIGHT_F32)
-                       and op[1][1] != -1)[1].__setitem__(1, -1))
+        lambda f: first_op(f, sgd)[1].__setitem__(1, -1))
     mut("int8/add-grad-without-outputs", "TT_ERR_PLAN_FORMAT",
         lambda f: first_op(f, Opcode.ADD_S8_GRAD_F32).__setitem__(2, [-1, -1]))
     mut("int8/requant-grad-mask-too-short", "TT_ERR_PLAN_BOUNDS",
@@ -423,7 +459,7 @@ def deep_meta(fields: list, depth: int) -> bytes:
     return head + b"".join(parts) + meta + tail
 
 
-# --- random structured mutations --------------------------------------------------------------------
+# --- random structured mutations ------------------------------------------------------------------
 
 EDGE_INTS = [0, 1, -1, -2, 3, 4, 7, 16, 255, 256, 65535, 65536, 2**31 - 1, 2**31, 2**32 - 1,
              2**32, -2**31, -2**31 - 1, 2**63 - 1, 2**64 - 1, -2**63]
@@ -489,7 +525,7 @@ def random_mutation(fields: list, rng: random.Random) -> list:
     return f
 
 
-# --- main ------------------------------------------------------------------------------------------
+# --- main -----------------------------------------------------------------------------------------
 
 def main(outdir: Path) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
@@ -502,10 +538,10 @@ def main(outdir: Path) -> None:
         "int8": int8_model_plan(outdir),
     }
     manifest = ["# generated by tests/c/gen_plans.py; see its docstring"]
-    records: list[tuple[str, str, bytes]] = []
+    records: list[tuple[str, str, bytes, str | None]] = []
 
-    def add(name: str, expect: str, data: bytes) -> None:
-        records.append((name, expect, data))
+    def add(name: str, expect: str, data: bytes, python: str | None = None) -> None:
+        records.append((name, expect, data, python))
 
     rng_np = np.random.default_rng(1234)
     rng = random.Random(4321)
@@ -582,9 +618,21 @@ def main(outdir: Path) -> None:
         for k in range(70 if name != "demo" else 60):
             add(f"{name}/random-{k}", "any", encode(random_mutation(fields, rng)))
 
+    # Every op's check, mutated single-op plans; the host's refusal names the firmware's reason.
+    for name, plan in op_mutants.op_mutants():
+        try:
+            data = encode_plan(plan)
+        except AssertionError:  # an encoder that cannot align this body's blob: not a check matter
+            continue
+        py, problem = python_verdict(data)
+        words = op_mutants.firmware_words(problem) if problem is not None else None
+        expect = ("ok" if py == "ok" else "any" if "|" in py
+                  else f"why:{words}" if words is not None else "fail")
+        add(name, expect, data, py)
+
     with open(outdir / "mutants.bin", "wb") as out:
-        for name, expect, data in records:
-            py = python_outcome(data)
+        for name, expect, data, python in records:
+            py = python if python is not None else python_verdict(data)[0]
             out.write(name.encode() + b"\0" + expect.encode() + b"\0" + py.encode() + b"\0")
             out.write(struct.pack("<I", len(data)) + data)
     (outdir / "manifest.txt").write_text("\n".join(manifest) + "\n")
