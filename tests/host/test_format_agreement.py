@@ -91,7 +91,7 @@ def valid(cddl, rule: str, obj) -> bool:
         return False
 
 
-# --- (a) opcodes and arity -------------------------------------------------------------------------
+# --- (a) opcodes and arity ------------------------------------------------------------------------
 
 def test_opcodes_agree_python_c_cddl():
     python = {op.name: int(op) for op in Opcode}
@@ -107,7 +107,7 @@ def test_opcodes_agree_python_c_cddl():
 def test_arity_agrees_python_cddl(cddl):
     """Each opcode's rule in docs/plan.cddl takes exactly OP_SPECS' operand and attribute counts."""
     for op, spec in OP_SPECS.items():
-        n_in, n_out, n_attrs = len(spec.inputs), len(spec.outputs), len(spec.attrs)
+        n_in, n_out = len(spec.inputs), len(spec.outputs)
         good = [int(op), [0] * n_in, [0] * n_out, [a.range.bounds[0] for a in spec.attr_defs]]
         assert valid(cddl, "op", good), f"{op.name}: {good} should match docs/plan.cddl's op"
         for k, extra in ((1, 1), (1, -1), (2, 1), (2, -1), (3, 1), (3, -1)):
@@ -148,7 +148,7 @@ def test_plan_format_version_agrees():
     assert cddl_constants()["PLAN_FORMAT_VERSION"] == plan_mod.PLAN_FORMAT_VERSION
 
 
-# --- (c) real plans validate against docs/plan.cddl --------------------------------------------------
+# --- (c) real plans validate against docs/plan.cddl -----------------------------------------------
 
 @pytest.fixture(scope="module")
 def small_plan(model_file):
@@ -209,7 +209,7 @@ def test_zcbor_cli_validates(plan_file, tmp_path):
 
 
 # Structurally wrong bodies: (what, mutation of the decoded body list).
-T, O = 5, 6  # tensors, ops
+T, OPS = 5, 6  # tensors, ops
 WRONG_BODIES = [
     ("unknown dtype", lambda b: b[T][0].__setitem__(0, 3)),
     ("unknown tensor kind", lambda b: b[T][0].__setitem__(1, 7)),
@@ -218,11 +218,11 @@ WRONG_BODIES = [
     ("tensor name not text", lambda b: b[T][0].__setitem__(6, b"w")),
     ("tensor entry short", lambda b: b[T][0].pop()),
     ("shape not a list", lambda b: b[T][0].__setitem__(5, 4)),
-    ("unknown opcode", lambda b: b[O][0].__setitem__(0, 99)),
-    ("op missing an input", lambda b: b[O][0][1].pop()),
-    ("op with an extra attribute", lambda b: b[O][0][3].append(1)),
-    ("op attribute zero where positive", lambda b: b[O][0][3].__setitem__(0, 0)),
-    ("operand -2", lambda b: b[O][0][1].__setitem__(0, -2)),
+    ("unknown opcode", lambda b: b[OPS][0].__setitem__(0, 99)),
+    ("op missing an input", lambda b: b[OPS][0][1].pop()),
+    ("op with an extra attribute", lambda b: b[OPS][0][3].append(1)),
+    ("op attribute zero where positive", lambda b: b[OPS][0][3].__setitem__(0, 0)),
+    ("operand -2", lambda b: b[OPS][0][1].__setitem__(0, -2)),
     ("bindings short", lambda b: b[2].pop()),
     ("default_lr an integer", lambda b: b.__setitem__(4, 1)),
     ("arena_size 2^32", lambda b: b.__setitem__(0, 2**32)),

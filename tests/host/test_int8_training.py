@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from closeness import assert_close
-from paper_data import smooth_images
 from int8_ref import PaperNet, TrainSpec, train_step
+from paper_data import smooth_images
 from tinyhost.compiler import compile_tiny_training
 from tinyhost.ops import Opcode
 from tinyhost.plan import NONE, TensorKind
@@ -68,7 +68,7 @@ def spec_for(update: str, net: PaperNet, rule: str, qas: bool) -> TrainSpec:
     else:
         s = SCHEME
         layers = {i: (True, None) for i in range(n - s["n_bias_update"], n)}
-        for i, r in zip(s["manual_weight_idx"], s["weight_update_ratio"]):
+        for i, r in zip(s["manual_weight_idx"], s["weight_update_ratio"], strict=False):
             layers[i] = (True, top_channels(net.layers[i].weight.detach().numpy(), r))
     return TrainSpec(layers, rule, qas)
 
@@ -129,7 +129,7 @@ def test_training_matches_torch(case, synthetic_pkl, samples, tmp_path):
         {L.name for L in net.layers[earliest:]}
     xs, labels = samples
     changed = 0
-    for step, (x, label) in enumerate(zip(xs, labels)):
+    for step, (x, label) in enumerate(zip(xs, labels, strict=True)):
         # The reference executor, op by op, reading each weight-gradient op's outputs.
         ex.set_input(x)
         ex.view(plan.bindings.label)[0] = label
@@ -146,9 +146,10 @@ def test_training_matches_torch(case, synthetic_pkl, samples, tmp_path):
         ref_loss, ref_pred = train_step(net, prepare_input(plan, x).reshape(3, 16, 16), label, LR,
                                         spec, ref_grads)
         assert pred == ref_pred and loss == pytest.approx(ref_loss, rel=1e-5, abs=1e-6), step
-        for i, (train_b, sel) in spec.layers.items():
+        for i, (_, sel) in spec.layers.items():
             name = net.layers[i].name
-            assert_close(got_grads[f"{name}.bias"], ref_grads[f"{name}.bias"], f"{name}.bias step {step}")
+            assert_close(got_grads[f"{name}.bias"], ref_grads[f"{name}.bias"],
+                         f"{name}.bias step {step}")
             if sel is None:
                 assert f"{name}.weight" not in got_grads and f"{name}.weight_rows" not in got_grads
             elif sel == "all":
@@ -168,7 +169,8 @@ def test_training_matches_torch(case, synthetic_pkl, samples, tmp_path):
             assert np.array_equal(w_now, initial[L.name][0].astype(np.int8)), L.name
         elif sel != "all":  # untrained rows of a partly trained layer: bit for bit
             frozen_rows = np.setdiff1d(np.arange(w_now.shape[0]), sel)
-            assert np.array_equal(w_now[frozen_rows], initial[L.name][0][frozen_rows].astype(np.int8))
+            assert np.array_equal(w_now[frozen_rows],
+                                  initial[L.name][0][frozen_rows].astype(np.int8))
         b_now = ex.read_tensor(plan.tensor_index(f"{L.name}.bias"))
         assert np.array_equal(b_now, torch.round(L.bias.detach()).numpy().astype(np.int32)), \
             f"{L.name}.bias"
@@ -182,13 +184,13 @@ def test_training_matches_torch(case, synthetic_pkl, samples, tmp_path):
             w_start = initial[L.name][0] if sel == "all" else initial[L.name][0][sel]
             assert not np.array_equal(master, w_start), f"{key} did not move"
     for key, ref in (("classifier.weight", net.head_w), ("classifier.bias", net.head_b)):
-        assert_close(ex.read_tensor(plan.tensor_index(key)), ref.detach().numpy().astype(np.float32),
-                     key)
+        assert_close(ex.read_tensor(plan.tensor_index(key)),
+                     ref.detach().numpy().astype(np.float32), key)
     if qas and rule == "round" and any(sel is not None for _, sel in spec.layers.values()):
         assert changed > 0, "no int8 weight moved: the test would not see the update rule"
     # Trainable tensors are exactly those of the spec (+ masters) and the head.
     want = {"classifier.weight", "classifier.bias"}
-    for i, (train_b, sel) in spec.layers.items():
+    for i, (_, sel) in spec.layers.items():
         name = net.layers[i].name
         want.add(f"{name}.bias")
         if sel is not None:
@@ -205,7 +207,7 @@ def test_no_reordering_is_the_same_arithmetic(synthetic_pkl, samples):
     for reorder in (True, False):
         plan = compile_tiny_training(synthetic_pkl, 4, update="full", reorder=reorder).plan
         ex = RefExecutor(plan)
-        losses = [ex.train_step(x, y, LR).loss for x, y in zip(xs, labels)]
+        losses = [ex.train_step(x, y, LR).loss for x, y in zip(xs, labels, strict=True)]
         runs.append((losses, {plan.tensors[i].name: ex.read_tensor(i) for i in plan.trainable}))
     assert runs[0][0] == runs[1][0]
     for name, value in runs[0][1].items():
@@ -228,7 +230,7 @@ def test_fused_updates_are_the_same_arithmetic(synthetic_pkl, samples, tmp_path,
         unfused = sum(op.opcode == Opcode.UPDATE_S8_F32 for op in plan.ops)
         assert (fused, unfused) == ((3, 0) if fuse else (0, 3))
         ex = RefExecutor(plan)
-        losses = [ex.train_step(x, y, LR).loss for x, y in zip(xs, labels)]
+        losses = [ex.train_step(x, y, LR).loss for x, y in zip(xs, labels, strict=True)]
         runs.append((losses, {plan.tensors[i].name: ex.read_tensor(i) for i in plan.trainable},
                      plan.arena_size))
     assert runs[0][0] == runs[1][0]
@@ -254,7 +256,7 @@ def test_dead_channels_do_not_train(tmp_path, synthetic_pkl, samples):
     assert b0[5] > -2**31 and b0[5] < -2**31 + 2**20  # brought within reach, still hugely negative
     xs, labels = samples
     out = plan.tensor_index("blocks.1.pointwise1.out")
-    for x, y in zip(xs, labels):
+    for x, y in zip(xs, labels, strict=True):
         ex.set_input(x)
         k = next(k for k, op in enumerate(plan.ops) if op.outputs[0] == out)
         ex.run(plan.ops[:k + 1])
