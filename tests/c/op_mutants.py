@@ -95,6 +95,15 @@ BASE_ATTRS: dict[str, list[dict[str, int]]] = {
     "PW_DW_CONV2D_S8": [
         {f"pw_{k}": v for k, v in _PW.items()} | {f"dw_{k}": v for k, v in _DW.items()}
         | _ACT | _G("x_zero=1 mid_zero=-2 mid_act_min=-128 mid_act_max=100 y_zero=3")],
+    "CONV_DW_PW_S8": [
+        {f"c_{k}": v for k, v in _G("in_c=2 in_h=6 in_w=5 out_c=3 out_h=6 out_w=5 k_h=3 k_w=3 "
+                                   "stride_h=1 stride_w=1 pad_h=1 pad_w=1 groups=1").items()}
+        | {f"d_{k}": v for k, v in _G("in_c=3 in_h=6 in_w=5 out_c=3 out_h=3 out_w=5 k_h=3 k_w=3 "
+                                     "stride_h=2 stride_w=1 pad_h=1 pad_w=1 groups=3").items()}
+        | {f"p_{k}": v for k, v in _G("in_c=3 in_h=3 in_w=5 out_c=4 out_h=3 out_w=5 k_h=1 k_w=1 "
+                                     "stride_h=1 stride_w=1 pad_h=0 pad_w=0 groups=1").items()}
+        | _ACT | _G("x_zero=1 c_zero=-2 c_act_min=-128 c_act_max=100 d_zero=3 d_act_min=-90 "
+                    "d_act_max=127 y_zero=-1")],
     "LINEAR_SGD_F32": [_LINEAR],
     "CONV2D_S8_SGD_F32": [_CONV | _G("x_zero=2 n_channels=2 rule=1"),
                           _CONV | _G("x_zero=2 n_channels=4 rule=0")],
@@ -127,11 +136,19 @@ def _default_attrs(spec: OpDef) -> list[dict[str, int]]:
             out.append(attrs)
     return out
 
-# Operands that are constants (in the blob) in the base plans; the rest live in the arena.
+
+
+def _stage_name(name: str) -> str:
+    """An operand's name without a fused op's stage prefix (pw_w -> w, c_shift -> shift)."""
+    stage, _, rest = name.partition("_")
+    return rest if stage in ("pw", "dw", "c", "d", "p") and rest else name
+
+
+# Operands that are constants (in the blob) in the base plans (by their name without a stage
+# prefix); the rest live in the arena.
 CONSTANT_NAMES = {"w", "b", "bias", "mult", "shift", "channels", "scale", "scales", "eff_scale",
-                  "qas", "pw_w", "pw_bias", "pw_mult", "pw_shift", "dw_w", "dw_bias", "dw_mult",
-                  "dw_shift"}
-SHIFT_NAMES = {"shift", "pw_shift", "dw_shift"}
+                  "qas"}
+SHIFT_NAMES = {"shift"}
 SCALE_NAMES = {"scale", "scales", "eff_scale", "qas"}
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -144,7 +161,7 @@ def _state_inputs(spec: OpDef) -> set[str]:
 def _values(name: str, dtype: DType, n: int, rng: np.random.Generator) -> np.ndarray:
     if name == "channels":
         return np.arange(n, dtype=np.int32)
-    if name in SHIFT_NAMES:
+    if _stage_name(name) in SHIFT_NAMES:
         return rng.integers(-3, 1, n).astype(np.int32)
     if name.endswith("mult"):
         return np.full(n, 1 << 30, np.int32)
@@ -168,7 +185,7 @@ class Builder:
         names = [o.name for o in self.spec.operands]
         self.present = set(names) if present is None else present | {
             o.name for o in self.spec.operands if not o.optional}
-        self.constants = ({n for n in names if n in CONSTANT_NAMES and n not in state}
+        self.constants = ({n for n in names if _stage_name(n) in CONSTANT_NAMES and n not in state}
                           if constants is None else constants)
         self.seed = seed
 
@@ -404,7 +421,7 @@ def _mutants_of(name: str, b: Builder, plan: Plan) -> Iterator[tuple[str, Plan]]
             edits: list[tuple[str, np.ndarray]] = []
             base = np.frombuffer(plan.blob[t0.data_offset:t0.data_offset + t0.nbytes],
                                  t0.dtype.numpy).copy()
-            if opnd.name in SHIFT_NAMES and len(base):
+            if _stage_name(opnd.name) in SHIFT_NAMES and len(base):
                 for v in (-32, -31, 30, 31, INT32_MIN, INT32_MAX):
                     edits.append((f"{v}", np.concatenate([base[:-1], [v]]).astype(np.int32)))
             if opnd.name in SCALE_NAMES and len(base):
