@@ -56,6 +56,7 @@ class Opcode(IntEnum):
     LINEAR_SGD_F32 = 34
     CONV2D_S8_SGD_F32 = 35
     DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32 = 36
+    CONV_DW_PW_S8 = 37
 
 
 class UpdateRule(IntEnum):
@@ -377,6 +378,38 @@ def pw_dw_conv2d_s8_buffer_size(pw: Mapping[str, int], dw: Mapping[str, int]) ->
     return _i32_or_err(plane + max(b1, b2, acc))
 
 
+def _band(p: Mapping[str, int]) -> dict[str, int]:
+    """conv_dw_pw_s8.c band_of: one output row from an input band of k_h rows."""
+    return {**p, "in_h": p["k_h"], "pad_h": 0, "stride_h": 1, "out_h": 1}
+
+
+def conv_dw_pw_s8_buffer_size(c: Mapping[str, int], d: Mapping[str, int],
+                              p: Mapping[str, int]) -> int:
+    """tt_conv_dw_pw_s8_get_buffer_size: the ring of d.k_h conv output rows, the two input bands,
+    a depthwise and a 1x1 output row, the ring's tags (each rounded up to 4 bytes) and the largest
+    of the three kernels' scratch for their band geometries; TT_ERR_ARG unless the three chain."""
+    if not (_conv2d_params_ok(c) and _conv2d_params_ok(d) and _conv2d_params_ok(p)
+            and d["in_c"] == c["out_c"] and d["in_h"] == c["out_h"] and d["in_w"] == c["out_w"]
+            and d["groups"] == d["in_c"] and p["in_c"] == d["out_c"] and p["in_h"] == d["out_h"]
+            and p["in_w"] == d["out_w"] and p["k_h"] == p["k_w"] == 1
+            and p["stride_h"] == p["stride_w"] == 1 and p["pad_h"] == p["pad_w"] == 0
+            and p["groups"] == 1):
+        return TT_ERR_ARG
+    kernels = (conv2d_s8_buffer_size(_band(c)), depthwise_conv2d_s8_buffer_size(_band(d)),
+               conv2d_s8_buffer_size(_band(p)))
+    if min(kernels) < 0:
+        return TT_ERR_ARG
+    pieces = (d["k_h"] * c["out_c"] * c["out_w"], c["in_c"] * c["k_h"] * c["in_w"],
+              d["in_c"] * d["k_h"] * d["in_w"], d["out_c"] * d["out_w"], p["out_c"] * p["out_w"],
+              d["k_h"] * 4)
+    return _i32_or_err(sum((n + 3) // 4 * 4 for n in pieces) + max(kernels))
+
+
+def _scratch_conv_dw_pw_s8(a: Mapping[str, int]) -> int:
+    return conv_dw_pw_s8_buffer_size(_conv_group(a, "c_"), _conv_group(a, "d_"),
+                                     _conv_group(a, "p_"))
+
+
 def _scratch_conv2d_s8(a: Mapping[str, int]) -> int:
     return conv2d_s8_buffer_size(_conv_group(a))
 
@@ -394,6 +427,7 @@ _SCRATCH: dict[str, Callable[[Mapping[str, int]], int]] = {
     "CONV2D_S8": _scratch_conv2d_s8,
     "DEPTHWISE_CONV2D_S8": _scratch_depthwise_conv2d_s8,
     "PW_DW_CONV2D_S8": _scratch_pw_dw_conv2d_s8,
+    "CONV_DW_PW_S8": _scratch_conv_dw_pw_s8,
 }
 
 
@@ -733,6 +767,31 @@ def _sizes_depthwise_conv2d_s8_grad_input_f32(a: Mapping[str, int]) -> list[int]
     return sizes + [4 * a["in_h"] * a["in_w"]]
 
 
+def _sizes_conv_dw_pw_s8(a: Mapping[str, int]) -> list[int] | None:
+    c, d, p = _conv_group(a, "c_"), _conv_group(a, "d_"), _conv_group(a, "p_")
+    n1, n2, n3 = _conv_numel(c), _conv_numel(d), _conv_numel(p)
+    if (n1 is None or n2 is None or n3 is None
+            or not _act_range_ok(a["c_act_min"], a["c_act_max"])
+            or not _act_range_ok(a["d_act_min"], a["d_act_max"])
+            or not _act_range_ok(a["act_min"], a["act_max"])):
+        return None
+    s = _scratch_conv_dw_pw_s8(a)  # checks the chain
+    if s <= 0:
+        return None
+    (x, _, c_w), (_, _, d_w), (_, y, p_w) = n1, n2, n3
+    c_oc, d_oc, p_oc = c["out_c"], d["out_c"], p["out_c"]
+    return [x, c_w, c_oc, c_oc, c_oc, d_w, d_oc, d_oc, d_oc, p_w, p_oc, p_oc, p_oc, y, s]
+
+
+def _problem_conv_dw_pw_s8(v: Any) -> str | None:
+    for name in ("c_w", "c_bias", "c_mult", "c_shift", "d_w", "d_bias", "d_mult", "d_shift",
+                 "p_w", "p_bias", "p_mult", "p_shift"):
+        if v.present(name) and v.tensor(name).arena_offset >= 0:
+            return "a fused conv's weights, biases and multipliers must be constants"
+    return (_shifts_problem(v, "c_shift") or _shifts_problem(v, "d_shift")
+            or _shifts_problem(v, "p_shift"))
+
+
 _CONV_S8_IN = (s8("x"), s8("w"), s32("bias", True), s32("mult"), s32("shift"),
                s8("w_rows", True), s32("channels", True))
 _CONV_S8_OUT = (s8("y"), s8("mask", True), s8("scratch"))
@@ -874,6 +933,19 @@ OP_DEFS: tuple[OpDef, ...] = (
         "dx = transposed depthwise conv of dz (groups == in_c == out_c); dx may be dz",
         sizes=_sizes_depthwise_conv2d_s8_grad_input_f32,
         problem=_problem_conv2d_s8_grad_input_f32),
+    # A frozen stem streamed a row at a time (compiler/fuse.py): a conv, the depthwise conv that is
+    # its only reader and the 1x1 conv that is the depthwise's only reader; neither intermediate is
+    # stored whole (a ring of the conv's output rows and one row of each later stage in scratch).
+    _op(Opcode.CONV_DW_PW_S8,
+        (s8("x"), s8("c_w"), s32("c_bias", True), s32("c_mult"), s32("c_shift"),
+         s8("d_w"), s32("d_bias", True), s32("d_mult"), s32("d_shift"),
+         s8("p_w"), s32("p_bias", True), s32("p_mult"), s32("p_shift")),
+        (s8("y"), s8("scratch")),
+        _attrs(_CONV_SPEC, "c_") + _attrs(_CONV_SPEC, "d_") + _attrs(_CONV_SPEC, "p_")
+        + _attrs("x_zero:int8 c_zero:int8 c_act_min:int8 c_act_max:int8 d_zero:int8 "
+                 "d_act_min:int8 d_act_max:int8 y_zero:int8") + ACT,
+        "y = 1x1conv(depthwise(conv(x))), frozen, a row at a time (compiler/fuse.py)",
+        sizes=_sizes_conv_dw_pw_s8, problem=_problem_conv_dw_pw_s8),
 )
 
 OP_SPECS: dict[Opcode, OpDef] = {d.opcode: d for d in OP_DEFS}

@@ -150,8 +150,9 @@ def _blob_file_offset(plan: Plan, pad: int) -> tuple[bytes, int]:
 
 
 def encode_plan(plan: Plan) -> bytes:
-    # Pad lengths 24..39 all take a 2-byte CBOR header, so only the payload moves the blob.
-    for pad in range(24, 24 + BLOB_ALIGN):
+    # Pad lengths 24..255 all take a 2-byte CBOR header, so the payload moves the blob one byte
+    # per step, except where the body's own length header grows (once at most): some pad aligns.
+    for pad in range(24, 256):
         outer, blob_at = _blob_file_offset(plan, pad)
         if blob_at % BLOB_ALIGN == 0:
             return outer

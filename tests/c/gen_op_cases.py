@@ -329,6 +329,52 @@ def _depthwise_grad_input(rng: Rng) -> Iterator[OpCase]:
                      Opcode.DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32, args, a, skip_compare={"scratch"})
 
 
+@cases(Opcode.CONV_DW_PW_S8)
+def _conv_dw_pw(rng: Rng) -> Iterator[OpCase]:
+    for k in range(8):
+        c = _conv_attrs(rng)
+        c |= {"groups": 1, "out_c": int(rng.integers(1, 6))}
+        mult = 1 if k % 3 else 2
+        dk_h, dk_w = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        ds_h, ds_w = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        dp_h, dp_w = int(rng.integers(0, dk_h)), int(rng.integers(0, dk_w))
+        if c["out_h"] + 2 * dp_h < dk_h or c["out_w"] + 2 * dp_w < dk_w:
+            dk_h = dk_w = 1
+            dp_h = dp_w = 0
+        d = {"in_c": c["out_c"], "in_h": c["out_h"], "in_w": c["out_w"],
+             "out_c": c["out_c"] * mult, "k_h": dk_h, "k_w": dk_w, "stride_h": ds_h,
+             "stride_w": ds_w, "pad_h": dp_h, "pad_w": dp_w, "groups": c["out_c"],
+             "out_h": (c["out_h"] + 2 * dp_h - dk_h) // ds_h + 1,
+             "out_w": (c["out_w"] + 2 * dp_w - dk_w) // ds_w + 1}
+        q = {"in_c": d["out_c"], "in_h": d["out_h"], "in_w": d["out_w"],
+             "out_c": int(rng.integers(1, 6)), "out_h": d["out_h"], "out_w": d["out_w"],
+             "k_h": 1, "k_w": 1, "stride_h": 1, "stride_w": 1, "pad_h": 0, "pad_w": 0,
+             "groups": 1}
+        attrs: dict[str, int] = {}
+        args: dict[str, Arg | str] = {}
+        for prefix, g in (("c_", c), ("d_", d), ("p_", q)):
+            attrs |= {prefix + n: v for n, v in g.items()}
+            _, _, w = _conv_numel(g)
+            mult_q, shift_q = _requant(rng, g["out_c"])
+            args |= {prefix + "w": Arg(s8(rng, w, lo=-127), const=True),
+                     prefix + "mult": Arg(mult_q, const=True),
+                     prefix + "shift": Arg(shift_q, const=True)}
+            if k % 2:
+                args[prefix + "bias"] = Arg(rng.integers(-3000, 3000, g["out_c"])
+                                            .astype(np.int32), const=True)
+        zeros = [int(v) for v in rng.integers(-20, 20, 4)]
+        attrs |= {"x_zero": zeros[0], "c_zero": zeros[1], "c_act_min": -128, "c_act_max": 127,
+                  "d_zero": zeros[2], "d_act_min": -100, "d_act_max": 120, "y_zero": zeros[3],
+                  "act_min": -128, "act_max": 100}
+        x, _, _ = _conv_numel(c)
+        _, y, _ = _conv_numel(q)
+        from tinyhost.ops import scratch_bytes
+        args |= {"x": Arg(s8(rng, x)), "y": Arg(np.zeros(y, np.int8)),
+                 "scratch": Arg(np.zeros(scratch_bytes(Opcode.CONV_DW_PW_S8, attrs), np.int8))}
+        yield OpCase(f"CONV_DW_PW_S8/{k}", Opcode.CONV_DW_PW_S8, args, attrs,
+                     skip_compare={"scratch"})
+
+
 @cases(Opcode.UPDATE_S8_F32)
 def _update_s8(rng: Rng) -> Iterator[OpCase]:
     for rule in (0, 1):

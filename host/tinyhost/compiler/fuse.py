@@ -100,3 +100,90 @@ def fuse_pw_dw(graph: Graph) -> tuple[Graph, list[Fusion]]:
         k += 1
     graph.remove_tensors(drop)
     return graph, fusions
+
+
+# --- the stem: conv -> depthwise -> 1x1 conv, streamed a row at a time (CONV_DW_PW_S8) -----------
+#
+# The first ops of the paper's networks are a strided 3x3 conv (3x128x128 -> 16x64x64), a
+# depthwise conv and a 1x1 conv: with the input, the first conv's 64 KB output was the plans'
+# forward peak. Fused, a ring of the conv's output rows (as many as the depthwise kernel is high)
+# and one row of each later stage replace both intermediates. The rule: three consecutive forward
+# ops a (CONV2D_S8 with a spatial kernel: bottlenecks' 1x1 expand convs go to PW_DW_CONV2D_S8),
+# b (DEPTHWISE_CONV2D_S8) and c (CONV2D_S8, 1x1, stride 1, no padding, groups 1), each reading
+# only the previous one's output, which nothing else reads; all frozen, no masks, no trained rows;
+# zero points chained.
+
+@dataclass(frozen=True)
+class StemFusion:
+    ops: tuple[str, str, str]
+    intermediates: tuple[str, str]
+    saved_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ops": list(self.ops), "intermediates": list(self.intermediates),
+                "saved_bytes": self.saved_bytes}
+
+
+def _plain_frozen(graph: Graph, op: IROp) -> bool:
+    return (op.outputs[1] == NONE and op.attr("n_rows") == 0 and op.inputs[5] == NONE
+            and op.inputs[6] == NONE and _frozen(graph, op.inputs[1:5]))
+
+
+def _stem(graph: Graph, a: IROp, b: IROp, c: IROp, uses: dict[int, int]) -> bool:
+    if (a.opcode != Opcode.CONV2D_S8 or b.opcode != Opcode.DEPTHWISE_CONV2D_S8
+            or c.opcode != Opcode.CONV2D_S8):
+        return False
+    if a.attr("k_h") == 1 and a.attr("k_w") == 1:
+        return False
+    pointwise = {"k_h": 1, "k_w": 1, "stride_h": 1, "stride_w": 1, "pad_h": 0, "pad_w": 0,
+                 "groups": 1}
+    if c.named_attrs(pointwise) != pointwise:
+        return False
+    bindings = {graph.input, graph.label, graph.logits, graph.loss, graph.pred}
+    for prev, nxt in ((a, b), (b, c)):
+        mid = prev.outputs[0]
+        if nxt.inputs[0] != mid or uses.get(mid) != 2 or mid in bindings:
+            return False
+    return (all(_plain_frozen(graph, op) for op in (a, b, c))
+            and a.attr("y_zero") == b.attr("x_zero") and b.attr("y_zero") == c.attr("x_zero"))
+
+
+def _stem_op(a: IROp, b: IROp, c: IROp) -> IROp:
+    values: dict[str, int] = {}
+    for prefix, op in (("c_", a), ("d_", b), ("p_", c)):
+        values |= {prefix + n: v for n, v in op.named_attrs(CONV_ATTRS).items()}
+    values |= {"x_zero": a.attr("x_zero"), "c_zero": a.attr("y_zero"),
+               "c_act_min": a.attr("act_min"), "c_act_max": a.attr("act_max"),
+               "d_zero": b.attr("y_zero"), "d_act_min": b.attr("act_min"),
+               "d_act_max": b.attr("act_max"), "y_zero": c.attr("y_zero"),
+               "act_min": c.attr("act_min"), "act_max": c.attr("act_max")}
+    outputs = [NONE] * len(OP_SPECS[Opcode.CONV_DW_PW_S8].outputs)
+    outputs[0] = c.outputs[0]
+    return IROp(Opcode.CONV_DW_PW_S8, [a.inputs[0], *a.inputs[1:5], *b.inputs[1:5],
+                                       *c.inputs[1:5]],
+                outputs, ops_attrs(Opcode.CONV_DW_PW_S8, **values),
+                f"{a.source}+{b.source}+{c.source}", {"fused": (a.source, b.source, c.source)})
+
+
+def fuse_stem(graph: Graph) -> tuple[Graph, list[StemFusion]]:
+    fusions: list[StemFusion] = []
+    drop: set[int] = set()
+    uses = graph.operand_uses()
+    k = 0
+    while k + 2 < graph.n_forward:
+        a, b, c = graph.ops[k:k + 3]
+        if not _stem(graph, a, b, c, uses):
+            k += 1
+            continue
+        mids = (a.outputs[0], b.outputs[0])
+        fusions.append(StemFusion((a.source, b.source, c.source),
+                                  (graph.tensors[mids[0]].name, graph.tensors[mids[1]].name),
+                                  sum(graph.tensors[t].nbytes for t in mids)))
+        drop.update(t for t in (*mids, *a.outputs[2:], *b.outputs[2:], *c.outputs[2:])
+                    if t != NONE)
+        graph.ops[k:k + 3] = [_stem_op(a, b, c)]
+        graph.n_forward -= 2
+        graph.conv_ops = [j if j <= k else max(k, j - 2) for j in graph.conv_ops]
+        k += 1
+    graph.remove_tensors(drop)
+    return graph, fusions

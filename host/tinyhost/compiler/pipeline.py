@@ -31,7 +31,7 @@ from tinyhost.compiler.autodiff_s8 import autodiff_s8
 from tinyhost.compiler.capture import SUPPORTED_LAYERS, Captured, capture
 from tinyhost.compiler.emit import emit
 from tinyhost.compiler.errors import CompileError
-from tinyhost.compiler.fuse import Fusion, fuse_pw_dw
+from tinyhost.compiler.fuse import Fusion, StemFusion, fuse_pw_dw, fuse_stem
 from tinyhost.compiler.graph import Graph
 from tinyhost.compiler.import_tiny import HEAD_SEED, import_tiny
 from tinyhost.compiler.inplace import InPlace, depthwise_in_place
@@ -61,7 +61,7 @@ FRONTENDS = (TORCH, TINY_TRAINING, QUANTIZE)
 # do not depend on the order the passes run in.
 META_ORDER = ("model", "source", "format", "calibration", "head", "update", "scheme",
               "input_shape", "input_quant", "qas", "int8_update", "reorder", "import_notes",
-              "fusions", "in_place", "int8_update_auto")
+              "fusions", "stem_fusions", "in_place", "int8_update_auto")
 
 
 @dataclass(frozen=True)
@@ -213,9 +213,12 @@ def _autodiff_s8(c: Compilation) -> Compilation:
 
 def _fuse(c: Compilation) -> Compilation:
     fusions: list[Fusion] = []
+    stems: list[StemFusion] = []
     if c.options.fuse:
+        c.graph, stems = fuse_stem(c.need_graph())
         c.graph, fusions = fuse_pw_dw(c.need_graph())
     c.meta["fusions"] = [f.to_dict() for f in fusions]
+    c.meta["stem_fusions"] = [f.to_dict() for f in stems]
     return c
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from tinyhost.compiler.graph import Graph
 from tinyhost.dtypes import DType
-from tinyhost.ops import CONV_ATTRS, OP_SPECS, Opcode
+from tinyhost.ops import CONV_ATTRS, OP_SPECS, Opcode, scratch_bytes
 from tinyhost.plan import TensorKind
 
 
@@ -83,6 +83,8 @@ SCRATCH_BYTES: dict[Opcode, Callable[[Sequence[int]], int]] = {
     Opcode.PW_DW_CONV2D_S8: pw_dw_conv2d_s8_scratch,
     Opcode.CONV2D_S8_SGD_F32: conv2d_s8_sgd_scratch,
     Opcode.DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32: depthwise_grad_input_scratch,
+    # the registry's copy of tt_conv_dw_pw_s8_get_buffer_size
+    Opcode.CONV_DW_PW_S8: lambda attrs: scratch_bytes(Opcode.CONV_DW_PW_S8, attrs),
 }
 
 

@@ -623,6 +623,21 @@ def _run_pw_dw_conv2d_s8(ex: RefExecutor, op: Op) -> None:
 _ADD_ATTR = {"x1_multiplier": "x1_mult", "x2_multiplier": "x2_mult", "y_multiplier": "y_mult"}
 
 
+@reference(Opcode.CONV_DW_PW_S8)
+def _run_conv_dw_pw_s8(ex: RefExecutor, op: Op) -> None:
+    """The three convs one after the other (the kernel streams rows; the numbers are these)."""
+    x, c_w, c_b, c_m, c_s, d_w, d_b, d_m, d_s, p_w, p_b, p_m, p_s = op.inputs
+    stages = ((ConvGeom.from_op(op, "c_"), c_w, c_b, c_m, c_s, "x_zero", "c_zero", "c_act_"),
+              (ConvGeom.from_op(op, "d_"), d_w, d_b, d_m, d_s, "c_zero", "d_zero", "d_act_"),
+              (ConvGeom.from_op(op, "p_"), p_w, p_b, p_m, p_s, "d_zero", "y_zero", "act_"))
+    value = ex.view(x, stages[0][0].x_shape)
+    for g, w, b, m, s, xz, yz, act in stages:
+        value = conv2d_s8(g, value, ex.view(w, g.w_shape), ex.opt(b, (g.out_c,)), ex.view(m),
+                       ex.view(s), op.attr(xz), op.attr(yz), op.attr(act + "min"),
+                       op.attr(act + "max"))
+    ex.view(op.outputs[0])[...] = value.reshape(-1)
+
+
 @reference(Opcode.ADD_S8)
 def _run_add_s8(ex: RefExecutor, op: Op) -> None:
     size = op.attr("size")

@@ -112,6 +112,23 @@ tt_status tt_pw_dw_conv2d_s8(const tt_scratch *ctx, const tt_pw_dw_conv2d_params
                              const int8_t *dw_w, const int32_t *dw_bias, const int8_t *x,
                              int8_t *y);
 
+/* A frozen stem streamed a row at a time: conv c (any geometry), the depthwise conv d reading
+ * its output (groups == in_c) and the 1x1 conv p (stride 1, no padding, groups 1) reading d's:
+ * y = p(d(c(x))) bit for bit as the three kernels give it, neither intermediate stored whole
+ * (ops/conv_dw_pw_s8.c: a ring of d.k_h rows of c's output, bands with their padding written out).
+ * cq->y_zero == dq->x_zero, dq->y_zero == pq->x_zero; no masks, no row substitution. */
+typedef struct {
+    tt_conv2d_params c, d, p;
+} tt_conv_dw_pw_params;
+/* Bytes of scratch (the ring, the bands, one row of each later stage, the kernels' own scratch
+ * for their band geometries); negative when p is invalid. The same on every target. */
+int32_t tt_conv_dw_pw_s8_get_buffer_size(const tt_conv_dw_pw_params *p);
+tt_status tt_conv_dw_pw_s8(const tt_scratch *ctx, const tt_conv_dw_pw_params *p,
+                           const tt_s8_requant *cq, const int8_t *cw, const int32_t *cbias,
+                           const tt_s8_requant *dq, const int8_t *dw, const int32_t *dbias,
+                           const tt_s8_requant *pq, const int8_t *pw, const int32_t *pbias,
+                           const int8_t *x, int8_t *y);
+
 /* int8 add, TFLite AddFunc with tflite-micro's CalculateOpDataAdd parameters (left_shift = 20,
  * multipliers < 1 so every shift is in [-31, 0]; left_shift in [0, 30]):
  *   v_i = MBQM((x_i - x_i_zero) * 2^left_shift, x_i_mult, x_i_shift)
