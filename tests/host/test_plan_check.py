@@ -205,13 +205,13 @@ def test_int8_convs() -> None:
 
 def test_int8_constants_must_be_constants() -> None:
     """The firmware reads a shift or scale operand's bytes at load; an arena tensor's are not the
-    plan's (a known firmware bug: it accepts what its arena happens to hold)."""
+    plan's, so both sides refuse one."""
     p = base(Opcode.CONV2D_S8)
     shift = p.tensors[operand(p, "shift")]
     shift.arena_offset, shift.data_offset = p.arena_size, NONE
     p.arena_size += 16
     msg = refused(p, "op 0 (CONV2D_S8)", "not a constant")
-    assert op_mutants.known_firmware_bug(msg) is not None
+    assert op_mutants.known_firmware_bug(msg) is None
     p = base(Opcode.PW_DW_CONV2D_S8)
     w = p.tensors[operand(p, "dw_w")]
     w.arena_offset, w.data_offset = p.arena_size, NONE
@@ -282,7 +282,7 @@ def test_tensors_and_bindings() -> None:
     p = base(Opcode.RELU_F32)
     p.num_classes = 2**30 + 1  # 4 * num_classes wraps to the logits' 4 bytes in 32 bits
     msg = refused(p, "exceeds uint32")
-    assert op_mutants.known_firmware_bug(msg) is not None
+    assert op_mutants.known_firmware_bug(msg) is None
     p = base(Opcode.RELU_F32)
     p.n_forward = 2
     refused(p, "forward op count 2")

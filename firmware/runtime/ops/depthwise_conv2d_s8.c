@@ -16,26 +16,36 @@
 #include "requant_s8.h"
 #include "tt/tt_op.h"
 
+static int32_t even(int32_t v) /* v below INT32_MAX: a checked kernel width */
+{
+    return v + (v & 1);
+}
+
 /* int16 entries per buffered row: in_w + 2 * pad_w + 1, rounded up to even (aligned rows). */
 static int64_t row_len(const tt_conv2d_params *p)
 {
     return ((int64_t)p->in_w + 2 * (int64_t)p->pad_w + 2) & ~(int64_t)1;
 }
 
-static int32_t even(int32_t v)
-{
-    return v + (v & 1);
-}
 
 int32_t tt_depthwise_conv2d_s8_get_buffer_size(const tt_conv2d_params *p)
 {
     if (!tt_conv2d_params_ok(p) || p->groups != p->in_c) {
         return TT_ERR_ARG;
     }
-    const int64_t mult = p->out_c / p->in_c;
-    const int64_t entries = 2 * p->k_h * row_len(p) + mult * p->k_h * (int64_t)even(p->k_w);
-    const int64_t bytes = entries * (int64_t)sizeof(int16_t);
-    return bytes <= INT32_MAX ? (int32_t)bytes : TT_ERR_ARG;
+    /* entries = 2 k_h row + multiplier k_h even(k_w), refused before a product can exceed what
+     * int32 bytes could hold (so nothing overflows, whatever the attributes) */
+    const int64_t limit = INT32_MAX / (int64_t)sizeof(int16_t);
+    const int64_t mult = p->out_c / p->in_c, k_h = p->k_h, row = row_len(p);
+    const int64_t k_w = (int64_t)p->k_w + (p->k_w & 1);
+    if (row > limit / 2 / k_h) {
+        return TT_ERR_ARG;
+    }
+    const int64_t rows = 2 * k_h * row;
+    if (k_w > (limit - rows) / k_h / mult) {
+        return TT_ERR_ARG;
+    }
+    return (int32_t)((rows + mult * k_h * k_w) * (int64_t)sizeof(int16_t));
 }
 
 /* One output row of one channel. */

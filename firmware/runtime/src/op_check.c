@@ -108,6 +108,9 @@ bool tt_channels_ok(const tt_op_ctx *c, unsigned i, int32_t out_c)
 bool tt_shifts_ok(const tt_op_ctx *c, unsigned i)
 {
     const tt_tensor *t = tt_opnd_tensor(c, i);
+    if (t->arena_offset >= 0) { /* its bytes at load are not the plan's */
+        return false;
+    }
     const int32_t *v = t->data;
     for (uint32_t j = 0; j < t->nbytes / 4u; j++) {
         if (v[j] < -31 || v[j] > 30) {
@@ -120,6 +123,9 @@ bool tt_shifts_ok(const tt_op_ctx *c, unsigned i)
 bool tt_scales_ok(const tt_op_ctx *c, unsigned i)
 {
     const tt_tensor *t = tt_opnd_tensor(c, i);
+    if (t->arena_offset >= 0) { /* its bytes at load are not the plan's */
+        return false;
+    }
     const float *v = t->data;
     for (uint32_t j = 0; j < t->nbytes / 4u; j++) {
         if (!(v[j] > 0.0f && v[j] <= FLT_MAX)) { /* false for NaN */

@@ -134,7 +134,7 @@ bool tt_pool_numel(const tt_pool2d_params *p, uint64_t *x, uint64_t *y);
 bool tt_channels_ok(const tt_op_ctx *c, unsigned i, int32_t out_c);
 /* A constant of int32 requantization shifts, each in [-31, 30] (tt_s8_requant). */
 bool tt_shifts_ok(const tt_op_ctx *c, unsigned i);
-/* Scales as the kernels accept them: positive, finite. */
+/* A constant of scales as the kernels accept them: positive, finite. */
 bool tt_scales_ok(const tt_op_ctx *c, unsigned i);
 
 #endif
