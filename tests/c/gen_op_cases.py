@@ -139,7 +139,7 @@ def expected(case: OpCase, plan: Plan, before: bytes) -> list[tuple[int, int, by
     ex.run(plan.ops)
     spec = OP_SPECS[case.opcode]
     out = []
-    for name, t_index in zip(spec.outputs, plan.ops[0].outputs):
+    for name, t_index in zip(spec.outputs, plan.ops[0].outputs, strict=True):
         if t_index == NONE or name in case.skip_compare:
             continue
         t = plan.tensors[t_index]
@@ -148,7 +148,7 @@ def expected(case: OpCase, plan: Plan, before: bytes) -> list[tuple[int, int, by
     return out
 
 
-# --- case builders ---------------------------------------------------------------------------------
+# --- case builders -------------------------------------------------------------------------------
 
 def _elementwise(opcode: Opcode, inputs: tuple[str, ...], out: str, in_place: str | None = None,
                  fn: Callable[[Rng, int], dict[str, np.ndarray]] | None = None) -> None:
@@ -217,7 +217,8 @@ def _conv2d(rng: Rng) -> Iterator[OpCase]:
     for k in range(6):
         a = _conv_attrs(rng)
         x, y, w = _conv_numel(a)
-        args: dict[str, Arg | str] = {"x": Arg(f32(rng, x)), "w": Arg(f32(rng, w), const=k % 2 == 0),
+        args: dict[str, Arg | str] = {"x": Arg(f32(rng, x)),
+                                      "w": Arg(f32(rng, w), const=k % 2 == 0),
                                       "y": Arg(np.zeros(y, np.float32))}
         if k % 3:
             args["b"] = Arg(f32(rng, a["out_c"]))
@@ -229,7 +230,8 @@ def _conv2d_grad_weight(rng: Rng) -> Iterator[OpCase]:
     for k in range(6):
         a = _conv_attrs(rng)
         x, y, w = _conv_numel(a)
-        args: dict[str, Arg | str] = {"dy": Arg(f32(rng, y)), "db": Arg(np.zeros(a["out_c"], np.float32))}
+        args: dict[str, Arg | str] = {"dy": Arg(f32(rng, y)),
+                                      "db": Arg(np.zeros(a["out_c"], np.float32))}
         if k % 3:  # 0: a bias-only layer (no x, no dw)
             args |= {"x": Arg(f32(rng, x)), "dw": Arg(np.zeros(w, np.float32))}
         yield OpCase(f"CONV2D_GRAD_WEIGHT_F32/{k}", Opcode.CONV2D_GRAD_WEIGHT_F32, args, a,
@@ -257,7 +259,8 @@ def _conv_s8_cases(opcode: Opcode, kind: str) -> None:
                 "y": Arg(np.zeros(y, np.int8)), "mask": Arg(np.zeros((y + 7) // 8, np.int8)),
                 "scratch": Arg(np.zeros(_scratch_bytes(opcode, a), np.int8))}
             if k % 2:
-                args["bias"] = Arg(rng.integers(-5000, 5000, a["out_c"]).astype(np.int32), const=True)
+                args["bias"] = Arg(rng.integers(-5000, 5000, a["out_c"]).astype(np.int32),
+                                   const=True)
             if k % 3 == 1:  # trained rows standing in for some output channels
                 ch = np.sort(rng.permutation(a["out_c"])[:int(rng.integers(1, a["out_c"] + 1))])
                 a["n_rows"] = len(ch)
@@ -445,7 +448,8 @@ def _add_s8(rng: Rng) -> Iterator[OpCase]:
     for n in (1, 9, 100):
         p = AddParams.from_scales(float(rng.uniform(0.01, 0.1)), int(rng.integers(-30, 30)),
                                   float(rng.uniform(0.01, 0.1)), int(rng.integers(-30, 30)),
-                                  float(rng.uniform(0.05, 0.2)), int(rng.integers(-30, 30)), -120, 127)
+                                  float(rng.uniform(0.05, 0.2)), int(rng.integers(-30, 30)),
+                                  -120, 127)
         attrs = {"size": n, "x1_zero": p.x1_zero, "x2_zero": p.x2_zero, "y_zero": p.y_zero,
                  "left_shift": p.left_shift, "x1_mult": p.x1_multiplier, "x1_shift": p.x1_shift,
                  "x2_mult": p.x2_multiplier, "x2_shift": p.x2_shift, "y_mult": p.y_multiplier,

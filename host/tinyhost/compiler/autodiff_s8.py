@@ -256,7 +256,8 @@ class AutodiffS8:
             m = self.master.get(w_state, -1)
             if dw == -1:
                 # The trained rows' gradient made and applied a row at a time (CONV2D_S8_SGD_F32):
-                # no whole f32 weight gradient; its scratch (one row) comes from compiler/scratch.py.
+                # no whole f32 weight gradient; its scratch (one row) comes from
+                # compiler/scratch.py.
                 g.add_op(Opcode.CONV2D_S8_SGD_F32, [dz, x, channels, w_state, qt, m],
                          [w_state, m, db, -1],
                          {**geometry, "x_zero": x_zero, "n_channels": n_ch,

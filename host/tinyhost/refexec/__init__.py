@@ -1,1 +1,2 @@
-"""Reference (numpy) execution of tinytrain plans: the specification the C runtime is tested against."""
+"""Reference (numpy) execution of tinytrain plans: the specification the C runtime is tested
+against."""

@@ -1,4 +1,5 @@
-"""Numpy reference of the fp32 kernels: the specification `firmware/runtime/ops/*.c` is tested against.
+"""Numpy reference of the fp32 kernels: the specification `firmware/runtime/ops/*.c` is tested
+against.
 
 One function per opcode of `tinyhost.ops` (same semantics as `tt/tt_kernels_f32.h`). Batch 1, no
 batch dimension: activations are (C, H, W) (Conv1d: H = 1), conv weights (O, I/groups, KH, KW),
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from tinyhost.refexec.executor import RefExecutor
 
 F32 = NDArray[np.float32]
+_ScalarT = TypeVar("_ScalarT", bound=np.generic)
 
 _INT32_MAX = 2**31 - 1
 
@@ -55,7 +57,8 @@ class _Geom:
     def from_attrs(cls, attrs: Sequence[int]) -> Self:
         names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
         if len(attrs) != len(names):
-            raise ValueError(f"{cls.__name__} takes {len(names)} attributes {names}, got {len(attrs)}")
+            raise ValueError(f"{cls.__name__} takes {len(names)} attributes {names}, "
+                             f"got {len(attrs)}")
         return cls(*(int(a) for a in attrs))
 
     @classmethod
@@ -66,7 +69,7 @@ class _Geom:
 
     def attrs(self) -> tuple[int, ...]:
         """The attribute list in plan order (the inverse of from_attrs)."""
-        return astuple(self)  # type: ignore[call-overload,no-any-return]
+        return astuple(self)  # type: ignore[call-overload]
 
     def _check_ints(self) -> None:
         for f in fields(self):  # type: ignore[arg-type]
@@ -106,7 +109,8 @@ class ConvGeom(_Geom):
     def __post_init__(self) -> None:
         self._check_ints()
         if self.in_c % self.groups or self.out_c % self.groups:
-            raise ValueError(f"groups {self.groups} must divide in_c {self.in_c} and out_c {self.out_c}")
+            raise ValueError(f"groups {self.groups} must divide in_c {self.in_c} "
+                             f"and out_c {self.out_c}")
         _check_window("h", self.in_h, self.out_h, self.k_h, self.stride_h, self.pad_h)
         _check_window("w", self.in_w, self.out_w, self.k_w, self.stride_w, self.pad_w)
 
@@ -116,8 +120,8 @@ class ConvGeom(_Geom):
               groups: int = 1) -> ConvGeom:
         """The geometry with the output size computed from the input size."""
         return cls(in_c, in_h, in_w, out_c, _out_size(in_h, k_h, stride_h, pad_h),
-                   _out_size(in_w, k_w, stride_w, pad_w), k_h, k_w, stride_h, stride_w, pad_h, pad_w,
-                   groups)
+                   _out_size(in_w, k_w, stride_w, pad_w), k_h, k_w, stride_h, stride_w, pad_h,
+                   pad_w, groups)
 
     @property
     def x_shape(self) -> tuple[int, int, int]:
@@ -181,13 +185,14 @@ def _arr(a: ArrayLike, shape: tuple[int, ...], name: str) -> F32:
     return out
 
 
-def _windows(xp: F32, g: ConvGeom | PoolGeom) -> F32:
+def _windows(xp: NDArray[_ScalarT], g: ConvGeom | PoolGeom) -> NDArray[_ScalarT]:
     """(C, OH, OW, KH, KW) read-only view of the windows of the padded input xp (C, Hp, Wp)."""
     v = sliding_window_view(xp, (g.k_h, g.k_w), axis=(1, 2))
-    return v[:, : g.stride_h * (g.out_h - 1) + 1 : g.stride_h, : g.stride_w * (g.out_w - 1) + 1 : g.stride_w]
+    return v[:, : g.stride_h * (g.out_h - 1) + 1 : g.stride_h,
+             : g.stride_w * (g.out_w - 1) + 1 : g.stride_w]
 
 
-def _pad(x: F32, g: ConvGeom | PoolGeom, value: float) -> F32:
+def _pad(x: NDArray[_ScalarT], g: ConvGeom | PoolGeom, value: float) -> NDArray[_ScalarT]:
     return np.pad(x, ((0, 0), (g.pad_h, g.pad_h), (g.pad_w, g.pad_w)), constant_values=value)
 
 
@@ -246,7 +251,8 @@ def _im2col(g: ConvGeom, x: F32) -> F32:
 
 
 def linear_sgd(g: LinearGeom, dy: ArrayLike, x: ArrayLike | None, w: ArrayLike | None,
-               b: ArrayLike | None, lr: float) -> tuple[F32 | None, F32 | None]:
+               b: ArrayLike | None,
+               lr: float | np.floating[Any]) -> tuple[F32 | None, F32 | None]:
     """The layer's SGD step from its output gradient: (w - lr * dy x^T, b - lr * dy), each in
     float32 with the product rounded before the step, as linear_grad_weight then sgd give it."""
     dyv = _arr(dy, (g.out_features,), "dy")
@@ -281,7 +287,8 @@ def conv2d_grad_input(g: ConvGeom, dy: ArrayLike, w: ArrayLike) -> F32:
 
 
 def conv2d_grad_weight(g: ConvGeom, dy: ArrayLike, x: ArrayLike) -> tuple[F32, F32]:
-    """(dw, db): dw[o, i, ky, kx] = sum_{oy, ox} dy[o, oy, ox] x_padded[window]; db[o] = sum dy[o]."""
+    """(dw, db): dw[o, i, ky, kx] = sum_{oy, ox} dy[o, oy, ox] x_padded[window];
+    db[o] = sum dy[o]."""
     dya = _arr(dy, g.y_shape, "dy")
     xa = _arr(x, g.x_shape, "x")
     dyg = dya.reshape(g.groups, g.out_c // g.groups, g.out_h * g.out_w)
@@ -388,14 +395,14 @@ def softmax_xent(logits: ArrayLike, label: int) -> tuple[np.float32, F32, int]:
     return loss, d, pred
 
 
-def sgd(w: ArrayLike, g: ArrayLike, lr: float) -> F32:
+def sgd(w: ArrayLike, g: ArrayLike, lr: float | np.floating[Any]) -> F32:
     """w - lr*g, computed in float32 (the C kernel updates w in place)."""
     wa = _arr(w, np.shape(w), "w")
     ga = _arr(g, wa.shape, "g")
     return (wa - np.float32(lr) * ga).astype(np.float32, copy=False)
 
 
-# --- the ops: plan operands -> these kernels (refexec/registry.py) ---------------------------------
+# --- the ops: plan operands -> these kernels (refexec/registry.py) -------------------------------
 
 def _conv_shapes(g: ConvGeom) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """Shapes of a conv's input, weight and output."""
@@ -409,7 +416,7 @@ def _pool_shapes(g: PoolGeom) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 def store_weight_grads(ex: RefExecutor, op: Op, dw: NDArray, db: NDArray) -> None:
     """Either output may be absent: a bias-only layer has no dw (and no saved input)."""
-    for out, value in zip(op.outputs, (dw, db)):
+    for out, value in zip(op.outputs, (dw, db), strict=True):
         if out != NONE:
             ex.view(out)[...] = value.reshape(-1)
 
@@ -446,8 +453,8 @@ def _run_linear_sgd(ex: RefExecutor, op: Op) -> None:
     g = LinearGeom.from_op(op)
     dy, x, w, b = op.inputs
     new_w, new_b = linear_sgd(g, ex.view(dy), ex.opt(x, (g.in_features,)),
-                              ex.opt(w, (g.out_features, g.in_features)), ex.opt(b, (g.out_features,)),
-                              ex.lr)
+                              ex.opt(w, (g.out_features, g.in_features)),
+                              ex.opt(b, (g.out_features,)), ex.lr)
     for index, value in ((w, new_w), (b, new_b)):
         if value is not None:
             ex.view(index)[...] = value.reshape(-1)

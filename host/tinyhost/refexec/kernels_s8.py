@@ -27,14 +27,13 @@ scaling of algorithm/core/optimizer/sgd_scale.py.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from tinyhost.ops import Opcode, UpdateRule
 from tinyhost.plan import NONE, Op
-
 from tinyhost.quant import (  # noqa: F401  (re-exported: shared with the compiler)
     ADD_LEFT_SHIFT,
     AddParams,
@@ -106,7 +105,7 @@ def _act_range(act_min: int, act_max: int) -> tuple[int, int]:
     return lo, hi
 
 
-def _scale(v: float, name: str) -> np.float32:
+def _scale(v: float | np.floating[Any], name: str) -> np.float32:
     s = np.float32(v)
     if not (np.isfinite(s) and s > 0):
         raise ValueError(f"{name} must be a positive finite float32, got {v!r}")
@@ -165,13 +164,26 @@ def _requant_out(acc: NDArray[np.int64], mult: ArrayLike, shift: ArrayLike, c: i
     yz = _int_in(y_zero, INT8_MIN, INT8_MAX, "y_zero")
     lo, hi = _act_range(act_min, act_max)
     bshape = (c,) + (1,) * (acc.ndim - 1)
-    pre = multiply_by_quantized_multiplier(acc, m.reshape(bshape), s.reshape(bshape)).astype(np.int64) + yz
+    pre = (multiply_by_quantized_multiplier(acc, m.reshape(bshape), s.reshape(bshape))
+           .astype(np.int64) + yz)
     y = np.clip(pre, lo, hi).astype(np.int8)
     if return_mask:
         return y, (pre >= lo) & (pre <= hi)
     return y
 
 
+@overload
+def conv2d_s8(g: ConvGeom, x: ArrayLike, w: ArrayLike, bias: ArrayLike | None, mult: ArrayLike,
+              shift: ArrayLike, x_zero: int, y_zero: int, act_min: int = ...,
+              act_max: int = ..., return_mask: Literal[False] = ...) -> S8: ...
+@overload
+def conv2d_s8(g: ConvGeom, x: ArrayLike, w: ArrayLike, bias: ArrayLike | None, mult: ArrayLike,
+              shift: ArrayLike, x_zero: int, y_zero: int, act_min: int = ...,
+              act_max: int = ..., *, return_mask: Literal[True]) -> tuple[S8, BoolA]: ...
+@overload
+def conv2d_s8(g: ConvGeom, x: ArrayLike, w: ArrayLike, bias: ArrayLike | None, mult: ArrayLike,
+              shift: ArrayLike, x_zero: int, y_zero: int, act_min: int = ...,
+              act_max: int = ..., return_mask: bool = ...) -> S8 | tuple[S8, BoolA]: ...
 def conv2d_s8(g: ConvGeom, x: ArrayLike, w: ArrayLike, bias: ArrayLike | None, mult: ArrayLike,
               shift: ArrayLike, x_zero: int, y_zero: int, act_min: int = INT8_MIN,
               act_max: int = INT8_MAX, return_mask: bool = False) -> S8 | tuple[S8, BoolA]:
@@ -187,12 +199,27 @@ def conv2d_s8(g: ConvGeom, x: ArrayLike, w: ArrayLike, bias: ArrayLike | None, m
     return _requant_out(acc, mult, shift, g.out_c, y_zero, act_min, act_max, return_mask)
 
 
+@overload
+def depthwise_conv2d_s8(g: ConvGeom, x: ArrayLike, w: ArrayLike, bias: ArrayLike | None,
+                        mult: ArrayLike, shift: ArrayLike, x_zero: int, y_zero: int,
+                        act_min: int = ..., act_max: int = ...,
+                        return_mask: Literal[False] = ...) -> S8: ...
+@overload
+def depthwise_conv2d_s8(g: ConvGeom, x: ArrayLike, w: ArrayLike, bias: ArrayLike | None,
+                        mult: ArrayLike, shift: ArrayLike, x_zero: int, y_zero: int,
+                        act_min: int = ..., act_max: int = ..., *,
+                        return_mask: Literal[True]) -> tuple[S8, BoolA]: ...
+@overload
+def depthwise_conv2d_s8(g: ConvGeom, x: ArrayLike, w: ArrayLike, bias: ArrayLike | None,
+                        mult: ArrayLike, shift: ArrayLike, x_zero: int, y_zero: int,
+                        act_min: int = ..., act_max: int = ...,
+                        return_mask: bool = ...) -> S8 | tuple[S8, BoolA]: ...
 def depthwise_conv2d_s8(g: ConvGeom, x: ArrayLike, w: ArrayLike, bias: ArrayLike | None,
                         mult: ArrayLike, shift: ArrayLike, x_zero: int, y_zero: int,
                         act_min: int = INT8_MIN, act_max: int = INT8_MAX,
                         return_mask: bool = False) -> S8 | tuple[S8, BoolA]:
-    """conv2d_s8 for a depthwise geometry (groups == in_c; out_c = in_c * channel multiplier, output
-    channel o reads input channel o // multiplier, as TFLite DepthwiseConvPerChannel)."""
+    """conv2d_s8 for a depthwise geometry (groups == in_c; out_c = in_c * channel multiplier,
+    output channel o reads input channel o // multiplier, as TFLite DepthwiseConvPerChannel)."""
     if g.groups != g.in_c:
         raise ValueError(f"depthwise needs groups == in_c, got groups {g.groups}, in_c {g.in_c}")
     return conv2d_s8(g, x, w, bias, mult, shift, x_zero, y_zero, act_min, act_max, return_mask)
@@ -219,9 +246,11 @@ def pw_dw_conv2d_s8(g_pw: ConvGeom, g_dw: ConvGeom, x: ArrayLike, pw_w: ArrayLik
     if g_pw.groups != 1:
         raise ValueError(f"the first conv must have groups 1, got {g_pw.groups}")
     if g_dw.x_shape != g_pw.y_shape:
-        raise ValueError(f"the depthwise input {g_dw.x_shape} is not the conv output {g_pw.y_shape}")
+        raise ValueError(f"the depthwise input {g_dw.x_shape} is not the conv output "
+                         f"{g_pw.y_shape}")
     if dw_q.x_zero != pw_q.y_zero:
-        raise ValueError(f"the depthwise x_zero {dw_q.x_zero} is not the conv's y_zero {pw_q.y_zero}")
+        raise ValueError(f"the depthwise x_zero {dw_q.x_zero} is not the conv's y_zero "
+                         f"{pw_q.y_zero}")
     mid = conv2d_s8(g_pw, x, pw_w, pw_bias, pw_q.mult, pw_q.shift, pw_q.x_zero, pw_q.y_zero,
                     pw_q.act_min, pw_q.act_max)
     return depthwise_conv2d_s8(g_dw, mid, dw_w, dw_bias, dw_q.mult, dw_q.shift, dw_q.x_zero,
@@ -249,7 +278,8 @@ def add_s8(x1: ArrayLike, x2: ArrayLike, params: AddParams,
     # s <= 0 (no left shift): RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x, m), -s).
     v1 = multiply_by_quantized_multiplier(sh1, p.x1_multiplier, p.x1_shift).astype(np.int64)
     v2 = multiply_by_quantized_multiplier(sh2, p.x2_multiplier, p.x2_shift).astype(np.int64)
-    pre = multiply_by_quantized_multiplier(v1 + v2, p.y_multiplier, p.y_shift).astype(np.int64) + p.y_zero
+    pre = (multiply_by_quantized_multiplier(v1 + v2, p.y_multiplier, p.y_shift).astype(np.int64)
+           + p.y_zero)
     y = np.clip(pre, p.act_min, p.act_max).astype(np.int8)
     if return_mask:
         return y, (pre >= p.act_min) & (pre <= p.act_max)
@@ -280,7 +310,7 @@ def avgpool2d_s8(g: PoolGeom, x: ArrayLike, act_min: int = INT8_MIN, act_max: in
     return np.ascontiguousarray(np.clip(q, lo, hi).astype(np.int8))
 
 
-def dequantize_s8(x: ArrayLike, scale: float, zero: int) -> F32:
+def dequantize_s8(x: ArrayLike, scale: float | np.floating[Any], zero: int) -> F32:
     """(x - zero) * scale in float32 (x - zero is exact, so this is the correctly rounded product;
     TFLite's Dequantize computes the same value in double and rounds once)."""
     xa = _s8(x, None, "x")
@@ -411,7 +441,8 @@ def conv2d_s8_grad_weight(g: ConvGeom, dz: ArrayLike, x: ArrayLike, x_zero: int,
 
 def conv2d_s8_sgd(g: ConvGeom, dz: ArrayLike, x: ArrayLike, x_zero: int,
                   channels: ArrayLike | None, w: ArrayLike, qas: ArrayLike,
-                  master: ArrayLike | None, lr: float) -> tuple[S8, F32 | None, F32]:
+                  master: ArrayLike | None,
+                  lr: float | np.floating[Any]) -> tuple[S8, F32 | None, F32]:
     """The trained rows' QAS update straight from dz (CONV2D_S8_SGD_F32): exactly
     conv2d_s8_grad_weight's rows `channels` (all when None) then update_s8_round (master None) or
     update_s8_master of those rows. w, master and qas hold just the trained rows. Returns the new
@@ -440,7 +471,7 @@ def avgpool2d_s8_grad(g: PoolGeom, dy: ArrayLike) -> F32:
     return kf.avgpool2d_grad(g, _f32(dy, g.y_shape, "dy"))
 
 
-def dequantize_s8_grad(dy: ArrayLike, scale: float) -> F32:
+def dequantize_s8_grad(dy: ArrayLike, scale: float | np.floating[Any]) -> F32:
     """dx = dy * scale (the gradient of (x - zero) * scale with respect to x)."""
     dya = _f32(dy, None, "dy")
     return (dya * _scale(scale, "scale")).astype(np.float32)
@@ -448,14 +479,15 @@ def dequantize_s8_grad(dy: ArrayLike, scale: float) -> F32:
 
 # --- QAS and the int8 updates ---------------------------------------------------------------------
 
-def _step(dw: F32, lr: float, q: F32) -> F32:
+def _step(dw: F32, lr: float | np.floating[Any], q: F32) -> F32:
     """u = lr * (dw * q[o]) in float32, q (one per row of dw's axis 0) broadcast over the rest."""
     qb = q.reshape((-1,) + (1,) * (dw.ndim - 1))
     return (np.float32(lr) * (dw * qb)).astype(np.float32)
 
 
 def _update_geometry(w_shape: tuple[int, ...], dw: ArrayLike, qas: ArrayLike,
-                     channels: ArrayLike | None, axis: int) -> tuple[F32, F32, NDArray[np.intp] | None]:
+                     channels: ArrayLike | None,
+                     axis: int) -> tuple[F32, F32, NDArray[np.intp] | None]:
     if len(w_shape) < 2 and axis == 1:
         raise ValueError("axis 1 needs a weight with an input-channel axis")
     if axis not in (0, 1):
@@ -471,7 +503,7 @@ def _update_geometry(w_shape: tuple[int, ...], dw: ArrayLike, qas: ArrayLike,
     return dwa, qsel, sel
 
 
-def update_s8_round(w: ArrayLike, dw: ArrayLike, lr: float, qas: ArrayLike,
+def update_s8_round(w: ArrayLike, dw: ArrayLike, lr: float | np.floating[Any], qas: ArrayLike,
                     channels: ArrayLike | None = None, axis: int = 0) -> S8:
     """Update rule A, int8 weights only: for the selected rows (all if channels is None),
 
@@ -488,7 +520,7 @@ def update_s8_round(w: ArrayLike, dw: ArrayLike, lr: float, qas: ArrayLike,
     if sel is None:
         out[...] = new
     else:
-        idx = [slice(None)] * wa.ndim
+        idx: list[slice | NDArray[np.intp]] = [slice(None)] * wa.ndim
         idx[axis] = sel
         out[tuple(idx)] = new
     return out
@@ -502,7 +534,7 @@ def master_from_s8(w: ArrayLike, channels: ArrayLike | None = None, axis: int = 
     return rows.astype(np.float32)
 
 
-def update_s8_master(master: ArrayLike, dw: ArrayLike, lr: float, qas: ArrayLike,
+def update_s8_master(master: ArrayLike, dw: ArrayLike, lr: float | np.floating[Any], qas: ArrayLike,
                      channels: ArrayLike | None = None, axis: int = 0) -> tuple[F32, S8]:
     """Update rule B, a float32 master copy of the updated rows (the paper keeps its weights as
     float parameters and rounds them in the forward):
@@ -519,13 +551,15 @@ def update_s8_master(master: ArrayLike, dw: ArrayLike, lr: float, qas: ArrayLike
     if q.ndim != 1:
         raise ValueError(f"qas must be 1-D, got {q.shape}")
     if axis not in (0, 1) or (axis == 1 and ma.ndim < 2):
-        raise ValueError(f"axis must be 0, or 1 for a weight with an input-channel axis; got {axis}")
+        raise ValueError(f"axis must be 0, or 1 for a weight with an input-channel axis; "
+                         f"got {axis}")
     if channels is not None:
         n = q.size if axis == 0 else int(np.max(channels)) + 1 if np.size(channels) else 0
         sel = _channels(channels, n)
         assert sel is not None
         if sel.size != ma.shape[axis]:
-            raise ValueError(f"master has {ma.shape[axis]} rows on axis {axis} for {sel.size} channels")
+            raise ValueError(f"master has {ma.shape[axis]} rows on axis {axis} for {sel.size} "
+                             "channels")
         if axis == 0:
             q = q[sel]
     if q.shape != (ma.shape[0],):
@@ -535,7 +569,8 @@ def update_s8_master(master: ArrayLike, dw: ArrayLike, lr: float, qas: ArrayLike
     return new_master, rows
 
 
-def update_s32(bias: ArrayLike, db: ArrayLike, lr: float, qas: ArrayLike) -> tuple[NDArray, I32]:
+def update_s32(bias: ArrayLike, db: ArrayLike, lr: float | np.floating[Any],
+               qas: ArrayLike) -> tuple[NDArray, I32]:
     """Bias update, u = lr * (db * qas) in float32 (qas = qas_bias_scale). Returns (state, b_s32):
 
     - int32 bias (no master): b <- sat32(b - rint(u)); state is the new int32 bias. The step is
@@ -560,7 +595,7 @@ def update_s32(bias: ArrayLike, db: ArrayLike, lr: float, qas: ArrayLike) -> tup
     raise ValueError(f"bias must be int32 or a float32 master, got {b.dtype}")
 
 
-# --- the ops: plan operands -> these kernels (refexec/registry.py) ---------------------------------
+# --- the ops: plan operands -> these kernels (refexec/registry.py) -------------------------------
 
 def pack_mask(mask: ArrayLike) -> S8:
     """A bool mask as the plan stores it: bit i % 8 of byte i // 8 (LSB first), as int8 bytes."""
@@ -724,7 +759,7 @@ def _run_add_s8_grad(ex: RefExecutor, op: Op) -> None:
     s1, s2, sy = (float(v) for v in ex.view(scales, (3,)))
     dz = requant_grad(np.zeros(size, np.int8), ex.view(dy, (size,)), np.float32(1),
                       mask=unpack_mask(ex.view(mask), size))
-    for out, value in zip(op.outputs, add_s8_grad(dz, s1, s2, sy)):
+    for out, value in zip(op.outputs, add_s8_grad(dz, s1, s2, sy), strict=True):
         if out != NONE:
             ex.view(out)[...] = value
 

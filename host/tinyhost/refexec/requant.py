@@ -1,7 +1,8 @@
-"""Integer requantization and quantization parameters: the fixed-point arithmetic of the int8 kernels.
+"""Integer requantization and quantization parameters: the fixed-point arithmetic of the int8
+kernels.
 
-The definitions live in the neutral module `tinyhost.quant` (shared with the compiler, which must not
-import the reference executor); this module re-exports them under their old names.
+The definitions live in the neutral module `tinyhost.quant` (shared with the compiler, which must
+not import the reference executor); this module re-exports them under their old names.
 """
 from __future__ import annotations
 
