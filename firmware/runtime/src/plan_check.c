@@ -103,7 +103,8 @@ tt_status tt_plan_check(const tt_plan *p, tt_error *err)
         (st = check_binding(p, p->pred, TT_DTYPE_S32, "pred", err))) {
         return st;
     }
-    if (p->num_classes <= 0 || (uint64_t)p->tensors[p->logits].nbytes != 4u * (uint64_t)p->num_classes) {
+    if (p->num_classes <= 0 ||
+        (uint64_t)p->tensors[p->logits].nbytes != 4u * (uint64_t)p->num_classes) {
         return tt_fail(err, TT_ERR_PLAN_FORMAT, "logits do not hold num_classes values");
     }
     if (p->n_forward == 0 || p->n_forward > p->n_ops) {
