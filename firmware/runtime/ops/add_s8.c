@@ -32,7 +32,9 @@ tt_status tt_add_s8(const tt_add_s8_params *p, int32_t size, const int8_t *x1, c
         /* |v_i| <= |s_i| < 2^31 with multipliers below 2^31; their sum can leave int32 only
          * outside the contract, so add in 64 bits and saturate. */
         const int64_t sum = (int64_t)v1 + v2;
-        const int32_t vs = sum > INT32_MAX ? INT32_MAX : sum < INT32_MIN ? INT32_MIN : (int32_t)sum;
+        const int32_t vs = sum > INT32_MAX   ? INT32_MAX
+                           : sum < INT32_MIN ? INT32_MIN
+                                             : (int32_t)sum;
         y[i] = tt_s8_out_mask(tt_requantize(vs, p->y_mult, p->y_shift), p->y_zero,
                               p->act_min - p->y_zero, p->act_max - p->y_zero, p->mask, i);
     }
@@ -47,8 +49,10 @@ tt_status tt_op_add_s8_check(const tt_op_ctx *c, tt_error *err)
         return tt_op_impossible(c, err);
     }
     const uint64_t n = (uint64_t)c->a[TT_ATTR_ADD_S8_SIZE];
-    const uint64_t numel[] = {[TT_OPND_ADD_S8_X1] = n, [TT_OPND_ADD_S8_X2] = n,
-                              [TT_OPND_ADD_S8_Y] = n, [TT_OPND_ADD_S8_MASK] = tt_mask_bytes(n)};
+    const uint64_t numel[] = {[TT_OPND_ADD_S8_X1] = n,
+                              [TT_OPND_ADD_S8_X2] = n,
+                              [TT_OPND_ADD_S8_Y] = n,
+                              [TT_OPND_ADD_S8_MASK] = tt_mask_bytes(n)};
     return tt_op_check_operands(c, numel, err);
 }
 
@@ -56,12 +60,19 @@ tt_status tt_op_add_s8_run(const tt_op_ctx *c, float lr)
 {
     (void)lr;
     const int32_t *a = c->a;
-    const tt_add_s8_params p = {
-        a[TT_ATTR_ADD_S8_X1_ZERO],  a[TT_ATTR_ADD_S8_X2_ZERO],  a[TT_ATTR_ADD_S8_Y_ZERO],
-        a[TT_ATTR_ADD_S8_LEFT_SHIFT], a[TT_ATTR_ADD_S8_X1_MULT], a[TT_ATTR_ADD_S8_X1_SHIFT],
-        a[TT_ATTR_ADD_S8_X2_MULT],  a[TT_ATTR_ADD_S8_X2_SHIFT], a[TT_ATTR_ADD_S8_Y_MULT],
-        a[TT_ATTR_ADD_S8_Y_SHIFT],  a[TT_ATTR_ADD_S8_ACT_MIN],  a[TT_ATTR_ADD_S8_ACT_MAX],
-        (uint8_t *)tt_opnd(c, TT_OPND_ADD_S8_MASK)};
+    const tt_add_s8_params p = {a[TT_ATTR_ADD_S8_X1_ZERO],
+                                a[TT_ATTR_ADD_S8_X2_ZERO],
+                                a[TT_ATTR_ADD_S8_Y_ZERO],
+                                a[TT_ATTR_ADD_S8_LEFT_SHIFT],
+                                a[TT_ATTR_ADD_S8_X1_MULT],
+                                a[TT_ATTR_ADD_S8_X1_SHIFT],
+                                a[TT_ATTR_ADD_S8_X2_MULT],
+                                a[TT_ATTR_ADD_S8_X2_SHIFT],
+                                a[TT_ATTR_ADD_S8_Y_MULT],
+                                a[TT_ATTR_ADD_S8_Y_SHIFT],
+                                a[TT_ATTR_ADD_S8_ACT_MIN],
+                                a[TT_ATTR_ADD_S8_ACT_MAX],
+                                (uint8_t *)tt_opnd(c, TT_OPND_ADD_S8_MASK)};
     return tt_add_s8(&p, a[TT_ATTR_ADD_S8_SIZE], tt_opnd_s8(c, TT_OPND_ADD_S8_X1),
                      tt_opnd_s8(c, TT_OPND_ADD_S8_X2), tt_opnd_s8(c, TT_OPND_ADD_S8_Y));
 }

@@ -32,8 +32,10 @@ tt_status tt_op_add_s8_grad_f32_check(const tt_op_ctx *c, tt_error *err)
 {
     const uint64_t n = (uint64_t)c->a[TT_ATTR_ADD_S8_GRAD_F32_SIZE];
     const uint64_t numel[] = {[TT_OPND_ADD_S8_GRAD_F32_MASK] = tt_mask_bytes(n),
-                              [TT_OPND_ADD_S8_GRAD_F32_DY] = n, [TT_OPND_ADD_S8_GRAD_F32_SCALES] = 3,
-                              [TT_OPND_ADD_S8_GRAD_F32_DX1] = n, [TT_OPND_ADD_S8_GRAD_F32_DX2] = n};
+                              [TT_OPND_ADD_S8_GRAD_F32_DY] = n,
+                              [TT_OPND_ADD_S8_GRAD_F32_SCALES] = 3,
+                              [TT_OPND_ADD_S8_GRAD_F32_DX1] = n,
+                              [TT_OPND_ADD_S8_GRAD_F32_DX2] = n};
     const tt_status st = tt_op_check_operands(c, numel, err);
     if (st != TT_OK) {
         return st;

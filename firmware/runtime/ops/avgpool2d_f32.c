@@ -54,5 +54,6 @@ tt_status tt_op_avgpool2d_f32_run(const tt_op_ctx *c, float lr)
 {
     (void)lr;
     const tt_pool2d_params p = TT_POOL2D_ATTRS_AT(c->a + TT_ATTR_AVGPOOL2D_F32_C);
-    return tt_avgpool2d_f32(&p, tt_opnd_f32(c, TT_OPND_AVGPOOL2D_F32_X), tt_opnd_f32(c, TT_OPND_AVGPOOL2D_F32_Y));
+    return tt_avgpool2d_f32(&p, tt_opnd_f32(c, TT_OPND_AVGPOOL2D_F32_X),
+                            tt_opnd_f32(c, TT_OPND_AVGPOOL2D_F32_Y));
 }

@@ -61,7 +61,8 @@ tt_status tt_op_avgpool2d_s8_run(const tt_op_ctx *c, float lr)
 {
     (void)lr;
     const tt_pool2d_params p = TT_POOL2D_ATTRS_AT(c->a + TT_ATTR_AVGPOOL2D_S8_C);
-    return tt_avgpool2d_s8(&p, c->a[TT_ATTR_AVGPOOL2D_S8_X_ZERO], c->a[TT_ATTR_AVGPOOL2D_S8_ACT_MIN],
-                           c->a[TT_ATTR_AVGPOOL2D_S8_ACT_MAX], tt_opnd_s8(c, TT_OPND_AVGPOOL2D_S8_X),
+    return tt_avgpool2d_s8(&p, c->a[TT_ATTR_AVGPOOL2D_S8_X_ZERO],
+                           c->a[TT_ATTR_AVGPOOL2D_S8_ACT_MIN], c->a[TT_ATTR_AVGPOOL2D_S8_ACT_MAX],
+                           tt_opnd_s8(c, TT_OPND_AVGPOOL2D_S8_X),
                            tt_opnd_s8(c, TT_OPND_AVGPOOL2D_S8_Y));
 }

@@ -56,7 +56,8 @@ tt_status tt_op_conv2d_f32_check(const tt_op_ctx *c, tt_error *err)
     if (!tt_conv_numel(&p, &x, &y, &w)) {
         return tt_op_impossible(c, err);
     }
-    const uint64_t numel[] = {[TT_OPND_CONV2D_F32_X] = x, [TT_OPND_CONV2D_F32_W] = w,
+    const uint64_t numel[] = {[TT_OPND_CONV2D_F32_X] = x,
+                              [TT_OPND_CONV2D_F32_W] = w,
                               [TT_OPND_CONV2D_F32_B] = (uint64_t)p.out_c,
                               [TT_OPND_CONV2D_F32_Y] = y};
     return tt_op_check_operands(c, numel, err);
@@ -66,6 +67,8 @@ tt_status tt_op_conv2d_f32_run(const tt_op_ctx *c, float lr)
 {
     (void)lr;
     const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_F32_IN_C);
-    return tt_conv2d_f32(&p, tt_opnd_f32(c, TT_OPND_CONV2D_F32_X), tt_opnd_f32(c, TT_OPND_CONV2D_F32_W),
-                         tt_opnd_f32(c, TT_OPND_CONV2D_F32_B), tt_opnd_f32(c, TT_OPND_CONV2D_F32_Y));
+    return tt_conv2d_f32(&p, tt_opnd_f32(c, TT_OPND_CONV2D_F32_X),
+                         tt_opnd_f32(c, TT_OPND_CONV2D_F32_W),
+                         tt_opnd_f32(c, TT_OPND_CONV2D_F32_B),
+                         tt_opnd_f32(c, TT_OPND_CONV2D_F32_Y));
 }

@@ -67,15 +67,9 @@ static void build_column(const tt_conv2d_params *p, const int8_t *x_g, int32_t x
             return;
         }
         switch (p->k_w) { /* unrolled copies for the usual widths */
-        case 3:
-            copy_window(col, src, cin_g, p->k_h, 3, p->in_w, plane, x_zero);
-            break;
-        case 5:
-            copy_window(col, src, cin_g, p->k_h, 5, p->in_w, plane, x_zero);
-            break;
-        default:
-            copy_window(col, src, cin_g, p->k_h, p->k_w, p->in_w, plane, x_zero);
-            break;
+        case 3: copy_window(col, src, cin_g, p->k_h, 3, p->in_w, plane, x_zero); break;
+        case 5: copy_window(col, src, cin_g, p->k_h, 5, p->in_w, plane, x_zero); break;
+        default: copy_window(col, src, cin_g, p->k_h, p->k_w, p->in_w, plane, x_zero); break;
         }
         return;
     }
@@ -229,16 +223,16 @@ static int32_t mac_1x1(const int8_t *wa, const int16_t *c0, int32_t k, int32_t a
 
 /* One group's weight rows and requantization, for conv_columns. */
 typedef struct {
-    const int8_t *w;       /* the weight's row 0 (rows k apart) */
+    const int8_t *w;         /* the weight's row 0 (rows k apart) */
     const tt_row_subst *sub; /* substituted rows, or NULL */
-    int32_t oc0;           /* the group's first output channel */
-    const int32_t *bias;   /* per output channel (indexed by oc0 + c), or NULL */
+    int32_t oc0;             /* the group's first output channel */
+    const int32_t *bias;     /* per output channel (indexed by oc0 + c), or NULL */
     const int32_t *mult;
     const int32_t *shift;
-    int32_t k;             /* weights per row (column entries) */
-    int32_t out_hw;        /* output channel stride */
+    int32_t k;              /* weights per row (column entries) */
+    int32_t out_hw;         /* output channel stride */
     int32_t y_zero, lo, hi; /* output zero point and clamp (lo, hi relative to y_zero) */
-    uint8_t *mask;         /* the clamp mask (tt_s8_requant), or NULL */
+    uint8_t *mask;          /* the clamp mask (tt_s8_requant), or NULL */
 } conv_rows;
 
 /* Output channels [0, n) of r's group at output position pos (col0) or at pos and pos + 1 (col0,
@@ -307,9 +301,17 @@ tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const t
     for (int32_t g = 0; g < p->groups; g++) {
         const int8_t *x_g = x + g * cin_g * p->in_h * p->in_w;
         const int32_t oc0 = g * cout_g;
-        const conv_rows rows = {w,      sub,         oc0,       bias,
-                                q->mult, q->shift,   k,         out_hw,
-                                q->y_zero, q->act_min - q->y_zero, q->act_max - q->y_zero,
+        const conv_rows rows = {w,
+                                sub,
+                                oc0,
+                                bias,
+                                q->mult,
+                                q->shift,
+                                k,
+                                out_hw,
+                                q->y_zero,
+                                q->act_min - q->y_zero,
+                                q->act_max - q->y_zero,
                                 q->mask};
         int32_t oy = 0, ox = 0; /* the position pos */
         for (int32_t pos = 0; pos < out_hw; pos += 2) {
@@ -345,7 +347,8 @@ tt_status tt_op_conv2d_s8_check(const tt_op_ctx *c, tt_error *err)
     const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_S8_IN_C);
     const int32_t n_rows = c->a[TT_ATTR_CONV2D_S8_N_ROWS];
     uint64_t x, y, w;
-    if (!tt_conv_numel(&p, &x, &y, &w) || !tt_act_range_ok(c->a[TT_ATTR_CONV2D_S8_ACT_MIN], c->a[TT_ATTR_CONV2D_S8_ACT_MAX]) ||
+    if (!tt_conv_numel(&p, &x, &y, &w) ||
+        !tt_act_range_ok(c->a[TT_ATTR_CONV2D_S8_ACT_MIN], c->a[TT_ATTR_CONV2D_S8_ACT_MAX]) ||
         n_rows > p.out_c) {
         return tt_op_impossible(c, err);
     }
@@ -354,10 +357,16 @@ tt_status tt_op_conv2d_s8_check(const tt_op_ctx *c, tt_error *err)
         return tt_op_impossible(c, err);
     }
     const uint64_t out_c = (uint64_t)p.out_c;
-    const uint64_t numel[] = {[TT_OPND_CONV2D_S8_X] = x, [TT_OPND_CONV2D_S8_W] = w, [TT_OPND_CONV2D_S8_BIAS] = out_c, [TT_OPND_CONV2D_S8_MULT] = out_c,
-                              [TT_OPND_CONV2D_S8_SHIFT] = out_c, [TT_OPND_CONV2D_S8_W_ROWS] = (uint64_t)n_rows * (w / out_c),
-                              [TT_OPND_CONV2D_S8_CHANNELS] = (uint64_t)n_rows, [TT_OPND_CONV2D_S8_Y] = y,
-                              [TT_OPND_CONV2D_S8_MASK] = tt_mask_bytes(y), [TT_OPND_CONV2D_S8_SCRATCH] = (uint64_t)scratch};
+    const uint64_t numel[] = {[TT_OPND_CONV2D_S8_X] = x,
+                              [TT_OPND_CONV2D_S8_W] = w,
+                              [TT_OPND_CONV2D_S8_BIAS] = out_c,
+                              [TT_OPND_CONV2D_S8_MULT] = out_c,
+                              [TT_OPND_CONV2D_S8_SHIFT] = out_c,
+                              [TT_OPND_CONV2D_S8_W_ROWS] = (uint64_t)n_rows * (w / out_c),
+                              [TT_OPND_CONV2D_S8_CHANNELS] = (uint64_t)n_rows,
+                              [TT_OPND_CONV2D_S8_Y] = y,
+                              [TT_OPND_CONV2D_S8_MASK] = tt_mask_bytes(y),
+                              [TT_OPND_CONV2D_S8_SCRATCH] = (uint64_t)scratch};
     const tt_status st = tt_op_check_operands(c, numel, err);
     if (st != TT_OK) {
         return st;
@@ -379,12 +388,19 @@ tt_status tt_op_conv2d_s8_run(const tt_op_ctx *c, float lr)
 {
     (void)lr;
     const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_S8_IN_C);
-    const tt_s8_requant q = {c->a[TT_ATTR_CONV2D_S8_X_ZERO], c->a[TT_ATTR_CONV2D_S8_Y_ZERO], c->a[TT_ATTR_CONV2D_S8_ACT_MIN], c->a[TT_ATTR_CONV2D_S8_ACT_MAX],
-                             tt_opnd_s32(c, TT_OPND_CONV2D_S8_MULT), tt_opnd_s32(c, TT_OPND_CONV2D_S8_SHIFT),
+    const tt_s8_requant q = {c->a[TT_ATTR_CONV2D_S8_X_ZERO],
+                             c->a[TT_ATTR_CONV2D_S8_Y_ZERO],
+                             c->a[TT_ATTR_CONV2D_S8_ACT_MIN],
+                             c->a[TT_ATTR_CONV2D_S8_ACT_MAX],
+                             tt_opnd_s32(c, TT_OPND_CONV2D_S8_MULT),
+                             tt_opnd_s32(c, TT_OPND_CONV2D_S8_SHIFT),
                              (uint8_t *)tt_opnd(c, TT_OPND_CONV2D_S8_MASK)};
-    const tt_row_subst sub = {tt_opnd_s8(c, TT_OPND_CONV2D_S8_W_ROWS), tt_opnd_s32(c, TT_OPND_CONV2D_S8_CHANNELS),
+    const tt_row_subst sub = {tt_opnd_s8(c, TT_OPND_CONV2D_S8_W_ROWS),
+                              tt_opnd_s32(c, TT_OPND_CONV2D_S8_CHANNELS),
                               c->a[TT_ATTR_CONV2D_S8_N_ROWS]};
     const tt_scratch scratch = tt_opnd_scratch(c, TT_OPND_CONV2D_S8_SCRATCH);
-    return tt_conv2d_s8(&scratch, &p, &q, tt_opnd_s8(c, TT_OPND_CONV2D_S8_X), tt_opnd_s8(c, TT_OPND_CONV2D_S8_W), &sub,
-                         tt_opnd_s32(c, TT_OPND_CONV2D_S8_BIAS), tt_opnd_s8(c, TT_OPND_CONV2D_S8_Y));
+    return tt_conv2d_s8(&scratch, &p, &q, tt_opnd_s8(c, TT_OPND_CONV2D_S8_X),
+                        tt_opnd_s8(c, TT_OPND_CONV2D_S8_W), &sub,
+                        tt_opnd_s32(c, TT_OPND_CONV2D_S8_BIAS),
+                        tt_opnd_s8(c, TT_OPND_CONV2D_S8_Y));
 }

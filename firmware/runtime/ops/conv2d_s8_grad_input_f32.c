@@ -38,10 +38,11 @@ tt_status tt_conv2d_s8_grad_input_f32(const tt_conv2d_params *p, const float *dz
             for (int32_t ky = p->k_h - 1; ky >= 0; ky--) {
                 int32_t oy0 = 0;
                 const int32_t n_oy = tt_valid_outputs(p->out_h, p->in_h, p->stride_h, p->pad_h, ky,
-                                                   &oy0);
+                                                      &oy0);
                 for (int32_t kx = p->k_w - 1; kx >= 0; kx--) {
                     int32_t ox0 = 0;
-                    const int32_t n_ox = tt_valid_outputs(p->out_w, p->in_w, sw, p->pad_w, kx, &ox0);
+                    const int32_t n_ox = tt_valid_outputs(p->out_w, p->in_w, sw, p->pad_w, kx,
+                                                          &ox0);
                     const float wv = (float)w_k[ky * p->k_w + kx];
                     for (int32_t oy = oy0; oy < oy0 + n_oy; oy++) {
                         const int32_t iy = oy * p->stride_h - p->pad_h + ky;
@@ -68,11 +69,12 @@ tt_status tt_op_conv2d_s8_grad_input_f32_check(const tt_op_ctx *c, tt_error *err
     if (!tt_conv_numel(&p, &x, &y, &w) || n_rows > p.out_c) {
         return tt_op_impossible(c, err);
     }
-    const uint64_t numel[] = {
-        [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_DZ] = y, [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_W] = w,
-        [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_W_ROWS] = (uint64_t)n_rows * (w / (uint64_t)p.out_c),
-        [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_CHANNELS] = (uint64_t)n_rows,
-        [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_DX] = x};
+    const uint64_t numel[] = {[TT_OPND_CONV2D_S8_GRAD_INPUT_F32_DZ] = y,
+                              [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_W] = w,
+                              [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_W_ROWS] = (uint64_t)n_rows *
+                                                                          (w / (uint64_t)p.out_c),
+                              [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_CHANNELS] = (uint64_t)n_rows,
+                              [TT_OPND_CONV2D_S8_GRAD_INPUT_F32_DX] = x};
     const tt_status st = tt_op_check_operands(c, numel, err);
     if (st != TT_OK) {
         return st;

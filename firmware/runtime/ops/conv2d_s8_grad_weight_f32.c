@@ -98,11 +98,12 @@ tt_status tt_op_conv2d_s8_grad_weight_f32_check(const tt_op_ctx *c, tt_error *er
     if (!tt_conv_numel(&p, &x, &y, &w) || n_ch > p.out_c) {
         return tt_op_impossible(c, err);
     }
-    const uint64_t numel[] = {
-        [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DZ] = y, [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_X] = x,
-        [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_CHANNELS] = (uint64_t)n_ch,
-        [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DW] = (uint64_t)n_ch * (w / (uint64_t)p.out_c),
-        [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DB] = (uint64_t)p.out_c};
+    const uint64_t numel[] = {[TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DZ] = y,
+                              [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_X] = x,
+                              [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_CHANNELS] = (uint64_t)n_ch,
+                              [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DW] = (uint64_t)n_ch *
+                                                                       (w / (uint64_t)p.out_c),
+                              [TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DB] = (uint64_t)p.out_c};
     const tt_status st = tt_op_check_operands(c, numel, err);
     if (st != TT_OK) {
         return st;
@@ -113,8 +114,10 @@ tt_status tt_op_conv2d_s8_grad_weight_f32_check(const tt_op_ctx *c, tt_error *er
     const bool db = tt_opnd_present(c, TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_DB);
     if (dw != x_in || dw != (n_ch > 0) || (!dw && sel) || (dw && !sel && n_ch != p.out_c) ||
         (!dw && !db)) {
-        return tt_op_refuse(c, "a weight gradient needs its input and n_channels rows (all rows "
-                            "without channels); with neither, db", err);
+        return tt_op_refuse(c,
+                            "a weight gradient needs its input and n_channels rows (all rows "
+                            "without channels); with neither, db",
+                            err);
     }
     return tt_channels_ok(c, TT_OPND_CONV2D_S8_GRAD_WEIGHT_F32_CHANNELS, p.out_c)
                ? TT_OK

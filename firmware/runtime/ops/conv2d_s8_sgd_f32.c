@@ -23,11 +23,11 @@ tt_status tt_conv2d_s8_sgd_f32(const tt_conv2d_params *p, const tt_channel_selec
     const int32_t rows = tt_select_count(sel, p->out_c);
     for (int32_t j = 0; j < rows; j++) {
         tt_conv2d_s8_grad_weight_row_f32(p, dz, x, x_zero, tt_select_at(sel, j), row_buf);
-        const tt_status st =
-            master == NULL
-                ? tt_update_s8_round_f32(&one_row, NULL, w + j * row, row_buf, lr, qas + j)
-                : tt_update_s8_master_f32(&one_row, NULL, master + j * row, w + j * row, row_buf,
-                                          lr, qas + j);
+        const tt_status st = master == NULL
+                                 ? tt_update_s8_round_f32(&one_row, NULL, w + j * row, row_buf, lr,
+                                                          qas + j)
+                                 : tt_update_s8_master_f32(&one_row, NULL, master + j * row,
+                                                           w + j * row, row_buf, lr, qas + j);
         if (st != TT_OK) {
             return st;
         }
@@ -49,14 +49,16 @@ tt_status tt_op_conv2d_s8_sgd_f32_check(const tt_op_ctx *c, tt_error *err)
         return tt_op_impossible(c, err);
     }
     const uint64_t row = w / (uint64_t)p.out_c, rows = (uint64_t)n_ch;
-    const uint64_t numel[] = {
-        [TT_OPND_CONV2D_S8_SGD_F32_DZ] = y,         [TT_OPND_CONV2D_S8_SGD_F32_X] = x,
-        [TT_OPND_CONV2D_S8_SGD_F32_CHANNELS] = rows, [TT_OPND_CONV2D_S8_SGD_F32_W] = rows * row,
-        [TT_OPND_CONV2D_S8_SGD_F32_QAS] = rows,      [TT_OPND_CONV2D_S8_SGD_F32_MASTER] = rows * row,
-        [TT_OPND_CONV2D_S8_SGD_F32_W_OUT] = rows * row,
-        [TT_OPND_CONV2D_S8_SGD_F32_MASTER_OUT] = rows * row,
-        [TT_OPND_CONV2D_S8_SGD_F32_DB] = (uint64_t)p.out_c,
-        [TT_OPND_CONV2D_S8_SGD_F32_SCRATCH] = 4u * row};
+    const uint64_t numel[] = {[TT_OPND_CONV2D_S8_SGD_F32_DZ] = y,
+                              [TT_OPND_CONV2D_S8_SGD_F32_X] = x,
+                              [TT_OPND_CONV2D_S8_SGD_F32_CHANNELS] = rows,
+                              [TT_OPND_CONV2D_S8_SGD_F32_W] = rows * row,
+                              [TT_OPND_CONV2D_S8_SGD_F32_QAS] = rows,
+                              [TT_OPND_CONV2D_S8_SGD_F32_MASTER] = rows * row,
+                              [TT_OPND_CONV2D_S8_SGD_F32_W_OUT] = rows * row,
+                              [TT_OPND_CONV2D_S8_SGD_F32_MASTER_OUT] = rows * row,
+                              [TT_OPND_CONV2D_S8_SGD_F32_DB] = (uint64_t)p.out_c,
+                              [TT_OPND_CONV2D_S8_SGD_F32_SCRATCH] = 4u * row};
     const tt_status st = tt_op_check_operands(c, numel, err);
     if (st != TT_OK) {
         return st;

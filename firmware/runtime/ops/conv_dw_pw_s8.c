@@ -86,8 +86,8 @@ int32_t tt_conv_dw_pw_s8_get_buffer_size(const tt_conv_dw_pw_params *p)
 
 /* rows [first, first + n) of every channel of a CHW tensor (c x h x w) into band (c x n x w);
  * rows outside [0, h) become `fill` (the padding, as the input zero point). */
-static void copy_band(const int8_t *src, int32_t c, int32_t h, int32_t w, int32_t first,
-                      int32_t n, int32_t fill, int8_t *band)
+static void copy_band(const int8_t *src, int32_t c, int32_t h, int32_t w, int32_t first, int32_t n,
+                      int32_t fill, int8_t *band)
 {
     for (int32_t ch = 0; ch < c; ch++) {
         for (int32_t i = 0; i < n; i++) {
@@ -192,11 +192,11 @@ tt_status tt_op_conv_dw_pw_s8_check(const tt_op_ctx *c, tt_error *err)
     const uint64_t c_oc = (uint64_t)p.c.out_c, d_oc = (uint64_t)p.d.out_c,
                    p_oc = (uint64_t)p.p.out_c;
     const uint64_t numel[] = {
-        [OPND(X)] = x,          [OPND(C_W)] = c_w,     [OPND(C_BIAS)] = c_oc,
+        [OPND(X)] = x,          [OPND(C_W)] = c_w,      [OPND(C_BIAS)] = c_oc,
         [OPND(C_MULT)] = c_oc,  [OPND(C_SHIFT)] = c_oc, [OPND(D_W)] = d_w,
-        [OPND(D_BIAS)] = d_oc,  [OPND(D_MULT)] = d_oc, [OPND(D_SHIFT)] = d_oc,
-        [OPND(P_W)] = p_w,      [OPND(P_BIAS)] = p_oc, [OPND(P_MULT)] = p_oc,
-        [OPND(P_SHIFT)] = p_oc, [OPND(Y)] = y,         [OPND(SCRATCH)] = (uint64_t)scratch};
+        [OPND(D_BIAS)] = d_oc,  [OPND(D_MULT)] = d_oc,  [OPND(D_SHIFT)] = d_oc,
+        [OPND(P_W)] = p_w,      [OPND(P_BIAS)] = p_oc,  [OPND(P_MULT)] = p_oc,
+        [OPND(P_SHIFT)] = p_oc, [OPND(Y)] = y,          [OPND(SCRATCH)] = (uint64_t)scratch};
     const tt_status st = tt_op_check_operands(c, numel, err);
     if (st != TT_OK) {
         return st;
@@ -204,8 +204,10 @@ tt_status tt_op_conv_dw_pw_s8_check(const tt_op_ctx *c, tt_error *err)
     /* Fused only where frozen: every parameter is a constant. */
     for (unsigned i = OPND(C_W); i <= OPND(P_SHIFT); i++) {
         if (tt_opnd_present(c, i) && tt_opnd_tensor(c, i)->arena_offset >= 0) {
-            return tt_op_refuse(c, "a fused conv's weights, biases and multipliers must be "
-                                "constants", err);
+            return tt_op_refuse(c,
+                                "a fused conv's weights, biases and multipliers must be "
+                                "constants",
+                                err);
         }
     }
     return tt_shifts_ok(c, OPND(C_SHIFT)) && tt_shifts_ok(c, OPND(D_SHIFT)) &&
@@ -218,12 +220,27 @@ tt_status tt_op_conv_dw_pw_s8_run(const tt_op_ctx *c, float lr)
 {
     (void)lr;
     const tt_conv_dw_pw_params p = params_of(c);
-    const tt_s8_requant cq = {A(X_ZERO), A(C_ZERO), A(C_ACT_MIN), A(C_ACT_MAX),
-                              tt_opnd_s32(c, OPND(C_MULT)), tt_opnd_s32(c, OPND(C_SHIFT)), NULL};
-    const tt_s8_requant dq = {A(C_ZERO), A(D_ZERO), A(D_ACT_MIN), A(D_ACT_MAX),
-                              tt_opnd_s32(c, OPND(D_MULT)), tt_opnd_s32(c, OPND(D_SHIFT)), NULL};
-    const tt_s8_requant pq = {A(D_ZERO), A(Y_ZERO), A(ACT_MIN), A(ACT_MAX),
-                              tt_opnd_s32(c, OPND(P_MULT)), tt_opnd_s32(c, OPND(P_SHIFT)), NULL};
+    const tt_s8_requant cq = {A(X_ZERO),
+                              A(C_ZERO),
+                              A(C_ACT_MIN),
+                              A(C_ACT_MAX),
+                              tt_opnd_s32(c, OPND(C_MULT)),
+                              tt_opnd_s32(c, OPND(C_SHIFT)),
+                              NULL};
+    const tt_s8_requant dq = {A(C_ZERO),
+                              A(D_ZERO),
+                              A(D_ACT_MIN),
+                              A(D_ACT_MAX),
+                              tt_opnd_s32(c, OPND(D_MULT)),
+                              tt_opnd_s32(c, OPND(D_SHIFT)),
+                              NULL};
+    const tt_s8_requant pq = {A(D_ZERO),
+                              A(Y_ZERO),
+                              A(ACT_MIN),
+                              A(ACT_MAX),
+                              tt_opnd_s32(c, OPND(P_MULT)),
+                              tt_opnd_s32(c, OPND(P_SHIFT)),
+                              NULL};
     const tt_scratch scratch = tt_opnd_scratch(c, OPND(SCRATCH));
     return tt_conv_dw_pw_s8(&scratch, &p, &cq, tt_opnd_s8(c, OPND(C_W)),
                             tt_opnd_s32(c, OPND(C_BIAS)), &dq, tt_opnd_s8(c, OPND(D_W)),

@@ -27,7 +27,6 @@ static int64_t row_len(const tt_conv2d_params *p)
     return ((int64_t)p->in_w + 2 * (int64_t)p->pad_w + 2) & ~(int64_t)1;
 }
 
-
 int32_t tt_depthwise_conv2d_s8_get_buffer_size(const tt_conv2d_params *p)
 {
     if (!tt_conv2d_params_ok(p) || p->groups != p->in_c) {
@@ -54,7 +53,7 @@ typedef struct {
     const int16_t *w;    /* the first used kernel row */
     int32_t n_rows;      /* kernel rows inside the image */
     int32_t wb;
-    int32_t stride;      /* stride_w */
+    int32_t stride; /* stride_w */
     int32_t out_w;
     int32_t bias;
     tt_requant_ch q;
@@ -66,8 +65,7 @@ typedef struct {
 /* Outputs [ox, ox + n) of one row, n in 1..4, sharing each kernel row's weight loads. `taps` (a
  * constant where inlined into the specialisations below) is k_w, or in the DSP build the even
  * kwp, two taps per SMLAD; the weight rows are kwp = taps rounded up to even apart. */
-static TT_S8_INLINE void outputs_n(const dw_row *d, int32_t taps, int32_t ox, int32_t n,
-                                       int8_t *y)
+static TT_S8_INLINE void outputs_n(const dw_row *d, int32_t taps, int32_t ox, int32_t n, int8_t *y)
 {
     const int32_t kwp = taps + (taps & 1);
     const int32_t stride = d->stride, wb = d->wb;
@@ -302,7 +300,9 @@ tt_status tt_op_depthwise_conv2d_s8_check(const tt_op_ctx *c, tt_error *err)
     const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_DEPTHWISE_CONV2D_S8_IN_C);
     const int32_t n_rows = c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_N_ROWS];
     uint64_t x, y, w;
-    if (!tt_conv_numel(&p, &x, &y, &w) || !tt_act_range_ok(c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_ACT_MIN], c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_ACT_MAX]) ||
+    if (!tt_conv_numel(&p, &x, &y, &w) ||
+        !tt_act_range_ok(c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_ACT_MIN],
+                         c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_ACT_MAX]) ||
         n_rows > p.out_c) {
         return tt_op_impossible(c, err);
     }
@@ -311,10 +311,17 @@ tt_status tt_op_depthwise_conv2d_s8_check(const tt_op_ctx *c, tt_error *err)
         return tt_op_impossible(c, err);
     }
     const uint64_t out_c = (uint64_t)p.out_c;
-    const uint64_t numel[] = {[TT_OPND_DEPTHWISE_CONV2D_S8_X] = x, [TT_OPND_DEPTHWISE_CONV2D_S8_W] = w, [TT_OPND_DEPTHWISE_CONV2D_S8_BIAS] = out_c, [TT_OPND_DEPTHWISE_CONV2D_S8_MULT] = out_c,
-                              [TT_OPND_DEPTHWISE_CONV2D_S8_SHIFT] = out_c, [TT_OPND_DEPTHWISE_CONV2D_S8_W_ROWS] = (uint64_t)n_rows * (w / out_c),
-                              [TT_OPND_DEPTHWISE_CONV2D_S8_CHANNELS] = (uint64_t)n_rows, [TT_OPND_DEPTHWISE_CONV2D_S8_Y] = y,
-                              [TT_OPND_DEPTHWISE_CONV2D_S8_MASK] = tt_mask_bytes(y), [TT_OPND_DEPTHWISE_CONV2D_S8_SCRATCH] = (uint64_t)scratch};
+    const uint64_t numel[] = {[TT_OPND_DEPTHWISE_CONV2D_S8_X] = x,
+                              [TT_OPND_DEPTHWISE_CONV2D_S8_W] = w,
+                              [TT_OPND_DEPTHWISE_CONV2D_S8_BIAS] = out_c,
+                              [TT_OPND_DEPTHWISE_CONV2D_S8_MULT] = out_c,
+                              [TT_OPND_DEPTHWISE_CONV2D_S8_SHIFT] = out_c,
+                              [TT_OPND_DEPTHWISE_CONV2D_S8_W_ROWS] = (uint64_t)n_rows *
+                                                                     (w / out_c),
+                              [TT_OPND_DEPTHWISE_CONV2D_S8_CHANNELS] = (uint64_t)n_rows,
+                              [TT_OPND_DEPTHWISE_CONV2D_S8_Y] = y,
+                              [TT_OPND_DEPTHWISE_CONV2D_S8_MASK] = tt_mask_bytes(y),
+                              [TT_OPND_DEPTHWISE_CONV2D_S8_SCRATCH] = (uint64_t)scratch};
     const tt_status st = tt_op_check_operands(c, numel, err);
     if (st != TT_OK) {
         return st;
@@ -336,12 +343,19 @@ tt_status tt_op_depthwise_conv2d_s8_run(const tt_op_ctx *c, float lr)
 {
     (void)lr;
     const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_DEPTHWISE_CONV2D_S8_IN_C);
-    const tt_s8_requant q = {c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_X_ZERO], c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_Y_ZERO], c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_ACT_MIN], c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_ACT_MAX],
-                             tt_opnd_s32(c, TT_OPND_DEPTHWISE_CONV2D_S8_MULT), tt_opnd_s32(c, TT_OPND_DEPTHWISE_CONV2D_S8_SHIFT),
+    const tt_s8_requant q = {c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_X_ZERO],
+                             c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_Y_ZERO],
+                             c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_ACT_MIN],
+                             c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_ACT_MAX],
+                             tt_opnd_s32(c, TT_OPND_DEPTHWISE_CONV2D_S8_MULT),
+                             tt_opnd_s32(c, TT_OPND_DEPTHWISE_CONV2D_S8_SHIFT),
                              (uint8_t *)tt_opnd(c, TT_OPND_DEPTHWISE_CONV2D_S8_MASK)};
-    const tt_row_subst sub = {tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_W_ROWS), tt_opnd_s32(c, TT_OPND_DEPTHWISE_CONV2D_S8_CHANNELS),
+    const tt_row_subst sub = {tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_W_ROWS),
+                              tt_opnd_s32(c, TT_OPND_DEPTHWISE_CONV2D_S8_CHANNELS),
                               c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_N_ROWS]};
     const tt_scratch scratch = tt_opnd_scratch(c, TT_OPND_DEPTHWISE_CONV2D_S8_SCRATCH);
-    return tt_depthwise_conv2d_s8(&scratch, &p, &q, tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_X), tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_W), &sub,
-                         tt_opnd_s32(c, TT_OPND_DEPTHWISE_CONV2D_S8_BIAS), tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_Y));
+    return tt_depthwise_conv2d_s8(&scratch, &p, &q, tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_X),
+                                  tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_W), &sub,
+                                  tt_opnd_s32(c, TT_OPND_DEPTHWISE_CONV2D_S8_BIAS),
+                                  tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_Y));
 }

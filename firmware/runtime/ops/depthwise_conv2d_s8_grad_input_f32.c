@@ -24,8 +24,8 @@ tt_status tt_depthwise_conv2d_s8_grad_input_f32(const tt_scratch *ctx, const tt_
     tt_row_cursor rows = tt_row_cursor_make(w, p->k_h * p->k_w, sub, 0);
     float *plane = ctx->buf;
     for (int32_t c = 0; c < p->out_c; c++) {
-        const tt_status st =
-            tt_conv2d_s8_grad_input_f32(&one, dz + c * out_hw, tt_row_cursor_at(&rows, c), NULL, plane);
+        const tt_status st = tt_conv2d_s8_grad_input_f32(&one, dz + c * out_hw,
+                                                         tt_row_cursor_at(&rows, c), NULL, plane);
         if (st != TT_OK) {
             return st;
         }
@@ -38,8 +38,8 @@ tt_status tt_depthwise_conv2d_s8_grad_input_f32(const tt_scratch *ctx, const tt_
 
 tt_status tt_op_depthwise_conv2d_s8_grad_input_f32_check(const tt_op_ctx *c, tt_error *err)
 {
-    const tt_conv2d_params p =
-        TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_IN_C);
+    const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a +
+                                                  TT_ATTR_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_IN_C);
     const int32_t n_rows = c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_N_ROWS];
     uint64_t x, y, w;
     if (!tt_conv_numel(&p, &x, &y, &w) || n_rows > p.out_c || p.groups != p.in_c ||
@@ -49,8 +49,8 @@ tt_status tt_op_depthwise_conv2d_s8_grad_input_f32_check(const tt_op_ctx *c, tt_
     const uint64_t numel[] = {
         [TT_OPND_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_DZ] = y,
         [TT_OPND_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_W] = w,
-        [TT_OPND_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_W_ROWS] =
-            (uint64_t)n_rows * (w / (uint64_t)p.out_c),
+        [TT_OPND_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_W_ROWS] = (uint64_t)n_rows *
+                                                              (w / (uint64_t)p.out_c),
         [TT_OPND_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_CHANNELS] = (uint64_t)n_rows,
         [TT_OPND_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_DX] = x,
         [TT_OPND_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_SCRATCH] = 4u * (uint64_t)p.in_h * p.in_w};
@@ -71,13 +71,13 @@ tt_status tt_op_depthwise_conv2d_s8_grad_input_f32_check(const tt_op_ctx *c, tt_
 tt_status tt_op_depthwise_conv2d_s8_grad_input_f32_run(const tt_op_ctx *c, float lr)
 {
     (void)lr;
-    const tt_conv2d_params p =
-        TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_IN_C);
+    const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a +
+                                                  TT_ATTR_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_IN_C);
     const tt_row_subst sub = {tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_W_ROWS),
                               tt_opnd_s32(c, TT_OPND_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_CHANNELS),
                               c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_N_ROWS]};
-    const tt_scratch scratch =
-        tt_opnd_scratch(c, TT_OPND_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_SCRATCH);
+    const tt_scratch scratch = tt_opnd_scratch(c,
+                                               TT_OPND_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_SCRATCH);
     return tt_depthwise_conv2d_s8_grad_input_f32(
         &scratch, &p, tt_opnd_f32(c, TT_OPND_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_DZ),
         tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32_W), &sub,

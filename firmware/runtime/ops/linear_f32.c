@@ -31,8 +31,10 @@ tt_status tt_op_linear_f32_check(const tt_op_ctx *c, tt_error *err)
     if (tt_numel4(in, out, 1, 1) == UINT64_MAX) {
         return tt_op_impossible(c, err);
     }
-    const uint64_t numel[] = {[TT_OPND_LINEAR_F32_X] = in, [TT_OPND_LINEAR_F32_W] = out * in,
-                              [TT_OPND_LINEAR_F32_B] = out, [TT_OPND_LINEAR_F32_Y] = out};
+    const uint64_t numel[] = {[TT_OPND_LINEAR_F32_X] = in,
+                              [TT_OPND_LINEAR_F32_W] = out * in,
+                              [TT_OPND_LINEAR_F32_B] = out,
+                              [TT_OPND_LINEAR_F32_Y] = out};
     return tt_op_check_operands(c, numel, err);
 }
 
@@ -41,6 +43,7 @@ tt_status tt_op_linear_f32_run(const tt_op_ctx *c, float lr)
     (void)lr;
     const tt_linear_params p = TT_LINEAR_ATTRS_AT(c->a + TT_ATTR_LINEAR_F32_IN_FEATURES);
     return tt_linear_f32(&p, tt_opnd_f32(c, TT_OPND_LINEAR_F32_X),
-                         tt_opnd_f32(c, TT_OPND_LINEAR_F32_W), tt_opnd_f32(c, TT_OPND_LINEAR_F32_B),
+                         tt_opnd_f32(c, TT_OPND_LINEAR_F32_W),
+                         tt_opnd_f32(c, TT_OPND_LINEAR_F32_B),
                          tt_opnd_f32(c, TT_OPND_LINEAR_F32_Y));
 }

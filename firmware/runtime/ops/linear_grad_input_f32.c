@@ -28,7 +28,8 @@ tt_status tt_linear_grad_input_f32(const tt_linear_params *p, const float *dy, c
 
 tt_status tt_op_linear_grad_input_f32_check(const tt_op_ctx *c, tt_error *err)
 {
-    const tt_linear_params p = TT_LINEAR_ATTRS_AT(c->a + TT_ATTR_LINEAR_GRAD_INPUT_F32_IN_FEATURES);
+    const tt_linear_params p = TT_LINEAR_ATTRS_AT(c->a +
+                                                  TT_ATTR_LINEAR_GRAD_INPUT_F32_IN_FEATURES);
     const uint64_t in = (uint64_t)p.in_features, out = (uint64_t)p.out_features;
     if (tt_numel4(in, out, 1, 1) == UINT64_MAX) {
         return tt_op_impossible(c, err);
@@ -42,7 +43,8 @@ tt_status tt_op_linear_grad_input_f32_check(const tt_op_ctx *c, tt_error *err)
 tt_status tt_op_linear_grad_input_f32_run(const tt_op_ctx *c, float lr)
 {
     (void)lr;
-    const tt_linear_params p = TT_LINEAR_ATTRS_AT(c->a + TT_ATTR_LINEAR_GRAD_INPUT_F32_IN_FEATURES);
+    const tt_linear_params p = TT_LINEAR_ATTRS_AT(c->a +
+                                                  TT_ATTR_LINEAR_GRAD_INPUT_F32_IN_FEATURES);
     return tt_linear_grad_input_f32(&p, tt_opnd_f32(c, TT_OPND_LINEAR_GRAD_INPUT_F32_DY),
                                     tt_opnd_f32(c, TT_OPND_LINEAR_GRAD_INPUT_F32_W),
                                     tt_opnd_f32(c, TT_OPND_LINEAR_GRAD_INPUT_F32_DX));

@@ -37,10 +37,10 @@ tt_status tt_op_linear_sgd_f32_check(const tt_op_ctx *c, tt_error *err)
     if (tt_numel4(in, out, 1, 1) == UINT64_MAX) {
         return tt_op_impossible(c, err);
     }
-    const uint64_t numel[] = {[TT_OPND_LINEAR_SGD_F32_DY] = out, [TT_OPND_LINEAR_SGD_F32_X] = in,
-                              [TT_OPND_LINEAR_SGD_F32_W] = out * in, [TT_OPND_LINEAR_SGD_F32_B] = out,
-                              [TT_OPND_LINEAR_SGD_F32_W_OUT] = out * in,
-                              [TT_OPND_LINEAR_SGD_F32_B_OUT] = out};
+    const uint64_t numel[] = {
+        [TT_OPND_LINEAR_SGD_F32_DY] = out,         [TT_OPND_LINEAR_SGD_F32_X] = in,
+        [TT_OPND_LINEAR_SGD_F32_W] = out * in,     [TT_OPND_LINEAR_SGD_F32_B] = out,
+        [TT_OPND_LINEAR_SGD_F32_W_OUT] = out * in, [TT_OPND_LINEAR_SGD_F32_B_OUT] = out};
     const tt_status st = tt_op_check_operands(c, numel, err);
     if (st != TT_OK) {
         return st;
@@ -48,8 +48,10 @@ tt_status tt_op_linear_sgd_f32_check(const tt_op_ctx *c, tt_error *err)
     const bool x = tt_opnd_present(c, TT_OPND_LINEAR_SGD_F32_X);
     const bool w = tt_opnd_present(c, TT_OPND_LINEAR_SGD_F32_W);
     const bool b = tt_opnd_present(c, TT_OPND_LINEAR_SGD_F32_B);
-    if (tt_opnd_index(c, TT_OPND_LINEAR_SGD_F32_W_OUT) != tt_opnd_index(c, TT_OPND_LINEAR_SGD_F32_W) ||
-        tt_opnd_index(c, TT_OPND_LINEAR_SGD_F32_B_OUT) != tt_opnd_index(c, TT_OPND_LINEAR_SGD_F32_B)) {
+    if (tt_opnd_index(c, TT_OPND_LINEAR_SGD_F32_W_OUT) !=
+            tt_opnd_index(c, TT_OPND_LINEAR_SGD_F32_W) ||
+        tt_opnd_index(c, TT_OPND_LINEAR_SGD_F32_B_OUT) !=
+            tt_opnd_index(c, TT_OPND_LINEAR_SGD_F32_B)) {
         return tt_op_refuse(c, "an update must write its state in place", err);
     }
     return (w || b) && w == x ? TT_OK

@@ -57,5 +57,6 @@ tt_status tt_op_maxpool2d_f32_run(const tt_op_ctx *c, float lr)
 {
     (void)lr;
     const tt_pool2d_params p = TT_POOL2D_ATTRS_AT(c->a + TT_ATTR_MAXPOOL2D_F32_C);
-    return tt_maxpool2d_f32(&p, tt_opnd_f32(c, TT_OPND_MAXPOOL2D_F32_X), tt_opnd_f32(c, TT_OPND_MAXPOOL2D_F32_Y));
+    return tt_maxpool2d_f32(&p, tt_opnd_f32(c, TT_OPND_MAXPOOL2D_F32_X),
+                            tt_opnd_f32(c, TT_OPND_MAXPOOL2D_F32_Y));
 }

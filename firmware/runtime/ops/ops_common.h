@@ -15,7 +15,10 @@
 
 #include "tt/tt_kernels_f32.h"
 
-static inline int tt_fits_i32(int64_t n) { return n > 0 && n <= INT32_MAX; }
+static inline int tt_fits_i32(int64_t n)
+{
+    return n > 0 && n <= INT32_MAX;
+}
 
 /* a * b * c * d is positive and fits int32_t. Multiplied step by step: each partial product is
  * at most INT32_MAX^2 < 2^62, so nothing overflows int64_t on the way. */
@@ -53,8 +56,8 @@ static inline int tt_linear_params_ok(const tt_linear_params *p)
 
 static inline int tt_conv2d_params_ok(const tt_conv2d_params *p)
 {
-    if (p == NULL || p->in_c <= 0 || p->out_c <= 0 || p->groups <= 0 ||
-        p->in_c % p->groups != 0 || p->out_c % p->groups != 0) {
+    if (p == NULL || p->in_c <= 0 || p->out_c <= 0 || p->groups <= 0 || p->in_c % p->groups != 0 ||
+        p->out_c % p->groups != 0) {
         return 0;
     }
     if (!tt_window_ok(p->in_h, p->out_h, p->k_h, p->stride_h, p->pad_h) ||

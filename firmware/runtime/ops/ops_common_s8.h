@@ -69,8 +69,7 @@ static inline int tt_scratch_ok(const tt_scratch *ctx, int32_t need)
     if (need == 0) {
         return 1;
     }
-    return ctx != NULL && ctx->buf != NULL && ctx->size >= need &&
-           ((uintptr_t)ctx->buf & 3u) == 0;
+    return ctx != NULL && ctx->buf != NULL && ctx->size >= need && ((uintptr_t)ctx->buf & 3u) == 0;
 }
 
 /* sel is NULL or count distinct indices in [0, n). Quadratic, but count is a layer's channel
@@ -118,10 +117,10 @@ static inline int tt_row_subst_ok(const tt_row_subst *sub, int32_t out_c)
 /* Walks a weight's rows in increasing output channel order, taking the substituted ones from
  * sub: tt_row_cursor_at(&c, o) for o = o0, o0 + 1, ... (any start, then increasing). */
 typedef struct {
-    const int8_t *w;   /* row 0 of the weight */
-    int32_t row_size;  /* entries per row */
+    const int8_t *w;  /* row 0 of the weight */
+    int32_t row_size; /* entries per row */
     const tt_row_subst *sub;
-    int32_t next;      /* the first substitution whose channel is not below the last asked */
+    int32_t next; /* the first substitution whose channel is not below the last asked */
 } tt_row_cursor;
 
 static inline tt_row_cursor tt_row_cursor_make(const int8_t *w, int32_t row_size,

@@ -111,10 +111,9 @@ static void pointwise_channel(const tt_conv2d_params *pw, const tt_s8_requant *q
 }
 
 tt_status tt_pw_dw_conv2d_s8(const tt_scratch *ctx, const tt_pw_dw_conv2d_params *p,
-                             const tt_s8_requant *pw_q, const int8_t *pw_w,
-                             const int32_t *pw_bias, const tt_s8_requant *dw_q,
-                             const int8_t *dw_w, const int32_t *dw_bias, const int8_t *x,
-                             int8_t *y)
+                             const tt_s8_requant *pw_q, const int8_t *pw_w, const int32_t *pw_bias,
+                             const tt_s8_requant *dw_q, const int8_t *dw_w, const int32_t *dw_bias,
+                             const int8_t *x, int8_t *y)
 {
     const int32_t need = tt_pw_dw_conv2d_s8_get_buffer_size(p);
     if (need < 0 || !tt_scratch_ok(ctx, need) || !tt_s8_requant_ok(pw_q, p->pw.out_c) ||
@@ -132,7 +131,7 @@ tt_status tt_pw_dw_conv2d_s8(const tt_scratch *ctx, const tt_pw_dw_conv2d_params
     const tt_scratch rest = {(uint8_t *)ctx->buf + plane_bytes(p), need - (int32_t)plane_bytes(p)};
 
     for (int32_t c = 0; c < p->pw.out_c; c++) {
-        const tt_s8_requant q1 = {pw_q->x_zero, pw_q->y_zero, pw_q->act_min, pw_q->act_max,
+        const tt_s8_requant q1 = {pw_q->x_zero,   pw_q->y_zero,    pw_q->act_min, pw_q->act_max,
                                   pw_q->mult + c, pw_q->shift + c, NULL};
         tt_status st = TT_OK;
         if (direct) {
@@ -146,7 +145,7 @@ tt_status tt_pw_dw_conv2d_s8(const tt_scratch *ctx, const tt_pw_dw_conv2d_params
             return st; /* unreachable: everything was checked above */
         }
         const int32_t o = c * mult; /* the first depthwise output channel reading c */
-        const tt_s8_requant q2 = {dw_q->x_zero, dw_q->y_zero, dw_q->act_min, dw_q->act_max,
+        const tt_s8_requant q2 = {dw_q->x_zero,   dw_q->y_zero,    dw_q->act_min, dw_q->act_max,
                                   dw_q->mult + o, dw_q->shift + o, NULL};
         st = tt_depthwise_conv2d_s8(&rest, &s2, &q2, plane, dw_w + (size_t)o * (size_t)dw_row,
                                     NULL, dw_bias != NULL ? dw_bias + o : NULL,
@@ -177,13 +176,17 @@ tt_status tt_op_pw_dw_conv2d_s8_check(const tt_op_ctx *c, tt_error *err)
         return tt_op_impossible(c, err);
     }
     const uint64_t mid_c = (uint64_t)p.pw.out_c, out_c = (uint64_t)p.dw.out_c;
-    const uint64_t numel[] = {
-        [TT_OPND_PW_DW_CONV2D_S8_X] = x,           [TT_OPND_PW_DW_CONV2D_S8_PW_W] = pw_w,
-        [TT_OPND_PW_DW_CONV2D_S8_PW_BIAS] = mid_c, [TT_OPND_PW_DW_CONV2D_S8_PW_MULT] = mid_c,
-        [TT_OPND_PW_DW_CONV2D_S8_PW_SHIFT] = mid_c, [TT_OPND_PW_DW_CONV2D_S8_DW_W] = dw_w,
-        [TT_OPND_PW_DW_CONV2D_S8_DW_BIAS] = out_c, [TT_OPND_PW_DW_CONV2D_S8_DW_MULT] = out_c,
-        [TT_OPND_PW_DW_CONV2D_S8_DW_SHIFT] = out_c, [TT_OPND_PW_DW_CONV2D_S8_Y] = y,
-        [TT_OPND_PW_DW_CONV2D_S8_SCRATCH] = (uint64_t)scratch};
+    const uint64_t numel[] = {[TT_OPND_PW_DW_CONV2D_S8_X] = x,
+                              [TT_OPND_PW_DW_CONV2D_S8_PW_W] = pw_w,
+                              [TT_OPND_PW_DW_CONV2D_S8_PW_BIAS] = mid_c,
+                              [TT_OPND_PW_DW_CONV2D_S8_PW_MULT] = mid_c,
+                              [TT_OPND_PW_DW_CONV2D_S8_PW_SHIFT] = mid_c,
+                              [TT_OPND_PW_DW_CONV2D_S8_DW_W] = dw_w,
+                              [TT_OPND_PW_DW_CONV2D_S8_DW_BIAS] = out_c,
+                              [TT_OPND_PW_DW_CONV2D_S8_DW_MULT] = out_c,
+                              [TT_OPND_PW_DW_CONV2D_S8_DW_SHIFT] = out_c,
+                              [TT_OPND_PW_DW_CONV2D_S8_Y] = y,
+                              [TT_OPND_PW_DW_CONV2D_S8_SCRATCH] = (uint64_t)scratch};
     const tt_status st = tt_op_check_operands(c, numel, err);
     if (st != TT_OK) {
         return st;
@@ -191,8 +194,10 @@ tt_status tt_op_pw_dw_conv2d_s8_check(const tt_op_ctx *c, tt_error *err)
     /* Fused only where frozen: every parameter is a constant. */
     for (unsigned i = TT_OPND_PW_DW_CONV2D_S8_PW_W; i <= TT_OPND_PW_DW_CONV2D_S8_DW_SHIFT; i++) {
         if (tt_opnd_present(c, i) && tt_opnd_tensor(c, i)->arena_offset >= 0) {
-            return tt_op_refuse(c, "a fused conv's weights, biases and multipliers must be "
-                                "constants", err);
+            return tt_op_refuse(c,
+                                "a fused conv's weights, biases and multipliers must be "
+                                "constants",
+                                err);
         }
     }
     return tt_shifts_ok(c, TT_OPND_PW_DW_CONV2D_S8_PW_SHIFT) &&
@@ -212,13 +217,15 @@ tt_status tt_op_pw_dw_conv2d_s8_run(const tt_op_ctx *c, float lr)
                                 a[TT_ATTR_PW_DW_CONV2D_S8_MID_ACT_MIN],
                                 a[TT_ATTR_PW_DW_CONV2D_S8_MID_ACT_MAX],
                                 tt_opnd_s32(c, TT_OPND_PW_DW_CONV2D_S8_PW_MULT),
-                                tt_opnd_s32(c, TT_OPND_PW_DW_CONV2D_S8_PW_SHIFT), NULL};
+                                tt_opnd_s32(c, TT_OPND_PW_DW_CONV2D_S8_PW_SHIFT),
+                                NULL};
     const tt_s8_requant dw_q = {a[TT_ATTR_PW_DW_CONV2D_S8_MID_ZERO],
                                 a[TT_ATTR_PW_DW_CONV2D_S8_Y_ZERO],
                                 a[TT_ATTR_PW_DW_CONV2D_S8_ACT_MIN],
                                 a[TT_ATTR_PW_DW_CONV2D_S8_ACT_MAX],
                                 tt_opnd_s32(c, TT_OPND_PW_DW_CONV2D_S8_DW_MULT),
-                                tt_opnd_s32(c, TT_OPND_PW_DW_CONV2D_S8_DW_SHIFT), NULL};
+                                tt_opnd_s32(c, TT_OPND_PW_DW_CONV2D_S8_DW_SHIFT),
+                                NULL};
     const tt_scratch scratch = tt_opnd_scratch(c, TT_OPND_PW_DW_CONV2D_S8_SCRATCH);
     return tt_pw_dw_conv2d_s8(&scratch, &p, &pw_q, tt_opnd_s8(c, TT_OPND_PW_DW_CONV2D_S8_PW_W),
                               tt_opnd_s32(c, TT_OPND_PW_DW_CONV2D_S8_PW_BIAS), &dw_q,

@@ -28,7 +28,8 @@ tt_status tt_op_relu_grad_f32_check(const tt_op_ctx *c, tt_error *err)
 tt_status tt_op_relu_grad_f32_run(const tt_op_ctx *c, float lr)
 {
     (void)lr;
-    return tt_relu_grad_f32(c->a[TT_ATTR_RELU_GRAD_F32_SIZE], tt_opnd_f32(c, TT_OPND_RELU_GRAD_F32_Y),
+    return tt_relu_grad_f32(c->a[TT_ATTR_RELU_GRAD_F32_SIZE],
+                            tt_opnd_f32(c, TT_OPND_RELU_GRAD_F32_Y),
                             tt_opnd_f32(c, TT_OPND_RELU_GRAD_F32_DY),
                             tt_opnd_f32(c, TT_OPND_RELU_GRAD_F32_DX));
 }

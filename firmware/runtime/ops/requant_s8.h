@@ -70,7 +70,7 @@ static inline int8_t tt_s8_out_mask(int32_t v, int32_t y_zero, int32_t lo_rel, i
     if (mask != NULL) {
         const uint8_t bit = (uint8_t)(1u << (i & 7));
         mask[i >> 3] = (v >= lo_rel && v <= hi_rel) ? (uint8_t)(mask[i >> 3] | bit)
-                                                     : (uint8_t)(mask[i >> 3] & ~bit);
+                                                    : (uint8_t)(mask[i >> 3] & ~bit);
     }
     return tt_s8_out(v, y_zero, lo_rel, hi_rel);
 }

@@ -49,11 +49,14 @@ tt_status tt_op_update_s32_f32_check(const tt_op_ctx *c, tt_error *err)
     if (st != TT_OK) {
         return st;
     }
-    if (tt_opnd_index(c, TT_OPND_UPDATE_S32_F32_B_OUT) != tt_opnd_index(c, TT_OPND_UPDATE_S32_F32_B) ||
-        tt_opnd_index(c, TT_OPND_UPDATE_S32_F32_MASTER_OUT) != tt_opnd_index(c, TT_OPND_UPDATE_S32_F32_MASTER)) {
+    if (tt_opnd_index(c, TT_OPND_UPDATE_S32_F32_B_OUT) !=
+            tt_opnd_index(c, TT_OPND_UPDATE_S32_F32_B) ||
+        tt_opnd_index(c, TT_OPND_UPDATE_S32_F32_MASTER_OUT) !=
+            tt_opnd_index(c, TT_OPND_UPDATE_S32_F32_MASTER)) {
         return tt_op_refuse(c, "an update must write its state in place", err);
     }
-    return tt_opnd_present(c, TT_OPND_UPDATE_S32_F32_MASTER) == (c->a[TT_ATTR_UPDATE_S32_F32_RULE] == 1)
+    return tt_opnd_present(c, TT_OPND_UPDATE_S32_F32_MASTER) ==
+                   (c->a[TT_ATTR_UPDATE_S32_F32_RULE] == 1)
                ? TT_OK
                : tt_op_refuse(c, "an f32 master is needed exactly for rule 1", err);
 }
@@ -61,7 +64,8 @@ tt_status tt_op_update_s32_f32_check(const tt_op_ctx *c, tt_error *err)
 tt_status tt_op_update_s32_f32_run(const tt_op_ctx *c, float lr)
 {
     const bool master = c->a[TT_ATTR_UPDATE_S32_F32_RULE] == 1;
-    return tt_update_s32_f32(c->a[TT_ATTR_UPDATE_S32_F32_SIZE], tt_opnd_s32(c, TT_OPND_UPDATE_S32_F32_B),
+    return tt_update_s32_f32(c->a[TT_ATTR_UPDATE_S32_F32_SIZE],
+                             tt_opnd_s32(c, TT_OPND_UPDATE_S32_F32_B),
                              master ? tt_opnd_f32(c, TT_OPND_UPDATE_S32_F32_MASTER) : NULL,
                              tt_opnd_f32(c, TT_OPND_UPDATE_S32_F32_DB), lr,
                              tt_opnd_f32(c, TT_OPND_UPDATE_S32_F32_QAS));

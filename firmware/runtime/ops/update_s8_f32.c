@@ -11,19 +11,25 @@ tt_status tt_op_update_s8_f32_check(const tt_op_ctx *c, tt_error *err)
     if (n == UINT64_MAX) {
         return tt_op_impossible(c, err);
     }
-    const uint64_t numel[] = {[TT_OPND_UPDATE_S8_F32_W] = n, [TT_OPND_UPDATE_S8_F32_DW] = n,
-                              [TT_OPND_UPDATE_S8_F32_QAS] = (uint64_t)c->a[TT_ATTR_UPDATE_S8_F32_ROWS],
-                              [TT_OPND_UPDATE_S8_F32_MASTER] = n, [TT_OPND_UPDATE_S8_F32_W_OUT] = n,
+    const uint64_t numel[] = {[TT_OPND_UPDATE_S8_F32_W] = n,
+                              [TT_OPND_UPDATE_S8_F32_DW] = n,
+                              [TT_OPND_UPDATE_S8_F32_QAS] = (uint64_t)
+                                                                c->a[TT_ATTR_UPDATE_S8_F32_ROWS],
+                              [TT_OPND_UPDATE_S8_F32_MASTER] = n,
+                              [TT_OPND_UPDATE_S8_F32_W_OUT] = n,
                               [TT_OPND_UPDATE_S8_F32_MASTER_OUT] = n};
     const tt_status st = tt_op_check_operands(c, numel, err);
     if (st != TT_OK) {
         return st;
     }
-    if (tt_opnd_index(c, TT_OPND_UPDATE_S8_F32_W_OUT) != tt_opnd_index(c, TT_OPND_UPDATE_S8_F32_W) ||
-        tt_opnd_index(c, TT_OPND_UPDATE_S8_F32_MASTER_OUT) != tt_opnd_index(c, TT_OPND_UPDATE_S8_F32_MASTER)) {
+    if (tt_opnd_index(c, TT_OPND_UPDATE_S8_F32_W_OUT) !=
+            tt_opnd_index(c, TT_OPND_UPDATE_S8_F32_W) ||
+        tt_opnd_index(c, TT_OPND_UPDATE_S8_F32_MASTER_OUT) !=
+            tt_opnd_index(c, TT_OPND_UPDATE_S8_F32_MASTER)) {
         return tt_op_refuse(c, "an update must write its state in place", err);
     }
-    return tt_opnd_present(c, TT_OPND_UPDATE_S8_F32_MASTER) == (c->a[TT_ATTR_UPDATE_S8_F32_RULE] == 1)
+    return tt_opnd_present(c, TT_OPND_UPDATE_S8_F32_MASTER) ==
+                   (c->a[TT_ATTR_UPDATE_S8_F32_RULE] == 1)
                ? TT_OK
                : tt_op_refuse(c, "an f32 master is needed exactly for rule 1", err);
 }

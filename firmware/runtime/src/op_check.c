@@ -31,9 +31,11 @@ tt_status tt_op_check_operands(const tt_op_ctx *c, const uint64_t *numel, tt_err
         const tt_tensor *tt = &c->plan->tensors[t];
         const uint64_t esize = r->dtypes[i] == TT_DTYPE_S8 ? 1u : 4u;
         if (tt->dtype != r->dtypes[i] || (uint64_t)tt->nbytes != numel[i] * esize) {
-            return tt_fail(err, TT_ERR_PLAN_BOUNDS, "op %u (opcode %u): operand %u has %lu "
-                           "bytes, its attributes need %lu", k, (unsigned)c->op->opcode, i,
-                           (unsigned long)tt->nbytes, (unsigned long)(numel[i] * esize));
+            return tt_fail(err, TT_ERR_PLAN_BOUNDS,
+                           "op %u (opcode %u): operand %u has %lu "
+                           "bytes, its attributes need %lu",
+                           k, (unsigned)c->op->opcode, i, (unsigned long)tt->nbytes,
+                           (unsigned long)(numel[i] * esize));
         }
         if (i >= r->n_in && tt->arena_offset < 0) {
             return tt_fail(err, TT_ERR_PLAN_FORMAT, "op %u writes constant tensor %ld", k,

@@ -10,7 +10,8 @@ typedef struct {
 } tt_step_result;
 
 /* Runs plan ops [first, first + count) with learning rate lr. */
-tt_status tt_exec_ops(const tt_plan *plan, uint32_t first, uint32_t count, float lr, tt_error *err);
+tt_status tt_exec_ops(const tt_plan *plan, uint32_t first, uint32_t count, float lr,
+                      tt_error *err);
 /* The input tensor must already hold the sample. */
 tt_status tt_exec_train_step(const tt_plan *plan, int32_t label, float lr, tt_step_result *result,
                              tt_error *err);

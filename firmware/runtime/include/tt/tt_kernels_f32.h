@@ -31,7 +31,8 @@ typedef struct {
     int32_t out_h, out_w;
     int32_t k_h, k_w;
     int32_t stride_h, stride_w;
-    int32_t pad_h, pad_w; /* max pool pads with -inf; avg pool counts padding (count_include_pad) */
+    int32_t pad_h,
+        pad_w; /* max pool pads with -inf; avg pool counts padding (count_include_pad) */
 } tt_pool2d_params;
 
 /* y[o] = b[o] + sum_i w[o][i] x[i] */

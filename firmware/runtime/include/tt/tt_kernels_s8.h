@@ -107,10 +107,9 @@ typedef struct {
  * invalid. The same on every target. */
 int32_t tt_pw_dw_conv2d_s8_get_buffer_size(const tt_pw_dw_conv2d_params *p);
 tt_status tt_pw_dw_conv2d_s8(const tt_scratch *ctx, const tt_pw_dw_conv2d_params *p,
-                             const tt_s8_requant *pw_q, const int8_t *pw_w,
-                             const int32_t *pw_bias, const tt_s8_requant *dw_q,
-                             const int8_t *dw_w, const int32_t *dw_bias, const int8_t *x,
-                             int8_t *y);
+                             const tt_s8_requant *pw_q, const int8_t *pw_w, const int32_t *pw_bias,
+                             const tt_s8_requant *dw_q, const int8_t *dw_w, const int32_t *dw_bias,
+                             const int8_t *x, int8_t *y);
 
 /* A frozen stem streamed a row at a time: conv c (any geometry), the depthwise conv d reading
  * its output (groups == in_c) and the 1x1 conv p (stride 1, no padding, groups 1) reading d's:
@@ -154,8 +153,7 @@ tt_status tt_avgpool2d_s8(const tt_pool2d_params *p, int32_t x_zero, int32_t act
                           int32_t act_max, const int8_t *x, int8_t *y);
 
 /* y = (x - zero) * scale in float; scale positive and finite. */
-tt_status tt_dequantize_s8_f32(int32_t size, const int8_t *x, float scale, int32_t zero,
-                               float *y);
+tt_status tt_dequantize_s8_f32(int32_t size, const int8_t *x, float scale, int32_t zero, float *y);
 /* y = clamp(round_half_away(x / scale) + zero, -128, 127), the division in float (TFLite
  * AffineQuantize). Infinities saturate; a NaN anywhere in x is TT_ERR_ARG. */
 tt_status tt_quantize_f32_s8(int32_t size, const float *x, float scale, int32_t zero, int8_t *y);
