@@ -38,3 +38,23 @@ def test_header_names_operands_and_attributes():
     assert "TT_ATTR_CONV2D_S8_X_ZERO = 13" in text
     assert "TT_OPND_CONV2D_S8_SCRATCH = 9" in text
     assert "TT_ATTR_PW_DW_CONV2D_S8_DW_IN_C = 13" in text
+
+
+def test_no_numeric_attribute_index_outside_generated_code():
+    """Attributes are read by name: TT_ATTR_<OP>_<NAME> (or a group's generated unpack) in C,
+    op.attr(name) in Python; positions appear only in the generated files."""
+    root = codegen.ROOT
+    c_index = re.compile(r"(->a|\ba|attrs)\s*\[\s*-?\d")
+    hits = []
+    for path in sorted((root / "firmware" / "runtime").rglob("*.[ch]")):
+        text = path.read_text()
+        if text.startswith("/* GENERATED"):
+            continue
+        hits += [f"{path.relative_to(root)}:{i}" for i, line in enumerate(text.splitlines(), 1)
+                 if c_index.search(line)]
+    py_index = re.compile(r"\.attrs\s*\[\s*(-?\d|:)")
+    for path in sorted((root / "host" / "tinyhost").rglob("*.py")):
+        hits += [f"{path.relative_to(root)}:{i}"
+                 for i, line in enumerate(path.read_text().splitlines(), 1)
+                 if py_index.search(line)]
+    assert not hits, "numeric attribute indexes:\n" + "\n".join(hits)
