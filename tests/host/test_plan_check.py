@@ -362,21 +362,38 @@ def test_blob_alignment_in_the_file() -> None:
 
 # --- the op mutants reach every refusal of every op's C check ------------------------------------
 
+_LITERAL = r'"(?:[^"\\]|\\.)*"'
+
+
+def _c_function_words(body: str, sources: str, seen: set[str]) -> list[str]:
+    """tt_op_refuse / tt_fail string literals of a C function body (adjacent literals joined,
+    without a leading "op %u: "), and those of the shared check helpers it calls (tt_op_*
+    functions defined in the runtime with a tt_error argument)."""
+    out = []
+    for call in re.finditer(rf"tt_(?:op_refuse\(c|fail\(err,\s*\w+)\s*,\s*((?:{_LITERAL}\s*)+)",
+                            body):
+        text = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', call.group(1)))
+        out.append(re.sub(r"^op %u: ", "", text))
+    for helper in set(re.findall(r"\b(tt_op_\w+)\(", body)) - seen - {
+            "tt_op_refuse", "tt_op_impossible", "tt_op_check_operands"}:
+        seen.add(helper)
+        m = re.search(rf"\ntt_status {helper}\([^{{;]*?tt_error \*err\)\s*\{{(.*?)\n\}}",
+                      sources, re.DOTALL)
+        if m is not None:
+            out += _c_function_words(m.group(1), sources, seen)
+    return out
+
+
 def _c_check_words(name: str) -> list[str]:
-    """The messages tt_op_<name>_check refuses with (tt_op_refuse and tt_fail string literals,
-    adjacent literals joined, without a leading "op %u: ")."""
+    """The messages tt_op_<name>_check refuses with, its shared helpers' included."""
     path = OPS_DIR / f"{name.lower()}.c"
     text = path.read_text()
     m = re.search(r"tt_status tt_op_\w+_check\(const tt_op_ctx \*c, tt_error \*err\)\s*\{(.*?)\n\}",
                   text, re.DOTALL)
     assert m is not None, f"no check function in {path}"
-    out = []
-    literal = r'"(?:[^"\\]|\\.)*"'
-    for call in re.finditer(rf"tt_(?:op_refuse\(c|fail\(err,\s*\w+)\s*,\s*((?:{literal}\s*)+)",
-                            m.group(1)):
-        text = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', call.group(1)))
-        out.append(re.sub(r"^op %u: ", "", text))
-    return out
+    sources = "\n".join(p.read_text() for p in sorted(OPS_DIR.glob("*.c")))
+    sources += "\n" + (OPS_DIR.parent / "src" / "op_check.c").read_text()
+    return _c_function_words(m.group(1), sources, {f"tt_op_{name.lower()}_check"})
 
 
 @pytest.fixture(scope="module")

@@ -73,17 +73,9 @@ tt_status tt_op_conv2d_grad_weight_f32_check(const tt_op_ctx *c, tt_error *err)
     if (st != TT_OK) {
         return st;
     }
-    /* A bias-only layer has neither x nor dw; at least one of dw and db, and dw needs x. */
-    const bool x_in = tt_opnd_present(c, TT_OPND_CONV2D_GRAD_WEIGHT_F32_X);
-    const bool dw = tt_opnd_present(c, TT_OPND_CONV2D_GRAD_WEIGHT_F32_DW);
-    const bool db = tt_opnd_present(c, TT_OPND_CONV2D_GRAD_WEIGHT_F32_DB);
-    if (!(dw || db) || (dw && !x_in)) {
-        return tt_fail(err, TT_ERR_PLAN_FORMAT,
-                       "op %u: a weight gradient needs its input, and "
-                       "at least one of dw and db",
-                       (unsigned)c->index);
-    }
-    return TT_OK;
+    return tt_op_check_grad_outputs(c, TT_OPND_CONV2D_GRAD_WEIGHT_F32_X,
+                                    TT_OPND_CONV2D_GRAD_WEIGHT_F32_DW,
+                                    TT_OPND_CONV2D_GRAD_WEIGHT_F32_DB, err);
 }
 
 tt_status tt_op_conv2d_grad_weight_f32_run(const tt_op_ctx *c, float lr)

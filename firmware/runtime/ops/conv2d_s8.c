@@ -342,7 +342,14 @@ tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const t
 
 /* --- the CONV2D_S8 op: plan check and run (tt/tt_op.h) --- */
 
-tt_status tt_op_conv2d_s8_check(const tt_op_ctx *c, tt_error *err)
+/* DEPTHWISE_CONV2D_S8 has the same operands and attributes; the two ops share these. */
+_Static_assert((int)TT_OPND_DEPTHWISE_CONV2D_S8_SCRATCH == (int)TT_OPND_CONV2D_S8_SCRATCH &&
+                   (int)TT_OPND_DEPTHWISE_CONV2D_S8_CHANNELS == (int)TT_OPND_CONV2D_S8_CHANNELS &&
+                   (int)TT_ATTR_DEPTHWISE_CONV2D_S8_N_ROWS == (int)TT_ATTR_CONV2D_S8_N_ROWS,
+               "CONV2D_S8 and DEPTHWISE_CONV2D_S8 share their operand and attribute layout");
+
+tt_status tt_op_conv_s8_check(const tt_op_ctx *c, int32_t (*buffer_size)(const tt_conv2d_params *),
+                              tt_error *err)
 {
     const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_S8_IN_C);
     const int32_t n_rows = c->a[TT_ATTR_CONV2D_S8_N_ROWS];
@@ -352,7 +359,7 @@ tt_status tt_op_conv2d_s8_check(const tt_op_ctx *c, tt_error *err)
         n_rows > p.out_c) {
         return tt_op_impossible(c, err);
     }
-    const int32_t scratch = tt_conv2d_s8_get_buffer_size(&p);
+    const int32_t scratch = buffer_size(&p);
     if (scratch <= 0) {
         return tt_op_impossible(c, err);
     }
@@ -384,23 +391,31 @@ tt_status tt_op_conv2d_s8_check(const tt_op_ctx *c, tt_error *err)
                               err);
 }
 
+tt_conv_s8_args tt_op_conv_s8_args(const tt_op_ctx *c)
+{
+    return (tt_conv_s8_args){TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_S8_IN_C),
+                             {c->a[TT_ATTR_CONV2D_S8_X_ZERO], c->a[TT_ATTR_CONV2D_S8_Y_ZERO],
+                              c->a[TT_ATTR_CONV2D_S8_ACT_MIN], c->a[TT_ATTR_CONV2D_S8_ACT_MAX],
+                              tt_opnd_s32(c, TT_OPND_CONV2D_S8_MULT),
+                              tt_opnd_s32(c, TT_OPND_CONV2D_S8_SHIFT),
+                              (uint8_t *)tt_opnd(c, TT_OPND_CONV2D_S8_MASK)},
+                             {tt_opnd_s8(c, TT_OPND_CONV2D_S8_W_ROWS),
+                              tt_opnd_s32(c, TT_OPND_CONV2D_S8_CHANNELS),
+                              c->a[TT_ATTR_CONV2D_S8_N_ROWS]},
+                             tt_opnd_scratch(c, TT_OPND_CONV2D_S8_SCRATCH)};
+}
+
+tt_status tt_op_conv2d_s8_check(const tt_op_ctx *c, tt_error *err)
+{
+    return tt_op_conv_s8_check(c, tt_conv2d_s8_get_buffer_size, err);
+}
+
 tt_status tt_op_conv2d_s8_run(const tt_op_ctx *c, float lr)
 {
     (void)lr;
-    const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_S8_IN_C);
-    const tt_s8_requant q = {c->a[TT_ATTR_CONV2D_S8_X_ZERO],
-                             c->a[TT_ATTR_CONV2D_S8_Y_ZERO],
-                             c->a[TT_ATTR_CONV2D_S8_ACT_MIN],
-                             c->a[TT_ATTR_CONV2D_S8_ACT_MAX],
-                             tt_opnd_s32(c, TT_OPND_CONV2D_S8_MULT),
-                             tt_opnd_s32(c, TT_OPND_CONV2D_S8_SHIFT),
-                             (uint8_t *)tt_opnd(c, TT_OPND_CONV2D_S8_MASK)};
-    const tt_row_subst sub = {tt_opnd_s8(c, TT_OPND_CONV2D_S8_W_ROWS),
-                              tt_opnd_s32(c, TT_OPND_CONV2D_S8_CHANNELS),
-                              c->a[TT_ATTR_CONV2D_S8_N_ROWS]};
-    const tt_scratch scratch = tt_opnd_scratch(c, TT_OPND_CONV2D_S8_SCRATCH);
-    return tt_conv2d_s8(&scratch, &p, &q, tt_opnd_s8(c, TT_OPND_CONV2D_S8_X),
-                        tt_opnd_s8(c, TT_OPND_CONV2D_S8_W), &sub,
+    const tt_conv_s8_args a = tt_op_conv_s8_args(c);
+    return tt_conv2d_s8(&a.scratch, &a.p, &a.q, tt_opnd_s8(c, TT_OPND_CONV2D_S8_X),
+                        tt_opnd_s8(c, TT_OPND_CONV2D_S8_W), &a.sub,
                         tt_opnd_s32(c, TT_OPND_CONV2D_S8_BIAS),
                         tt_opnd_s8(c, TT_OPND_CONV2D_S8_Y));
 }

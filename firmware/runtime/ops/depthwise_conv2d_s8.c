@@ -293,69 +293,19 @@ tt_status tt_depthwise_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *
     return TT_OK;
 }
 
-/* --- the DEPTHWISE_CONV2D_S8 op: plan check and run (tt/tt_op.h) --- */
+/* --- the DEPTHWISE_CONV2D_S8 op: plan check and run (tt/tt_op.h; shared with CONV2D_S8's) --- */
 
 tt_status tt_op_depthwise_conv2d_s8_check(const tt_op_ctx *c, tt_error *err)
 {
-    const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_DEPTHWISE_CONV2D_S8_IN_C);
-    const int32_t n_rows = c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_N_ROWS];
-    uint64_t x, y, w;
-    if (!tt_conv_numel(&p, &x, &y, &w) ||
-        !tt_act_range_ok(c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_ACT_MIN],
-                         c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_ACT_MAX]) ||
-        n_rows > p.out_c) {
-        return tt_op_impossible(c, err);
-    }
-    const int32_t scratch = tt_depthwise_conv2d_s8_get_buffer_size(&p);
-    if (scratch <= 0) {
-        return tt_op_impossible(c, err);
-    }
-    const uint64_t out_c = (uint64_t)p.out_c;
-    const uint64_t numel[] = {[TT_OPND_DEPTHWISE_CONV2D_S8_X] = x,
-                              [TT_OPND_DEPTHWISE_CONV2D_S8_W] = w,
-                              [TT_OPND_DEPTHWISE_CONV2D_S8_BIAS] = out_c,
-                              [TT_OPND_DEPTHWISE_CONV2D_S8_MULT] = out_c,
-                              [TT_OPND_DEPTHWISE_CONV2D_S8_SHIFT] = out_c,
-                              [TT_OPND_DEPTHWISE_CONV2D_S8_W_ROWS] = (uint64_t)n_rows *
-                                                                     (w / out_c),
-                              [TT_OPND_DEPTHWISE_CONV2D_S8_CHANNELS] = (uint64_t)n_rows,
-                              [TT_OPND_DEPTHWISE_CONV2D_S8_Y] = y,
-                              [TT_OPND_DEPTHWISE_CONV2D_S8_MASK] = tt_mask_bytes(y),
-                              [TT_OPND_DEPTHWISE_CONV2D_S8_SCRATCH] = (uint64_t)scratch};
-    const tt_status st = tt_op_check_operands(c, numel, err);
-    if (st != TT_OK) {
-        return st;
-    }
-    if (tt_opnd_present(c, TT_OPND_DEPTHWISE_CONV2D_S8_W_ROWS) != (n_rows > 0) ||
-        tt_opnd_present(c, TT_OPND_DEPTHWISE_CONV2D_S8_CHANNELS) != (n_rows > 0)) {
-        return tt_op_refuse(c, "substituted weight rows, their channels and n_rows disagree", err);
-    }
-    if (!tt_shifts_ok(c, TT_OPND_DEPTHWISE_CONV2D_S8_SHIFT)) {
-        return tt_op_refuse(c, "a requantization shift is outside [-31, 30]", err);
-    }
-    return tt_channels_ok(c, TT_OPND_DEPTHWISE_CONV2D_S8_CHANNELS, p.out_c)
-               ? TT_OK
-               : tt_op_refuse(c, "channel indices are not constant, increasing and below out_c",
-                              err);
+    return tt_op_conv_s8_check(c, tt_depthwise_conv2d_s8_get_buffer_size, err);
 }
 
 tt_status tt_op_depthwise_conv2d_s8_run(const tt_op_ctx *c, float lr)
 {
     (void)lr;
-    const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_DEPTHWISE_CONV2D_S8_IN_C);
-    const tt_s8_requant q = {c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_X_ZERO],
-                             c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_Y_ZERO],
-                             c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_ACT_MIN],
-                             c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_ACT_MAX],
-                             tt_opnd_s32(c, TT_OPND_DEPTHWISE_CONV2D_S8_MULT),
-                             tt_opnd_s32(c, TT_OPND_DEPTHWISE_CONV2D_S8_SHIFT),
-                             (uint8_t *)tt_opnd(c, TT_OPND_DEPTHWISE_CONV2D_S8_MASK)};
-    const tt_row_subst sub = {tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_W_ROWS),
-                              tt_opnd_s32(c, TT_OPND_DEPTHWISE_CONV2D_S8_CHANNELS),
-                              c->a[TT_ATTR_DEPTHWISE_CONV2D_S8_N_ROWS]};
-    const tt_scratch scratch = tt_opnd_scratch(c, TT_OPND_DEPTHWISE_CONV2D_S8_SCRATCH);
-    return tt_depthwise_conv2d_s8(&scratch, &p, &q, tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_X),
-                                  tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_W), &sub,
-                                  tt_opnd_s32(c, TT_OPND_DEPTHWISE_CONV2D_S8_BIAS),
-                                  tt_opnd_s8(c, TT_OPND_DEPTHWISE_CONV2D_S8_Y));
+    const tt_conv_s8_args a = tt_op_conv_s8_args(c);
+    return tt_depthwise_conv2d_s8(&a.scratch, &a.p, &a.q, tt_opnd_s8(c, TT_OPND_CONV2D_S8_X),
+                                  tt_opnd_s8(c, TT_OPND_CONV2D_S8_W), &a.sub,
+                                  tt_opnd_s32(c, TT_OPND_CONV2D_S8_BIAS),
+                                  tt_opnd_s8(c, TT_OPND_CONV2D_S8_Y));
 }

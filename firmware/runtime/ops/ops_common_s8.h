@@ -196,6 +196,19 @@ static inline int32_t tt_select_at(const tt_channel_select *sel, int32_t j)
     return (sel == NULL || sel->index == NULL) ? j : sel->index[j];
 }
 
+/* CONV2D_S8 and DEPTHWISE_CONV2D_S8 share their operands and attributes (ops/conv2d_s8.c): one
+ * plan check, given the kernel's scratch size query, and one unpacking of the kernel arguments. */
+#include "tt/tt_op.h"
+typedef struct {
+    tt_conv2d_params p;
+    tt_s8_requant q;
+    tt_row_subst sub;
+    tt_scratch scratch;
+} tt_conv_s8_args;
+tt_status tt_op_conv_s8_check(const tt_op_ctx *c, int32_t (*buffer_size)(const tt_conv2d_params *),
+                              tt_error *err);
+tt_conv_s8_args tt_op_conv_s8_args(const tt_op_ctx *c);
+
 #if TT_S8_DSP
 #include <arm_acle.h>
 

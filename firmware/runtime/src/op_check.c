@@ -136,3 +136,16 @@ bool tt_scales_ok(const tt_op_ctx *c, unsigned i)
     }
     return true;
 }
+
+tt_status tt_op_check_grad_outputs(const tt_op_ctx *c, unsigned x, unsigned dw, unsigned db,
+                                   tt_error *err)
+{
+    const bool has_x = tt_opnd_present(c, x), has_dw = tt_opnd_present(c, dw);
+    if (!(has_dw || tt_opnd_present(c, db)) || (has_dw && !has_x)) {
+        return tt_fail(err, TT_ERR_PLAN_FORMAT,
+                       "op %u: a weight gradient needs its input, and "
+                       "at least one of dw and db",
+                       (unsigned)c->index);
+    }
+    return TT_OK;
+}

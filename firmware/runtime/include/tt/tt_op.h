@@ -111,6 +111,10 @@ static inline tt_scratch tt_opnd_scratch(const tt_op_ctx *c, unsigned i)
 /* Every operand against numel (inputs, then outputs): present unless optional, a valid tensor
  * index, the registered dtype, numel elements; outputs in the arena. */
 tt_status tt_op_check_operands(const tt_op_ctx *c, const uint64_t *numel, tt_error *err);
+/* A weight-gradient op's optional operands: a bias-only layer has neither its input x nor dw;
+ * at least one of dw and db, and dw needs x (TT_ERR_PLAN_FORMAT otherwise). */
+tt_status tt_op_check_grad_outputs(const tt_op_ctx *c, unsigned x, unsigned dw, unsigned db,
+                                   tt_error *err);
 /* "op K (opcode N): impossible attributes" (TT_ERR_PLAN_FORMAT). */
 tt_status tt_op_impossible(const tt_op_ctx *c, tt_error *err);
 /* "op K (opcode N): <problem>" (TT_ERR_PLAN_FORMAT). */
