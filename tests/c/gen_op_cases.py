@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyhost.dtypes import DType
-from tinyhost.ops import OP_SPECS, Opcode, make_attrs
+from tinyhost.ops import OP_SPECS, Opcode, make_attrs, scratch_bytes
 from tinyhost.plan import (
     ARENA_ALIGN,
     BLOB_ALIGN,
@@ -257,7 +257,7 @@ def _conv_s8_cases(opcode: Opcode, kind: str) -> None:
                 "x": Arg(s8(rng, x)), "w": Arg(s8(rng, w, lo=-127), const=True),
                 "mult": Arg(mult, const=True), "shift": Arg(shift, const=True),
                 "y": Arg(np.zeros(y, np.int8)), "mask": Arg(np.zeros((y + 7) // 8, np.int8)),
-                "scratch": Arg(np.zeros(_scratch_bytes(opcode, a), np.int8))}
+                "scratch": Arg(np.zeros(scratch_bytes(opcode, a), np.int8))}
             if k % 2:
                 args["bias"] = Arg(rng.integers(-5000, 5000, a["out_c"]).astype(np.int32),
                                    const=True)
@@ -268,14 +268,6 @@ def _conv_s8_cases(opcode: Opcode, kind: str) -> None:
                 args["channels"] = Arg(ch.astype(np.int32), const=True)
             yield OpCase(f"{opcode.name}/{k}", opcode, args, a,
                          skip_compare={"scratch"} | ({"mask"} if y % 8 else set()))
-
-
-def _scratch_bytes(opcode: Opcode, a: dict[str, int]) -> int:
-    # The compiler's sizing, as plans get it (the C kernel's _get_buffer_size).
-    from tinyhost.compiler import scratch
-    fn = {Opcode.CONV2D_S8: scratch.conv2d_s8_scratch,
-          Opcode.DEPTHWISE_CONV2D_S8: scratch.depthwise_conv2d_s8_scratch}[opcode]
-    return fn(make_attrs(opcode, a))
 
 
 _conv_s8_cases(Opcode.CONV2D_S8, "any")
@@ -371,7 +363,6 @@ def _conv_dw_pw(rng: Rng) -> Iterator[OpCase]:
                   "act_min": -128, "act_max": 100}
         x, _, _ = _conv_numel(c)
         _, y, _ = _conv_numel(q)
-        from tinyhost.ops import scratch_bytes
         args |= {"x": Arg(s8(rng, x)), "y": Arg(np.zeros(y, np.int8)),
                  "scratch": Arg(np.zeros(scratch_bytes(Opcode.CONV_DW_PW_S8, attrs), np.int8))}
         yield OpCase(f"CONV_DW_PW_S8/{k}", Opcode.CONV_DW_PW_S8, args, attrs,

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from paper_data import SCHEMES, paper_model, smooth_images
-from tinyhost.compiler.scratch import pw_dw_conv2d_s8_scratch
-from tinyhost.ops import OP_SPECS, Opcode
+from tinyhost.ops import OP_SPECS, Opcode, scratch_bytes
 from tinyhost.refexec import kernels_s8 as k
 from tinyhost.refexec.executor import RefExecutor
 from tinyhost.refexec.kernels_f32 import ConvGeom
@@ -61,7 +60,8 @@ def test_fused_plans_train_exactly_as_unfused(synthetic_pkl, tmp_path, update):
         assert f"{conv}.out" not in {t.name for t in fused.tensors}
         assert f"{conv}.mask" not in names and f"{dw}.mask" not in names  # frozen layers only
         assert op.outputs[1] >= 0  # scratch, sized as the C kernel asks
-        assert fused.tensors[op.outputs[1]].nbytes == pw_dw_conv2d_s8_scratch(op.attrs)
+        assert (fused.tensors[op.outputs[1]].nbytes
+                == scratch_bytes(Opcode.PW_DW_CONV2D_S8, op.attrs))
         assert len(op.inputs) == len(OP_SPECS[Opcode.PW_DW_CONV2D_S8].inputs)
     for d in fused.meta["in_place"]:  # a depthwise output written over its input
         if d.get("backward"):  # ... or its input gradient over its output gradient
