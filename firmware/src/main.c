@@ -33,7 +33,7 @@ BUILD_ASSERT(!DT_SAME_NODE(LINK_UART, DT_CHOSEN(zephyr_console)),
              "tinytrain,uart");
 #endif
 
-/* The link buffers (~3 x TT_MAX_PAYLOAD) go to the DTCM where there is one, leaving SRAM to the
+/* The link buffer (one frame, ~TT_MAX_PAYLOAD) goes to the DTCM where there is one, leaving SRAM to the
  * arena. */
 #if DT_HAS_CHOSEN(zephyr_dtcm)
 #define TT_FAST_BSS __dtcm_bss_section

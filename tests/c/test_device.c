@@ -955,6 +955,17 @@ static void run(const char *dir)
     /* Bad uploads are refused; the running plan keeps its trained parameters. */
     ok = read_tensor(&dut, ti, params, tbytes) && memcmp(params, small.file + tblob, tbytes) != 0;
     tt_test_case("training changed the parameters", ok, NULL);
+    /* A reply too large to keep (TENSOR) is not replayed: its retransmitted request (READ_TENSOR,
+     * which changes nothing) is answered anew, with the same bytes. */
+    reply first, again_read;
+    size_t read_len = cbor_read(ti, 0, tbytes < 1000u ? tbytes : 1000u);
+    ok = request(&dut, TT_MSG_READ_TENSOR, req, read_len, &first) == TT_MSG_TENSOR &&
+         first.len > TT_REPLAY_MAX && dut.dev.last_reply_len == 0;
+    feed(&dut, frame_buf, last_sent, 0, &again_read);
+    ok = ok && again_read.nframes == 1 && again_read.wire_len == first.wire_len &&
+         memcmp(again_read.wire, first.wire, first.wire_len) == 0;
+    tt_test_case("retransmitted READ_TENSOR (reply not kept) is answered anew, same bytes", ok,
+                 NULL);
     uint8_t wrong[TT_SHA256_SIZE];
     tt_sha256(small.file, small.len, wrong);
     wrong[5] ^= 1;

@@ -2,6 +2,10 @@
  * Request handling for the link protocol. Every request gets exactly one response; the last
  * response is kept so a retransmitted request (same sequence number and type) is answered again
  * without being executed twice: a lost STEP reply never trains on a sample twice.
+ *
+ * One buffer (dev->link) serves the whole exchange: a request is decoded in place, each handler
+ * reads all of it before it writes its reply's payload over it at link + 2, and the reply is
+ * COBS-encoded as it is written out.
  */
 #include "tt/tt_device.h"
 
@@ -16,13 +20,13 @@
 
 typedef struct {
     uint8_t type; /* response type */
-    size_t len;   /* payload bytes written at dev->raw + 2 */
+    size_t len;   /* payload bytes written at dev->link + 2 */
     tt_error err; /* set when type == TT_MSG_ERROR */
 } response;
 
 static uint8_t *payload_buf(tt_device *dev)
 {
-    return dev->raw + 2;
+    return dev->link + 2;
 }
 
 static void reply_error(response *r, tt_status code, const char *msg)
@@ -189,8 +193,8 @@ static void note_no_plan(const tt_device *dev, response *r)
 }
 
 /* A plan slot as tt_plan_load_slot reads and writes it: through the store's hooks when the port
- * has them (flash), staging the tables' pieces in the link's raw buffer (free while a request is
- * handled: the request is decoded in rx, the reply is encoded after). */
+ * has them (flash), staging the tables' pieces in the link buffer (PLAN_COMMIT's request is
+ * empty, and its reply is written after). */
 typedef struct {
     tt_device *dev;
     int slot;
@@ -211,8 +215,8 @@ static int slot_write(void *ctx, size_t offset, const uint8_t *data, size_t len)
 static tt_plan_slot plan_slot(tt_device *dev, int slot, slot_ref *ref)
 {
     *ref = (slot_ref){dev, slot};
-    tt_plan_slot s = {dev->plan_slot[slot], dev->plan_capacity, NULL, NULL, ref, dev->raw,
-                      sizeof dev->raw};
+    tt_plan_slot s = {dev->plan_slot[slot], dev->plan_capacity, NULL, NULL, ref, dev->link,
+                      sizeof dev->link};
     if (dev->store.write != NULL) {
         s.write = slot_write;
         s.erase = dev->store.erase != NULL ? slot_erase : NULL;
@@ -405,17 +409,32 @@ static void encode_error(tt_device *dev, response *r)
     r->len = ok ? (size_t)(e->payload - payload_buf(dev)) : 0;
 }
 
+/* Sends the reply whose payload is at link + 2, keeping its raw frame for a retransmission
+ * when it is small enough. */
 static void send(tt_device *dev, uint8_t type, uint8_t seq, size_t len)
 {
-    dev->tx_len = tt_frame_encode(dev->raw, type, seq, len, dev->tx);
-    dev->port.write(dev->port.ctx, dev->tx, dev->tx_len);
+    tt_frame_send(dev->link, type, seq, len, dev->port.write, dev->port.ctx);
+    size_t raw_len = len + TT_FRAME_OVERHEAD;
+    dev->last_reply_len = raw_len <= sizeof dev->last_reply ? raw_len : 0;
+    if (dev->last_reply_len > 0) {
+        memcpy(dev->last_reply, dev->link, raw_len);
+    }
+}
+
+/* A retransmitted request whose reply was kept: that reply again, nothing executed. */
+static bool replay(tt_device *dev, const tt_frame *f)
+{
+    if (!dev->have_last || f->type == TT_MSG_HELLO || f->seq != dev->last_seq ||
+        f->type != dev->last_type || dev->last_reply_len == 0) {
+        return false;
+    }
+    tt_cobs_write(dev->last_reply, dev->last_reply_len, dev->port.write, dev->port.ctx);
+    return true;
 }
 
 static void handle_frame(tt_device *dev, const tt_frame *f)
 {
-    if (dev->have_last && f->type != TT_MSG_HELLO && f->seq == dev->last_seq &&
-        f->type == dev->last_type) {
-        dev->port.write(dev->port.ctx, dev->tx, dev->tx_len); /* a retransmission */
+    if (replay(dev, f)) {
         return;
     }
     response r = {.type = 0, .len = 0, .err = {TT_OK, ""}};
@@ -468,8 +487,8 @@ void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len)
     for (size_t i = 0; i < len; i++) {
         uint8_t byte = data[i];
         if (byte != 0) {
-            if (dev->rx_len < sizeof dev->rx) {
-                dev->rx[dev->rx_len++] = byte;
+            if (dev->rx_len < sizeof dev->link) {
+                dev->link[dev->rx_len++] = byte;
             } else {
                 dev->rx_overflow = true;
             }
@@ -478,13 +497,13 @@ void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len)
         /* A delimiter: one frame is complete (empty frames are line noise between frames). */
         tt_frame frame;
         if (dev->rx_len > 0) {
-            if (!dev->rx_overflow && tt_frame_decode(dev->rx, dev->rx_len, &frame) == TT_OK) {
+            if (!dev->rx_overflow && tt_frame_decode(dev->link, dev->rx_len, &frame) == TT_OK) {
                 handle_frame(dev, &frame);
             } else {
-                /* The host resends its last request. Encoded aside so the cached reply survives. */
-                uint8_t raw[TT_FRAME_OVERHEAD], nak[TT_COBS_MAX(TT_FRAME_OVERHEAD)];
+                /* The host resends its last request. Built aside so the kept reply survives. */
+                uint8_t raw[TT_FRAME_OVERHEAD];
                 dev->bad_frames++;
-                dev->port.write(dev->port.ctx, nak, tt_frame_encode(raw, TT_MSG_NAK, 0, 0, nak));
+                tt_frame_send(raw, TT_MSG_NAK, 0, 0, dev->port.write, dev->port.ctx);
             }
         }
         dev->rx_len = 0;

@@ -18,6 +18,10 @@
 #endif
 #define TT_RAW_MAX (TT_MAX_PAYLOAD + TT_FRAME_OVERHEAD)
 #define TT_ENCODED_MAX TT_COBS_MAX(TT_RAW_MAX)
+/* The raw bytes of a reply kept for a retransmitted request: every reply but INFO (to HELLO,
+ * never replayed) and TENSOR (to READ_TENSOR, which changes nothing and is answered again) fits:
+ * an ERROR is the largest, [code, message of up to TT_ERROR_MSG_MAX bytes]. */
+#define TT_REPLAY_MAX (TT_FRAME_OVERHEAD + 16u + TT_ERROR_MSG_MAX)
 
 /* Message types. Responses to a request of type T have type T | 0x80 or are ACK/ERROR. */
 enum {
@@ -87,15 +91,16 @@ typedef struct {
     bool uploading;
     uint32_t upload_size, upload_next;
     uint8_t upload_hash[TT_SHA256_SIZE];
-    /* Link state. */
-    uint8_t rx[TT_ENCODED_MAX];
+    /* Link state. One buffer holds a frame as it arrives (COBS), then decoded in place, then the
+     * reply, built over the request once it is handled and COBS-encoded as it is written out
+     * (tt_frame_send): the link's RAM is one frame, not three (docs/int8.md section 10). */
+    uint8_t link[TT_ENCODED_MAX];
     size_t rx_len;
     bool rx_overflow;
-    uint8_t raw[TT_RAW_MAX];
-    uint8_t tx[TT_ENCODED_MAX];
-    size_t tx_len;
     bool have_last;
     uint8_t last_seq, last_type;
+    uint8_t last_reply[TT_REPLAY_MAX]; /* the last reply's raw frame (type, seq, payload, CRC) */
+    size_t last_reply_len;             /* 0: too large to keep; a retransmission is handled anew */
     uint32_t steps;
     uint32_t bad_frames;
     uint32_t (*stack_peak)(void *ctx); /* NULL: INFO has no stack_peak */
