@@ -20,6 +20,15 @@ from tinyhost.refexec.executor import RefExecutor, prepare_input
 PAYLOAD_MARGIN = 32  # CBOR framing of a chunk message around its bytes
 UNSUPPORTED_OP = -8  # TT_ERR_UNSUPPORTED_OP, what the firmware answers for such a plan
 PLAN_ARENA = -6      # TT_ERR_PLAN_ARENA: the plan needs a larger arena than the device has
+ERR_ARG = -1         # TT_ERR_ARG: an impossible request field (e.g. the learning rate)
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def check_lr(lr: float) -> None:
+    """The device's own rule for TRAIN's learning rate (device.c handle_train), so `--port ref`
+    refuses what a board refuses."""
+    if not 0.0 < lr <= FLT_MAX:  # NaN fails too
+        raise DeviceError(ERR_ARG, "TRAIN: the learning rate must be a finite number above 0")
 
 
 @dataclass
@@ -189,6 +198,7 @@ class RefDevice:
 
     def train_step(self, x: np.ndarray, label: int, lr: float) -> StepReply:
         ex = self._need()
+        check_lr(lr)
         r = ex.train_step(x, int(label), lr)
         return StepReply(r.loss, r.pred, 0, ex.steps)
 

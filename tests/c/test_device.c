@@ -935,6 +935,36 @@ static void run(const char *dir)
          memcmp(again.wire, original.wire, again.wire_len) == 0;
     tt_test_case("corrupted frame -> NAK, then the retransmission gets the cached STEP", ok, NULL);
     TT_CHECK(dut.dev.steps == 1 && dut.dev.bad_frames == 1);
+
+    /* The same sequence number and type with another sample is not a retransmission: refused as
+     * stale, not answered with the old STEP; so is an older sequence number. */
+    reply stale;
+    size_t n_other = build_frame(TT_MSG_TRAIN, dut.seq, req,
+                                 cbor_train(s0->label, s0->lr, small.samples[1], small.sample_len),
+                                 frame_buf);
+    feed(&dut, frame_buf, n_other, 0, &stale);
+    expect_error("same seq and type, another sample -> ERROR TT_ERR_PROTO (stale), not the cached "
+                 "STEP", stale.type, &stale, TT_ERR_PROTO);
+    n_other = build_frame(TT_MSG_TRAIN, (uint8_t)(dut.seq - 5u), req,
+                          cbor_train(s0->label, s0->lr, small.samples[1], small.sample_len),
+                          frame_buf);
+    feed(&dut, frame_buf, n_other, 0, &stale);
+    expect_error("an older sequence number -> ERROR TT_ERR_PROTO (stale)", stale.type, &stale,
+                 TT_ERR_PROTO);
+    /* Learning rates that cannot work are refused before anything runs. */
+    static const double bad_lrs[] = {0.0, -0.01, 1e39, (double)NAN, (double)INFINITY};
+    for (size_t i = 0; i < sizeof bad_lrs / sizeof bad_lrs[0]; i++) {
+        reply bad_lr;
+        uint8_t got = request(&dut, TT_MSG_TRAIN, req,
+                              cbor_train(s0->label, bad_lrs[i], small.samples[1],
+                                         small.sample_len),
+                              &bad_lr);
+        char what[80];
+        snprintf(what, sizeof what, "TRAIN with lr %g -> ERROR TT_ERR_ARG", bad_lrs[i]);
+        expect_error(what, got, &bad_lr, TT_ERR_ARG);
+    }
+    TT_CHECK_MSG(dut.dev.steps == 1, "steps = %lu after refused requests",
+                 (unsigned long)dut.dev.steps);
     in = hello(&dut, "after retransmissions");
     TT_CHECK_MSG(in.steps == 1, "INFO steps = %lu after one step and retransmissions",
                  (unsigned long)in.steps);

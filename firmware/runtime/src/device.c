@@ -9,6 +9,7 @@
  */
 #include "tt/tt_device.h"
 
+#include <float.h>
 #include <stdio.h>
 #include <string.h>
 #include <zcbor_decode.h>
@@ -325,6 +326,10 @@ static void handle_train(tt_device *dev, zcbor_state_t *s, response *r)
         reply_error(r, TT_ERR_PROTO, "TRAIN needs [label, lr, sample]");
         return;
     }
+    if (!(lr > 0.0 && lr <= (double)FLT_MAX)) { /* NaN fails both */
+        reply_error(r, TT_ERR_ARG, "TRAIN: the learning rate must be a finite number above 0");
+        return;
+    }
     if (!require_plan(dev, r) || !write_input(dev, 0, &data, true, r)) {
         return;
     }
@@ -421,23 +426,38 @@ static void send(tt_device *dev, uint8_t type, uint8_t seq, size_t len)
     }
 }
 
-/* A retransmitted request whose reply was kept: that reply again, nothing executed. */
-static bool replay(tt_device *dev, const tt_frame *f)
+/* A retransmission: the previous request again, byte for byte (type, sequence number, payload:
+ * the CRC tells a different sample sent under the same number apart). */
+static bool is_retransmission(const tt_device *dev, const tt_frame *f)
 {
-    if (!dev->have_last || f->type == TT_MSG_HELLO || f->seq != dev->last_seq ||
-        f->type != dev->last_type || dev->last_reply_len == 0) {
-        return false;
-    }
-    tt_cobs_write(dev->last_reply, dev->last_reply_len, dev->port.write, dev->port.ctx);
-    return true;
+    return dev->have_last && f->type != TT_MSG_HELLO && f->seq == dev->last_seq &&
+           f->type == dev->last_type && f->crc == dev->last_crc;
+}
+
+/* A sequence number at or behind the last request's (serial number arithmetic mod 256: up to
+ * 127 ahead is new) that is not a retransmission: a delayed or replayed old request. HELLO
+ * starts a session and is always taken. */
+static bool is_stale(const tt_device *dev, const tt_frame *f)
+{
+    uint8_t ahead = (uint8_t)(f->seq - dev->last_seq);
+    return dev->have_last && f->type != TT_MSG_HELLO && (ahead == 0 || ahead >= 128u);
 }
 
 static void handle_frame(tt_device *dev, const tt_frame *f)
 {
-    if (replay(dev, f)) {
-        return;
+    if (is_retransmission(dev, f) && dev->last_reply_len > 0) {
+        tt_cobs_write(dev->last_reply, dev->last_reply_len, dev->port.write, dev->port.ctx);
+        return; /* its kept reply again, nothing executed */
     }
     response r = {.type = 0, .len = 0, .err = {TT_OK, ""}};
+    if (is_stale(dev, f) && !is_retransmission(dev, f)) {
+        tt_fail(&r.err, TT_ERR_PROTO, "stale sequence number %u (the last request had %u)",
+                (unsigned)f->seq, (unsigned)dev->last_seq);
+        r.type = TT_MSG_ERROR;
+        encode_error(dev, &r);
+        tt_frame_send(dev->link, r.type, f->seq, r.len, dev->port.write, dev->port.ctx);
+        return; /* refused, and the kept reply stays that of the last request */
+    }
     ZCBOR_STATE_D(s, 3, f->payload, f->payload_len, 1, 0);
     switch (f->type) {
     case TT_MSG_HELLO: handle_hello(dev, &r); break;
@@ -458,6 +478,7 @@ static void handle_frame(tt_device *dev, const tt_frame *f)
     dev->have_last = true;
     dev->last_seq = f->seq;
     dev->last_type = f->type;
+    dev->last_crc = f->crc;
 }
 
 void tt_device_init(tt_device *dev, const tt_port *port, uint8_t *arena, size_t arena_capacity,

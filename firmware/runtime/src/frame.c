@@ -76,6 +76,7 @@ tt_status tt_frame_decode(uint8_t *buf, size_t len, tt_frame *frame)
     frame->seq = buf[1];
     frame->payload = buf + 2;
     frame->payload_len = body - 2u;
+    frame->crc = crc;
     return TT_OK;
 }
 

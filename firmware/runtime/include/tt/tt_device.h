@@ -99,6 +99,7 @@ typedef struct {
     bool rx_overflow;
     bool have_last;
     uint8_t last_seq, last_type;
+    uint32_t last_crc; /* the last request's frame CRC: a retransmission repeats it exactly */
     uint8_t last_reply[TT_REPLAY_MAX]; /* the last reply's raw frame (type, seq, payload, CRC) */
     size_t last_reply_len;             /* 0: too large to keep; a retransmission is handled anew */
     uint32_t steps;

@@ -26,6 +26,7 @@ typedef struct {
     uint8_t seq;
     const uint8_t *payload;
     size_t payload_len;
+    uint32_t crc; /* the frame's CRC: tells a retransmission from a new request */
 } tt_frame;
 
 /* Decodes one received frame (without its delimiter) in place; checks length and CRC. */
