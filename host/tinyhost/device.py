@@ -139,14 +139,14 @@ class SerialDevice:
         if not -2**31 <= label < 2**31:  # the device checks the class range itself
             raise ValueError(f"label {label} outside [0, {plan.num_classes})")
         sample = _sample_bytes(plan, x)
-        if len(sample) > self.chunk:
+        if len(sample) > self.client.chunk_size(self.chunk):
             self.client.write_input(sample, self.chunk)
             sample = b""
         return self.client.train(sample, int(label), float(lr))
 
     def evaluate(self, x: np.ndarray) -> int:
         sample = _sample_bytes(self._need_plan(), x)
-        if len(sample) > self.chunk:
+        if len(sample) > self.client.chunk_size(self.chunk):
             self.client.write_input(sample, self.chunk)
             sample = b""
         return self.client.evaluate(sample)

@@ -162,8 +162,24 @@ static void handle_plan_chunk(tt_device *dev, zcbor_state_t *s, response *r)
         reply_error(r, TT_ERR_PROTO, "PLAN_CHUNK without PLAN_BEGIN");
         return;
     }
-    if (offset != dev->upload_next || data.len > dev->upload_size - offset) {
+    if (offset > dev->upload_next || data.len > dev->upload_size - offset) {
         reply_error(r, TT_ERR_PROTO, "PLAN_CHUNK out of order or past the announced size");
+        return;
+    }
+    /* A chunk that starts before upload_next repeats bytes already received (the host resent it,
+     * perhaps cut smaller, after its ACK was lost): they must be the same; only what follows
+     * upload_next is written (flash is programmed once). */
+    size_t again = dev->upload_next - offset;
+    again = again < data.len ? again : data.len;
+    if (memcmp(dev->plan_slot[upload_slot(dev)] + offset, data.value, again) != 0) {
+        reply_error(r, TT_ERR_PROTO, "PLAN_CHUNK rewrites received bytes with others");
+        return;
+    }
+    offset += (uint32_t)again;
+    data.value += again;
+    data.len -= again;
+    if (data.len == 0) {
+        reply_ack(dev, r);
         return;
     }
     if (dev->store.write != NULL) {

@@ -137,7 +137,7 @@ class QemuProcess:
                 return False
             try:
                 self.serial = serial.serial_for_url(f"socket://127.0.0.1:{self.tcp_port}",
-                                                    timeout=0.05, write_timeout=5)
+                                                    timeout=0.01, write_timeout=5)
                 sock = getattr(self.serial, "_socket", None)  # pyserial does not disable Nagle
                 if sock is not None:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
