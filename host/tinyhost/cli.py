@@ -156,7 +156,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     from tinyhost.link.transport import SimProcess
 
-    sim = SimProcess(arena=args.arena, board=args.board)
+    sim = SimProcess(arena=args.arena, board=args.board, state=args.state)
     print(sim.path, flush=True)
     print(f"simulated device running; use --port {sim.path}. Ctrl-C stops it.", file=sys.stderr)
     try:
@@ -348,6 +348,42 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from tinyhost.device import connect
+    from tinyhost.params import load_parameters, push_parameters
+
+    if args.port in ONE_SHOT_PORTS:
+        print(f"error: --port {args.port} starts a fresh device for this command and forgets it "
+              "afterwards: run `tinyhost sim` and pass its path as --port", file=sys.stderr)
+        return 2
+    plan, data = _load_plan(args.plan)
+    try:
+        params = load_parameters(args.params)
+    except (OSError, ValueError) as e:
+        print(f"error: cannot read {args.params}: {e}", file=sys.stderr)
+        return 2
+    device = connect(args.port)
+    try:
+        uploaded = device.load_plan(plan, data)
+        try:
+            written = push_parameters(device, plan, params)
+        except ValueError as e:
+            print(f"error: {args.params} does not fit plan {args.plan}: {e}", file=sys.stderr)
+            return 2
+        if args.checkpoint:
+            device.checkpoint()
+    finally:
+        device.close()
+    if args.json:
+        _print_json({"plan_uploaded": uploaded, "written": written,
+                     "checkpoint": args.checkpoint})
+    else:
+        print(f"wrote {len(written)} trainable tensors to {device.name}"
+              f"{' (plan uploaded first)' if uploaded else ''}"
+              f"{'; checkpoint saved' if args.checkpoint else ''}")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from tinyhost.datasets import load_dataset, save_npz
     ds = load_dataset(args.input)
@@ -469,6 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "its path, and run until Ctrl-C.")
     p.add_argument("--arena", type=int, help="arena capacity in bytes (default 262144)")
     p.add_argument("--board", help="board name the device reports")
+    p.add_argument("--state", metavar="FILE",
+                   help="keep the plan, trained parameters and step count in FILE: saved at "
+                        "each checkpoint (`train --checkpoint-every`), restored at start, like a "
+                        "board's flash")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("info", help="show what a device is and what it runs")
@@ -512,6 +552,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="model.pt or params.npz")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("push", help="put saved parameters back on a device",
+                       description="Write trained parameters (what `pull` or `train "
+                                   "--save-params` saved, .pt or .npz) into the device's "
+                                   "trainable tensors, uploading the plan first if the device "
+                                   "does not run it.")
+    p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--plan", required=True, help="the plan the parameters belong to (.ttp)")
+    p.add_argument("params", help="model.pt or params.npz")
+    p.add_argument("--checkpoint", action="store_true",
+                   help="then have the device save them (a device with a store)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("data", help="convert a dataset to the compact .npz form",
                        description="Read a .ts/.npz/.csv dataset and write it as .npz.")

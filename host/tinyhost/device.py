@@ -14,13 +14,14 @@ from tinyhost.boards import board_for_info, tables_lower_bound
 from tinyhost.link.client import DeviceClient, DeviceError, StepReply
 from tinyhost.link.transport import open_link
 from tinyhost.ops import Opcode
-from tinyhost.plan import PLAN_FORMAT_VERSION, Plan, plan_hash
+from tinyhost.plan import PLAN_FORMAT_VERSION, Plan, TensorKind, plan_hash
 from tinyhost.refexec.executor import RefExecutor, prepare_input
 
 PAYLOAD_MARGIN = 32  # CBOR framing of a chunk message around its bytes
 UNSUPPORTED_OP = -8  # TT_ERR_UNSUPPORTED_OP, what the firmware answers for such a plan
 PLAN_ARENA = -6      # TT_ERR_PLAN_ARENA: the plan needs a larger arena than the device has
 ERR_ARG = -1         # TT_ERR_ARG: an impossible request field (e.g. the learning rate)
+STORAGE = -14        # TT_ERR_STORAGE: the device's store (a file, flash) cannot save
 FLT_MAX = float(np.finfo(np.float32).max)
 
 
@@ -48,6 +49,7 @@ class DeviceInfo:
     ops: list[int]
     stack_peak: int | None = None  # peak stack bytes since boot, from ports that measure it
     plan_slots: int = 2  # 1: an upload replaces the running plan as soon as it begins
+    checkpoints: bool = False  # CHECKPOINT saves the trained state (a store file or flash)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -64,7 +66,21 @@ class Device(Protocol):
     def train_step(self, x: np.ndarray, label: int, lr: float) -> StepReply: ...
     def evaluate(self, x: np.ndarray) -> int: ...
     def read_tensor(self, index: int) -> np.ndarray: ...
+    def write_tensor(self, index: int, value: np.ndarray) -> None: ...
+    def checkpoint(self) -> None: ...
     def close(self) -> None: ...
+
+
+def _tensor_bytes(plan: Plan, index: int, value: np.ndarray) -> bytes:
+    """A trainable tensor's new value as the device holds it: its dtype and shape exactly (a
+    device refuses any other tensor, so --port ref does too)."""
+    t = plan.tensors[index]
+    if t.kind != TensorKind.PARAM_TRAINABLE:
+        raise DeviceError(ERR_ARG, "WRITE_TENSOR: not a trainable parameter of the plan")
+    if tuple(value.shape) != tuple(t.shape) or value.dtype != t.dtype.numpy:
+        raise ValueError(f"{t.name}: got {value.dtype} {tuple(value.shape)}, the plan holds "
+                         f"{t.dtype.numpy} {tuple(t.shape)}")
+    return np.ascontiguousarray(value).tobytes()
 
 
 def _sample_bytes(plan: Plan, x: np.ndarray) -> bytes:
@@ -156,6 +172,13 @@ class SerialDevice:
         raw = self.client.read_tensor(index, t.nbytes, self.chunk)
         return np.frombuffer(raw, dtype=t.dtype.numpy).reshape(t.shape).copy()
 
+    def write_tensor(self, index: int, value: np.ndarray) -> None:
+        self.client.write_tensor(index, _tensor_bytes(self._need_plan(), index, value),
+                                 self.chunk)
+
+    def checkpoint(self) -> None:
+        self.client.checkpoint()
+
     def reset(self) -> None:
         self.client.reset()
 
@@ -207,6 +230,14 @@ class RefDevice:
 
     def read_tensor(self, index: int) -> np.ndarray:
         return self._need().read_tensor(index)
+
+    def write_tensor(self, index: int, value: np.ndarray) -> None:
+        ex = self._need()
+        ex.view(index)[...] = np.frombuffer(_tensor_bytes(ex.plan, index, value),
+                                            ex.plan.tensors[index].dtype.numpy)
+
+    def checkpoint(self) -> None:
+        raise DeviceError(STORAGE, "CHECKPOINT: this device keeps no checkpoints")
 
     def reset(self) -> None:
         self._need().reset_parameters()

@@ -67,6 +67,22 @@ static void device_init(test_device *t)
     t->seq = 0x10;
 }
 
+/* --- checkpoint hooks ---------------------------------------------------------------------- */
+
+static int count_save(void *ctx)
+{
+    ++*(int *)ctx;
+    return 0;
+}
+
+static void put_bytes(void *ctx, const uint8_t *data, size_t len)
+{
+    void **c = ctx;
+    size_t *at = c[1];
+    memcpy((uint8_t *)c[0] + *at, data, len);
+    *at += len;
+}
+
 /* --- frames ----------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1048,6 +1064,46 @@ static void run(const char *dir)
                  in.plan_loaded && in.steps == 3 &&
                      memcmp(in.plan_hash, small.file + small.len - TT_SHA256_SIZE,
                             TT_SHA256_SIZE) == 0, NULL);
+
+    /* Checkpoints and set-parameters. No store: CHECKPOINT is an error; with one, the port's
+     * hook runs and what tt_device_params() walks restores the parameters. */
+    expect_error("CHECKPOINT without a store -> ERROR TT_ERR_STORAGE",
+                 request(&dut, TT_MSG_CHECKPOINT, EMPTY_LIST, 1, &r), &r, TT_ERR_STORAGE);
+    int saves = 0;
+    tt_device_set_checkpoint(&dut.dev, count_save, &saves);
+    type = request(&dut, TT_MSG_CHECKPOINT, EMPTY_LIST, 1, &r);
+    tt_test_case("CHECKPOINT with a store -> the port saves, ACK", type == TT_MSG_ACK && saves == 1,
+                 NULL);
+    size_t nparams = tt_device_params(&dut.dev, NULL, NULL);
+    uint8_t *snapshot = malloc(nparams);
+    size_t at = 0;
+    void *put_ctx[2] = {snapshot, &at};
+    tt_device_params(&dut.dev, put_bytes, put_ctx);
+    uint8_t wzeros[8] = {0};
+    ZCBOR_STATE_E(ws, 1, req, sizeof req, 0);
+    TT_CHECK(zcbor_list_start_encode(ws, 3) && zcbor_uint32_put(ws, ti) &&
+             zcbor_uint32_put(ws, 0) && zcbor_bstr_encode_ptr(ws, (const char *)wzeros, 8) &&
+             zcbor_list_end_encode(ws, 3));
+    type = request(&dut, TT_MSG_WRITE_TENSOR, req, (size_t)(ws->payload - req), &r);
+    ok = type == TT_MSG_ACK && read_tensor(&dut, ti, params2, tbytes) &&
+         memcmp(params2, wzeros, tbytes < 8 ? tbytes : 8) == 0;
+    tt_test_case("WRITE_TENSOR into a trainable parameter -> ACK, the bytes are there", ok, NULL);
+    ZCBOR_STATE_E(ws2, 1, req, sizeof req, 0);
+    TT_CHECK(zcbor_list_start_encode(ws2, 3) && zcbor_uint32_put(ws2, dut.dev.plan.input) &&
+             zcbor_uint32_put(ws2, 0) && zcbor_bstr_encode_ptr(ws2, (const char *)wzeros, 4) &&
+             zcbor_list_end_encode(ws2, 3));
+    expect_error("WRITE_TENSOR into the input (not trainable) -> ERROR TT_ERR_ARG",
+                 request(&dut, TT_MSG_WRITE_TENSOR, req, (size_t)(ws2->payload - req), &r), &r,
+                 TT_ERR_ARG);
+    tt_error perr = {TT_OK, ""};
+    ok = tt_device_restore_params(&dut.dev, snapshot, nparams - 1, 3, &perr) == TT_ERR_ARG &&
+         tt_device_restore_params(&dut.dev, snapshot, nparams, 3, &perr) == TT_OK &&
+         read_tensor(&dut, ti, params2, tbytes) && memcmp(params, params2, tbytes) == 0 &&
+         dut.dev.steps == 3;
+    tt_test_case("tt_device_restore_params puts the walked parameters back (wrong size refused)",
+                 ok, perr.msg);
+    free(snapshot);
+    tt_device_set_checkpoint(&dut.dev, NULL, NULL);
 
     /* Training continues exactly as on the twin that never saw the bad uploads. */
     ok = train(&dut, s0, small.samples[0], small.sample_len, &st) &&

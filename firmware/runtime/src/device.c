@@ -71,7 +71,7 @@ static void handle_hello(tt_device *dev, response *r)
     const char *board = dev->port.board ? dev->port.board : "unknown";
     const char *unit = dev->port.cost_unit ? dev->port.cost_unit : "none";
     uint32_t used = dev->loaded ? dev->plan.arena_size + (uint32_t)dev->plan.tables_bytes : 0;
-    bool ok = zcbor_map_start_encode(s, 15) && zcbor_tstr_put_lit(s, "firmware") &&
+    bool ok = zcbor_map_start_encode(s, 16) && zcbor_tstr_put_lit(s, "firmware") &&
               zcbor_tstr_put_term(s, TT_FIRMWARE_VERSION, 32) &&
               zcbor_tstr_put_lit(s, "protocol") && zcbor_uint32_put(s, TT_PROTOCOL_VERSION) &&
               zcbor_tstr_put_lit(s, "plan_format") &&
@@ -90,13 +90,14 @@ static void handle_hello(tt_device *dev, response *r)
                                     dev->loaded ? TT_SHA256_SIZE : 0) &&
               zcbor_tstr_put_lit(s, "arena_used") && zcbor_uint32_put(s, used) &&
               zcbor_tstr_put_lit(s, "steps") && zcbor_uint32_put(s, dev->steps) &&
+              zcbor_tstr_put_lit(s, "checkpoints") && zcbor_bool_put(s, dev->checkpoint != NULL) &&
               (dev->stack_peak == NULL || (zcbor_tstr_put_lit(s, "stack_peak") &&
                                            zcbor_uint32_put(s, dev->stack_peak(dev->port.ctx)))) &&
               zcbor_tstr_put_lit(s, "ops") && zcbor_list_start_encode(s, sizeof opcodes);
     for (size_t i = 0; ok && i < sizeof opcodes; i++) {
         ok = zcbor_uint32_put(s, opcodes[i]);
     }
-    ok = ok && zcbor_list_end_encode(s, sizeof opcodes) && zcbor_map_end_encode(s, 15);
+    ok = ok && zcbor_list_end_encode(s, sizeof opcodes) && zcbor_map_end_encode(s, 16);
     finish_encode(dev, r, s, ok, TT_MSG_INFO);
 }
 
@@ -412,6 +413,59 @@ static void handle_read_tensor(tt_device *dev, zcbor_state_t *s, response *r)
     finish_encode(dev, r, e, ok, TT_MSG_TENSOR);
 }
 
+/* The trainable tensor `index` of the loaded plan (NULL and an error reply when it is not one). */
+static const tt_tensor *trainable(tt_device *dev, uint32_t index, response *r)
+{
+    if (index >= dev->plan.n_tensors || dev->plan.tensors[index].kind != TT_KIND_PARAM_TRAINABLE) {
+        reply_error(r, TT_ERR_ARG, "WRITE_TENSOR: not a trainable parameter of the plan");
+        return NULL;
+    }
+    return &dev->plan.tensors[index];
+}
+
+static void handle_write_tensor(tt_device *dev, zcbor_state_t *s, response *r)
+{
+    uint32_t index, offset;
+    struct zcbor_string data;
+    if (!(zcbor_list_start_decode(s) && zcbor_uint32_decode(s, &index) &&
+          zcbor_uint32_decode(s, &offset) && zcbor_bstr_decode(s, &data) &&
+          zcbor_list_end_decode(s))) {
+        reply_error(r, TT_ERR_PROTO, "WRITE_TENSOR needs [index, offset, bytes]");
+        return;
+    }
+    if (!require_plan(dev, r)) {
+        return;
+    }
+    const tt_tensor *t = trainable(dev, index, r);
+    if (t == NULL) {
+        return;
+    }
+    if (offset > t->nbytes || data.len > t->nbytes - offset) {
+        reply_error(r, TT_ERR_ARG, "WRITE_TENSOR: range outside the tensor");
+        return;
+    }
+    memcpy((uint8_t *)t->data + offset, data.value, data.len);
+    reply_ack(dev, r);
+}
+
+static void handle_checkpoint(tt_device *dev, response *r)
+{
+    if (!require_plan(dev, r)) {
+        return;
+    }
+    if (dev->checkpoint == NULL) {
+        reply_error(r, TT_ERR_STORAGE, "CHECKPOINT: this device keeps no checkpoints");
+        return;
+    }
+    int rc = dev->checkpoint(dev->checkpoint_ctx);
+    if (rc != 0) {
+        tt_fail(&r->err, TT_ERR_STORAGE, "CHECKPOINT: saving the parameters failed (%d)", rc);
+        r->type = TT_MSG_ERROR;
+        return;
+    }
+    reply_ack(dev, r);
+}
+
 static void handle_reset(tt_device *dev, response *r)
 {
     if (!require_plan(dev, r)) {
@@ -485,6 +539,8 @@ static void handle_frame(tt_device *dev, const tt_frame *f)
     case TT_MSG_EVAL: handle_eval(dev, s, &r); break;
     case TT_MSG_READ_TENSOR: handle_read_tensor(dev, s, &r); break;
     case TT_MSG_RESET: handle_reset(dev, &r); break;
+    case TT_MSG_WRITE_TENSOR: handle_write_tensor(dev, s, &r); break;
+    case TT_MSG_CHECKPOINT: handle_checkpoint(dev, &r); break;
     default: reply_error(&r, TT_ERR_PROTO, "unknown message type"); break;
     }
     if (r.type == TT_MSG_ERROR) {
@@ -517,6 +573,50 @@ void tt_device_set_plan_store(tt_device *dev, const tt_plan_store *store)
 void tt_device_set_stack_probe(tt_device *dev, uint32_t (*stack_peak)(void *ctx))
 {
     dev->stack_peak = stack_peak;
+}
+
+void tt_device_set_checkpoint(tt_device *dev, int (*checkpoint)(void *ctx), void *ctx)
+{
+    dev->checkpoint = checkpoint;
+    dev->checkpoint_ctx = ctx;
+}
+
+size_t tt_device_params(const tt_device *dev, void (*put)(void *ctx, const uint8_t *, size_t),
+                        void *ctx)
+{
+    size_t total = 0;
+    for (uint32_t i = 0; dev->loaded && i < dev->plan.n_tensors; i++) {
+        const tt_tensor *t = &dev->plan.tensors[i];
+        if (t->kind == TT_KIND_PARAM_TRAINABLE) {
+            if (put != NULL) {
+                put(ctx, t->data, t->nbytes);
+            }
+            total += t->nbytes;
+        }
+    }
+    return total;
+}
+
+tt_status tt_device_restore_params(tt_device *dev, const uint8_t *params, size_t len,
+                                   uint32_t steps, tt_error *err)
+{
+    if (!dev->loaded) {
+        return tt_fail(err, TT_ERR_NO_PLAN, "no plan loaded to restore parameters into");
+    }
+    size_t want = tt_device_params(dev, NULL, NULL);
+    if (len != want) {
+        return tt_fail(err, TT_ERR_ARG, "saved parameters are %lu bytes, the plan's are %lu",
+                       (unsigned long)len, (unsigned long)want);
+    }
+    for (uint32_t i = 0; i < dev->plan.n_tensors; i++) {
+        const tt_tensor *t = &dev->plan.tensors[i];
+        if (t->kind == TT_KIND_PARAM_TRAINABLE) {
+            memcpy(t->data, params, t->nbytes);
+            params += t->nbytes;
+        }
+    }
+    dev->steps = steps;
+    return TT_OK;
 }
 
 void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len)

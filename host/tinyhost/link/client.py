@@ -288,6 +288,20 @@ class DeviceClient:
                 continue
             offset += n
 
+    def write_tensor(self, index: int, data: bytes, chunk: int) -> None:
+        """A trainable parameter's bytes, in chunks (set-parameters)."""
+        def send(offset: int, n: int, max_noisy: int | None) -> None:
+            rtype, _ = self.request(Msg.WRITE_TENSOR, [index, offset, data[offset:offset + n]],
+                                    max_noisy=max_noisy)
+            self._expect(rtype, Msg.ACK)
+
+        self._transfer(len(data), chunk, send)
+
+    def checkpoint(self) -> None:
+        """The device saves its trained parameters and step count; an error if it could not."""
+        rtype, _ = self.request(Msg.CHECKPOINT, [])
+        self._expect(rtype, Msg.ACK)
+
     def reset(self) -> None:
         rtype, _ = self.request(Msg.RESET, [])
         self._expect(rtype, Msg.ACK)

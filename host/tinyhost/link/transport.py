@@ -41,8 +41,10 @@ class SimProcess:
     """The simulated device as a child process; it exits when we close its stdin."""
 
     def __init__(self, arena: int | None = None, board: str | None = None,
-                 exit_with_parent: bool = True) -> None:
+                 exit_with_parent: bool = True, state: str | None = None) -> None:
         args = [str(find_sim_binary())]
+        if state is not None:
+            args += ["--state", state]
         if arena is not None:
             args += ["--arena", str(arena)]
         if board is not None:

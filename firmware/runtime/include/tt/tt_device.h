@@ -34,6 +34,8 @@ enum {
     TT_MSG_EVAL = 0x07,
     TT_MSG_READ_TENSOR = 0x08,
     TT_MSG_RESET = 0x09,
+    TT_MSG_WRITE_TENSOR = 0x0A, /* [index, offset, bytes] into a trainable parameter */
+    TT_MSG_CHECKPOINT = 0x0B,   /* [] save the trained parameters and step count now */
     TT_MSG_ACK = 0x80,
     TT_MSG_INFO = 0x81,
     TT_MSG_STEP = 0x86,
@@ -105,6 +107,8 @@ typedef struct {
     uint32_t steps;
     uint32_t bad_frames;
     uint32_t (*stack_peak)(void *ctx); /* NULL: INFO has no stack_peak */
+    int (*checkpoint)(void *ctx);      /* NULL: the device keeps no checkpoints */
+    void *checkpoint_ctx;
 } tt_device;
 
 /* plan slots: two buffers of plan_capacity bytes each, 16-byte aligned; plan_slot1 == NULL: one
@@ -118,6 +122,20 @@ void tt_device_set_plan_store(tt_device *dev, const tt_plan_store *store);
 /* A port that measures its stack (e.g. by painting it at boot) reports the peak bytes used since
  * boot through stack_peak(port ctx); INFO then carries it as `stack_peak`. Call after init. */
 void tt_device_set_stack_probe(tt_device *dev, uint32_t (*stack_peak)(void *ctx));
+/* A port that can keep the trained parameters and the step count (a file, flash) saves them
+ * when CHECKPOINT asks, through checkpoint(ctx): 0 when they are stored and will survive a
+ * reset (a torn save must leave the previous checkpoint), non-zero otherwise. INFO then says
+ * `checkpoints: true`. The port writes what tt_device_params() walks, and gives it back at boot
+ * with tt_device_restore_params(). Call after init. */
+void tt_device_set_checkpoint(tt_device *dev, int (*checkpoint)(void *ctx), void *ctx);
+/* Calls put(ctx, bytes, n) with each trainable parameter's bytes in tensor order (what a
+ * checkpoint keeps besides the step count); returns their total size. put NULL: only the size. */
+size_t tt_device_params(const tt_device *dev, void (*put)(void *ctx, const uint8_t *, size_t),
+                        void *ctx);
+/* Puts back what tt_device_params() gave, and the step count, into the loaded plan: refused
+ * (nothing changed) when no plan is loaded or len is not the plan's parameter size. */
+tt_status tt_device_restore_params(tt_device *dev, const uint8_t *params, size_t len,
+                                   uint32_t steps, tt_error *err);
 /* Feeds received bytes; complete frames are handled and answered before it returns. */
 void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len);
 /* Makes the len-byte plan already in slot (0 or 1; 0 with one slot) the running plan with its
