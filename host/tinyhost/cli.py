@@ -115,7 +115,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.json:
         out = {"plan": None if over_budget else args.output, "bytes": len(result.data),
                "memory": report.to_dict(), "budget": budget, "memory_chart": args.memory_chart,
-               "board": None if fit is None else fit.to_dict()}
+               "board": None if fit is None else fit.to_dict(),
+               "layer_notes": meta.get("layer_notes", [])}
         if "scheme" in meta:
             out["int8"] = {k: meta[k] for k in ("scheme", "qas", "int8_update", "int8_update_auto",
                                                 "reorder",
@@ -125,6 +126,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     else:
         if not over_budget:
             print(f"wrote {args.output} ({len(result.data)} bytes)")
+        for note in meta.get("layer_notes", []):  # BatchNorm folded, Dropout the identity
+            print(f"note: {note}")
         if "scheme" in meta:
             s = meta["scheme"]
             print(f"int8 {meta['model']} {'x'.join(map(str, meta['input_shape']))}: biases of the "
@@ -243,7 +246,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tinyhost.device import connect
-    from tinyhost.params import pull_parameters, save_parameters
+    from tinyhost.params import model_state, pull_parameters, save_parameters
     from tinyhost.plot import plot_training
     from tinyhost.train import TrainConfig, check_dataset, train, write_metrics
 
@@ -265,7 +268,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = None
         if args.save_params:  # also after Ctrl-C: what was trained so far is kept
             try:
-                save_parameters(pull_parameters(device, plan), args.save_params)
+                save_parameters(model_state(plan, pull_parameters(device, plan)),
+                                args.save_params)
                 saved = args.save_params
             except OSError as e:
                 print(f"error: could not pull the parameters: {e}", file=sys.stderr)
@@ -319,7 +323,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from tinyhost.device import connect
-    from tinyhost.params import pull_parameters, save_parameters
+    from tinyhost.params import model_state, pull_parameters, save_parameters
 
     if args.port in ONE_SHOT_PORTS:
         print(f"error: --port {args.port} starts a fresh device for this command, so it holds "
@@ -339,7 +343,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         params = pull_parameters(device, plan)
     finally:
         device.close()
-    save_parameters(params, args.output)
+    save_parameters(model_state(plan, params), args.output)
     if args.json:
         _print_json({"output": args.output,
                      "parameters": {k: list(v.shape) for k, v in params.items()}})

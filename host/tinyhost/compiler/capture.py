@@ -13,10 +13,25 @@ from torch import nn
 from tinyhost.compiler.errors import CompileError
 
 # Leaf modules the lowering understands; anything else is named in the error before export runs.
+# (Residual adds and torch.cat over channels are functions, not modules: lower.py takes them.)
 SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (
     nn.Linear, nn.Conv1d, nn.Conv2d, nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d,
-    nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity)
-SUPPORTED_NAMES = ", ".join(c.__name__ for c in SUPPORTED_LAYERS)
+    nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.ReLU6, nn.LeakyReLU, nn.Sigmoid, nn.Tanh,
+    nn.Hardswish, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
+SUPPORTED_NAMES = (", ".join(c.__name__ for c in SUPPORTED_LAYERS)
+                   + ", residual adds and channel concatenation (torch.cat)")
+
+
+@dataclass(frozen=True)
+class LayerSet:
+    """The leaf modules one compile mode lowers, for the unsupported-layer message."""
+    mode: str                                 # "fp32", "--int8"
+    layers: tuple[type[nn.Module], ...]
+    names: str                                # what the message lists
+
+
+FP32_LAYERS = LayerSet("fp32", SUPPORTED_LAYERS, SUPPORTED_NAMES)
 
 
 @dataclass
@@ -50,18 +65,26 @@ def load_factory(spec: str) -> tuple[nn.Module, torch.Tensor]:
     return result
 
 
-def check_layers(model: nn.Module,
-                 layers: tuple[type[nn.Module], ...] = SUPPORTED_LAYERS) -> None:
+def check_layers(model: nn.Module, layers: LayerSet = FP32_LAYERS,
+                 other: LayerSet | None = None) -> None:
+    """Every leaf module in `layers`; the error names the first that is not, what this mode
+    supports and whether the `other` mode (fp32 / --int8) would accept it."""
     for name, m in model.named_modules():
-        if next(m.children(), None) is not None or isinstance(m, layers):
+        if next(m.children(), None) is not None or isinstance(m, layers.layers):
             continue  # containers are fine: their leaves are checked
-        names = ", ".join(c.__name__ for c in layers)
-        raise CompileError(f"unsupported layer {type(m).__name__} at '{name or '<root>'}'; "
-                           f"supported layers: {names}")
+        kind = type(m).__name__
+        msg = (f"unsupported layer {kind} at '{name or '<root>'}' in a {layers.mode} plan; "
+               f"supported layers ({layers.mode}): {layers.names}")
+        if other is not None:
+            msg += (f". {other.mode} would accept {kind}" if isinstance(m, other.layers)
+                    else f". {other.mode} does not accept {kind} either")
+        raise CompileError(msg)
 
 
-def capture(source: str, layers: tuple[type[nn.Module], ...] = SUPPORTED_LAYERS) -> Captured:
-    """`layers`: the leaf modules the caller's lowering understands (fp32 or int8)."""
+def capture(source: str, layers: LayerSet = FP32_LAYERS,
+            other: LayerSet | None = None) -> Captured:
+    """`layers`: the leaf modules the caller's lowering understands (fp32 or int8); `other`: the
+    other mode's, named in the error for a layer only it accepts."""
     if source.endswith(".pt2"):
         if not Path(source).is_file():
             raise CompileError(f"model file {source} does not exist")
@@ -76,7 +99,7 @@ def capture(source: str, layers: tuple[type[nn.Module], ...] = SUPPORTED_LAYERS)
             raise CompileError(f"{source} was exported without example inputs")
         return Captured(program, example, Path(source).stem)
     model, example = load_factory(source)
-    check_layers(model, layers)
+    check_layers(model, layers, other)
     model.eval()
     try:
         program = torch.export.export(model, (example,))
