@@ -178,9 +178,12 @@ def _load_plan(path: str):  # -> tuple[Plan, bytes]
     return load_plan_file(path)
 
 
-def _load_data(path: str, normalize: bool):
+def _load_data(path: str, normalize: bool, plan=None, layout: str | None = None):
     from tinyhost.datasets import load_dataset, standardize
     ds = load_dataset(path)
+    if plan is not None:  # the plan's input shape (--layout converts), then standardize channels
+        from tinyhost.layout import fit_to_plan
+        ds = fit_to_plan(ds, plan.tensors[plan.bindings.input].shape, layout)
     if normalize:
         ds, _, _ = standardize(ds)
     return ds
@@ -251,7 +254,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tinyhost.train import TrainConfig, check_dataset, train, write_metrics
 
     plan, data = _load_plan(args.plan)
-    ds = _load_data(args.data, args.normalize)
+    ds = _load_data(args.data, args.normalize, plan, args.layout)
     check_dataset(plan, ds)
     _warn_int8_normalize(plan, args.normalize)
     lr = plan.default_lr if args.lr is None else args.lr
@@ -303,7 +306,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tinyhost.train import check_dataset, evaluate
 
     plan, data = _load_plan(args.plan)
-    ds = _load_data(args.data, args.normalize)
+    ds = _load_data(args.data, args.normalize, plan, args.layout)
     check_dataset(plan, ds)
     _warn_int8_normalize(plan, args.normalize)
     x, y = (ds.x_test, ds.y_test) if args.split == "test" else (ds.x_train, ds.y_train)
@@ -385,6 +388,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="send raw values (default: standardize each channel with the train "
                         "split's mean and std)")
+    p.add_argument("--layout", choices=("nchw", "nhwc", "ncw", "nwc"),
+                   help="how DATA's samples are stored: nhwc/nwc (channels last) are converted to "
+                        "the plan's channels-first input; default: as the plan's input shape")
 
 
 def build_parser() -> argparse.ArgumentParser:
