@@ -62,6 +62,7 @@ class Opcode(IntEnum):
     ACT_GRAD_F32 = 65
     CONCAT_F32 = 66
     CONCAT_GRAD_F32 = 67
+    PAD_W_F32 = 68
 
 
 class ActFunc(IntEnum):
@@ -999,6 +1000,11 @@ def _problem_concat_grad(v: Any) -> str | None:
     return None if v.present("da") or v.present("db") else "the concat gradient has no output"
 
 
+def _sizes_pad_w_f32(a: Mapping[str, int]) -> list[int] | None:
+    x, y = _numel4(a["rows"], a["in_w"]), _numel4(a["rows"], a["out_w"])
+    return None if x is None or y is None else [x, y]
+
+
 _ACT_ATTRS = _attrs("size func:nonneg")
 
 OP_DEFS += (
@@ -1018,6 +1024,13 @@ OP_DEFS += (
     _op(Opcode.CONCAT_GRAD_F32, (f32("dy"),), (f32("da", True), f32("db", True)),
         _attrs("size_a size_b"), "(da, db) = (dy[:size_a], dy[size_a:]); either may be absent",
         sizes=_sizes_concat("yab"), problem=_problem_concat_grad),
+    # Rows (C x H of a C x H x W tensor) padded with zeros / cropped along W: the causal Conv1d's
+    # F.pad(x, (k - 1, 0)) and conv(x)[..., :-(k - 1)]. Its gradient is the same op with in_w,
+    # out_w and skip, lead swapped.
+    _op(Opcode.PAD_W_F32, (f32("x"),), (f32("y"),), _attrs("rows in_w out_w skip:nonneg "
+                                                         "lead:nonneg"),
+        "y[r, j] = x[r, j - lead + skip] where that is in x, else 0",
+        sizes=_sizes_pad_w_f32),
 )
 
 OP_SPECS: dict[Opcode, OpDef] = {d.opcode: d for d in OP_DEFS}

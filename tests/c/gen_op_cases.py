@@ -221,6 +221,17 @@ def _concat_grad_cases(rng: Rng) -> Iterator[OpCase]:
                      {"size_a": na, "size_b": nb})
 
 
+@cases(Opcode.PAD_W_F32)
+def _pad_w_cases(rng: Rng) -> Iterator[OpCase]:
+    # (rows, in_w, out_w, skip, lead): causal pad, crop, both, a row left all zeros, identity
+    for rows, in_w, out_w, skip, lead in ((3, 8, 10, 0, 2), (4, 10, 8, 0, 0), (2, 9, 7, 2, 0),
+                                          (5, 6, 6, 3, 3), (1, 4, 3, 5, 0), (2, 7, 7, 0, 0)):
+        yield OpCase(f"PAD_W_F32/{rows}x{in_w}->{out_w}/s{skip}l{lead}", Opcode.PAD_W_F32,
+                     {"x": Arg(f32(rng, rows, in_w)),
+                      "y": Arg(np.full((rows, out_w), 7.0, np.float32))},
+                     {"rows": rows, "in_w": in_w, "out_w": out_w, "skip": skip, "lead": lead})
+
+
 @cases(Opcode.LINEAR_F32)
 def _linear(rng: Rng) -> Iterator[OpCase]:
     for i, o, bias in ((1, 1, True), (13, 5, True), (40, 3, False)):

@@ -112,6 +112,7 @@ BASE_ATTRS: dict[str, list[dict[str, int]]] = {
     "ACT_GRAD_F32": [_G("size=5 func=1"), _G("size=5 func=4")],
     "CONCAT_F32": [_G("size_a=3 size_b=4")],
     "CONCAT_GRAD_F32": [_G("size_a=3 size_b=4")],
+    "PAD_W_F32": [_G("rows=2 in_w=5 out_w=4 skip=2 lead=1")],
 }
 
 # An op without BASE_ATTRS gets the first of these geometries its rules accept (a conv's groups

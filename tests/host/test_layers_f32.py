@@ -26,7 +26,7 @@ from tinyhost.device import connect
 from tinyhost.ops import ActFunc, Opcode
 from tinyhost.params import model_state, pull_parameters
 from tinyhost.refexec.executor import RefExecutor
-from tinyhost.refexec.kernels_f32 import act, act_grad
+from tinyhost.refexec.kernels_f32 import act, act_grad, pad_w
 
 REPO = Path(__file__).resolve().parents[2]
 RTOL = 1e-5
@@ -133,6 +133,35 @@ def make_model():
     return randomize_bn(Net()), torch.randn(1, 4, 10)
 """
 
+CAUSAL = """
+class CausalConv(nn.Module):
+    def __init__(self, cin, cout, k):
+        super().__init__()
+        self.crop = k - 1
+        self.conv = nn.Conv1d(cin, cout, k, padding=k - 1)
+
+    def forward(self, x):
+        return self.conv(x)[..., :-self.crop]          # the crop form
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = CausalConv(5, 8, 3)
+        self.c2 = nn.Conv1d(8, 8, 3)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):                               # x: one-hot characters, 5 x 12
+        x = F.relu(self.c1(x))
+        x = torch.tanh(self.c2(F.pad(x, (2, 0)))) + x   # the pad form, and a residual
+        return self.head(x[..., -1:].flatten(1))        # the last position predicts the next
+
+
+def make_model():
+    torch.manual_seed(2)
+    return Net(), torch.randn(1, 5, 12)
+"""
+
 PRELUDE = """
 def randomize_bn(model):
     for m in model.modules():
@@ -147,7 +176,8 @@ def randomize_bn(model):
 
 @pytest.fixture(scope="module")
 def specs(model_file) -> dict[str, str]:
-    return {"all": model_file(PRELUDE + ALL_LAYERS), "seq1d": model_file(PRELUDE + SEQ1D)}
+    return {"all": model_file(PRELUDE + ALL_LAYERS), "seq1d": model_file(PRELUDE + SEQ1D),
+            "causal": model_file(CAUSAL)}
 
 
 def fused_like_the_plan(model: nn.Module, folds: list[dict]) -> nn.Module:
@@ -164,7 +194,8 @@ def fused_like_the_plan(model: nn.Module, folds: list[dict]) -> nn.Module:
 
 
 @pytest.mark.parametrize("name,update", [("all", "full"), ("all", "last:3"),
-                                         ("seq1d", "full"), ("seq1d", "bias-only")])
+                                         ("seq1d", "full"), ("seq1d", "bias-only"),
+                                         ("causal", "full"), ("causal", "c1")])
 def test_model_trains_as_torch(specs: dict[str, str], name: str, update: str) -> None:
     result = compile_model(specs[name], update=update)
     plan = result.plan
@@ -302,3 +333,18 @@ def make_model():
     return {body}, torch.randn(1, 2, 10)
 """)
     assert words in msg, msg
+
+
+def test_causal_conv_sees_no_future() -> None:
+    """PAD_W_F32 as the causal conv uses it: the prediction at the last position does not change
+    when only earlier inputs are kept, and the crop/pad pair are each other's adjoint."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    padded = pad_w(x, 10, 0, 2)
+    np.testing.assert_array_equal(padded[:, :2], 0)
+    np.testing.assert_array_equal(padded[:, 2:], x)
+    np.testing.assert_array_equal(pad_w(padded, 8, 2, 0), x)
+    dy = rng.standard_normal((3, 10)).astype(np.float32)
+    # <pad(x), dy> == <x, crop(dy)>: the backward op is the forward's adjoint
+    np.testing.assert_allclose(float((padded * dy).sum()), float((x * pad_w(dy, 8, 2, 0)).sum()),
+                               rtol=1e-6)

@@ -1,8 +1,9 @@
 """The fp32 layers of issue 15 (BatchNorm folded, Dropout, ReLU6, LeakyReLU, Sigmoid, Tanh,
 Hardswish, residual adds, channel concatenation, depthwise and grouped convs, global max and
-average pooling, Conv1d) trained on the C runtime, `--port sim` and the Cortex-M4F build under
-QEMU, step for step as on `--port ref`: the same predictions, losses within 1e-5, every trained
-parameter within 1e-5 of its largest value, frozen ones untouched, then the same inference."""
+average pooling, Conv1d, a causal Conv1d stack) trained on the C runtime, `--port sim` and the
+Cortex-M4F build under QEMU, step for step as on `--port ref`: the same predictions, losses within
+1e-5, every trained parameter within 1e-5 of its largest value, frozen ones untouched, then the
+same inference."""
 from __future__ import annotations
 
 import numpy as np
@@ -87,9 +88,30 @@ def make_model():
 """
 
 
+CAUSAL = """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(6, 8, 3, padding=2)
+        self.c2 = nn.Conv1d(8, 8, 3)
+        self.head = nn.Linear(8, 6)
+
+    def forward(self, x):
+        x = F.relu(self.c1(x)[..., :-2])                 # causal: crop the future
+        x = torch.sigmoid(self.c2(F.pad(x, (2, 0)))) + x  # causal: pad the past
+        return self.head(x[..., -1:].flatten(1))
+
+
+def make_model():
+    torch.manual_seed(2)
+    return Net(), torch.randn(1, 6, 16)
+"""
+
+
 @pytest.fixture(scope="module")
 def layer_specs(model_file) -> dict[str, str]:
-    return {"2d": model_file(LAYERS_2D), "1d": model_file(SEQ_1D)}
+    return {"2d": model_file(LAYERS_2D), "1d": model_file(SEQ_1D),
+            "causal": model_file(CAUSAL)}
 
 
 def train_against_ref(dev: Device, plan: Plan, data: bytes, shape: tuple[int, ...]) -> None:
@@ -114,7 +136,8 @@ def train_against_ref(dev: Device, plan: Plan, data: bytes, shape: tuple[int, ..
         assert dev.evaluate(x) == ref.evaluate(x)
 
 
-@pytest.mark.parametrize("model,update", [("2d", "full"), ("2d", "last:4"), ("1d", "full")])
+@pytest.mark.parametrize("model,update", [("2d", "full"), ("2d", "last:4"), ("1d", "full"),
+                                          ("causal", "full")])
 def test_layers_sim_equals_ref(sim_binary, layer_specs, model: str, update: str) -> None:
     result = compile_model(layer_specs[model], update=update)
     shape = tuple(result.plan.meta["input_shape"])
@@ -126,8 +149,9 @@ def test_layers_sim_equals_ref(sim_binary, layer_specs, model: str, update: str)
 
 
 @pytest.mark.usefixtures("qemu_ready")  # tests/system/conftest.py
-def test_layers_qemu_equals_ref(layer_specs) -> None:
-    result = compile_model(layer_specs["2d"])
+@pytest.mark.parametrize("model", ["2d", "causal"])
+def test_layers_qemu_equals_ref(layer_specs, model: str) -> None:
+    result = compile_model(layer_specs[model])
     dev = connect("qemu")
     try:
         train_against_ref(dev, result.plan, result.data, tuple(result.plan.meta["input_shape"]))

@@ -160,6 +160,11 @@ class Autodiff:
                 v = op.outputs[0] if by_y else x
                 g.add_op(Opcode.ACT_GRAD_F32, [v, dy, op.inputs[1]], [dx], op.named_attrs(),
                          op.source)
+            elif op.opcode == Opcode.PAD_W_F32:  # its adjoint: the same op, the other way
+                g.add_op(Opcode.PAD_W_F32, [dy], [dx],
+                         {"rows": op.attr("rows"), "in_w": op.attr("out_w"),
+                          "out_w": op.attr("in_w"), "skip": op.attr("lead"),
+                          "lead": op.attr("skip")}, op.source)
             elif op.opcode == Opcode.RELU_F32:
                 g.add_op(Opcode.RELU_GRAD_F32, [op.outputs[0], dy], [dx], op.named_attrs(),
                          op.source)

@@ -169,6 +169,8 @@ class Lowering:
             aten.adaptive_max_pool1d.default: self.adaptive_maxpool,
             aten.adaptive_max_pool2d.default: self.adaptive_maxpool,
             aten.amax.default: self.amax,
+            aten.pad.default: self.pad, aten.constant_pad_nd.default: self.pad,
+            aten.slice.Tensor: self.slice,
             **{t: self.activation_fn for t in ACTIVATIONS},
         }
         self.buffers: dict[Node, np.ndarray] = {}  # BatchNorm running statistics
@@ -489,6 +491,48 @@ class Lowering:
             raise CompileError(f"lower: {layer_name(node)}: amax is supported only over all "
                                "spatial dimensions (global max pooling)")
         return self._global_pool(node, (1, 1), Opcode.MAXPOOL2D_F32)
+
+
+    # -- causal Conv1d: zero padding and cropping along the last axis ---------------------------
+    def _pad_w(self, node: Node, src: Any, left: int, right: int) -> int:
+        """PAD_W_F32: `left` zeros before each row (negative: crop), `right` after."""
+        shape = _shape(src)
+        in_w, rows = shape[-1], int(np.prod(shape[:-1]))
+        out_w = in_w + left + right
+        if out_w <= 0:
+            raise CompileError(f"lower: {layer_name(node)}: nothing left of {in_w} values")
+        y = self.activation(node)
+        return self.add_op(Opcode.PAD_W_F32, [self.value(src)], [y],
+                           {"rows": rows, "in_w": in_w, "out_w": out_w, "skip": max(-left, 0),
+                            "lead": max(left, 0)}, node)
+
+    def pad(self, node: Node) -> int:
+        """F.pad(x, (left, right)) with zeros: the causal Conv1d's left padding."""
+        arg = node.args[1]
+        ints = [v for v in arg if isinstance(v, int)] if isinstance(arg, (list, tuple)) else []
+        pads = ints if isinstance(arg, (list, tuple)) and len(ints) == len(arg) else []
+        if node.target is aten.pad.default:
+            mode, value = _arg(node, 2, "constant"), _arg(node, 3, None)
+        else:
+            mode, value = "constant", _arg(node, 2, 0)
+        if mode != "constant" or value not in (None, 0, 0.0) or len(pads) < 2 or any(pads[2:]):
+            raise CompileError(f"lower: {layer_name(node)}: only zero padding of the last axis "
+                               f"is supported (F.pad(x, (left, right))), not {pads} {mode}")
+        return self._pad_w(node, node.args[0], pads[0], pads[1])
+
+    def slice(self, node: Node) -> int:
+        """x[..., a:b] (step 1) along the last axis: the causal Conv1d's crop; the whole batch
+        axis is an alias."""
+        src = node.args[0]
+        full = (1, *_shape(src))
+        dim = int(_arg(node, 1, 0)) % len(full)
+        start, end, step = slice(_arg(node, 2), _arg(node, 3), _arg(node, 4, 1)).indices(full[dim])
+        if step == 1 and start == 0 and end == full[dim]:
+            return self.value(src)
+        if step != 1 or dim != len(full) - 1 or end <= start:
+            raise CompileError(f"lower: {layer_name(node)}: slicing is supported only along the "
+                               "last axis with step 1 (e.g. a causal conv's x[..., :-pad])")
+        return self._pad_w(node, src, -start, end - full[dim])
 
 
 def lower(captured: Captured) -> Graph:

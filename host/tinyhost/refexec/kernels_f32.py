@@ -629,3 +629,23 @@ def _run_concat_grad(ex: RefExecutor, op: Op) -> None:
         ex.view(da)[...] = dy[:n]
     if db != NONE:
         ex.view(db)[...] = dy[n:]
+
+
+def pad_w(x: ArrayLike, out_w: int, skip: int, lead: int) -> F32:
+    """Rows of x (rows, in_w) -> (rows, out_w): y[r, j] = x[r, j - lead + skip] inside the row,
+    else 0 (zero padding by lead, cropping by skip)."""
+    xa = _arr(x, np.shape(x), "x")
+    rows, in_w = xa.shape
+    y = np.zeros((rows, out_w), np.float32)
+    lo, hi = max(0, lead - skip), min(out_w, in_w + lead - skip)  # the j whose source is in x
+    if lo < hi:
+        y[:, lo:hi] = xa[:, lo - lead + skip:hi - lead + skip]
+    return y
+
+
+@reference(Opcode.PAD_W_F32)
+def _run_pad_w(ex: RefExecutor, op: Op) -> None:
+    rows, in_w = int(op.attr("rows")), int(op.attr("in_w"))
+    y = pad_w(ex.view(op.inputs[0], (rows, in_w)), int(op.attr("out_w")), int(op.attr("skip")),
+              int(op.attr("lead")))
+    ex.view(op.outputs[0])[...] = y.reshape(-1)

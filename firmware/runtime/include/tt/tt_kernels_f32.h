@@ -100,4 +100,9 @@ tt_status tt_concat_f32(int32_t size_a, int32_t size_b, const float *a, const fl
 tt_status tt_concat_grad_f32(int32_t size_a, int32_t size_b, const float *dy, float *da,
                              float *db);
 
+/* rows rows of in_w values -> rows of out_w: y[r][j] = x[r][j - lead + skip] where
+ * 0 <= j - lead + skip < in_w, else 0 (zero padding by lead, cropping by skip). */
+tt_status tt_pad_w_f32(int32_t rows, int32_t in_w, int32_t out_w, int32_t skip, int32_t lead,
+                       const float *x, float *y);
+
 #endif

@@ -42,7 +42,8 @@
     X(ACT_F32, act_f32, 64, 2, 1, 2) \
     X(ACT_GRAD_F32, act_grad_f32, 65, 3, 1, 2) \
     X(CONCAT_F32, concat_f32, 66, 2, 1, 2) \
-    X(CONCAT_GRAD_F32, concat_grad_f32, 67, 1, 2, 2)
+    X(CONCAT_GRAD_F32, concat_grad_f32, 67, 1, 2, 2) \
+    X(PAD_W_F32, pad_w_f32, 68, 1, 1, 5)
 
 /* Opcode numbers of the plan format. */
 typedef enum {
@@ -82,9 +83,10 @@ typedef enum {
     TT_OP_ACT_GRAD_F32 = 65, /* dx = dy * func'(x), from v = y (relu6, sigmoid, tanh) or x (the others) */
     TT_OP_CONCAT_F32 = 66, /* y = [a, b]: channel concatenation */
     TT_OP_CONCAT_GRAD_F32 = 67, /* (da, db) = (dy[:size_a], dy[size_a:]); either may be absent */
+    TT_OP_PAD_W_F32 = 68, /* y[r, j] = x[r, j - lead + skip] where that is in x, else 0 */
 } tt_opcode;
 
-#define TT_OPCODE_LIMIT 68u /* every opcode is below it */
+#define TT_OPCODE_LIMIT 69u /* every opcode is below it */
 #define TT_MAX_OPERANDS 15u /* inputs + outputs of the widest op */
 
 /* Operand positions (inputs, then outputs) and attribute positions of each op. */
@@ -160,6 +162,8 @@ enum { TT_OPND_CONCAT_F32_A = 0, TT_OPND_CONCAT_F32_B = 1, TT_OPND_CONCAT_F32_Y 
 enum { TT_ATTR_CONCAT_F32_SIZE_A = 0, TT_ATTR_CONCAT_F32_SIZE_B = 1 };
 enum { TT_OPND_CONCAT_GRAD_F32_DY = 0, TT_OPND_CONCAT_GRAD_F32_DA = 1, TT_OPND_CONCAT_GRAD_F32_DB = 2 };
 enum { TT_ATTR_CONCAT_GRAD_F32_SIZE_A = 0, TT_ATTR_CONCAT_GRAD_F32_SIZE_B = 1 };
+enum { TT_OPND_PAD_W_F32_X = 0, TT_OPND_PAD_W_F32_Y = 1 };
+enum { TT_ATTR_PAD_W_F32_ROWS = 0, TT_ATTR_PAD_W_F32_IN_W = 1, TT_ATTR_PAD_W_F32_OUT_W = 2, TT_ATTR_PAD_W_F32_SKIP = 3, TT_ATTR_PAD_W_F32_LEAD = 4 };
 
 /* The attribute groups several ops share, unpacked into their kernels' parameter
  * structs (tt_kernels_f32.h): pass the address of the group's first attribute,
