@@ -52,19 +52,24 @@ def _mismatch(have: tuple[int, ...], need: tuple[int, ...]) -> str:
     what = (f"dataset samples are {have} ({int(np.prod(have))} values), the plan's input is "
             f"{need} ({int(np.prod(need))} values; axes {', '.join(names)})")
     if len(have) != len(need):
-        return (f"{what}: {len(have)} axes against the plan's {len(need)}"
-                if int(np.prod(have)) != int(np.prod(need)) else
-                f"{what}: same number of values, {len(have)} axes against the plan's "
-                f"{len(need)}; reshape the data to {need}")
-    bad = [f"axis {i} ({names[i]}) is {h} in the data, {n} in the plan"
-           for i, (h, n) in enumerate(zip(have, need, strict=True)) if h != n]
-    msg = f"{what}: {'; '.join(bad)}"
+        msg = (f"{what}: {len(have)} axes against the plan's {len(need)}"
+               if int(np.prod(have)) != int(np.prod(need)) else
+               f"{what}: same number of values, {len(have)} axes against the plan's "
+               f"{len(need)}; reshape the data to {need}")
+    else:
+        bad = [f"axis {i} ({names[i]}) is {h} in the data, {n} in the plan"
+               for i, (h, n) in enumerate(zip(have, need, strict=True)) if h != n]
+        msg = f"{what}: {'; '.join(bad)}"
     for layout in (LAYOUTS["nhwc"], LAYOUTS["nwc"]):
-        if len(layout.to_plan) == len(have) + 1 and tuple(
-                have[i - 1] for i in layout.to_plan[1:]) == need:
+        if len(layout.to_plan) == len(have) + 1 and _squeeze(tuple(
+                have[i - 1] for i in layout.to_plan[1:])) == _squeeze(need):
             msg += (f". The data looks channels-last ({layout.axes}): pass --layout "
                     f"{layout.name} to convert it")
     return msg
+
+
+def _squeeze(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
 
 
 def check_shape(ds: Dataset, need: tuple[int, ...]) -> None:
@@ -85,7 +90,9 @@ def fit_to_plan(ds: Dataset, need: tuple[int, ...], layout: str | None) -> Datas
     have = tuple(int(d) for d in x_train.shape[1:])
     if have != need:
         flat = len(have) == 1 and layout is None and have[0] == int(np.prod(need))
-        if not flat:
+        # axes of size 1 do not order values: (C, L) data fits an int8 plan's (C, 1, L) input
+        same = _squeeze(have) == _squeeze(tuple(need))
+        if not (flat or same):
             raise DatasetError(f"{where}: {_mismatch(have, tuple(need))}")
         x_train = x_train.reshape(len(x_train), *need)
         x_test = x_test.reshape(len(x_test), *need)

@@ -61,3 +61,14 @@ def test_flat_rows_take_the_plans_shape() -> None:
 def test_same_count_other_rank_says_reshape() -> None:
     with pytest.raises(DatasetError, match=r"2 axes against the plan's 3; reshape the data"):
         check_shape(dataset((6, 4)), (2, 3, 4))
+
+
+def test_axes_of_size_one_may_differ() -> None:
+    """(C, L) data into an int8 plan's (C, 1, L) input: the same values in the same order."""
+    ds = dataset((6, 10))
+    out = fit_to_plan(ds, (6, 1, 10), None)
+    np.testing.assert_array_equal(out.x_train, ds.x_train.reshape(-1, 6, 1, 10))
+    with pytest.raises(DatasetError, match="pass --layout nwc"):
+        fit_to_plan(dataset((10, 6)), (6, 1, 10), None)
+    np.testing.assert_array_equal(fit_to_plan(dataset((10, 6)), (6, 1, 10), "nwc").x_train,
+                                  dataset((10, 6)).x_train.transpose(0, 2, 1).reshape(-1, 6, 1, 10))

@@ -564,8 +564,10 @@ def act(func: ActFunc, x: ArrayLike, alpha: float | np.floating[Any] = 0.0) -> F
         y = np.where(xa > 0, xa, xa * np.float32(alpha))
     elif func == ActFunc.SIGMOID:
         y = 1.0 / (1.0 + np.exp(-xa.astype(np.float64)))
-    elif func == ActFunc.TANH:
-        y = np.tanh(xa.astype(np.float64))
+    elif func == ActFunc.TANH:  # from expm1, as act_f32.c (libm's tanh costs the M4F RAM)
+        e = np.expm1(-2.0 * np.abs(xa.astype(np.float64)))
+        th = -e / (2.0 + e)
+        y = np.where(xa < 0, -th, th)
     elif func == ActFunc.HARDSWISH:
         t = xa + np.float32(3)
         y = xa * np.where(t > 0, np.where(t < 6, t, f6), f0) / f6
