@@ -115,7 +115,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.json:
         out = {"plan": None if over_budget else args.output, "bytes": len(result.data),
                "memory": report.to_dict(), "budget": budget, "memory_chart": args.memory_chart,
-               "board": None if fit is None else fit.to_dict()}
+               "board": None if fit is None else fit.to_dict(),
+               "layer_notes": meta.get("layer_notes", [])}
         if "scheme" in meta:
             out["int8"] = {k: meta[k] for k in ("scheme", "qas", "int8_update", "int8_update_auto",
                                                 "reorder",
@@ -125,6 +126,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     else:
         if not over_budget:
             print(f"wrote {args.output} ({len(result.data)} bytes)")
+        for note in meta.get("layer_notes", []):  # BatchNorm folded, Dropout the identity
+            print(f"note: {note}")
         if "scheme" in meta:
             s = meta["scheme"]
             print(f"int8 {meta['model']} {'x'.join(map(str, meta['input_shape']))}: biases of the "
@@ -175,9 +178,12 @@ def _load_plan(path: str):  # -> tuple[Plan, bytes]
     return load_plan_file(path)
 
 
-def _load_data(path: str, normalize: bool):
+def _load_data(path: str, normalize: bool, plan=None, layout: str | None = None):
     from tinyhost.datasets import load_dataset, standardize
     ds = load_dataset(path)
+    if plan is not None:  # the plan's input shape (--layout converts), then standardize channels
+        from tinyhost.layout import fit_to_plan
+        ds = fit_to_plan(ds, plan.tensors[plan.bindings.input].shape, layout)
     if normalize:
         ds, _, _ = standardize(ds)
     return ds
@@ -243,12 +249,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tinyhost.device import connect
-    from tinyhost.params import pull_parameters, save_parameters
+    from tinyhost.params import model_state, pull_parameters, save_parameters
     from tinyhost.plot import plot_training
     from tinyhost.train import TrainConfig, check_dataset, train, write_metrics
 
     plan, data = _load_plan(args.plan)
-    ds = _load_data(args.data, args.normalize)
+    ds = _load_data(args.data, args.normalize, plan, args.layout)
     check_dataset(plan, ds)
     _warn_int8_normalize(plan, args.normalize)
     lr = plan.default_lr if args.lr is None else args.lr
@@ -265,7 +271,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = None
         if args.save_params:  # also after Ctrl-C: what was trained so far is kept
             try:
-                save_parameters(pull_parameters(device, plan), args.save_params)
+                save_parameters(model_state(plan, pull_parameters(device, plan)),
+                                args.save_params)
                 saved = args.save_params
             except OSError as e:
                 print(f"error: could not pull the parameters: {e}", file=sys.stderr)
@@ -299,7 +306,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tinyhost.train import check_dataset, evaluate
 
     plan, data = _load_plan(args.plan)
-    ds = _load_data(args.data, args.normalize)
+    ds = _load_data(args.data, args.normalize, plan, args.layout)
     check_dataset(plan, ds)
     _warn_int8_normalize(plan, args.normalize)
     x, y = (ds.x_test, ds.y_test) if args.split == "test" else (ds.x_train, ds.y_train)
@@ -319,7 +326,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from tinyhost.device import connect
-    from tinyhost.params import pull_parameters, save_parameters
+    from tinyhost.params import model_state, pull_parameters, save_parameters
 
     if args.port in ONE_SHOT_PORTS:
         print(f"error: --port {args.port} starts a fresh device for this command, so it holds "
@@ -339,7 +346,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         params = pull_parameters(device, plan)
     finally:
         device.close()
-    save_parameters(params, args.output)
+    save_parameters(model_state(plan, params), args.output)
     if args.json:
         _print_json({"output": args.output,
                      "parameters": {k: list(v.shape) for k, v in params.items()}})
@@ -417,6 +424,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="send raw values (default: standardize each channel with the train "
                         "split's mean and std)")
+    p.add_argument("--layout", choices=("nchw", "nhwc", "ncw", "nwc"),
+                   help="how DATA's samples are stored: nhwc/nwc (channels last) are converted to "
+                        "the plan's channels-first input; default: as the plan's input shape")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,6 +55,31 @@ def load_parameters(path: str | Path) -> dict[str, np.ndarray]:
     raise ValueError(f"{path}: parameters are read from .pt (PyTorch state_dict) or .npz")
 
 
+def model_state(plan: Plan, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The parameters under the user's model's own keys, for load_state_dict: constants the
+    compiler made (`const:...`, e.g. a LeakyReLU's slope) leave, and each BatchNorm the compiler
+    folded into the layer before it (plan meta `batchnorm_folded`) comes back as an identity
+    (weight 1, bias 0, running mean 0, running variance 1 - eps, so var + eps rounds to 1) after
+    the folded layer; where that layer had no bias, its folded bias becomes the BatchNorm's."""
+    state = {k: v for k, v in params.items() if not k.startswith("const:")}
+    for fold in plan.meta.get("batchnorm_folded", []):
+        bn, layer, eps = fold["bn"], fold["layer"], np.float32(fold["eps"])
+        n = state[f"{layer}.weight"].shape[0]
+        beta = np.zeros(n, np.float32)
+        if not fold["layer_bias"] and fold.get("affine", True):
+            beta = state.pop(f"{layer}.bias")
+        var = np.float32(1) - eps
+        while np.float32(var + eps) < 1:
+            var = np.nextafter(var, np.float32(2))
+        if fold.get("affine", True):
+            state[f"{bn}.weight"] = np.ones(n, np.float32)
+            state[f"{bn}.bias"] = beta
+        state[f"{bn}.running_mean"] = np.zeros(n, np.float32)
+        state[f"{bn}.running_var"] = np.full(n, var, np.float32)
+        state[f"{bn}.num_batches_tracked"] = np.array(0, np.int64)
+    return state
+
+
 def save_parameters(params: dict[str, np.ndarray], path: str | Path) -> None:
     path = Path(path)
     if path.suffix == ".npz":

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from tinyhost.datasets import Dataset
 from tinyhost.device import Device
+from tinyhost.layout import check_shape
 from tinyhost.plan import Plan
 
 CSV_FIELDS = ["step", "epoch", "sample", "label", "pred", "loss", "correct", "cost",
@@ -67,12 +68,8 @@ class TrainResult:
 
 
 def check_dataset(plan: Plan, ds: Dataset) -> None:
-    need = plan.tensors[plan.bindings.input].numel
-    have = int(np.prod(ds.sample_shape))
-    if have != need:
-        raise ValueError(f"dataset samples have shape {ds.sample_shape} ({have} values), the "
-                         f"plan's input needs {need} values "
-                         f"{plan.tensors[plan.bindings.input].shape}")
+    # the shape, not only the count: NHWC data in an NCHW plan has the same count (layout.py)
+    check_shape(ds, plan.tensors[plan.bindings.input].shape)
     labels = np.concatenate([ds.y_train, ds.y_test])
     if labels.size and (labels.min() < 0 or labels.max() >= plan.num_classes):
         raise ValueError(f"dataset labels span {labels.min()}..{labels.max()}, the plan has "

@@ -277,7 +277,7 @@ typedef struct {
     bool plan_loaded;
     uint8_t plan_hash[TT_SHA256_SIZE];
     size_t plan_hash_len;
-    uint32_t ops[32];
+    uint32_t ops[96]; /* opcodes are below 96 (host/tinyhost/ops.py) */
     size_t n_ops;
     int keys;
 } info;
@@ -340,7 +340,7 @@ static bool decode_info(const reply *r, info *in)
             }
         } else if (ok && key_is(&k, "ops")) {
             ok = zcbor_list_start_decode(s);
-            while (ok && !zcbor_array_at_end(s) && in->n_ops < 32) {
+            while (ok && !zcbor_array_at_end(s) && in->n_ops < 96) {
                 ok = zcbor_uint32_decode(s, &in->ops[in->n_ops++]);
             }
             ok = ok && zcbor_list_end_decode(s);
