@@ -19,6 +19,7 @@ PORT_HELP = ("serial port of the device (/dev/ttyACM0, COM3), a pyserial URL (so
 
 
 ONE_SHOT_PORTS = ("ref", "sim", "qemu")  # a fresh device per command
+CHECKPOINT_EVERY = 100  # steps between checkpoints on a device with a store, by default
 # tinyhost.boards.BOARDS' names, written out: importing it here would load numpy (test_boards
 # checks they agree)
 BOARD_NAMES = ("mps2_an386", "nucleo_f746zg", "native_sim", "sim")
@@ -250,8 +251,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tinyhost.device import connect
     from tinyhost.params import model_state, pull_parameters, save_parameters
+    from tinyhost.plan import plan_hash
     from tinyhost.plot import plot_training
-    from tinyhost.train import TrainConfig, check_dataset, train, write_metrics
+    from tinyhost.train import MetricsLog, TrainConfig, check_dataset, train
 
     plan, data = _load_plan(args.plan)
     ds = _load_data(args.data, args.normalize, plan, args.layout)
@@ -260,13 +262,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     lr = plan.default_lr if args.lr is None else args.lr
     quiet = args.json
     device = connect(args.port)
+    log = None
     try:
+        info = device.info()
+        start = 0
+        if args.resume:  # the same run, from the device's last checkpoint
+            if not info.plan_loaded or info.plan_hash != plan_hash(data):
+                print(f"error: --resume: {device.name} does not run plan {args.plan}, so there "
+                      "is no run of it to resume; train without --resume", file=sys.stderr)
+                return 2
+            start = info.steps
         _upload(device, plan, data, quiet)
+        every = args.checkpoint_every
+        if every is None:
+            every = CHECKPOINT_EVERY if info.checkpoints else 0
+        elif every and not info.checkpoints:
+            print(f"warning: {device.name} keeps no checkpoints (no store): --checkpoint-every "
+                  "ignored", file=sys.stderr)
+            every = 0
         if not quiet:
             print(f"training on {device.name}: {len(ds.x_train)} train / {len(ds.x_test)} test "
-                  f"samples, {args.epochs} epochs, lr {lr:g}", file=sys.stderr)
+                  f"samples, {args.epochs} epochs, lr {lr:g}"
+                  f"{f', resuming after step {start}' if args.resume else ''}"
+                  f"{f', checkpoint every {every} steps' if every else ''}", file=sys.stderr)
+        log = MetricsLog(args.log, keep_until=start if args.resume else None) if args.log else None
         cfg = TrainConfig(epochs=args.epochs, lr=lr, seed=args.seed, shuffle=args.shuffle,
-                          max_steps=args.steps, progress=not quiet)
+                          max_steps=args.steps, progress=not quiet, start_step=start,
+                          checkpoint_every=every, log=log)
         result = train(device, ds, cfg)
         saved = None
         if args.save_params:  # also after Ctrl-C: what was trained so far is kept
@@ -275,11 +297,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                                 args.save_params)
                 saved = args.save_params
             except OSError as e:
-                print(f"error: could not pull the parameters: {e}", file=sys.stderr)
+                print(f"error: could not pull the parameters into {args.save_params}: {e}",
+                      file=sys.stderr)
+                result.interrupted = result.interrupted or "the parameters were not saved"
     finally:
+        if log:
+            log.close()
         device.close()
-    if args.log:
-        write_metrics(result, args.log)
     if args.plot and result.records:
         plot_training(result.losses, result.epoch_ends, result.train_accuracy,
                       result.test_accuracy, args.plot,
@@ -540,10 +564,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
                    help="shuffle the train split every epoch (default on)")
-    p.add_argument("--log", metavar="CSV", help="write per-step metrics here")
+    p.add_argument("--log", metavar="CSV",
+                   help="write per-step metrics here, as training goes")
     p.add_argument("--plot", metavar="PNG", help="write the loss and accuracy plot here")
     p.add_argument("--save-params", metavar="FILE",
-                   help="pull the trained parameters at the end (.pt state_dict or .npz)")
+                   help="pull the trained parameters at the end (.pt state_dict or .npz); a "
+                        "failed pull is an error (exit 1)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="have the device save its parameters and step count every N steps and "
+                        f"at the end (default {CHECKPOINT_EVERY} on a device with a store: "
+                        "`tinyhost sim --state`, the Zephyr flash store; 0: never)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run the device checkpointed (give the same plan, data, "
+                        "--seed, --epochs and shuffle): skip the steps it has made, keep --log's "
+                        "rows up to there")
     p.add_argument("--json", action="store_true", help="print a JSON summary, no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -3,6 +3,10 @@ CHECKPOINT saved across a kill, and set-parameters (WRITE_TENSOR, `tinyhost push
 parameters back."""
 from __future__ import annotations
 
+import csv
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,8 @@ from tinyhost.device import SerialDevice, connect
 from tinyhost.link.client import DeviceClient, DeviceError
 from tinyhost.link.transport import Link, SimProcess, open_link
 from tinyhost.params import pull_parameters, push_parameters, save_parameters
+
+DEMO_NPZ = Path(__file__).resolve().parents[2] / "host" / "tinyhost" / "demo" / "basicmotions.npz"
 
 
 @pytest.fixture
@@ -136,3 +142,54 @@ def test_push_command(sim_binary, demo_plan, demo_plan_file, demo_data, tmp_path
         assert main(["push", "--port", "sim", "--plan", str(demo_plan_file), str(path)]) == 2
     finally:
         sim.close()
+
+
+def test_resume_after_a_kill_ends_as_an_uninterrupted_run(sim_binary, demo_plan_file,
+                                                           tmp_path: Path) -> None:
+    """`train --checkpoint-every` on a sim with a state file, the sim killed mid-run, restarted
+    from its file, `train --resume`: the same final parameters and one log row per step."""
+    args = ["--plan", str(demo_plan_file), "--data", str(DEMO_NPZ), "--epochs", "8", "--seed",
+            "3", "--checkpoint-every", "25", "--json"]
+
+    def run(port: str, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "tinyhost.cli", "train", "--port", port,
+                                 *args, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    # the uninterrupted run
+    sim = SimProcess(state=str(tmp_path / "whole.state"))
+    try:
+        whole = run(sim.path, "--save-params", str(tmp_path / "whole.npz"))
+        assert whole.wait(timeout=120) == 0, whole.stderr.read() if whole.stderr else ""
+    finally:
+        sim.close()
+    # killed after some checkpoints, then resumed
+    state, log = tmp_path / "cut.state", tmp_path / "cut.csv"
+    sim = SimProcess(state=str(state))
+    cut = run(sim.path, "--log", str(log))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not log.exists() or
+                                           log.read_text().count("\n") < 130):
+        time.sleep(0.005)
+    sim.proc.kill()
+    sim.close()
+    assert cut.wait(timeout=60) != 0  # the link died under it
+    rows_before = log.read_text().count("\n") - 1
+    sim = SimProcess(state=str(state))
+    try:
+        dev = connect(sim.path)
+        steps = dev.info().steps
+        dev.close()
+        assert 0 < steps < rows_before and steps % 25 == 0, (steps, rows_before)
+        resumed = run(sim.path, "--resume", "--log", str(log),
+                      "--save-params", str(tmp_path / "cut.npz"))
+        assert resumed.wait(timeout=120) == 0, resumed.stderr.read() if resumed.stderr else ""
+    finally:
+        sim.close()
+    a, b = np.load(tmp_path / "whole.npz"), np.load(tmp_path / "cut.npz")
+    assert a.files == b.files
+    for name in a.files:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    with open(log, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1))
