@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -240,12 +241,7 @@ class DeviceClient:
         self._expect(rtype, Msg.ACK)
 
     def write_input(self, sample: bytes, chunk: int) -> None:
-        def send(offset: int, n: int, max_noisy: int | None) -> None:
-            rtype, _ = self.request(Msg.INPUT_CHUNK, [offset, sample[offset:offset + n]],
-                                    max_noisy=max_noisy)
-            self._expect(rtype, Msg.ACK)
-
-        self._transfer(len(sample), chunk, send)
+        self._write_window(Msg.INPUT_CHUNK, [], sample, chunk)
 
     def train(self, sample: bytes, label: int, lr: float) -> StepReply:
         rtype, (loss, pred, cost, step) = self.request(Msg.TRAIN, [label, lr, sample])
@@ -290,12 +286,104 @@ class DeviceClient:
 
     def write_tensor(self, index: int, data: bytes, chunk: int) -> None:
         """A trainable parameter's bytes, in chunks (set-parameters)."""
-        def send(offset: int, n: int, max_noisy: int | None) -> None:
-            rtype, _ = self.request(Msg.WRITE_TENSOR, [index, offset, data[offset:offset + n]],
-                                    max_noisy=max_noisy)
-            self._expect(rtype, Msg.ACK)
+        self._write_window(Msg.WRITE_TENSOR, [index], data, chunk)
 
-        self._transfer(len(data), chunk, send)
+    def _write_window(self, msg: Msg, head: list[Any], data: bytes, limit: int) -> None:
+        """`data` by requests [*head, offset, bytes] that the device ACKs and may run twice
+        (INPUT_CHUNK, WRITE_TENSOR write bytes at an offset). On a clean line that is one chunk
+        of up to `limit` bytes at a time. When attempts fail the chunks shrink (chunk_size), and
+        as many go out back to back as fit in `limit` bytes (what the device may have in flight):
+        the failed ones are sent again under new sequence numbers, so one round trip serves
+        many chunks."""
+        pending = deque(self._chunks(0, len(data), limit))
+        noisy_since: float | None = None
+        fails = 0
+        while pending:
+            window: list[tuple[int, int]] = []
+            while pending and sum(n for _, n in window) + pending[0][1] <= limit:
+                window.append(pending.popleft())
+            window = window or [pending.popleft()]
+            sent: dict[int, tuple[int, int]] = {}
+            wire = bytearray()
+            for offset, n in window:
+                self.seq = (self.seq + 1) & 0xFF
+                sent[self.seq] = (offset, n)
+                body = cbor2.dumps([*head, offset, data[offset:offset + n]])
+                wire += b"\0" + encode_frame(msg, self.seq, body)
+            self.stats.requests += len(window)
+            self._send(bytes(wire))
+            acked = self._collect(msg, sent)
+            failed = [chunk for seq, chunk in sent.items() if seq not in acked]
+            if not failed:
+                self._adapt(1)
+                noisy_since, fails = None, 0
+                continue
+            self.stats.resends += len(failed)
+            fails += len(failed)
+            now = time.monotonic()
+            noisy_since = now if noisy_since is None else noisy_since
+            if now - noisy_since > NOISY_BUDGET:
+                raise NoisyLink(f"{fails} of the {msg.name} requests to {self.link.name} failed "
+                                f"in {now - noisy_since:.0f} s without one clean exchange: the "
+                                "line is too noisy; check the cable, ground and baud rate")
+            if 2 * len(failed) >= len(window):
+                self._shrink = min(self._shrink + 1, 8)
+                self._clean = 0
+            again = [c for offset, n in failed for c in self._chunks(offset, offset + n, limit)]
+            pending.extendleft(reversed(again))
+
+    def _chunks(self, start: int, end: int, limit: int) -> list[tuple[int, int]]:
+        size = self.chunk_size(limit)
+        return [(at, min(size, end - at)) for at in range(start, end, size)]
+
+    def _collect(self, msg: Msg, sent: dict[int, tuple[int, int]]) -> set[int]:
+        """The sequence numbers of `sent` the device ACKed. Every request gets one reply (ACK,
+        ERROR, or a NAK when it arrived corrupt), so this returns once as many replies came
+        back, good or bad, or after POKE * 2 of silence (a request or reply lost whole); an
+        ERROR for one of them is raised."""
+        acked: set[int] = set()
+        replies = 0
+        last_byte = last_poke = time.monotonic()
+        while replies < len(sent):
+            now = time.monotonic()
+            if now - last_byte >= REQUEST_TIMEOUT:
+                self.stats.silent += 1
+                raise DeviceTimeout(f"no answer from {self.link.name} to {msg.name} in "
+                                    f"{REQUEST_TIMEOUT:g} s: is the tinytrain firmware running "
+                                    "on that port?")
+            try:
+                waiting = int(getattr(self.link.port, "in_waiting", 0))
+                data = self.link.port.read(max(1, waiting))
+            except Exception as e:
+                raise LinkError(f"cannot read from {self.link.name}: {e}") from None
+            now = time.monotonic()
+            if data:
+                last_byte = now
+            elif now - last_byte >= 2 * POKE and not self.reader.buffer:
+                break  # some request or reply was lost whole
+            elif self.reader.buffer and now - last_byte >= CUT_REPLY:
+                self.reader.buffer.clear()
+                self.stats.corrupt += 1
+                break
+            elif now - max(last_byte, last_poke) >= POKE:
+                self._send(b"\0")
+                last_poke = now
+            for raw in self.reader.feed(data):
+                replies += 1
+                try:
+                    frame = decode_frame(raw)
+                    payload = cbor2.loads(frame.payload) if frame.payload else None
+                except Exception:
+                    self.stats.corrupt += 1
+                    continue
+                if frame.type == Msg.NAK:
+                    self.stats.nak += 1
+                elif frame.seq in sent and frame.type == Msg.ACK:
+                    acked.add(frame.seq)
+                elif frame.seq in sent and frame.type == Msg.ERROR:
+                    code, message = payload
+                    raise DeviceError(code, message)
+        return acked
 
     def checkpoint(self) -> None:
         """The device saves its trained parameters and step count; an error if it could not."""
