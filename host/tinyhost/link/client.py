@@ -381,7 +381,7 @@ class DeviceClient:
                 elif frame.seq in sent and frame.type == Msg.ACK:
                     acked.add(frame.seq)
                 elif frame.seq in sent and frame.type == Msg.ERROR:
-                    code, message = payload
+                    code, message = payload if isinstance(payload, list) else (0, repr(payload))
                     raise DeviceError(code, message)
         return acked
 
