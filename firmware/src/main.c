@@ -121,9 +121,9 @@ int main(void)
     rc = tt_zstore_restore(&store, &err);
     if (rc > 0) {
         char h[17];
-        hex8(device.plan.hash, h);
+        hex8(device.model.plan.hash, h);
         snprintf(state, sizeof state, "restored plan %s (slot %d) at step %lu", h, device.active,
-                 (unsigned long)device.steps);
+                 (unsigned long)tt_model_steps(&device.model));
     } else if (rc < 0) {
         snprintf(state, sizeof state, "no plan: saved plan not restored: %.60s", err.msg);
     }
@@ -162,7 +162,7 @@ int main(void)
         rc = tt_zstore_save(&store);
         if (rc > 0) {
             printk("tinytrain: saved parameters at step %lu (record %lu)\n",
-                   (unsigned long)device.steps, (unsigned long)store.last.seq);
+                   (unsigned long)tt_model_steps(&device.model), (unsigned long)store.last.seq);
         } else if (rc < 0) {
             printk("tinytrain: saving parameters failed (%d)\n", rc);
         }

@@ -598,8 +598,8 @@ static void run_store(const plan_files *small, const plan_files *demo)
                  "is reported", ok, detail);
     info in = hello(&flashdev.t, "tables in the slot");
     ok = in.plan_loaded && in.arena_used == sp.arena_size &&
-         memcmp(flashdev.t.dev.plan.tensors, flashdev.t.slots[1] + tables_at, 16) == 0 &&
-         (const uint8_t *)flashdev.t.dev.plan.tensors == flashdev.t.slots[1] + tables_at;
+         memcmp(flashdev.t.dev.model.plan.tensors, flashdev.t.slots[1] + tables_at, 16) == 0 &&
+         (const uint8_t *)flashdev.t.dev.model.plan.tensors == flashdev.t.slots[1] + tables_at;
     snprintf(detail, sizeof detail, "arena_used %lu, plan arena %lu", (unsigned long)in.arena_used,
              (unsigned long)sp.arena_size);
     tt_test_case("store hooks: the tables are read in the slot, INFO arena_used is the plan's "
@@ -637,7 +637,7 @@ static void run_store(const plan_files *small, const plan_files *demo)
     /* The rebooted device's arena (and slots) lie elsewhere: the tables in the slot hold the first
      * device's pointers, so they are decoded into the arena's tail instead, and INFO counts them. */
     in = hello(&rebooted.t, "restored elsewhere");
-    ok = in.arena_used == sp.arena_size + sp.tables_size && rebooted.t.dev.plan.tables_bytes > 0;
+    ok = in.arena_used == sp.arena_size + sp.tables_size && rebooted.t.dev.model.plan.tables_bytes > 0;
     snprintf(detail, sizeof detail, "arena_used %lu, arena %lu + tables %lu",
              (unsigned long)in.arena_used, (unsigned long)sp.arena_size,
              (unsigned long)sp.tables_size);
@@ -649,7 +649,7 @@ static void run_store(const plan_files *small, const plan_files *demo)
     rs = tt_device_restore(&flashdev.t.dev, 1, small->len, &err);
     in = hello(&flashdev.t, "restored in place");
     ok = rs == TT_OK && in.arena_used == sp.arena_size && flashdev.erases == erases &&
-         (const uint8_t *)flashdev.t.dev.plan.tensors == flashdev.t.slots[1] + tables_at &&
+         (const uint8_t *)flashdev.t.dev.model.plan.tensors == flashdev.t.slots[1] + tables_at &&
          train(&flashdev.t, s0, small->samples[0], small->sample_len, &st) &&
          close_rel(st.loss, s0->loss);
     tt_test_case("tt_device_restore: this firmware's tables are checked and read in place (no "
@@ -934,7 +934,7 @@ static void run(const char *dir)
          memcmp(original.wire, again.wire, again.wire_len) == 0 && decode_step(&again, &sr) &&
          sr.step == 1 && sr.loss == st.loss;
     tt_test_case("retransmitted TRAIN is answered from the cache (step count stays 1)", ok, NULL);
-    TT_CHECK(dut.dev.steps == 1);
+    TT_CHECK(dut.dev.model.steps == 1);
 
     /* A corrupted frame -> NAK; the cached reply still answers the retransmission. */
     uint8_t corrupt[TT_ENCODED_MAX];
@@ -950,7 +950,7 @@ static void run(const char *dir)
     ok = ok && again.nframes == 1 && again.wire_len == original.wire_len &&
          memcmp(again.wire, original.wire, again.wire_len) == 0;
     tt_test_case("corrupted frame -> NAK, then the retransmission gets the cached STEP", ok, NULL);
-    TT_CHECK(dut.dev.steps == 1 && dut.dev.bad_frames == 1);
+    TT_CHECK(dut.dev.model.steps == 1 && dut.dev.bad_frames == 1);
 
     /* The same sequence number and type with another sample is not a retransmission: refused as
      * stale, not answered with the old STEP; so is an older sequence number. */
@@ -979,8 +979,8 @@ static void run(const char *dir)
         snprintf(what, sizeof what, "TRAIN with lr %g -> ERROR TT_ERR_ARG", bad_lrs[i]);
         expect_error(what, got, &bad_lr, TT_ERR_ARG);
     }
-    TT_CHECK_MSG(dut.dev.steps == 1, "steps = %lu after refused requests",
-                 (unsigned long)dut.dev.steps);
+    TT_CHECK_MSG(dut.dev.model.steps == 1, "steps = %lu after refused requests",
+                 (unsigned long)dut.dev.model.steps);
     in = hello(&dut, "after retransmissions");
     TT_CHECK_MSG(in.steps == 1, "INFO steps = %lu after one step and retransmissions",
                  (unsigned long)in.steps);
@@ -1089,7 +1089,7 @@ static void run(const char *dir)
          memcmp(params2, wzeros, tbytes < 8 ? tbytes : 8) == 0;
     tt_test_case("WRITE_TENSOR into a trainable parameter -> ACK, the bytes are there", ok, NULL);
     ZCBOR_STATE_E(ws2, 1, req, sizeof req, 0);
-    TT_CHECK(zcbor_list_start_encode(ws2, 3) && zcbor_uint32_put(ws2, dut.dev.plan.input) &&
+    TT_CHECK(zcbor_list_start_encode(ws2, 3) && zcbor_uint32_put(ws2, dut.dev.model.plan.input) &&
              zcbor_uint32_put(ws2, 0) && zcbor_bstr_encode_ptr(ws2, (const char *)wzeros, 4) &&
              zcbor_list_end_encode(ws2, 3));
     expect_error("WRITE_TENSOR into the input (not trainable) -> ERROR TT_ERR_ARG",
@@ -1099,7 +1099,7 @@ static void run(const char *dir)
     ok = tt_device_restore_params(&dut.dev, snapshot, nparams - 1, 3, &perr) == TT_ERR_ARG &&
          tt_device_restore_params(&dut.dev, snapshot, nparams, 3, &perr) == TT_OK &&
          read_tensor(&dut, ti, params2, tbytes) && memcmp(params, params2, tbytes) == 0 &&
-         dut.dev.steps == 3;
+         dut.dev.model.steps == 3;
     tt_test_case("tt_device_restore_params puts the walked parameters back (wrong size refused)",
                  ok, perr.msg);
     free(snapshot);

@@ -77,7 +77,7 @@ int tt_state_save(void *ctx)
     record_writer w = {(uint8_t *)(h + 1), room, 0};
     size_t params = tt_device_params(dev, put, &w);
     record_header fresh = {0, st->seq + 1u, (uint32_t)dev->active, (uint32_t)dev->active_len,
-                           dev->steps, (uint32_t)params, 0};
+                           tt_model_steps(&dev->model), (uint32_t)params, 0};
     fresh.crc = header_crc(&fresh, w.crc);
     memcpy((uint8_t *)h + sizeof h->magic, (const uint8_t *)&fresh + sizeof fresh.magic,
            sizeof fresh - sizeof fresh.magic);
@@ -97,7 +97,7 @@ int tt_state_restore(tt_state *st, tt_error *err)
     if (tt_device_restore(st->dev, (int)h->slot, h->plan_len, err) != TT_OK ||
         tt_device_restore_params(st->dev, (const uint8_t *)(h + 1), h->params_len, h->steps,
                                  err) != TT_OK) {
-        st->dev->loaded = false;
+        tt_model_unload(&st->dev->model);
         return -1;
     }
     return 1;

@@ -78,7 +78,7 @@ static int save_state(void *ctx)
     state_put(&w, device.plan_slot[device.active], device.active_len);
     size_t params = tt_device_params(&device, state_put, &w);
     put_u32(header + 8, (uint32_t)device.active_len);
-    put_u32(header + 12, device.steps);
+    put_u32(header + 12, tt_model_steps(&device.model));
     put_u32(header + 16, (uint32_t)params);
     put_u32(header + 20, w.crc);
     w.failed |= fseek(w.f, 0, SEEK_SET) != 0 ||
@@ -119,7 +119,7 @@ static int restore_state(const char *path)
                 rc = 1;
             } else {
                 fprintf(stderr, "tinytrain-sim: %s: its plan does not load: %s\n", path, err.msg);
-                device.loaded = false;
+                tt_model_unload(&device.model);
                 free(params);
                 fclose(f);
                 return -1;
@@ -238,8 +238,8 @@ int main(int argc, char **argv)
     printf("tinytrain-sim: %s\n", path);
     printf("firmware %s, arena %zu bytes, board %s\n", TT_FIRMWARE_VERSION, arena_capacity, board);
     if (restored > 0) {
-        printf("restored plan and parameters at step %lu from %s\n", (unsigned long)device.steps,
-               state);
+        printf("restored plan and parameters at step %lu from %s\n",
+               (unsigned long)tt_model_steps(&device.model), state);
     }
     fflush(stdout);
 

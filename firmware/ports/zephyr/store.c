@@ -227,9 +227,9 @@ static int append_record(tt_zstore *st)
                        .seq = st->have_last ? st->last.seq + 1u : 1u,
                        .slot = (uint32_t)dev->active,
                        .plan_len = (uint32_t)dev->active_len,
-                       .steps = dev->steps};
-    memcpy(h.plan_hash, dev->plan.hash, TT_SHA256_SIZE);
-    h.params_len = params_info(&dev->plan, &h.params_crc);
+                       .steps = tt_model_steps(&dev->model)};
+    memcpy(h.plan_hash, dev->model.plan.hash, TT_SHA256_SIZE);
+    h.params_len = params_info(&dev->model.plan, &h.params_crc);
     h.header_crc = header_crc(&h);
     size_t size = record_size(st, h.params_len);
     if (size > st->log_size) {
@@ -248,8 +248,8 @@ static int append_record(tt_zstore *st)
     st->log_next = -1; /* if this fails half-way, erase before the next record */
     writer_begin(&st->log, log_base(st) + at, size);
     rc = writer_put(st, &st->log, (const uint8_t *)&h, sizeof h); /* header first (see above) */
-    for (uint32_t i = 0; rc == 0 && i < dev->plan.n_tensors; i++) {
-        const tt_tensor *t = &dev->plan.tensors[i];
+    for (uint32_t i = 0; rc == 0 && i < dev->model.plan.n_tensors; i++) {
+        const tt_tensor *t = &dev->model.plan.tensors[i];
         if (t->kind == TT_KIND_PARAM_TRAINABLE) {
             rc = writer_put(st, &st->log, t->data, t->nbytes);
         }
@@ -441,37 +441,33 @@ int tt_zstore_restore(tt_zstore *st, tt_error *err)
         return -EINVAL; /* one slot: e.g. an upload began after this record and did not commit */
     }
     uint32_t crc;
-    if (memcmp(dev->plan.hash, r->plan_hash, TT_SHA256_SIZE) != 0 ||
-        params_info(&dev->plan, &crc) != r->params_len) {
-        dev->loaded = false;
+    if (memcmp(dev->model.plan.hash, r->plan_hash, TT_SHA256_SIZE) != 0 ||
+        params_info(&dev->model.plan, &crc) != r->params_len) {
+        tt_model_unload(&dev->model);
         tt_fail(err, TT_ERR_STORAGE, "the plan in slot %lu is not the one the record saved",
                 (unsigned long)r->slot);
         return -EINVAL;
     }
     const uint8_t *p = st->mapped + log_base(st) + st->last_at + HEADER_SIZE;
-    for (uint32_t i = 0; i < dev->plan.n_tensors; i++) {
-        const tt_tensor *t = &dev->plan.tensors[i];
-        if (t->kind == TT_KIND_PARAM_TRAINABLE) {
-            memcpy(t->data, p, t->nbytes);
-            p += t->nbytes;
-        }
+    if (tt_device_restore_params(dev, p, r->params_len, r->steps, err) != TT_OK) {
+        return -EINVAL;
     }
-    dev->steps = r->steps;
     return 1;
 }
 
 int tt_zstore_save(tt_zstore *st)
 {
     const tt_device *dev = st->dev;
-    if (dev == NULL || !dev->loaded) {
+    if (dev == NULL || !tt_model_loaded(&dev->model)) {
         return 0;
     }
     uint32_t crc;
-    uint32_t len = params_info(&dev->plan, &crc);
+    uint32_t len = params_info(&dev->model.plan, &crc);
     const tt_zstore_record *r = &st->last;
     if (st->have_last && r->slot == (uint32_t)dev->active &&
         r->plan_len == (uint32_t)dev->active_len &&
-        memcmp(r->plan_hash, dev->plan.hash, TT_SHA256_SIZE) == 0 && r->steps == dev->steps &&
+        memcmp(r->plan_hash, dev->model.plan.hash, TT_SHA256_SIZE) == 0 &&
+        r->steps == tt_model_steps(&dev->model) &&
         r->params_len == len && r->params_crc == crc) {
         return 0;
     }

@@ -9,13 +9,11 @@
  */
 #include "tt/tt_device.h"
 
-#include <float.h>
 #include <stdio.h>
 #include <string.h>
 #include <zcbor_decode.h>
 #include <zcbor_encode.h>
 
-#include "tt/tt_exec.h"
 #include "tt/tt_ops.h"
 #include "tt/tt_version.h"
 
@@ -70,26 +68,27 @@ static void handle_hello(tt_device *dev, response *r)
 #undef TT_HELLO_OPCODE_
     const char *board = dev->port.board ? dev->port.board : "unknown";
     const char *unit = dev->port.cost_unit ? dev->port.cost_unit : "none";
-    uint32_t used = dev->loaded ? dev->plan.arena_size + (uint32_t)dev->plan.tables_bytes : 0;
+    const tt_model *m = &dev->model;
+    uint32_t used = m->loaded ? m->plan.arena_size + (uint32_t)m->plan.tables_bytes : 0;
     bool ok = zcbor_map_start_encode(s, 16) && zcbor_tstr_put_lit(s, "firmware") &&
               zcbor_tstr_put_term(s, TT_FIRMWARE_VERSION, 32) &&
               zcbor_tstr_put_lit(s, "protocol") && zcbor_uint32_put(s, TT_PROTOCOL_VERSION) &&
               zcbor_tstr_put_lit(s, "plan_format") &&
               zcbor_uint32_put(s, TT_PLAN_FORMAT_VERSION) && zcbor_tstr_put_lit(s, "board") &&
               zcbor_tstr_put_term(s, board, 64) && zcbor_tstr_put_lit(s, "arena_capacity") &&
-              zcbor_uint32_put(s, (uint32_t)dev->arena.capacity) &&
+              zcbor_uint32_put(s, (uint32_t)m->arena.capacity) &&
               zcbor_tstr_put_lit(s, "plan_capacity") &&
               zcbor_uint32_put(s, (uint32_t)dev->plan_capacity) &&
               zcbor_tstr_put_lit(s, "plan_slots") &&
               zcbor_uint32_put(s, (uint32_t)dev->plan_slots) &&
               zcbor_tstr_put_lit(s, "max_payload") && zcbor_uint32_put(s, TT_MAX_PAYLOAD) &&
               zcbor_tstr_put_lit(s, "cost_unit") && zcbor_tstr_put_term(s, unit, 32) &&
-              zcbor_tstr_put_lit(s, "plan_loaded") && zcbor_bool_put(s, dev->loaded) &&
+              zcbor_tstr_put_lit(s, "plan_loaded") && zcbor_bool_put(s, m->loaded) &&
               zcbor_tstr_put_lit(s, "plan_hash") &&
-              zcbor_bstr_encode_ptr(s, (const char *)dev->plan.hash,
-                                    dev->loaded ? TT_SHA256_SIZE : 0) &&
+              zcbor_bstr_encode_ptr(s, (const char *)m->plan.hash,
+                                    m->loaded ? TT_SHA256_SIZE : 0) &&
               zcbor_tstr_put_lit(s, "arena_used") && zcbor_uint32_put(s, used) &&
-              zcbor_tstr_put_lit(s, "steps") && zcbor_uint32_put(s, dev->steps) &&
+              zcbor_tstr_put_lit(s, "steps") && zcbor_uint32_put(s, tt_model_steps(m)) &&
               zcbor_tstr_put_lit(s, "checkpoints") && zcbor_bool_put(s, dev->checkpoint != NULL) &&
               (dev->stack_peak == NULL || (zcbor_tstr_put_lit(s, "stack_peak") &&
                                            zcbor_uint32_put(s, dev->stack_peak(dev->port.ctx)))) &&
@@ -120,18 +119,18 @@ static void handle_plan_begin(tt_device *dev, zcbor_state_t *s, response *r)
     }
     /* Before a byte is sent, and before a one-slot store unloads the running plan. The tables'
      * share is checked at PLAN_COMMIT, where the plan is decoded. */
-    if (arena > dev->arena.capacity) {
+    if (arena > dev->model.arena.capacity) {
         tt_fail(&r->err, TT_ERR_PLAN_ARENA, "plan needs an arena of %lu bytes, device has %lu",
-                (unsigned long)arena, (unsigned long)dev->arena.capacity);
+                (unsigned long)arena, (unsigned long)dev->model.arena.capacity);
         r->type = TT_MSG_ERROR;
         return;
     }
     dev->uploading = false; /* until the store is ready for it */
     if (dev->plan_slots == 1) {
         /* The running plan's file (frozen weights, tables' source) is about to be overwritten. */
-        dev->loaded = false;
+        tt_model_unload(&dev->model);
+        dev->model.steps = 0;
         dev->slot_overwritten = true;
-        dev->steps = 0;
     }
     if (dev->store.write != NULL && dev->store.erase != NULL) {
         int rc = dev->store.erase(dev->store.ctx, upload_slot(dev), 0, size);
@@ -260,22 +259,16 @@ static void handle_plan_commit(tt_device *dev, response *r)
     /* Decoded and checked with its tables written into its own slot after it, read there in
      * place: nothing the running plan uses (its slot, its tables, the arena) is touched until
      * every check has passed. */
-    tt_plan candidate;
     slot_ref ref;
     tt_plan_slot slot = plan_slot(dev, upload_slot(dev), &ref);
-    tt_status st = tt_plan_load_slot(&slot, dev->upload_size, &dev->arena, true, true, &candidate,
-                                     &r->err);
-    if (st != TT_OK) {
+    if (tt_model_load_slot(&dev->model, &slot, dev->upload_size, true, &r->err) != TT_OK) {
         r->type = TT_MSG_ERROR;
         note_no_plan(dev, r);
         return;
     }
-    dev->plan = candidate;
     dev->active = upload_slot(dev);
     dev->active_len = dev->upload_size;
-    dev->loaded = true;
     dev->slot_overwritten = false;
-    dev->steps = 0;
     if (dev->store.write != NULL && dev->store.committed != NULL) {
         dev->store.committed(dev->store.ctx, dev->active, dev->active_len);
     }
@@ -284,33 +277,35 @@ static void handle_plan_commit(tt_device *dev, response *r)
 
 static bool require_plan(tt_device *dev, response *r)
 {
-    if (!dev->loaded) {
+    if (!tt_model_loaded(&dev->model)) {
         reply_error(r, TT_ERR_NO_PLAN,
                     dev->slot_overwritten
                         ? "no plan is loaded: an upload replaced it (one plan slot) and was not "
                           "committed; upload a plan"
                         : "no plan is loaded: upload one first");
     }
-    return dev->loaded;
+    return tt_model_loaded(&dev->model);
 }
 
-/* Copies sample bytes into the input tensor at offset; an empty sample leaves it as it is. */
+/* Copies sample bytes into the model's input at offset; an empty sample leaves it as it is.
+ * The link's own check: a sample may come in pieces (INPUT_CHUNK), and a wrong size is a
+ * malformed request (TT_ERR_PROTO). TRAIN and EVAL then run on the input in place. */
 static bool write_input(tt_device *dev, uint32_t offset, const struct zcbor_string *data,
                         bool whole, response *r)
 {
-    const tt_tensor *in = &dev->plan.tensors[dev->plan.input];
+    size_t nbytes;
+    uint8_t *in = tt_model_input(&dev->model, &nbytes);
     if (data->len == 0 && whole) {
         return true; /* sent before with INPUT_CHUNK */
     }
-    if (offset > in->nbytes || data->len > in->nbytes - offset ||
-        (whole && data->len != in->nbytes)) {
+    if (offset > nbytes || data->len > nbytes - offset || (whole && data->len != nbytes)) {
         tt_fail(&r->err, TT_ERR_PROTO,
                 "sample of %lu bytes at %lu does not fit the %lu-byte input",
-                (unsigned long)data->len, (unsigned long)offset, (unsigned long)in->nbytes);
+                (unsigned long)data->len, (unsigned long)offset, (unsigned long)nbytes);
         r->type = TT_MSG_ERROR;
         return false;
     }
-    memcpy((uint8_t *)in->data + offset, data->value, data->len);
+    memcpy(in + offset, data->value, data->len);
     return true;
 }
 
@@ -343,7 +338,9 @@ static void handle_train(tt_device *dev, zcbor_state_t *s, response *r)
         reply_error(r, TT_ERR_PROTO, "TRAIN needs [label, lr, sample]");
         return;
     }
-    if (!(lr > 0.0 && lr <= (double)FLT_MAX)) { /* NaN fails both */
+    /* The API's rule, on the decoded double before it becomes a float; first, before anything
+     * runs (docs/protocol.md). */
+    if (tt_check_lr(lr, NULL) != TT_OK) {
         reply_error(r, TT_ERR_ARG, "TRAIN: the learning rate must be a finite number above 0");
         return;
     }
@@ -352,17 +349,16 @@ static void handle_train(tt_device *dev, zcbor_state_t *s, response *r)
     }
     tt_step_result result;
     uint32_t start = cost_now(dev);
-    tt_status st = tt_exec_train_step(&dev->plan, label, (float)lr, &result, &r->err);
+    tt_status st = tt_train_step(&dev->model, NULL, 0, label, (float)lr, &result, &r->err);
     uint32_t cost = cost_now(dev) - start;
     if (st != TT_OK) {
         r->type = TT_MSG_ERROR;
         return;
     }
-    dev->steps++;
     ZCBOR_STATE_E(e, 1, payload_buf(dev), TT_MAX_PAYLOAD, 0);
     bool ok = zcbor_list_start_encode(e, 4) && zcbor_float32_put(e, result.loss) &&
               zcbor_int32_put(e, result.pred) && zcbor_uint32_put(e, cost) &&
-              zcbor_uint32_put(e, dev->steps) && zcbor_list_end_encode(e, 4);
+              zcbor_uint32_put(e, tt_model_steps(&dev->model)) && zcbor_list_end_encode(e, 4);
     finish_encode(dev, r, e, ok, TT_MSG_STEP);
 }
 
@@ -377,7 +373,7 @@ static void handle_eval(tt_device *dev, zcbor_state_t *s, response *r)
         return;
     }
     int32_t pred;
-    if (tt_exec_infer(&dev->plan, &pred, &r->err) != TT_OK) {
+    if (tt_predict(&dev->model, NULL, 0, &pred, &r->err) != TT_OK) {
         r->type = TT_MSG_ERROR;
         return;
     }
@@ -399,11 +395,11 @@ static void handle_read_tensor(tt_device *dev, zcbor_state_t *s, response *r)
     if (!require_plan(dev, r)) {
         return;
     }
-    if (index >= dev->plan.n_tensors) {
+    if (index >= dev->model.plan.n_tensors) {
         reply_error(r, TT_ERR_ARG, "READ_TENSOR: no such tensor");
         return;
     }
-    const tt_tensor *t = &dev->plan.tensors[index];
+    const tt_tensor *t = &dev->model.plan.tensors[index];
     if (offset > t->nbytes || length > t->nbytes - offset || length > TT_MAX_PAYLOAD - 8u) {
         reply_error(r, TT_ERR_ARG, "READ_TENSOR: range outside the tensor or the payload");
         return;
@@ -416,11 +412,12 @@ static void handle_read_tensor(tt_device *dev, zcbor_state_t *s, response *r)
 /* The trainable tensor `index` of the loaded plan (NULL and an error reply when it is not one). */
 static const tt_tensor *trainable(tt_device *dev, uint32_t index, response *r)
 {
-    if (index >= dev->plan.n_tensors || dev->plan.tensors[index].kind != TT_KIND_PARAM_TRAINABLE) {
+    const tt_plan *p = &dev->model.plan;
+    if (index >= p->n_tensors || p->tensors[index].kind != TT_KIND_PARAM_TRAINABLE) {
         reply_error(r, TT_ERR_ARG, "WRITE_TENSOR: not a trainable parameter of the plan");
         return NULL;
     }
-    return &dev->plan.tensors[index];
+    return &p->tensors[index];
 }
 
 static void handle_write_tensor(tt_device *dev, zcbor_state_t *s, response *r)
@@ -471,8 +468,10 @@ static void handle_reset(tt_device *dev, response *r)
     if (!require_plan(dev, r)) {
         return;
     }
-    tt_plan_init_params(&dev->plan); /* the tables stay where they are */
-    dev->steps = 0;
+    if (tt_model_reset(&dev->model, &r->err) != TT_OK) {
+        r->type = TT_MSG_ERROR;
+        return;
+    }
     reply_ack(dev, r);
 }
 
@@ -558,7 +557,7 @@ void tt_device_init(tt_device *dev, const tt_port *port, uint8_t *arena, size_t 
 {
     memset(dev, 0, sizeof *dev);
     dev->port = *port;
-    tt_arena_init(&dev->arena, arena, arena_capacity);
+    tt_model_bind(&dev->model, arena, arena_capacity);
     dev->plan_slot[0] = plan_slot0;
     dev->plan_slot[1] = plan_slot1;
     dev->plan_slots = plan_slot1 != NULL ? 2 : 1;
@@ -584,39 +583,13 @@ void tt_device_set_checkpoint(tt_device *dev, int (*checkpoint)(void *ctx), void
 size_t tt_device_params(const tt_device *dev, void (*put)(void *ctx, const uint8_t *, size_t),
                         void *ctx)
 {
-    size_t total = 0;
-    for (uint32_t i = 0; dev->loaded && i < dev->plan.n_tensors; i++) {
-        const tt_tensor *t = &dev->plan.tensors[i];
-        if (t->kind == TT_KIND_PARAM_TRAINABLE) {
-            if (put != NULL) {
-                put(ctx, t->data, t->nbytes);
-            }
-            total += t->nbytes;
-        }
-    }
-    return total;
+    return tt_model_params_walk(&dev->model, put, ctx);
 }
 
 tt_status tt_device_restore_params(tt_device *dev, const uint8_t *params, size_t len,
                                    uint32_t steps, tt_error *err)
 {
-    if (!dev->loaded) {
-        return tt_fail(err, TT_ERR_NO_PLAN, "no plan loaded to restore parameters into");
-    }
-    size_t want = tt_device_params(dev, NULL, NULL);
-    if (len != want) {
-        return tt_fail(err, TT_ERR_ARG, "saved parameters are %lu bytes, the plan's are %lu",
-                       (unsigned long)len, (unsigned long)want);
-    }
-    for (uint32_t i = 0; i < dev->plan.n_tensors; i++) {
-        const tt_tensor *t = &dev->plan.tensors[i];
-        if (t->kind == TT_KIND_PARAM_TRAINABLE) {
-            memcpy(t->data, params, t->nbytes);
-            params += t->nbytes;
-        }
-    }
-    dev->steps = steps;
-    return TT_OK;
+    return tt_model_params_restore(&dev->model, params, len, steps, err);
 }
 
 void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len)
@@ -654,28 +627,23 @@ tt_status tt_device_restore(tt_device *dev, int slot, size_t len, tt_error *err)
         return tt_fail(err, TT_ERR_ARG, "no plan of %lu bytes in slot %d (capacity %lu)",
                        (unsigned long)len, slot, (unsigned long)dev->plan_capacity);
     }
-    dev->loaded = false;
+    tt_model_unload(&dev->model);
     dev->uploading = false;
     /* A RAM slot gets its tables written again; a store's slot (flash) keeps the ones the upload
      * wrote, compared with what decoding the plan gives. Tables another firmware build wrote
      * (its arena elsewhere) do not match: the plan then runs with its tables in the arena's
      * tail, as far as they fit, until the next upload writes them again. */
-    tt_plan candidate;
     slot_ref ref;
     tt_plan_slot s = plan_slot(dev, slot, &ref);
-    tt_status st = tt_plan_load_slot(&s, len, &dev->arena, dev->store.write == NULL, true,
-                                     &candidate, err);
+    tt_status st = tt_model_load_slot(&dev->model, &s, len, dev->store.write == NULL, err);
     if (st == TT_ERR_STORAGE && dev->store.write != NULL) {
-        st = tt_plan_load(dev->plan_slot[slot], len, &dev->arena, 0, true, &candidate, err);
+        st = tt_model_load(&dev->model, dev->plan_slot[slot], len, err);
     }
     if (st != TT_OK) {
         return st;
     }
-    dev->plan = candidate;
     dev->active = slot;
     dev->active_len = len;
-    dev->loaded = true;
     dev->slot_overwritten = false;
-    dev->steps = 0;
     return TT_OK;
 }

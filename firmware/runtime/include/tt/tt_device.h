@@ -2,6 +2,8 @@
  * The device side of the link protocol (docs/protocol.md), independent of the transport: a port
  * feeds received bytes in with tt_device_receive() and gets responses through its write callback.
  * All buffers live in the tt_device struct or are supplied by the port; nothing is allocated.
+ * The running plan is a tt_model (tinytrain.h): TRAIN, EVAL, RESET and checkpoints go through
+ * the public API, as an application's calls would.
  */
 #ifndef TT_DEVICE_H
 #define TT_DEVICE_H
@@ -9,9 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "tt/tt_arena.h"
+#include "tt/tinytrain.h"
 #include "tt/tt_frame.h"
-#include "tt/tt_plan.h"
 
 #ifndef TT_MAX_PAYLOAD
 #define TT_MAX_PAYLOAD 4096u /* largest request or response payload, bytes */
@@ -77,7 +78,7 @@ typedef struct {
 typedef struct {
     tt_port port;
     tt_plan_store store; /* write == NULL: the slots are RAM, written with memcpy */
-    tt_arena arena;
+    tt_model model;      /* the running plan, its arena, step count and statistics */
     /* Plan storage: two slots, uploads go to the inactive one and a commit swaps them; or one
      * slot (plan_slots == 1, for flash too small for two), which an upload overwrites, so the
      * running plan is unloaded at PLAN_BEGIN and nothing runs until a commit passes. */
@@ -87,8 +88,6 @@ typedef struct {
     bool slot_overwritten; /* one slot: an upload began since the last plan was loaded */
     int active;
     size_t active_len;
-    tt_plan plan;
-    bool loaded;
     /* Upload in progress. */
     bool uploading;
     uint32_t upload_size, upload_next;
@@ -104,7 +103,6 @@ typedef struct {
     uint32_t last_crc; /* the last request's frame CRC: a retransmission repeats it exactly */
     uint8_t last_reply[TT_REPLAY_MAX]; /* the last reply's raw frame (type, seq, payload, CRC) */
     size_t last_reply_len;             /* 0: too large to keep; a retransmission is handled anew */
-    uint32_t steps;
     uint32_t bad_frames;
     uint32_t (*stack_peak)(void *ctx); /* NULL: INFO has no stack_peak */
     int (*checkpoint)(void *ctx);      /* NULL: the device keeps no checkpoints */
@@ -129,11 +127,13 @@ void tt_device_set_stack_probe(tt_device *dev, uint32_t (*stack_peak)(void *ctx)
  * with tt_device_restore_params(). Call after init. */
 void tt_device_set_checkpoint(tt_device *dev, int (*checkpoint)(void *ctx), void *ctx);
 /* Calls put(ctx, bytes, n) with each trainable parameter's bytes in tensor order (what a
- * checkpoint keeps besides the step count); returns their total size. put NULL: only the size. */
+ * checkpoint keeps besides the step count); returns their total size. put NULL: only the size.
+ * (tt_model_params_walk on the device's model.) */
 size_t tt_device_params(const tt_device *dev, void (*put)(void *ctx, const uint8_t *, size_t),
                         void *ctx);
 /* Puts back what tt_device_params() gave, and the step count, into the loaded plan: refused
- * (nothing changed) when no plan is loaded or len is not the plan's parameter size. */
+ * (nothing changed) when no plan is loaded or len is not the plan's parameter size.
+ * (tt_model_params_restore on the device's model.) */
 tt_status tt_device_restore_params(tt_device *dev, const uint8_t *params, size_t len,
                                    uint32_t steps, tt_error *err);
 /* Feeds received bytes; complete frames are handled and answered before it returns. */

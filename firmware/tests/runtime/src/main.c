@@ -214,7 +214,7 @@ static void upload_fixture(tt_device *dev)
 static float train_step(tt_device *dev, int k, bool reference)
 {
     const struct fixture_step *st = &fixture_steps[k];
-    const tt_tensor *in = &dev->plan.tensors[dev->plan.input];
+    const tt_tensor *in = &dev->model.plan.tensors[dev->model.plan.input];
     tt_frame f = request(dev, TT_MSG_TRAIN, cbor_train(st, in->nbytes));
     zassert_equal(f.type, TT_MSG_STEP);
     ZCBOR_STATE_D(s, 1, f.payload, f.payload_len, 1, 0);
@@ -243,7 +243,7 @@ ZTEST(tt_device, test_hello_upload_train)
         zassert_true(close_rel(loss, fixture_steps[k].loss), "step %d: loss %.9g", k + 1,
                      (double)loss);
     }
-    zassert_equal(device.steps, 3u);
+    zassert_equal(device.model.steps, 3u);
     /* A corrupt frame gets a NAK. */
     static const uint8_t junk[] = {0x05, 0x11, 0x22, 0x33, 0x00};
     captured_len = 0;
@@ -277,8 +277,8 @@ static int boot(void)
 static uint32_t params_crc(const tt_device *dev)
 {
     uint32_t crc = 0;
-    for (uint32_t i = 0; i < dev->plan.n_tensors; i++) {
-        const tt_tensor *t = &dev->plan.tensors[i];
+    for (uint32_t i = 0; i < dev->model.plan.n_tensors; i++) {
+        const tt_tensor *t = &dev->model.plan.tensors[i];
         if (t->kind == TT_KIND_PARAM_TRAINABLE) {
             crc = tt_crc32(crc, t->data, t->nbytes);
         }
@@ -292,7 +292,7 @@ ZTEST(tt_zstore, test_upload_save_reboot_restore)
     zassert_true(tt_zstore_slot_capacity(&store) >= sizeof fixture_plan,
                  "the partition is too small for the fixture plan");
     upload_fixture(&device);
-    zassert_true(device.loaded);
+    zassert_true(device.model.loaded);
     zassert_equal(memcmp(tt_zstore_slot(&store, device.active), fixture_plan,
                          sizeof fixture_plan), 0, "the plan is not in its flash slot");
     float loss = train_step(&device, 0, true);
@@ -303,9 +303,9 @@ ZTEST(tt_zstore, test_upload_save_reboot_restore)
     int active = device.active;
 
     zassert_equal(boot(), 1, "plan and parameters restored");
-    zassert_true(device.loaded);
+    zassert_true(device.model.loaded);
     zassert_equal(device.active, active);
-    zassert_equal(device.steps, 1u);
+    zassert_equal(device.model.steps, 1u);
     zassert_equal(params_crc(&device), crc, "restored parameters differ");
     /* Training continues where it was: step 2 gives the reference loss. */
     loss = train_step(&device, 1, true);
@@ -315,7 +315,7 @@ ZTEST(tt_zstore, test_upload_save_reboot_restore)
 ZTEST(tt_zstore, test_log_wraps)
 {
     (void)boot();
-    if (!device.loaded) {
+    if (!device.model.loaded) {
         upload_fixture(&device);
     }
     uint32_t erases = store.log_erases;
@@ -329,9 +329,9 @@ ZTEST(tt_zstore, test_log_wraps)
     zassert_true(store.log_erases > erases, "the log never filled in %d saves", saves);
     (void)train_step(&device, 0, false);
     zassert_equal(tt_zstore_save(&store), 1);
-    uint32_t crc = params_crc(&device), steps = device.steps;
+    uint32_t crc = params_crc(&device), steps = device.model.steps;
     zassert_equal(boot(), 1);
-    zassert_equal(device.steps, steps);
+    zassert_equal(device.model.steps, steps);
     zassert_equal(params_crc(&device), crc);
 }
 
@@ -342,7 +342,7 @@ ZTEST(tt_zstore, test_new_plan_replaces_saved_one)
     int active = device.active;
     zassert_equal(boot(), 1);
     zassert_equal(device.active, active);
-    zassert_equal(device.steps, 0u);
+    zassert_equal(device.model.steps, 0u);
 }
 
 #if TT_ZSTORE_SLOTS == 1
@@ -361,7 +361,7 @@ ZTEST(tt_zstore, test_one_slot_interrupted_upload)
     zassert_equal(f.type, TT_MSG_ACK);
     f = request(&device, TT_MSG_PLAN_CHUNK, cbor_chunk(0, fixture_plan, 1000));
     zassert_equal(f.type, TT_MSG_ACK);
-    zassert_false(device.loaded, "the running plan's slot is being rewritten");
+    zassert_false(device.model.loaded, "the running plan's slot is being rewritten");
 
     zassert_equal(tt_zstore_open(&store), 0);
     tt_port port = {"ztest", "none", NULL, capture, NULL};
@@ -370,11 +370,11 @@ ZTEST(tt_zstore, test_one_slot_interrupted_upload)
     tt_zstore_attach(&store, &device);
     tt_error err = {TT_OK, ""};
     zassert_true(tt_zstore_restore(&store, &err) < 0, "a half-written plan was restored");
-    zassert_false(device.loaded);
+    zassert_false(device.model.loaded);
 
     upload_fixture(&device);
     zassert_equal(boot(), 1);
-    zassert_equal(device.steps, 0u);
+    zassert_equal(device.model.steps, 0u);
     zassert_true(close_rel(train_step(&device, 0, true), fixture_steps[0].loss));
 }
 #endif
