@@ -11,16 +11,19 @@ jobs=${2:-1}
 fuzz=build-fuzz
 [ -x $fuzz/fuzz_plan ] || { echo "build the targets first: make fuzz-build" >&2; exit 2; }
 mkdir -p $fuzz/corpus-plan $fuzz/corpus-device $fuzz/findings
+# Parallel workers (-jobs) write fuzz-N.log into the current directory: run from build-fuzz.
+parallel=()
+[ "$jobs" -gt 1 ] && parallel=(-jobs="$jobs" -workers="$jobs")
 run() {
   local name=$1; shift
   echo "== $name: $seconds s, $jobs job(s)"
-  "$@" -max_total_time="$seconds" -jobs="$jobs" -workers="$jobs" -print_final_stats=1 \
-    -artifact_prefix=$fuzz/findings/ 2>&1 | tee $fuzz/$name.log |
+  (cd $fuzz && "$@" -max_total_time="$seconds" "${parallel[@]}" -print_final_stats=1 \
+    -artifact_prefix=findings/ 2>&1) | tee $fuzz/$name.log |
     grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|ERROR|SUMMARY" || true
 }
-run fuzz_plan $fuzz/fuzz_plan -dict=tests/fuzz/plan.dict $fuzz/corpus-plan $fuzz/seeds/plan
-TT_FUZZ_PLAN=$fuzz/seeds/small.ttp run fuzz_device $fuzz/fuzz_device -dict=tests/fuzz/device.dict \
-  $fuzz/corpus-device $fuzz/seeds/device
+run fuzz_plan ./fuzz_plan -dict=../tests/fuzz/plan.dict corpus-plan seeds/plan
+TT_FUZZ_PLAN=seeds/small.ttp run fuzz_device ./fuzz_device -dict=../tests/fuzz/device.dict \
+  corpus-device seeds/device
 found=$(ls $fuzz/findings | wc -l)
 echo "findings: $found (in $fuzz/findings)"
 [ "$found" -eq 0 ]
