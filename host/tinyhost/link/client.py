@@ -339,11 +339,14 @@ class DeviceClient:
     def _collect(self, msg: Msg, sent: dict[int, tuple[int, int]]) -> set[int]:
         """The sequence numbers of `sent` the device ACKed. Every request gets one reply (ACK,
         ERROR, or a NAK when it arrived corrupt), so this returns once as many replies came
-        back, good or bad, or after POKE * 2 of silence (a request or reply lost whole); an
-        ERROR for one of them is raised."""
+        back, good or bad, or, once some came, after a silence longer than the first one took
+        (at least POKE * 2): the rest were lost whole. The first reply's wait measures the line
+        (a 4 KB chunk takes a quarter second to cross a 16 KiB/s UART), so a slow link is not
+        taken for a lossy one. An ERROR for one of them is raised."""
         acked: set[int] = set()
         replies = 0
-        last_byte = last_poke = time.monotonic()
+        start = last_byte = last_poke = time.monotonic()
+        patience: float | None = None  # set by the first reply
         while replies < len(sent):
             now = time.monotonic()
             if now - last_byte >= REQUEST_TIMEOUT:
@@ -359,7 +362,7 @@ class DeviceClient:
             now = time.monotonic()
             if data:
                 last_byte = now
-            elif now - last_byte >= 2 * POKE and not self.reader.buffer:
+            elif patience is not None and now - last_byte >= patience and not self.reader.buffer:
                 break  # some request or reply was lost whole
             elif self.reader.buffer and now - last_byte >= CUT_REPLY:
                 self.reader.buffer.clear()
@@ -370,6 +373,8 @@ class DeviceClient:
                 last_poke = now
             for raw in self.reader.feed(data):
                 replies += 1
+                if patience is None:
+                    patience = max(2 * POKE, 1.5 * (now - start))
                 try:
                     frame = decode_frame(raw)
                     payload = cbor2.loads(frame.payload) if frame.payload else None
