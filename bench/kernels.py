@@ -35,12 +35,12 @@ CMSIS_TARGET = "bench_cmsis_nn_s8_an386"
 
 
 def build_arm(build_dir: Path, targets: list[str], cmsis_nn: Path | None = None) -> None:
-    if not (build_dir / "CMakeCache.txt").exists() or cmsis_nn is not None:
-        extra = [] if cmsis_nn is None else [f"-DCMSIS_NN_DIR={cmsis_nn.resolve()}"]
-        subprocess.run(["cmake", "-S", str(PORT), "-B", str(build_dir),
-                        f"-DCMAKE_TOOLCHAIN_FILE={REPO / 'cmake' / 'arm-none-eabi.cmake'}",
-                        f"-DPython3_EXECUTABLE={sys.executable}", *extra],
-                       check=True, stdout=subprocess.DEVNULL)
+    # configured each time (cheap): a new bench target appears without deleting the build
+    extra = [] if cmsis_nn is None else [f"-DCMSIS_NN_DIR={cmsis_nn.resolve()}"]
+    subprocess.run(["cmake", "-S", str(PORT), "-B", str(build_dir),
+                    f"-DCMAKE_TOOLCHAIN_FILE={REPO / 'cmake' / 'arm-none-eabi.cmake'}",
+                    f"-DPython3_EXECUTABLE={sys.executable}", *extra],
+                   check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", str(build_dir), "-j2", "--target", *targets],
                    check=True, stdout=subprocess.DEVNULL)
 

@@ -20,6 +20,13 @@ device's answer stands the compiler's verdict for the board (tinyhost.boards): t
 plan the compiler says does not fit is offered to the device all the same, which refuses it before
 any byte is sent (INFO's arena_capacity, PLAN_BEGIN).
 
+The speed table: MACs of a step counted from the plan (tinyhost.macs; forward, and loss +
+backward + updates), instructions per step and per MAC, the time a step would take at the
+STM32F746's 216 MHz if every instruction took one cycle (QEMU counts instructions, not cycles: a
+lower bound, labelled so), and the ops that took the most instructions. Per-op costs come from
+bench/plan_ops.c (built into build/arm like the kernel benches), which runs one step of the same
+plan op by op under the same QEMU; the production firmware does not time single ops.
+
 Run time: ~10 minutes with 2 jobs, mostly uploading the paper models' plans over the emulated
 UART (~16 KiB/s) and compiling them at 128x128.
 """
@@ -28,7 +35,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -42,7 +51,12 @@ from tinyhost.device import connect
 from tinyhost.firmware_map import FirmwareMemory, map_path, read_map
 from tinyhost.link.client import DeviceError
 from tinyhost.link.qemu import find_qemu_elf
+from tinyhost.macs import StepMacs, step_macs
+from tinyhost.ops import Opcode
 from tinyhost.plan import DType, Plan
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kernels import build_arm, qemu_cmd  # noqa: E402  (bench/kernels.py: the same QEMU harness)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_MODEL = f"{REPO}/host/tinyhost/demo/basicmotions_model.py:make_model"
@@ -51,6 +65,9 @@ SCHEMES = PAPER_MODELS / "sparse_schemes.json"
 PAPER = ("mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3")
 BOARD = BOARDS["mps2_an386"]
 KB = 1024
+CLOCK_HZ = 216_000_000  # the STM32F746 the paper measured on
+OPS_TARGET = "bench_plan_ops_an386"
+OPS_BUILD = REPO / "build" / "arm"
 # The paper's own figures (Lin et al., "On-Device Training Under 256KB Memory", NeurIPS 2022), as
 # issue 11 quotes them: the peak SRAM measured on its STM32F746 with TinyEngine and sparse update.
 PAPER_FIGURE = {
@@ -81,6 +98,9 @@ class Row:
     refused: str = ""         # the device's (or the host's pre-upload) refusal
     bytes_sent: int = 0       # plan bytes sent before a refusal
     seconds: float = 0.0
+    macs: StepMacs | None = None
+    op_costs: list[tuple[int, int, str]] = field(default_factory=list)  # (op, cost, opcode name)
+    ops_note: str = ""        # why there are no per-op costs
 
 
 def cases(input_size: int) -> list[Case]:
@@ -116,6 +136,8 @@ def run(case: Case, steps: int) -> Row:
     row = Row(case, "x".join(str(d) for d in plan.tensors[plan.bindings.input].shape),
               plan.meta.get("int8_update", ""), len(result.data), plan.arena_size,
               board_fit(plan, BOARD).fits)
+    row.macs = step_macs(plan)
+    row.op_costs, row.ops_note = op_costs(result.data)
     device = connect("qemu")  # a fresh boot: the stack high-water mark starts from reset
     try:
         sent: list[int] = []
@@ -133,6 +155,54 @@ def run(case: Case, steps: int) -> Row:
         device.close()
         row.seconds = time.monotonic() - t0
     return row
+
+
+def op_costs(data: bytes) -> tuple[list[tuple[int, int, str]], str]:
+    """(op index, instructions, opcode name) of one training step, from bench/plan_ops.c."""
+    with tempfile.NamedTemporaryFile(suffix=".ttp") as f:
+        f.write(data)
+        f.flush()
+        cmd = qemu_cmd(OPS_BUILD / f"{OPS_TARGET}.elf")
+        cmd[cmd.index("enable=on,target=native,arg=bench")] += f",arg={f.name}"
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    rows = []
+    for line in (out.stdout + out.stderr).splitlines():  # semihosting writes to either
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "op":
+            rows.append((int(parts[1]), int(parts[3]), Opcode(int(parts[2])).name))
+        elif line.startswith(("plan not loaded", "no arena")):
+            return [], line.strip()
+    return rows, "" if rows else (out.stdout + out.stderr).strip()[-120:]
+
+
+def print_speed(rows: list[Row]) -> None:
+    print("\n### Speed of a training step (Cortex-M4F in QEMU: instructions)\n")
+    print("- MACs: counted from the plan's geometry (tinyhost.macs): forward; loss + backward + "
+          "updates (a weight gradient of trained rows counts its whole layer)")
+    print(f"- ms at {CLOCK_HZ // 1_000_000} MHz: instructions / {CLOCK_HZ // 1_000_000} MHz, "
+          "assuming one instruction per cycle (a lower bound: QEMU counts instructions)")
+    print("- top ops: by instructions in one step, from bench/plan_ops.c (the plan run op by op "
+          "under the same QEMU)\n")
+    print("| model | update | MACs fwd | MACs bwd | instructions/step | instr/MAC | "
+          f"ms/step at {CLOCK_HZ // 1_000_000} MHz (1 instr/cycle) | top ops by instructions |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        if not r.costs or r.macs is None:
+            continue
+        cost = statistics.mean(r.costs)
+        update = r.case.update if r.case.model == "demo" else f"{r.case.update} scheme"
+        if r.op_costs:
+            total = sum(c for _, c, _ in r.op_costs)
+            by_kind: dict[str, int] = {}
+            for _, c, name in r.op_costs:
+                by_kind[name] = by_kind.get(name, 0) + c
+            top = sorted(by_kind.items(), key=lambda kv: -kv[1])[:3]
+            tops = "; ".join(f"{name} {c / total:.0%}" for name, c in top)
+        else:
+            tops = f"— ({r.ops_note})" if r.ops_note else "—"
+        print(f"| {r.case.model} | {update} | {r.macs.forward:,} | {r.macs.backward:,} | "
+              f"{cost:,.0f} | {cost / max(r.macs.total, 1):.1f} | "
+              f"{cost / CLOCK_HZ * 1000:.0f} | {tops} |")
 
 
 def kb(n: float | None) -> str:
@@ -215,6 +285,7 @@ def main() -> None:
         sys.exit(f"{elf} reports an arena of {info.arena_capacity} B, its map file "
                  f"{fw.arena_capacity} B, tinyhost.boards {BOARD.arena_capacity()} B: rebuild "
                  "with `make qemu`, or update boards.py from the map file")
+    build_arm(OPS_BUILD, [OPS_TARGET])
     wanted = set(args.models.split(","))
     todo = [c for c in cases(args.input_size) if c.model in wanted]
     t0 = time.monotonic()
@@ -230,6 +301,7 @@ def main() -> None:
             rows.append(row)
     print(f"{len(rows)} plans in {time.monotonic() - t0:.0f} s", file=sys.stderr)
     print_tables(fw, info.firmware, rows, args.steps)
+    print_speed(rows)
 
 
 if __name__ == "__main__":

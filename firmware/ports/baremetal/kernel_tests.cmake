@@ -71,3 +71,6 @@ if(CMSIS_NN_DIR)
   target_include_directories(bench_cmsis_nn_s8_an386 PRIVATE ${TT_ROOT}/bench)
   target_link_libraries(bench_cmsis_nn_s8_an386 PRIVATE cmsis_nn_bench)
 endif()
+
+# bench/plan_ops.c: one training step of a plan file, op by op, for bench/m4f.py's per-op costs.
+tt_add_an386_test(bench_plan_ops_an386 ${TT_ROOT}/bench/plan_ops.c)
