@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
@@ -260,7 +261,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"training on {device.name}: {len(ds.x_train)} train / {len(ds.x_test)} test "
                   f"samples, {args.epochs} epochs, lr {lr:g}", file=sys.stderr)
         cfg = TrainConfig(epochs=args.epochs, lr=lr, seed=args.seed, shuffle=args.shuffle,
-                          max_steps=args.steps, progress=not quiet)
+                          max_steps=args.steps, progress=not quiet,
+                          blowup_factor=max(0.0, args.max_loss_ratio))
         result = train(device, ds, cfg)
         saved = None
         if args.save_params:  # also after Ctrl-C: what was trained so far is kept
@@ -287,6 +289,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         for what, path in (("metrics", args.log), ("loss plot", args.plot), ("parameters", saved)):
             if path:
                 print(f"{what}: {path}")
+    if result.diverged:
+        kept = "; the parameters saved are those after the last accepted step" if saved else ""
+        print(f"error: training diverged and was stopped at {result.interrupted}.\n"
+              f"What to try: a lower learning rate (now --lr {lr:g}; e.g. --lr {lr / 10:g})"
+              f"{kept}", file=sys.stderr)
+        return 1
     if result.interrupted:
         print(f"training stopped early: {result.interrupted}; the steps so far are recorded",
               file=sys.stderr)
@@ -373,6 +381,21 @@ def byte_size(text: str) -> int:
                                      "262144 or 1.5MB (KB = 1024 bytes)")
 
 
+def learning_rate(text: str) -> float:
+    """argparse type of the learning-rate flags: a finite number above 0 (0 trains nothing, a
+    negative one climbs the loss, NaN/inf make every update non-finite)."""
+    try:
+        lr = float(text)
+    except ValueError:
+        lr = math.nan
+        if not re.fullmatch(r"[+-]?(nan|inf(inity)?)", text.strip().lower()):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(lr) or lr <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} cannot work as a learning rate: give a "
+                                         "finite number above 0, e.g. 0.01")
+    return lr
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", required=True, help="compiled plan (.ttp)")
     p.add_argument("--data", required=True,
@@ -441,8 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reorder", dest="reorder", action="store_false",
                    help="apply every update after the whole backward pass instead of right "
                         "after its gradient (for memory comparisons)")
-    p.add_argument("--lr", type=float, default=0.01,
-                   help="default learning rate stored in the plan (default 0.01)")
+    p.add_argument("--lr", type=learning_rate, default=0.01,
+                   help="default learning rate stored in the plan (default 0.01); a finite "
+                        "number above 0")
     p.add_argument("--board", choices=BOARD_NAMES,
                    help="the board the plan is for (tinyhost/boards.py: its SRAM, the firmware's "
                         "static RAM and stack, the device's arena): the report says what the plan "
@@ -485,7 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--epochs", type=int, default=10,
                    help="passes over the train split (default 10)")
-    p.add_argument("--lr", type=float, help="learning rate (default: the plan's)")
+    p.add_argument("--lr", type=learning_rate,
+                   help="learning rate (default: the plan's); a finite number above 0")
+    p.add_argument("--max-loss-ratio", type=float, default=4.0, metavar="K",
+                   help="stop training when the mean of the last 20 losses exceeds K x the first "
+                        "step's loss (at least ln(classes)): a loss blow-up (default 4; 0 "
+                        "turns it off). A NaN/inf loss, or an update the device refuses as "
+                        "non-finite, always stops training. Either way the parameters are still "
+                        "pulled (--save-params) and the exit status is 1")
     p.add_argument("--steps", type=int, help="stop after this many training steps")
     p.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,

@@ -2,7 +2,9 @@
  * gradient and update): each selected output channel's weight gradient is made in one row of
  * scratch and applied at once by the QAS update rule, so the layer's whole f32 weight gradient
  * never exists. The sums and the update are those of CONV2D_S8_GRAD_WEIGHT_F32 followed by
- * UPDATE_S8_F32, element for element, so the result is theirs bit for bit. */
+ * UPDATE_S8_F32, element for element, so the result is theirs bit for bit. A row whose step is
+ * not finite is refused (TT_ERR_NONFINITE) before it is written; the rows before it are kept
+ * updated and db is not computed. */
 #include <stddef.h>
 
 #include "ops_common_s8.h"

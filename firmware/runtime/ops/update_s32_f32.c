@@ -1,7 +1,9 @@
 /* QAS update of an int32 bias, u = lr * (db * qas) in float (docs/int8.md 5):
  * - int32 state (master NULL): b <- sat32(b - rint(u)), the step rounded (halves to even), not
  *   the sum, so the integer arithmetic is exact for any bias;
- * - float master: master <- master - u, b = sat32(rint(master)). */
+ * - float master: master <- master - u, b = sat32(rint(master)).
+ * Refused (TT_ERR_NONFINITE, nothing written) when any u (int32 state) or new master is not
+ * finite. */
 #include <math.h>
 #include <stddef.h>
 
@@ -21,6 +23,12 @@ tt_status tt_update_s32_f32(int32_t size, int32_t *b, float *master, const float
 {
     if (size <= 0 || b == NULL || db == NULL || qas == NULL) {
         return TT_ERR_ARG;
+    }
+    for (int32_t i = 0; i < size; i++) { /* nothing is written unless every step is finite */
+        const float u = lr * (db[i] * qas[i]);
+        if (!isfinite(master == NULL ? u : master[i] - u)) {
+            return TT_ERR_NONFINITE;
+        }
     }
     for (int32_t i = 0; i < size; i++) {
         const float u = lr * (db[i] * qas[i]);
