@@ -44,12 +44,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
         format_over_budget,
         format_report,
     )
+    from tinyhost.lr import plan_rates
 
     int8 = args.int8 or args.from_tiny_training is not None
     given = lambda flags: [f for f, g in flags if g]  # noqa: E731
     tiny_only = given((("--num-classes", args.num_classes is not None),
                        ("--input-size", args.input_size is not None)))
-    int8_only = given((("--no-qas", not args.qas), ("--int8-update", args.int8_update is not None)))
+    int8_only = given((("--no-qas", not args.qas), ("--int8-update", args.int8_update is not None),
+                       ("--backbone-lr", args.backbone_lr is not None)))
     if (args.model is None) == (args.from_tiny_training is None):
         print("error: give a MODEL (FILE.py:FACTORY or .pt2) or --from-tiny-training PKL, "
               "not both", file=sys.stderr)
@@ -87,12 +89,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
         result = compile_tiny_training(
             args.from_tiny_training, args.num_classes, update=args.update, lr=args.lr,
             input_size=args.input_size, qas=args.qas, int8_update=rule, reorder=args.reorder,
-            budget=arena_budget)
+            budget=arena_budget, backbone_lr=args.backbone_lr)
     elif args.int8:
         calib = _load_data(args.calib, args.normalize)
         result = compile_quantized(
             args.model, calib.x_train, update=args.update, lr=args.lr, qas=args.qas,
             int8_update=rule, reorder=args.reorder, budget=arena_budget,
+            backbone_lr=args.backbone_lr,
             calibration={"data": args.calib, "split": "train", "normalize": args.normalize})
     else:
         result = compile_model(args.model, update=args.update, lr=args.lr, reorder=args.reorder)
@@ -118,7 +121,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                "memory": report.to_dict(), "budget": budget, "memory_chart": args.memory_chart,
                "board": None if fit is None else fit.to_dict()}
         if "scheme" in meta:
-            out["int8"] = {k: meta[k] for k in ("scheme", "qas", "int8_update", "int8_update_auto",
+            out["int8"] = {k: meta[k] for k in ("scheme", "lr", "qas", "int8_update",
+                                                "int8_update_auto",
                                                 "reorder",
                                                 "input_shape", "input_quant", "import_notes",
                                                 "calibration") if k in meta}
@@ -134,6 +138,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                   f"{'on' if meta['qas'] else 'off'}, int8 update rule {meta['int8_update']}")
             if "int8_update_auto" in meta:
                 print(f"int8 update rule chosen (--int8-update auto): {meta['int8_update_auto']}")
+            print(f"learning rates: {plan_rates(result.plan).describe()}")
             if "calibration" in meta:
                 c = meta["calibration"]
                 print(f"calibrated on {c['samples']} samples of {c['data']} ({c['split']} split, "
@@ -244,6 +249,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tinyhost.device import connect
+    from tinyhost.lr import plan_rates, with_backbone_lr
     from tinyhost.params import pull_parameters, save_parameters
     from tinyhost.plot import plot_training
     from tinyhost.train import TrainConfig, check_dataset, train, write_metrics
@@ -253,13 +259,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_dataset(plan, ds)
     _warn_int8_normalize(plan, args.normalize)
     lr = plan.default_lr if args.lr is None else args.lr
+    if args.backbone_lr is not None:  # one float of the plan rewritten: a new plan to upload
+        plan, data = with_backbone_lr(plan, lr, args.backbone_lr)
+    rates = plan_rates(plan, lr)
     quiet = args.json
     device = connect(args.port)
     try:
         _upload(device, plan, data, quiet)
         if not quiet:
             print(f"training on {device.name}: {len(ds.x_train)} train / {len(ds.x_test)} test "
-                  f"samples, {args.epochs} epochs, lr {lr:g}", file=sys.stderr)
+                  f"samples, {args.epochs} epochs, {rates.describe()}", file=sys.stderr)
         cfg = TrainConfig(epochs=args.epochs, lr=lr, seed=args.seed, shuffle=args.shuffle,
                           max_steps=args.steps, progress=not quiet,
                           blowup_factor=max(0.0, args.max_loss_ratio))
@@ -279,7 +288,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         plot_training(result.losses, result.epoch_ends, result.train_accuracy,
                       result.test_accuracy, args.plot,
                       f"{plan.meta.get('model', 'model')} on {device.name}: {ds.name}")
-    summary = result.summary() | {"device": device.name, "lr": lr, "metrics": args.log,
+    summary = result.summary() | {"device": device.name, "lr": lr,
+                                  "backbone_lr": rates.backbone, "metrics": args.log,
                                   "plot": args.plot, "params": saved}
     if args.json:
         _print_json(summary)
@@ -291,9 +301,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"{what}: {path}")
     if result.diverged:
         kept = "; the parameters saved are those after the last accepted step" if saved else ""
+        backbone = ("" if rates.backbone is None else
+                    f", or a lower backbone rate alone (now --backbone-lr {rates.backbone:.3g}; "
+                    f"e.g. --backbone-lr {rates.backbone / 10:.3g})")
         print(f"error: training diverged and was stopped at {result.interrupted}.\n"
               f"What to try: a lower learning rate (now --lr {lr:g}; e.g. --lr {lr / 10:g})"
-              f"{kept}", file=sys.stderr)
+              f"{backbone}{kept}", file=sys.stderr)
         return 1
     if result.interrupted:
         print(f"training stopped early: {result.interrupted}; the steps so far are recorded",
@@ -465,8 +478,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply every update after the whole backward pass instead of right "
                         "after its gradient (for memory comparisons)")
     p.add_argument("--lr", type=learning_rate, default=0.01,
-                   help="default learning rate stored in the plan (default 0.01); a finite "
-                        "number above 0")
+                   help="learning rate stored in the plan (default 0.01): of every parameter "
+                        "of an fp32 model; of an int8 model's fp32 head, and its backbone's "
+                        "is --lr x the default ratio unless --backbone-lr (docs/int8.md "
+                        "section 13). A finite number above 0")
+    p.add_argument("--backbone-lr", type=learning_rate, metavar="LR",
+                   help="int8 models: the learning rate of the int8 backbone's weights and "
+                        "biases (QAS-scaled), apart from the head's --lr; stored in the plan as "
+                        "a ratio to --lr (default for the paper's models: --lr x the ratio the "
+                        "transfer bench chose, docs/int8.md section 13; --int8 models: --lr)")
     p.add_argument("--board", choices=BOARD_NAMES,
                    help="the board the plan is for (tinyhost/boards.py: its SRAM, the firmware's "
                         "static RAM and stack, the device's arena): the report says what the plan "
@@ -510,7 +530,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10,
                    help="passes over the train split (default 10)")
     p.add_argument("--lr", type=learning_rate,
-                   help="learning rate (default: the plan's); a finite number above 0")
+                   help="learning rate (default: the plan's): of every parameter of an fp32 "
+                        "plan; of an int8 plan's head, its backbone's scaled along (the plan's "
+                        "ratio) unless --backbone-lr. A finite number above 0")
+    p.add_argument("--backbone-lr", type=learning_rate, metavar="LR",
+                   help="int8 plans: the backbone's learning rate, apart from the head's (the "
+                        "plan is uploaded with its ratio rewritten; default: the plan's)")
     p.add_argument("--max-loss-ratio", type=float, default=4.0, metavar="K",
                    help="stop training when the mean of the last 20 losses exceeds K x the first "
                         "step's loss (at least ln(classes)): a loss blow-up (default 4; 0 "

@@ -52,7 +52,11 @@ tt_status tt_update_s32_f32(int32_t size, int32_t *b, float *master, const float
 tt_status tt_op_update_s32_f32_check(const tt_op_ctx *c, tt_error *err)
 {
     const uint64_t n = (uint64_t)c->a[TT_ATTR_UPDATE_S32_F32_SIZE];
-    const uint64_t numel[] = {n, n, n, n, n, n};
+    const uint64_t numel[] = {
+        [TT_OPND_UPDATE_S32_F32_B] = n,         [TT_OPND_UPDATE_S32_F32_DB] = n,
+        [TT_OPND_UPDATE_S32_F32_QAS] = n,       [TT_OPND_UPDATE_S32_F32_MASTER] = n,
+        [TT_OPND_UPDATE_S32_F32_LR_SCALE] = 1,  [TT_OPND_UPDATE_S32_F32_B_OUT] = n,
+        [TT_OPND_UPDATE_S32_F32_MASTER_OUT] = n};
     const tt_status st = tt_op_check_operands(c, numel, err);
     if (st != TT_OK) {
         return st;
@@ -69,8 +73,9 @@ tt_status tt_op_update_s32_f32_check(const tt_op_ctx *c, tt_error *err)
                : tt_op_refuse(c, "an f32 master is needed exactly for rule 1", err);
 }
 
-tt_status tt_op_update_s32_f32_run(const tt_op_ctx *c, float lr)
+tt_status tt_op_update_s32_f32_run(const tt_op_ctx *c, float step_lr)
 {
+    const float lr = tt_opnd_lr(c, TT_OPND_UPDATE_S32_F32_LR_SCALE, step_lr);
     const bool master = c->a[TT_ATTR_UPDATE_S32_F32_RULE] == 1;
     return tt_update_s32_f32(c->a[TT_ATTR_UPDATE_S32_F32_SIZE],
                              tt_opnd_s32(c, TT_OPND_UPDATE_S32_F32_B),

@@ -754,17 +754,25 @@ def _run_conv2d_s8_grad_weight(ex: RefExecutor, op: Op) -> None:
     store_weight_grads(ex, op, dw, db)
 
 
+def op_lr(ex: RefExecutor, lr_scale: int) -> np.float32:
+    """An update op's learning rate: the step's times its lr_scale (f32[1], the parameter group's
+    scale relative to the head) in float32, or the step's without one (C: tt_opnd_lr)."""
+    if lr_scale == NONE:
+        return np.float32(ex.lr)
+    return np.float32(np.float32(ex.lr) * ex.view(lr_scale)[0])
+
+
 @reference(Opcode.CONV2D_S8_SGD_F32)
 def _run_conv2d_s8_sgd(ex: RefExecutor, op: Op) -> None:
     g = ConvGeom.from_op(op)
     n = op.attr("n_channels")
     xs, ws, ys = _conv_shapes(g)
-    dz, x, channels, w, qas, master = op.inputs
+    dz, x, channels, w, qas, master, lr_scale = op.inputs
     rows = (n,) + ws[1:]
     try:
         new_w, new_master, db = conv2d_s8_sgd(
             g, ex.view(dz, ys), ex.view(x, xs), op.attr("x_zero"), ex.opt(channels, (n,)),
-            ex.view(w, rows), ex.view(qas, (n,)), ex.opt(master, rows), ex.lr)
+            ex.view(w, rows), ex.view(qas, (n,)), ex.opt(master, rows), op_lr(ex, lr_scale))
     except NonFiniteStep as e:  # the rows before the refused one were applied, as in C
         assert e.partial is not None
         part_w, part_m = e.partial
@@ -800,15 +808,16 @@ def _run_dequantize_grad(ex: RefExecutor, op: Op) -> None:
 @reference(Opcode.UPDATE_S8_F32)
 def _run_update_s8(ex: RefExecutor, op: Op) -> None:
     rows, row_size, rule = op.attr("rows"), op.attr("row_size"), op.attr("rule")
-    w, dw, qas, master = op.inputs
+    w, dw, qas, master, lr_scale = op.inputs
     wv, dwv = ex.view(w, (rows, row_size)), ex.view(dw, (rows, row_size))
+    lr = op_lr(ex, lr_scale)
     if rule == UpdateRule.MASTER:
         mv = ex.view(master, (rows, row_size))
-        new_master, new_w = update_s8_master(mv, dwv, ex.lr, ex.view(qas))
+        new_master, new_w = update_s8_master(mv, dwv, lr, ex.view(qas))
         mv[...] = new_master
         wv[...] = new_w
     elif rule == UpdateRule.ROUND:
-        wv[...] = update_s8_round(wv, dwv, ex.lr, ex.view(qas))
+        wv[...] = update_s8_round(wv, dwv, lr, ex.view(qas))
     else:
         raise ValueError(f"unknown int8 update rule {rule}")
 
@@ -816,14 +825,15 @@ def _run_update_s8(ex: RefExecutor, op: Op) -> None:
 @reference(Opcode.UPDATE_S32_F32)
 def _run_update_s32(ex: RefExecutor, op: Op) -> None:
     rule = op.attr("rule")
-    b, db, qas, master = op.inputs
+    b, db, qas, master, lr_scale = op.inputs
     bv = ex.view(b)
+    lr = op_lr(ex, lr_scale)
     if rule == UpdateRule.MASTER:
         mv = ex.view(master)
-        new_master, new_b = update_s32(mv, ex.view(db), ex.lr, ex.view(qas))
+        new_master, new_b = update_s32(mv, ex.view(db), lr, ex.view(qas))
         mv[...] = new_master
         bv[...] = new_b
     elif rule == UpdateRule.ROUND:
-        bv[...] = update_s32(bv, ex.view(db), ex.lr, ex.view(qas))[1]
+        bv[...] = update_s32(bv, ex.view(db), lr, ex.view(qas))[1]
     else:
         raise ValueError(f"unknown int32 update rule {rule}")

@@ -1,0 +1,78 @@
+"""Learning rates per parameter group (issue 18): the fp32 head and the int8 backbone.
+
+The plan stores the head's learning rate as its default lr (the step's lr, sent with every TRAIN
+request) and the backbone's as one f32 constant, `backbone.lr_scale` = backbone lr / head lr,
+which every int8 update op (UPDATE_S8_F32, UPDATE_S32_F32, CONV2D_S8_SGD_F32) multiplies the
+step's lr by (C: tt_opnd_lr; reference: kernels_s8.op_lr). So `--lr` alone scales both groups,
+and `train --backbone-lr` rewrites that one float (a new plan, uploaded as such).
+
+The defaults are the transfer bench's (bench/transfer.py, docs/int8.md section 13)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from tinyhost.plan import Plan, encode_plan
+
+BACKBONE_LR_SCALE = "backbone.lr_scale"  # the tensor (compiler/autodiff_s8.py makes it)
+LR_DEFAULT = 0.01  # the head's (and an fp32 model's) learning rate
+# The paper's int8 models (--from-tiny-training): backbone lr = BACKBONE_LR_RATIO x head lr.
+# Float models quantized with --int8 keep one lr for all (bench/accuracy.py measured it so).
+BACKBONE_LR_RATIO = 1.0
+
+
+@dataclass(frozen=True)
+class LearningRates:
+    head: float
+    backbone: float | None  # None: the plan trains no int8 backbone layer
+
+    def describe(self) -> str:
+        if self.backbone is None:
+            return f"lr {self.head:g}"
+        return f"lr {self.head:g} (head), {self.backbone:.3g} (int8 backbone)"
+
+
+def check_lr(value: float, flag: str) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{flag} {value!r} cannot work as a learning rate: give a finite number "
+                         "above 0")
+
+
+def lr_scale(head: float, backbone: float) -> np.float32:
+    """The backbone's scale as the plan stores it (f32)."""
+    check_lr(head, "--lr")
+    check_lr(backbone, "--backbone-lr")
+    return np.float32(backbone / head)
+
+
+def _scale_tensor(plan: Plan) -> int | None:
+    return next((i for i, t in enumerate(plan.tensors) if t.name == BACKBONE_LR_SCALE), None)
+
+
+def plan_rates(plan: Plan, head: float | None = None) -> LearningRates:
+    """The rates a step at `head` (default: the plan's lr) trains each group with."""
+    h = plan.default_lr if head is None else head
+    i = _scale_tensor(plan)
+    if i is None:
+        return LearningRates(h, None)
+    return LearningRates(h, float(np.float32(np.float32(h) * plan.constant(i)[0])))
+
+
+def with_backbone_lr(plan: Plan, head: float, backbone: float) -> tuple[Plan, bytes]:
+    """The plan with its backbone's lr set to `backbone` when the step's lr is `head`: its
+    lr_scale constant rewritten, the default lr set to `head`. ValueError for a plan that trains
+    no int8 backbone layer."""
+    i = _scale_tensor(plan)
+    if i is None:
+        raise ValueError("--backbone-lr: this plan trains no int8 backbone layer (fp32 models "
+                         "have one learning rate, --lr; a head-only int8 plan trains only the "
+                         "head)")
+    t = plan.tensors[i]
+    blob = bytearray(plan.blob)
+    blob[t.data_offset:t.data_offset + t.nbytes] = lr_scale(head, backbone).tobytes()
+    meta = dict(plan.meta)
+    meta["lr"] = {"head": head, "backbone": backbone}
+    new = replace(plan, blob=bytes(blob), default_lr=head, meta=meta)
+    return new, encode_plan(new)
