@@ -44,7 +44,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         format_over_budget,
         format_report,
     )
-    from tinyhost.lr import plan_rates
+    from tinyhost.lr import LR_DEFAULT, TINY_LR_DEFAULT, plan_rates
 
     int8 = args.int8 or args.from_tiny_training is not None
     given = lambda flags: [f for f, g in flags if g]  # noqa: E731
@@ -87,18 +87,21 @@ def cmd_compile(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         result = compile_tiny_training(
-            args.from_tiny_training, args.num_classes, update=args.update, lr=args.lr,
-            input_size=args.input_size, qas=args.qas, int8_update=rule, reorder=args.reorder,
-            budget=arena_budget, backbone_lr=args.backbone_lr)
+            args.from_tiny_training, args.num_classes, update=args.update,
+            lr=TINY_LR_DEFAULT if args.lr is None else args.lr, input_size=args.input_size,
+            qas=args.qas, int8_update=rule, reorder=args.reorder, budget=arena_budget,
+            backbone_lr=args.backbone_lr)
     elif args.int8:
         calib = _load_data(args.calib, args.normalize)
         result = compile_quantized(
-            args.model, calib.x_train, update=args.update, lr=args.lr, qas=args.qas,
+            args.model, calib.x_train, update=args.update,
+            lr=LR_DEFAULT if args.lr is None else args.lr, qas=args.qas,
             int8_update=rule, reorder=args.reorder, budget=arena_budget,
             backbone_lr=args.backbone_lr,
             calibration={"data": args.calib, "split": "train", "normalize": args.normalize})
     else:
-        result = compile_model(args.model, update=args.update, lr=args.lr, reorder=args.reorder)
+        result = compile_model(args.model, update=args.update,
+                               lr=LR_DEFAULT if args.lr is None else args.lr, reorder=args.reorder)
     report, meta = result.report, result.plan.meta
     fit = None if target is None else board_fit(result.plan, target, args.budget)
     chart_budget = arena_budget if fit is None else fit.arena_capacity - fit.tables
@@ -477,16 +480,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reorder", dest="reorder", action="store_false",
                    help="apply every update after the whole backward pass instead of right "
                         "after its gradient (for memory comparisons)")
-    p.add_argument("--lr", type=learning_rate, default=0.01,
-                   help="learning rate stored in the plan (default 0.01): of every parameter "
-                        "of an fp32 model; of an int8 model's fp32 head, and its backbone's "
-                        "is --lr x the default ratio unless --backbone-lr (docs/int8.md "
+    p.add_argument("--lr", type=learning_rate,
+                   help="learning rate stored in the plan: of every parameter of an fp32 or "
+                        "--int8 model (default 0.01); of a --from-tiny-training model's fp32 "
+                        "head (default 0.001), its int8 backbone's being --lr x 0.5 unless "
+                        "--backbone-lr (defaults chosen by bench/transfer.py, docs/int8.md "
                         "section 13). A finite number above 0")
     p.add_argument("--backbone-lr", type=learning_rate, metavar="LR",
                    help="int8 models: the learning rate of the int8 backbone's weights and "
                         "biases (QAS-scaled), apart from the head's --lr; stored in the plan as "
-                        "a ratio to --lr (default for the paper's models: --lr x the ratio the "
-                        "transfer bench chose, docs/int8.md section 13; --int8 models: --lr)")
+                        "its ratio to --lr (default: --from-tiny-training --lr x 0.5, i.e. "
+                        "0.0005; --int8 models --lr)")
     p.add_argument("--board", choices=BOARD_NAMES,
                    help="the board the plan is for (tinyhost/boards.py: its SRAM, the firmware's "
                         "static RAM and stack, the device's arena): the report says what the plan "

@@ -30,7 +30,7 @@ from tinyhost.compiler.pipeline import (
     run_passes,
 )
 from tinyhost.compiler.verify import VerifyError
-from tinyhost.lr import LR_DEFAULT
+from tinyhost.lr import LR_DEFAULT, TINY_LR_DEFAULT
 
 PASSES = pass_names(TORCH)
 # int8 models from tiny-training: the import replaces capture and lowering.
@@ -46,7 +46,8 @@ def compile_model(source: str, update: str = "full", lr: float = LR_DEFAULT,
 
 
 def compile_tiny_training(pkl: str | Path, num_classes: int, update: str = "full",
-                          lr: float = LR_DEFAULT, input_size: int | None = None, qas: bool = True,
+                          lr: float = TINY_LR_DEFAULT, input_size: int | None = None,
+                          qas: bool = True,
                           int8_update: str = INT8_UPDATE_DEFAULT, reorder: bool = True,
                           fuse: bool = True, budget: int | None = None,
                           backbone_lr: float | None = None) -> CompileResult:
@@ -57,7 +58,7 @@ def compile_tiny_training(pkl: str | Path, num_classes: int, update: str = "full
     fuse=False keeps every frozen 1x1 expand conv and its depthwise conv apart (compiler/fuse.py)
     and every depthwise output beside its input (compiler/inplace.py): the same numbers, more
     memory; for per-layer inspection and comparisons. lr is the head's learning rate and
-    backbone_lr the int8 backbone's (default lr x tinyhost.lr.BACKBONE_LR_RATIO)."""
+    backbone_lr the int8 backbone's (defaults: tinyhost.lr, chosen by bench/transfer.py)."""
     return compile_source(pkl, CompileOptions(
         TINY_TRAINING, update=update, lr=lr, reorder=reorder, qas=qas, int8_update=int8_update,
         fuse=fuse, budget=budget, num_classes=num_classes, input_size=input_size,
