@@ -135,6 +135,9 @@ def rows_for(model: str, table: str, lr: float | None, backbone_lr: float | None
         b = s99.rsplit(":", 1)[1]
         return [Row("head only (last:1)", "last:1", lr=h)] + [
             Row(f"{b}, backbone {r:g} x head", s99, lr=h, backbone_lr=h * r) for r in RATIOS]
+    if table == "full":  # the full update with the master rule, and in fp32
+        return [Row("full: int8 + QAS, master", "full", rule="master", **kw),
+                Row("full: fp32 (PyTorch)", "full", fp32=True, **kw)]
     if table == "defaults":  # issue 18's bar: default flags, the ~100 KB scheme vs head only
         return [Row("head only (last:1)", "last:1", **kw),
                 Row(f"{s99.rsplit(':', 1)[1]} scheme", s99, **kw)]
@@ -277,12 +280,13 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 2)[2])
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--table", choices=("main", "schemes", "sweep", "ratios", "defaults"),
+    ap.add_argument("--table", choices=("main", "schemes", "sweep", "ratios", "full", "defaults"),
                     default="main",
                     help="main: every update and the 99kb variants; schemes: the updates only; "
                          "sweep: head-only and the ~100 KB scheme over head lr x backbone ratio; "
                          "ratios: head-only and the ~100 KB scheme at backbone/head lr ratios "
-                         "1, 0.5, 0.3, 0.1 (head at --lr or the default); defaults: head-only "
+                         "1, 0.5, 0.3, 0.1 (head at --lr or the default); full: the full update "
+                         "with the master rule and in fp32; defaults: head-only "
                          "and the ~100 KB scheme with default flags")
     ap.add_argument("--size", type=int, default=DEFAULT_SIZE, help="input NxN (default 64)")
     ap.add_argument("--train", type=int, default=DEFAULT_TRAIN)
