@@ -4,12 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUILD := build
 BUILD_ARM := build-arm
+BUILD_FUZZ := build-fuzz
+FUZZ_RUNS ?= 20000
 DEMO_MODEL := host/tinyhost/demo/basicmotions_model.py:make_model
 DEMO_DATA := host/tinyhost/demo/basicmotions.npz
 DEMO_EPOCHS ?= 12
 DEMO_LR ?= 0.05
 
-.PHONY: all setup build qemu demo test test-c test-py lint clean
+.PHONY: all setup build qemu demo test test-c test-py lint fuzz-build fuzz-smoke clean
 
 all: build
 
@@ -19,6 +21,10 @@ $(BUILD)/.system-deps-base: tools/system-deps.sh
 
 $(BUILD)/.system-deps-arm: tools/system-deps.sh
 	@bash tools/system-deps.sh arm
+	@mkdir -p $(BUILD) && touch $@
+
+$(BUILD)/.system-deps-fuzz: tools/system-deps.sh
+	tools/system-deps.sh fuzz
 	@mkdir -p $(BUILD) && touch $@
 
 $(BUILD)/.system-deps-lint: tools/system-deps.sh
@@ -70,18 +76,34 @@ lint: $(VENV)/.ready $(BUILD)/.system-deps-lint
 	clang-format --dry-run --Werror $$files || status=1; \
 	exit $$status
 
+# The libFuzzer targets (tests/fuzz, clang) and a short run of each over fresh seeds: the plan
+# decoder/checker/executor and the device's link handling (bench/fuzz.sh runs long campaigns).
+fuzz-build: $(VENV)/.ready $(BUILD)/.system-deps-fuzz
+	cmake -S tests/fuzz -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang-14 \
+		-DPython3_EXECUTABLE=$(abspath $(PY))
+	cmake --build $(BUILD_FUZZ) -j2
+	rm -rf $(BUILD_FUZZ)/seeds && PYTHONPATH=host $(PY) tests/fuzz/make_seeds.py $(BUILD_FUZZ)/seeds
+
+fuzz-smoke: fuzz-build
+	mkdir -p $(BUILD_FUZZ)/corpus-plan $(BUILD_FUZZ)/corpus-device
+	$(BUILD_FUZZ)/fuzz_plan -runs=$(FUZZ_RUNS) -dict=tests/fuzz/plan.dict \
+		$(BUILD_FUZZ)/corpus-plan $(BUILD_FUZZ)/seeds/plan
+	TT_FUZZ_PLAN=$(BUILD_FUZZ)/seeds/small.ttp $(BUILD_FUZZ)/fuzz_device -runs=$(FUZZ_RUNS) \
+		-dict=tests/fuzz/device.dict $(BUILD_FUZZ)/corpus-device $(BUILD_FUZZ)/seeds/device
+
 # Everything: the linters, CTest and pytest; each part runs even when an earlier one failed, and
 # `make test` fails if any did. The ARM toolchain and QEMU are installed first (as root), and
 # TT_REQUIRE_QEMU=1 makes a QEMU test that cannot run fail instead of skipping (CTest's
 # test_kernels_s8_qemu, tests/system's QEMU tests); only Renode, which cannot be installed here,
 # stays a reported skip.
 test: export TT_REQUIRE_QEMU = 1
-test: $(VENV)/.ready $(BUILD)/.system-deps-arm $(BUILD)/.system-deps-lint
+test: $(VENV)/.ready $(BUILD)/.system-deps-arm $(BUILD)/.system-deps-lint $(BUILD)/.system-deps-fuzz
 	@status=0; \
 	$(MAKE) --no-print-directory lint || status=1; \
 	$(MAKE) --no-print-directory test-c || status=1; \
 	$(MAKE) --no-print-directory test-py || status=1; \
+	$(MAKE) --no-print-directory fuzz-smoke || status=1; \
 	exit $$status
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ARM) metrics.csv loss.png
+	rm -rf $(BUILD) $(BUILD_ARM) $(BUILD_FUZZ) metrics.csv loss.png

@@ -2,13 +2,19 @@
 MCUNet-like layers: Cortex-M4F in QEMU (mps2-an386, -icount shift=0), the portable C inner loops
 against the DSP (SXTB16/SMLAD) ones, and optionally the portable code on the host under callgrind.
 
-    .venv/bin/python bench/kernels.py [--callgrind] [--build-dir build/arm]
+    .venv/bin/python bench/kernels.py [--callgrind] [--build-dir build/arm] [--cmsis-nn DIR]
 
 Builds bench/kernels_s8.c for the AN386 twice (firmware/ports/baremetal/kernel_tests.cmake, in the
 ARM build tree the host build also uses for its QEMU tests), runs both, checks that they computed
 the same outputs, and prints a markdown table. Counts are whole kernel calls (im2col or row
 conversion, the MACs, requantization, loops), deterministic, exact to +-40 instructions (one
 SysTick tick). Instructions are not cycles: on a real Cortex-M4 SMLAD and loads take 1-2 cycles.
+
+--cmsis-nn DIR adds CMSIS-NN's kernels on the same shapes, built from a CMSIS-NN tree outside
+this repository into the same QEMU harness (bench/cmsis_nn_s8.c, in BUILD_DIR-cmsis-nn), and
+prints our DSP build's instructions over theirs. Getting a tree: `git clone
+https://github.com/ARM-software/CMSIS-NN`, or the copy a Zephyr workspace has at
+modules/lib/cmsis-nn (`west update`). Nothing of it is committed here.
 """
 from __future__ import annotations
 
@@ -24,24 +30,47 @@ REPO = Path(__file__).resolve().parents[1]
 PORT = REPO / "firmware" / "ports" / "baremetal"
 TARGETS = {"portable": "bench_kernels_s8_an386_portable", "dsp": "bench_kernels_s8_an386"}
 LINE = re.compile(r"^layer (\S+) (\d+) (\d+) ([0-9a-f]{8})$")
+CMSIS_LINE = re.compile(r"^cmsis (\S+) (\S+) (\d+) (\d+)$")
+CMSIS_TARGET = "bench_cmsis_nn_s8_an386"
 
 
-def build_arm(build_dir: Path) -> None:
-    if not (build_dir / "CMakeCache.txt").exists():
+def build_arm(build_dir: Path, targets: list[str], cmsis_nn: Path | None = None) -> None:
+    if not (build_dir / "CMakeCache.txt").exists() or cmsis_nn is not None:
+        extra = [] if cmsis_nn is None else [f"-DCMSIS_NN_DIR={cmsis_nn.resolve()}"]
         subprocess.run(["cmake", "-S", str(PORT), "-B", str(build_dir),
                         f"-DCMAKE_TOOLCHAIN_FILE={REPO / 'cmake' / 'arm-none-eabi.cmake'}",
-                        f"-DPython3_EXECUTABLE={sys.executable}"],
+                        f"-DPython3_EXECUTABLE={sys.executable}", *extra],
                        check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["cmake", "--build", str(build_dir), "-j2", "--target", *TARGETS.values()],
+    subprocess.run(["cmake", "--build", str(build_dir), "-j2", "--target", *targets],
                    check=True, stdout=subprocess.DEVNULL)
+
+
+def run_cmsis_nn(elf: Path) -> dict[str, list[tuple[str, int, int]]]:
+    """{layer: [(function, macs, instructions), ...]} from one run of the CMSIS-NN bench ELF."""
+    out = subprocess.run(qemu_cmd(elf), check=True, capture_output=True, text=True, timeout=600)
+    text = out.stdout + out.stderr
+    if "cost unit instructions" not in text:
+        raise RuntimeError(f"{elf.name}: the cost counter is not counting instructions:\n{text}")
+    rows: dict[str, list[tuple[str, int, int]]] = {}
+    for line in text.splitlines():
+        m = CMSIS_LINE.match(line.strip())
+        if m:
+            rows.setdefault(m.group(1), []).append((m.group(2), int(m.group(3)),
+                                                    int(m.group(4))))
+        elif " refused " in line:
+            raise RuntimeError(f"{elf.name}: {line.strip()}")
+    return rows
+
+
+def qemu_cmd(elf: Path) -> list[str]:
+    return ["qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-display", "none",
+            "-monitor", "none", "-serial", "null", "-icount", "shift=0",
+            "-semihosting-config", "enable=on,target=native,arg=bench", "-kernel", str(elf)]
 
 
 def run_qemu(elf: Path) -> dict[str, tuple[int, int, str]]:
     """{layer: (macs, instructions, checksum)} from one run of a bench ELF."""
-    cmd = ["qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-display", "none",
-           "-monitor", "none", "-serial", "null", "-icount", "shift=0",
-           "-semihosting-config", "enable=on,target=native,arg=bench", "-kernel", str(elf)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(qemu_cmd(elf), check=True, capture_output=True, text=True, timeout=600)
     text = out.stdout + out.stderr
     if "cost unit instructions" not in text:
         raise RuntimeError(f"{elf.name}: the cost counter is not counting instructions:\n{text}")
@@ -85,14 +114,21 @@ def main() -> int:
     ap.add_argument("--build-dir", type=Path, default=REPO / "build" / "arm")
     ap.add_argument("--callgrind", action="store_true",
                     help="also count the portable kernels on the host with callgrind")
+    ap.add_argument("--cmsis-nn", type=Path, metavar="DIR",
+                    help="a CMSIS-NN tree (Include/, Source/): its kernels on the same shapes, "
+                         "side by side")
     args = ap.parse_args()
+    if args.cmsis_nn is not None and not (args.cmsis_nn / "Include" / "arm_nnfunctions.h").exists():
+        print(f"--cmsis-nn {args.cmsis_nn}: no Include/arm_nnfunctions.h there (a CMSIS-NN "
+              "checkout: git clone https://github.com/ARM-software/CMSIS-NN)", file=sys.stderr)
+        return 2
     tools = ("qemu-system-arm", "arm-none-eabi-gcc") + (("valgrind",) if args.callgrind else ())
     for tool in tools:
         if shutil.which(tool) is None:
             print(f"{tool} is not installed", file=sys.stderr)
             return 2
 
-    build_arm(args.build_dir)
+    build_arm(args.build_dir, list(TARGETS.values()))
     res = {v: run_qemu(args.build_dir / f"{t}.elf") for v, t in TARGETS.items()}
     if res["portable"].keys() != res["dsp"].keys():
         raise RuntimeError("the two builds ran different layers")
@@ -117,6 +153,21 @@ def main() -> int:
         if host:
             row += f" {host[name] / macs:.2f} |"
         print(row)
+    if args.cmsis_nn is not None:
+        cmsis_dir = args.build_dir.parent / f"{args.build_dir.name}-cmsis-nn"
+        build_arm(cmsis_dir, [CMSIS_TARGET], args.cmsis_nn)
+        theirs = run_cmsis_nn(cmsis_dir / f"{CMSIS_TARGET}.elf")
+        print("\nCMSIS-NN on the same shapes (NHWC, OHWI weights; its DSP paths, built with the "
+              f"firmware's flags from {args.cmsis_nn}): instructions per MAC, and ours (DSP) "
+              "over theirs.\n")
+        print("| layer | CMSIS-NN function | their instr/MAC | our DSP instr/MAC | ours / theirs |")
+        print("|---|---|---:|---:|---:|")
+        for name, (macs, dsp, _) in res["dsp"].items():
+            for fn, their_macs, cost in theirs.get(name, []):
+                if their_macs != macs:
+                    raise RuntimeError(f"{name}: {their_macs} MACs in CMSIS-NN, {macs} in ours")
+                print(f"| {name} | `{fn}` | {cost / macs:.2f} | {dsp / macs:.2f} | "
+                      f"{dsp / cost:.2f}x |")
     return 0
 
 

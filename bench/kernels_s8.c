@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernel_layers.h"
 #include "tt/tt_kernels_s8.h"
 
 #if defined(__arm__)
@@ -38,32 +39,6 @@ static const char *cost_unit(void)
     return "none";
 }
 #endif
-
-typedef struct {
-    const char *name;
-    int depthwise;
-    tt_conv2d_params p;
-} layer;
-
-#define OUT(n, k, s, pad) (((n) + 2 * (pad) - (k)) / (s) + 1)
-#define CONV(name, ic, h, w, oc, k, s, pad)                                                      \
-    {name, 0, {ic, h, w, oc, OUT(h, k, s, pad), OUT(w, k, s, pad), k, k, s, s, pad, pad, 1}}
-#define DW(name, c, h, w, k, s, pad)                                                             \
-    {name, 1, {c, h, w, c, OUT(h, k, s, pad), OUT(w, k, s, pad), k, k, s, s, pad, pad, c}}
-
-static const layer LAYERS[] = {
-    CONV("conv3x3_s2_3to16_32x32", 3, 32, 32, 16, 3, 2, 1), /* a stem */
-    CONV("conv3x3_16to16_16x16", 16, 16, 16, 16, 3, 1, 1),
-    CONV("pointwise_16to48_16x16", 16, 16, 16, 48, 1, 1, 0), /* inverted-bottleneck expand */
-    CONV("pointwise_48to16_16x16", 48, 16, 16, 16, 1, 1, 0), /* project */
-    CONV("pointwise_96to160_4x4", 96, 4, 4, 160, 1, 1, 0),
-    CONV("pointwise_320to10_1x1", 320, 1, 1, 10, 1, 1, 0),   /* a classifier */
-    DW("depthwise3x3_48_16x16", 48, 16, 16, 3, 1, 1),
-    DW("depthwise3x3_s2_48_16x16", 48, 16, 16, 3, 2, 1),
-    DW("depthwise5x5_96_8x8", 96, 8, 8, 5, 1, 2),
-    DW("depthwise7x7_96_8x8", 96, 8, 8, 7, 1, 3),
-    DW("depthwise7x7_s2_48_16x16", 48, 16, 16, 7, 2, 3),
-};
 
 static uint32_t rng_state = 12345u;
 
@@ -138,7 +113,7 @@ int main(int argc, char **argv)
 {
     printf("bench_kernels_s8: %s kernels, cost unit %s\n", tt_kernels_s8_variant(), cost_unit());
     int failed = 0, ran = 0;
-    for (size_t i = 0; i < sizeof LAYERS / sizeof LAYERS[0]; i++) {
+    for (size_t i = 0; i < N_LAYERS; i++) {
         if (argc > 1 && strcmp(argv[1], LAYERS[i].name) != 0) {
             continue;
         }

@@ -4,6 +4,7 @@
 #   tools/system-deps.sh base   the host build and the Python environment (make demo)
 #   tools/system-deps.sh arm    the Cortex-M4F firmware and QEMU to run it (make qemu, make test)
 #   tools/system-deps.sh lint   clang-format, for the runtime's C style (make lint, make test)
+#   tools/system-deps.sh fuzz   clang with libFuzzer, for the fuzz targets (make fuzz-smoke, test)
 set -euo pipefail
 
 missing=()
@@ -23,8 +24,11 @@ case "${1:-base}" in
   lint)
     command -v clang-format >/dev/null 2>&1 || missing+=(clang-format)
     ;;
+  fuzz)
+    command -v clang-14 >/dev/null 2>&1 || missing+=(clang-14)
+    ;;
   *)
-    echo "usage: $0 base|arm|lint" >&2
+    echo "usage: $0 base|arm|lint|fuzz" >&2
     exit 2
     ;;
 esac

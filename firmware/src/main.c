@@ -33,7 +33,7 @@ BUILD_ASSERT(!DT_SAME_NODE(LINK_UART, DT_CHOSEN(zephyr_console)),
              "tinytrain,uart");
 #endif
 
-/* The link buffers (~3 x TT_MAX_PAYLOAD) go to the DTCM where there is one, leaving SRAM to the
+/* The link buffer (one frame, ~TT_MAX_PAYLOAD) goes to the DTCM where there is one, leaving SRAM to the
  * arena. */
 #if DT_HAS_CHOSEN(zephyr_dtcm)
 #define TT_FAST_BSS __dtcm_bss_section
@@ -76,6 +76,16 @@ static void hex8(const uint8_t *hash, char out[17])
     out[16] = '\0';
 }
 
+#ifdef CONFIG_TINYTRAIN_FLASH_STORE
+/* CHECKPOINT: a parameter-log record now (tt_zstore_save appends one only when something
+ * changed; a torn record is skipped at boot and the one before it used). */
+static int checkpoint(void *ctx)
+{
+    int rc = tt_zstore_save(ctx);
+    return rc < 0 ? rc : 0;
+}
+#endif
+
 int main(void)
 {
     const struct device *uart = DEVICE_DT_GET(LINK_UART);
@@ -106,6 +116,7 @@ int main(void)
     tt_device_init(&device, &port, arena, sizeof arena, slot0, slot1, slot_capacity);
 #ifdef CONFIG_TINYTRAIN_FLASH_STORE
     tt_zstore_attach(&store, &device);
+    tt_device_set_checkpoint(&device, checkpoint, &store);
     tt_error err = {TT_OK, ""};
     rc = tt_zstore_restore(&store, &err);
     if (rc > 0) {

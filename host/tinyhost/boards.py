@@ -72,7 +72,7 @@ _MAP = "build-arm/tinytrain_an386.map (`make qemu`, read by tinyhost.firmware_ma
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("mps2_an386", "the bare-metal Cortex-M4F firmware (firmware/ports/baremetal, `make "
           "qemu`, QEMU mps2-an386, `--port qemu`)",
-          ram=256 * KB, static_ram=12_632, stack=4 * KB, arena=None, arena_align=16,
+          ram=256 * KB, static_ram=4_584, stack=4 * KB, arena=None, arena_align=16,
           pointer_bytes=4, info_names=("mps2-an386",),
           sources={
               "ram": f"the RAM region of mps2_an386.ld (256K), {_MAP}",
@@ -87,8 +87,8 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           ram=256 * KB, static_ram=258_560 - 245_760, stack=0, arena=245_760, arena_align=16,
           pointer_bytes=4, info_names=("nucleo_f746zg",),
           sources={
-              "ram": "the Zephyr build's RAM region, SRAM1+SRAM2 (256 KB; the link buffers, "
-                     "13,672 B, are in the separate 64 KB DTCM), boards/zephyr.md 'Memory'",
+              "ram": "the Zephyr build's RAM region, SRAM1+SRAM2 (256 KB; tt_device with "
+                     "its link buffer is in the separate 64 KB DTCM), boards/zephyr.md 'Memory'",
               "static_ram": "RAM used 258,560 B (boards/zephyr.md 'Memory', one plan slot) less "
                             "the 245,760 B arena: Zephyr, its thread stacks and the UART buffers",
               "stack": "0: Zephyr's thread stacks (CONFIG_MAIN_STACK_SIZE=8192 in firmware/"

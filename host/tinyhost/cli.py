@@ -20,6 +20,7 @@ PORT_HELP = ("serial port of the device (/dev/ttyACM0, COM3), a pyserial URL (so
 
 
 ONE_SHOT_PORTS = ("ref", "sim", "qemu")  # a fresh device per command
+CHECKPOINT_EVERY = 100  # steps between checkpoints on a device with a store, by default
 # tinyhost.boards.BOARDS' names, written out: importing it here would load numpy (test_boards
 # checks they agree)
 BOARD_NAMES = ("mps2_an386", "nucleo_f746zg", "native_sim", "sim")
@@ -122,7 +123,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.json:
         out = {"plan": None if over_budget else args.output, "bytes": len(result.data),
                "memory": report.to_dict(), "budget": budget, "memory_chart": args.memory_chart,
-               "board": None if fit is None else fit.to_dict()}
+               "board": None if fit is None else fit.to_dict(),
+               "layer_notes": meta.get("layer_notes", [])}
         if "scheme" in meta:
             out["int8"] = {k: meta[k] for k in ("scheme", "lr", "qas", "int8_update",
                                                 "int8_update_auto",
@@ -133,6 +135,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     else:
         if not over_budget:
             print(f"wrote {args.output} ({len(result.data)} bytes)")
+        for note in meta.get("layer_notes", []):  # BatchNorm folded, Dropout the identity
+            print(f"note: {note}")
         if "scheme" in meta:
             s = meta["scheme"]
             print(f"int8 {meta['model']} {'x'.join(map(str, meta['input_shape']))}: biases of the "
@@ -165,7 +169,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     from tinyhost.link.transport import SimProcess
 
-    sim = SimProcess(arena=args.arena, board=args.board)
+    sim = SimProcess(arena=args.arena, board=args.board, state=args.state)
     print(sim.path, flush=True)
     print(f"simulated device running; use --port {sim.path}. Ctrl-C stops it.", file=sys.stderr)
     try:
@@ -184,9 +188,12 @@ def _load_plan(path: str):  # -> tuple[Plan, bytes]
     return load_plan_file(path)
 
 
-def _load_data(path: str, normalize: bool):
+def _load_data(path: str, normalize: bool, plan=None, layout: str | None = None):
     from tinyhost.datasets import load_dataset, standardize
     ds = load_dataset(path)
+    if plan is not None:  # the plan's input shape (--layout converts), then standardize channels
+        from tinyhost.layout import fit_to_plan
+        ds = fit_to_plan(ds, plan.tensors[plan.bindings.input].shape, layout)
     if normalize:
         ds, _, _ = standardize(ds)
     return ds
@@ -253,12 +260,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tinyhost.device import connect
     from tinyhost.lr import plan_rates, with_backbone_lr
-    from tinyhost.params import pull_parameters, save_parameters
+    from tinyhost.params import model_state, pull_parameters, save_parameters
+    from tinyhost.plan import plan_hash
     from tinyhost.plot import plot_training
-    from tinyhost.train import TrainConfig, check_dataset, train, write_metrics
+    from tinyhost.train import MetricsLog, TrainConfig, check_dataset, train
 
     plan, data = _load_plan(args.plan)
-    ds = _load_data(args.data, args.normalize)
+    ds = _load_data(args.data, args.normalize, plan, args.layout)
     check_dataset(plan, ds)
     _warn_int8_normalize(plan, args.normalize)
     lr = plan.default_lr if args.lr is None else args.lr
@@ -267,26 +275,49 @@ def cmd_train(args: argparse.Namespace) -> int:
     rates = plan_rates(plan, lr)
     quiet = args.json
     device = connect(args.port)
+    log = None
     try:
+        info = device.info()
+        start = 0
+        if args.resume:  # the same run, from the device's last checkpoint
+            if not info.plan_loaded or info.plan_hash != plan_hash(data):
+                print(f"error: --resume: {device.name} does not run plan {args.plan}, so there "
+                      "is no run of it to resume; train without --resume", file=sys.stderr)
+                return 2
+            start = info.steps
         _upload(device, plan, data, quiet)
+        every = args.checkpoint_every
+        if every is None:
+            every = CHECKPOINT_EVERY if info.checkpoints else 0
+        elif every and not info.checkpoints:
+            print(f"warning: {device.name} keeps no checkpoints (no store): --checkpoint-every "
+                  "ignored", file=sys.stderr)
+            every = 0
         if not quiet:
             print(f"training on {device.name}: {len(ds.x_train)} train / {len(ds.x_test)} test "
-                  f"samples, {args.epochs} epochs, {rates.describe()}", file=sys.stderr)
+                  f"samples, {args.epochs} epochs, {rates.describe()}"
+                  f"{f', resuming after step {start}' if args.resume else ''}"
+                  f"{f', checkpoint every {every} steps' if every else ''}", file=sys.stderr)
+        log = MetricsLog(args.log, keep_until=start if args.resume else None) if args.log else None
         cfg = TrainConfig(epochs=args.epochs, lr=lr, seed=args.seed, shuffle=args.shuffle,
-                          max_steps=args.steps, progress=not quiet,
+                          max_steps=args.steps, progress=not quiet, start_step=start,
+                          checkpoint_every=every, log=log,
                           blowup_factor=max(0.0, args.max_loss_ratio))
         result = train(device, ds, cfg)
         saved = None
         if args.save_params:  # also after Ctrl-C: what was trained so far is kept
             try:
-                save_parameters(pull_parameters(device, plan), args.save_params)
+                save_parameters(model_state(plan, pull_parameters(device, plan)),
+                                args.save_params)
                 saved = args.save_params
             except OSError as e:
-                print(f"error: could not pull the parameters: {e}", file=sys.stderr)
+                print(f"error: could not pull the parameters into {args.save_params}: {e}",
+                      file=sys.stderr)
+                result.interrupted = result.interrupted or "the parameters were not saved"
     finally:
+        if log:
+            log.close()
         device.close()
-    if args.log:
-        write_metrics(result, args.log)
     if args.plot and result.records:
         plot_training(result.losses, result.epoch_ends, result.train_accuracy,
                       result.test_accuracy, args.plot,
@@ -323,7 +354,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tinyhost.train import check_dataset, evaluate
 
     plan, data = _load_plan(args.plan)
-    ds = _load_data(args.data, args.normalize)
+    ds = _load_data(args.data, args.normalize, plan, args.layout)
     check_dataset(plan, ds)
     _warn_int8_normalize(plan, args.normalize)
     x, y = (ds.x_test, ds.y_test) if args.split == "test" else (ds.x_train, ds.y_train)
@@ -343,7 +374,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from tinyhost.device import connect
-    from tinyhost.params import pull_parameters, save_parameters
+    from tinyhost.params import model_state, pull_parameters, save_parameters
 
     if args.port in ONE_SHOT_PORTS:
         print(f"error: --port {args.port} starts a fresh device for this command, so it holds "
@@ -363,12 +394,48 @@ def cmd_pull(args: argparse.Namespace) -> int:
         params = pull_parameters(device, plan)
     finally:
         device.close()
-    save_parameters(params, args.output)
+    save_parameters(model_state(plan, params), args.output)
     if args.json:
         _print_json({"output": args.output,
                      "parameters": {k: list(v.shape) for k, v in params.items()}})
     else:
         print(f"wrote {len(params)} tensors to {args.output}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from tinyhost.device import connect
+    from tinyhost.params import load_parameters, push_parameters
+
+    if args.port in ONE_SHOT_PORTS:
+        print(f"error: --port {args.port} starts a fresh device for this command and forgets it "
+              "afterwards: run `tinyhost sim` and pass its path as --port", file=sys.stderr)
+        return 2
+    plan, data = _load_plan(args.plan)
+    try:
+        params = load_parameters(args.params)
+    except (OSError, ValueError) as e:
+        print(f"error: cannot read {args.params}: {e}", file=sys.stderr)
+        return 2
+    device = connect(args.port)
+    try:
+        uploaded = device.load_plan(plan, data)
+        try:
+            written = push_parameters(device, plan, params)
+        except ValueError as e:
+            print(f"error: {args.params} does not fit plan {args.plan}: {e}", file=sys.stderr)
+            return 2
+        if args.checkpoint:
+            device.checkpoint()
+    finally:
+        device.close()
+    if args.json:
+        _print_json({"plan_uploaded": uploaded, "written": written,
+                     "checkpoint": args.checkpoint})
+    else:
+        print(f"wrote {len(written)} trainable tensors to {device.name}"
+              f"{' (plan uploaded first)' if uploaded else ''}"
+              f"{'; checkpoint saved' if args.checkpoint else ''}")
     return 0
 
 
@@ -420,6 +487,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="send raw values (default: standardize each channel with the train "
                         "split's mean and std)")
+    p.add_argument("--layout", choices=("nchw", "nhwc", "ncw", "nwc"),
+                   help="how DATA's samples are stored: nhwc/nwc (channels last) are converted to "
+                        "the plan's channels-first input; default: as the plan's input shape")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -517,6 +587,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "its path, and run until Ctrl-C.")
     p.add_argument("--arena", type=int, help="arena capacity in bytes (default 262144)")
     p.add_argument("--board", help="board name the device reports")
+    p.add_argument("--state", metavar="FILE",
+                   help="keep the plan, trained parameters and step count in FILE: saved at "
+                        "each checkpoint (`train --checkpoint-every`), restored at start, like a "
+                        "board's flash")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("info", help="show what a device is and what it runs")
@@ -550,10 +624,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
                    help="shuffle the train split every epoch (default on)")
-    p.add_argument("--log", metavar="CSV", help="write per-step metrics here")
+    p.add_argument("--log", metavar="CSV",
+                   help="write per-step metrics here, as training goes")
     p.add_argument("--plot", metavar="PNG", help="write the loss and accuracy plot here")
     p.add_argument("--save-params", metavar="FILE",
-                   help="pull the trained parameters at the end (.pt state_dict or .npz)")
+                   help="pull the trained parameters at the end (.pt state_dict or .npz); a "
+                        "failed pull is an error (exit 1)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="have the device save its parameters and step count every N steps and "
+                        f"at the end (default {CHECKPOINT_EVERY} on a device with a store: "
+                        "`tinyhost sim --state`, the Zephyr flash store; 0: never)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run the device checkpointed (give the same plan, data, "
+                        "--seed, --epochs and shuffle): skip the steps it has made, keep --log's "
+                        "rows up to there")
     p.add_argument("--json", action="store_true", help="print a JSON summary, no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -572,6 +656,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="model.pt or params.npz")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("push", help="put saved parameters back on a device",
+                       description="Write trained parameters (what `pull` or `train "
+                                   "--save-params` saved, .pt or .npz) into the device's "
+                                   "trainable tensors, uploading the plan first if the device "
+                                   "does not run it.")
+    p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--plan", required=True, help="the plan the parameters belong to (.ttp)")
+    p.add_argument("params", help="model.pt or params.npz")
+    p.add_argument("--checkpoint", action="store_true",
+                   help="then have the device save them (a device with a store)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("data", help="convert a dataset to the compact .npz form",
                        description="Read a .ts/.npz/.csv dataset and write it as .npz.")

@@ -14,14 +14,24 @@ from tinyhost.boards import board_for_info, tables_lower_bound
 from tinyhost.link.client import DeviceClient, DeviceError, StepReply
 from tinyhost.link.transport import open_link
 from tinyhost.ops import Opcode
-from tinyhost.plan import PLAN_FORMAT_VERSION, Plan, plan_hash
+from tinyhost.plan import PLAN_FORMAT_VERSION, Plan, TensorKind, plan_hash
 from tinyhost.refexec.executor import RefExecutor, prepare_input
 from tinyhost.refexec.registry import NonFiniteStep
 
 PAYLOAD_MARGIN = 32  # CBOR framing of a chunk message around its bytes
 UNSUPPORTED_OP = -8  # TT_ERR_UNSUPPORTED_OP, what the firmware answers for such a plan
 PLAN_ARENA = -6      # TT_ERR_PLAN_ARENA: the plan needs a larger arena than the device has
-NONFINITE = -15     # TT_ERR_NONFINITE: a NaN/inf loss, or an update refused (nothing written)
+NONFINITE = -15      # TT_ERR_NONFINITE: a NaN/inf loss, or an update refused (nothing written)
+ERR_ARG = -1         # TT_ERR_ARG: an impossible request field (e.g. the learning rate)
+STORAGE = -14        # TT_ERR_STORAGE: the device's store (a file, flash) cannot save
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def check_lr(lr: float) -> None:
+    """The device's own rule for TRAIN's learning rate (device.c handle_train), so `--port ref`
+    refuses what a board refuses."""
+    if not 0.0 < lr <= FLT_MAX:  # NaN fails too
+        raise DeviceError(ERR_ARG, "TRAIN: the learning rate must be a finite number above 0")
 
 
 @dataclass
@@ -41,6 +51,7 @@ class DeviceInfo:
     ops: list[int]
     stack_peak: int | None = None  # peak stack bytes since boot, from ports that measure it
     plan_slots: int = 2  # 1: an upload replaces the running plan as soon as it begins
+    checkpoints: bool = False  # CHECKPOINT saves the trained state (a store file or flash)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -57,7 +68,21 @@ class Device(Protocol):
     def train_step(self, x: np.ndarray, label: int, lr: float) -> StepReply: ...
     def evaluate(self, x: np.ndarray) -> int: ...
     def read_tensor(self, index: int) -> np.ndarray: ...
+    def write_tensor(self, index: int, value: np.ndarray) -> None: ...
+    def checkpoint(self) -> None: ...
     def close(self) -> None: ...
+
+
+def _tensor_bytes(plan: Plan, index: int, value: np.ndarray) -> bytes:
+    """A trainable tensor's new value as the device holds it: its dtype and shape exactly (a
+    device refuses any other tensor, so --port ref does too)."""
+    t = plan.tensors[index]
+    if t.kind != TensorKind.PARAM_TRAINABLE:
+        raise DeviceError(ERR_ARG, "WRITE_TENSOR: not a trainable parameter of the plan")
+    if tuple(value.shape) != tuple(t.shape) or value.dtype != t.dtype.numpy:
+        raise ValueError(f"{t.name}: got {value.dtype} {tuple(value.shape)}, the plan holds "
+                         f"{t.dtype.numpy} {tuple(t.shape)}")
+    return np.ascontiguousarray(value).tobytes()
 
 
 def _sample_bytes(plan: Plan, x: np.ndarray) -> bytes:
@@ -132,14 +157,14 @@ class SerialDevice:
         if not -2**31 <= label < 2**31:  # the device checks the class range itself
             raise ValueError(f"label {label} outside [0, {plan.num_classes})")
         sample = _sample_bytes(plan, x)
-        if len(sample) > self.chunk:
+        if len(sample) > self.client.chunk_size(self.chunk):
             self.client.write_input(sample, self.chunk)
             sample = b""
         return self.client.train(sample, int(label), float(lr))
 
     def evaluate(self, x: np.ndarray) -> int:
         sample = _sample_bytes(self._need_plan(), x)
-        if len(sample) > self.chunk:
+        if len(sample) > self.client.chunk_size(self.chunk):
             self.client.write_input(sample, self.chunk)
             sample = b""
         return self.client.evaluate(sample)
@@ -148,6 +173,13 @@ class SerialDevice:
         t = self._need_plan().tensors[index]
         raw = self.client.read_tensor(index, t.nbytes, self.chunk)
         return np.frombuffer(raw, dtype=t.dtype.numpy).reshape(t.shape).copy()
+
+    def write_tensor(self, index: int, value: np.ndarray) -> None:
+        self.client.write_tensor(index, _tensor_bytes(self._need_plan(), index, value),
+                                 self.chunk)
+
+    def checkpoint(self) -> None:
+        self.client.checkpoint()
 
     def reset(self) -> None:
         self.client.reset()
@@ -191,6 +223,7 @@ class RefDevice:
 
     def train_step(self, x: np.ndarray, label: int, lr: float) -> StepReply:
         ex = self._need()
+        check_lr(lr)
         try:
             r = ex.train_step(x, int(label), lr)
         except NonFiniteStep as e:  # what the firmware answers: ERROR TT_ERR_NONFINITE
@@ -202,6 +235,14 @@ class RefDevice:
 
     def read_tensor(self, index: int) -> np.ndarray:
         return self._need().read_tensor(index)
+
+    def write_tensor(self, index: int, value: np.ndarray) -> None:
+        ex = self._need()
+        ex.view(index)[...] = np.frombuffer(_tensor_bytes(ex.plan, index, value),
+                                            ex.plan.tensors[index].dtype.numpy)
+
+    def checkpoint(self) -> None:
+        raise DeviceError(STORAGE, "CHECKPOINT: this device keeps no checkpoints")
 
     def reset(self) -> None:
         self._need().reset_parameters()

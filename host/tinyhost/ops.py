@@ -57,6 +57,22 @@ class Opcode(IntEnum):
     CONV2D_S8_SGD_F32 = 35
     DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32 = 36
     CONV_DW_PW_S8 = 37
+    # fp32 layers of issue 15 (numbers 64-95: this block's range).
+    ACT_F32 = 64
+    ACT_GRAD_F32 = 65
+    CONCAT_F32 = 66
+    CONCAT_GRAD_F32 = 67
+    PAD_W_F32 = 68
+
+
+class ActFunc(IntEnum):
+    """The function ACT_F32 / ACT_GRAD_F32 apply (their `func` attribute; tt_act_func in
+    tt/tt_kernels_f32.h has the same numbers, tests/host/test_layers_f32.py checks it)."""
+    RELU6 = 0       # min(max(x, 0), 6)
+    LEAKY_RELU = 1  # x > 0 ? x : alpha * x (alpha: a one-float constant operand)
+    SIGMOID = 2     # 1 / (1 + exp(-x)), in double, rounded once
+    TANH = 3        # tanh(x), in double, rounded once
+    HARDSWISH = 4   # x * min(max(x + 3, 0), 6) / 6
 
 
 class UpdateRule(IntEnum):
@@ -958,6 +974,75 @@ OP_DEFS: tuple[OpDef, ...] = (
                  "d_act_min:int8 d_act_max:int8 y_zero:int8") + ACT,
         "y = 1x1conv(depthwise(conv(x))), frozen, a row at a time (compiler/fuse.py)",
         sizes=_sizes_conv_dw_pw_s8, problem=_problem_conv_dw_pw_s8),
+)
+
+
+# --- fp32 layers of issue 15: activations, channel concatenation ---------------------------------
+
+def _sizes_act_f32(a: Mapping[str, int]) -> list[int] | None:
+    """`size` elements, alpha one float; a func that is no ActFunc is impossible."""
+    if a["func"] > max(ActFunc):
+        return None
+    n = a["size"]
+    return [n, 1, n]                                      # x, alpha, y
+
+
+def _sizes_act_grad(a: Mapping[str, int]) -> list[int] | None:
+    if a["func"] > max(ActFunc):
+        return None
+    n = a["size"]
+    return [n, n, 1, n]                                   # v, dy, alpha, dx
+
+
+def _problem_act(v: Any) -> str | None:
+    if v.present("alpha") != (v.a["func"] == ActFunc.LEAKY_RELU):
+        return "alpha is needed exactly for leaky_relu"
+    return None
+
+
+def _sizes_concat(order: str) -> Callable[[Mapping[str, int]], list[int] | None]:
+    """CONCAT_F32 ("aby": a, b, y) and CONCAT_GRAD_F32 ("yab": dy, da, db)."""
+    def sizes(a: Mapping[str, int]) -> list[int] | None:
+        n = {"a": a["size_a"], "b": a["size_b"], "y": a["size_a"] + a["size_b"]}
+        return None if n["y"] > INT32_MAX else [n[c] for c in order]
+    return sizes
+
+
+def _problem_concat_grad(v: Any) -> str | None:
+    return None if v.present("da") or v.present("db") else "the concat gradient has no output"
+
+
+def _sizes_pad_w_f32(a: Mapping[str, int]) -> list[int] | None:
+    x, y = _numel4(a["rows"], a["in_w"]), _numel4(a["rows"], a["out_w"])
+    return None if x is None or y is None else [x, y]
+
+
+_ACT_ATTRS = _attrs("size func:nonneg")
+
+OP_DEFS += (
+    # func: an ActFunc. alpha (LEAKY_RELU only, absent otherwise): the negative slope, a
+    # one-float constant (floats are never attributes).
+    _op(Opcode.ACT_F32, (f32("x"), f32("alpha", True)), (f32("y"),), _ACT_ATTRS,
+        "y = func(x), elementwise: relu6, leaky_relu, sigmoid, tanh, hardswish",
+        sizes=_sizes_act_f32, problem=_problem_act),
+    # v is what the derivative needs: the forward output y (relu6, sigmoid, tanh) or input x
+    # (leaky_relu, hardswish).
+    _op(Opcode.ACT_GRAD_F32, (f32("v"), f32("dy"), f32("alpha", True)), (f32("dx"),),
+        _ACT_ATTRS, "dx = dy * func'(x), from v = y (relu6, sigmoid, tanh) or x (the others)",
+        sizes=_sizes_act_grad, problem=_problem_act),
+    # Batch 1, C x H x W: concatenating channels (dim 1) is concatenating the buffers.
+    _op(Opcode.CONCAT_F32, (f32("a"), f32("b")), (f32("y"),), _attrs("size_a size_b"),
+        "y = [a, b]: channel concatenation", sizes=_sizes_concat("aby")),
+    _op(Opcode.CONCAT_GRAD_F32, (f32("dy"),), (f32("da", True), f32("db", True)),
+        _attrs("size_a size_b"), "(da, db) = (dy[:size_a], dy[size_a:]); either may be absent",
+        sizes=_sizes_concat("yab"), problem=_problem_concat_grad),
+    # Rows (C x H of a C x H x W tensor) padded with zeros / cropped along W: the causal Conv1d's
+    # F.pad(x, (k - 1, 0)) and conv(x)[..., :-(k - 1)]. Its gradient is the same op with in_w,
+    # out_w and skip, lead swapped.
+    _op(Opcode.PAD_W_F32, (f32("x"),), (f32("y"),), _attrs("rows in_w out_w skip:nonneg "
+                                                         "lead:nonneg"),
+        "y[r, j] = x[r, j - lead + skip] where that is in x, else 0",
+        sizes=_sizes_pad_w_f32),
 )
 
 OP_SPECS: dict[Opcode, OpDef] = {d.opcode: d for d in OP_DEFS}

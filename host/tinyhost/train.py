@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from tinyhost.datasets import Dataset
 from tinyhost.device import NONFINITE, Device
+from tinyhost.layout import check_shape
 from tinyhost.link.client import DeviceError
 from tinyhost.ops import Opcode
 from tinyhost.plan import Plan, TensorKind
@@ -41,6 +42,9 @@ class TrainConfig:
     shuffle: bool = True
     max_steps: int | None = None  # stop after this many steps in all
     progress: bool = True
+    start_step: int = 0         # resume: the device has made this many steps of this run already
+    checkpoint_every: int = 0   # have the device save its state every N steps (and at the end)
+    log: MetricsLog | None = None  # each step's row is written as training goes
     # Loss blow-up: stop when the mean of the last `blowup_window` losses exceeds
     # `blowup_factor` x the reference loss: the first step's (taken before any update, so a run
     # that diverges at once cannot raise its own bar), at least ln(classes), a uniform guess's
@@ -93,6 +97,8 @@ def describe_nonfinite(plan: Plan | None, message: str) -> str:
             f"{f' of {target}' if target else ''}); that update was not applied")
 
 
+
+
 @dataclass
 class TrainResult:
     records: list[StepRecord] = field(default_factory=list)
@@ -123,12 +129,8 @@ class TrainResult:
 
 
 def check_dataset(plan: Plan, ds: Dataset) -> None:
-    need = plan.tensors[plan.bindings.input].numel
-    have = int(np.prod(ds.sample_shape))
-    if have != need:
-        raise ValueError(f"dataset samples have shape {ds.sample_shape} ({have} values), the "
-                         f"plan's input needs {need} values "
-                         f"{plan.tensors[plan.bindings.input].shape}")
+    # the shape, not only the count: NHWC data in an NCHW plan has the same count (layout.py)
+    check_shape(ds, plan.tensors[plan.bindings.input].shape)
     labels = np.concatenate([ds.y_train, ds.y_test])
     if labels.size and (labels.min() < 0 or labels.max() >= plan.num_classes):
         raise ValueError(f"dataset labels span {labels.min()}..{labels.max()}, the plan has "
@@ -145,13 +147,15 @@ def evaluate(device: Device, x: np.ndarray, y: np.ndarray, desc: str = "eval",
 
 def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
     """Trains until done, a step limit, Ctrl-C or a link failure; whatever was recorded is in the
-    result either way (`interrupted` says why it stopped early)."""
+    result either way (`interrupted` says why it stopped early). A resumed run (start_step) draws
+    the same sample order and skips what the device has done."""
     result = TrainResult()
     rng = np.random.default_rng(cfg.seed)
     total = len(ds.x_train) * cfg.epochs
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
-    bar = tqdm(total=total, desc="training", unit="step", disable=not cfg.progress)
+    bar = tqdm(total=total, initial=min(cfg.start_step, total), desc="training", unit="step",
+               disable=not cfg.progress)
     plan: Plan | None = getattr(device, "plan", None)
     watch = LossWatch(cfg.blowup_factor, cfg.blowup_window,
                       math.log(plan.num_classes) if plan and plan.num_classes > 1 else 0.0)
@@ -164,6 +168,9 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
             for i in order:
                 if cfg.max_steps is not None and step >= cfg.max_steps:
                     break
+                if step < cfg.start_step:  # done before the checkpoint the device resumed from
+                    step += 1
+                    continue
                 label = int(ds.y_train[i])
                 try:
                     reply = device.train_step(ds.x_train[i], label, cfg.lr)
@@ -180,6 +187,10 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
                 loss_sum += reply.loss
                 result.records.append(StepRecord(step, epoch, int(i), label, reply.pred,
                                                  reply.loss, reply.cost))
+                if cfg.log:
+                    cfg.log.add(result.records[-1])
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    device.checkpoint()
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.4f}",
                                 acc=f"{correct / seen:.1%}")
@@ -188,7 +199,11 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
                     result.diverged = True
                     result.interrupted = f"step {step} (epoch {epoch}): {blowup}"
                     break
-            if seen == 0 or result.diverged:
+            if result.diverged:
+                break
+            if seen == 0:
+                if step < total:
+                    continue  # an epoch the resumed device had finished
                 break
             result.train_accuracy.append(correct / seen)
             test_acc, _ = evaluate(device, ds.x_test, ds.y_test, f"epoch {epoch} test",
@@ -204,14 +219,50 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
         result.interrupted = f"link failure: {e}"
     finally:
         bar.close()
+        if cfg.log:
+            cfg.log.flush()
+    if cfg.checkpoint_every and result.records and result.records[-1].step % cfg.checkpoint_every:
+        try:  # the steps since the last checkpoint (also after Ctrl-C)
+            device.checkpoint()
+        except OSError as e:
+            result.interrupted = result.interrupted or f"last checkpoint failed: {e}"
     return result
 
 
-def write_metrics(result: TrainResult, path: str | Path) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_FIELDS)
-        for r in result.records:
-            w.writerow([r.step, r.epoch, r.sample, r.label, r.pred, f"{r.loss:.9g}",
-                        int(r.pred == r.label), r.cost,
-                        "" if r.test_accuracy is None else f"{r.test_accuracy:.6f}"])
+class MetricsLog:
+    """The per-step CSV, written as training goes (a killed run keeps its rows). A step's row
+    goes out when the next step starts, so an epoch's last row carries its test accuracy. On
+    resume (`keep_until`), rows past the step the device resumed from are dropped first: they
+    are trained again."""
+
+    def __init__(self, path: str | Path, keep_until: int | None = None) -> None:
+        self.path = Path(path)
+        kept: list[list[str]] = []
+        if keep_until is not None and self.path.exists():
+            with open(self.path, newline="") as f:
+                rows = list(csv.reader(f))
+            kept = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= keep_until]
+        self.file = open(self.path, "w", newline="")
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(CSV_FIELDS)
+        self.writer.writerows(kept)
+        self.pending: StepRecord | None = None
+
+    def add(self, record: StepRecord) -> None:
+        self.flush()
+        self.pending = record
+
+    def flush(self) -> None:
+        if self.pending is not None:
+            self.writer.writerow(_row(self.pending))
+            self.pending = None
+        self.file.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self.file.close()
+
+
+def _row(r: StepRecord) -> list:
+    return [r.step, r.epoch, r.sample, r.label, r.pred, f"{r.loss:.9g}", int(r.pred == r.label),
+            r.cost, "" if r.test_accuracy is None else f"{r.test_accuracy:.6f}"]

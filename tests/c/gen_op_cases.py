@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyhost.dtypes import DType
-from tinyhost.ops import OP_SPECS, Opcode, make_attrs, scratch_bytes
+from tinyhost.ops import OP_SPECS, ActFunc, Opcode, make_attrs, scratch_bytes
 from tinyhost.plan import (
     ARENA_ALIGN,
     BLOB_ALIGN,
@@ -166,6 +166,70 @@ _elementwise(Opcode.RELU_GRAD_F32, ("y", "dy"), "dx",
              fn=lambda rng, n: {"y": np.maximum(f32(rng, n), 0), "dy": f32(rng, n)})
 _elementwise(Opcode.ADD_F32, ("a", "b"), "y", in_place="a")
 _elementwise(Opcode.SGD_F32, ("w", "g"), "w_out", in_place="w")
+
+
+def _act_input(rng: Rng, n: int) -> np.ndarray:
+    """Values over every piece of the activations, their kinks (0, +-3, 6) included."""
+    x = (f32(rng, n) * 4).astype(np.float32)
+    x[: min(n, 5)] = np.array([0.0, -3.0, 3.0, 6.0, -0.0], np.float32)[: min(n, 5)]
+    return x
+
+
+@cases(Opcode.ACT_F32)
+def _act_cases(rng: Rng) -> Iterator[OpCase]:
+    for func in ActFunc:
+        for n in (1, 9, 301):
+            args: dict[str, Arg | str] = {"x": Arg(_act_input(rng, n))}
+            args["y"] = "x" if n == 9 else Arg(np.zeros(n, np.float32))  # y may alias x
+            if func == ActFunc.LEAKY_RELU:
+                args["alpha"] = Arg(np.array([0.125 if n == 1 else 0.3], np.float32), const=True)
+            yield OpCase(f"ACT_F32/{func.name}/n{n}", Opcode.ACT_F32, args,
+                         {"size": n, "func": int(func)})
+
+
+@cases(Opcode.ACT_GRAD_F32)
+def _act_grad_cases(rng: Rng) -> Iterator[OpCase]:
+    for func in ActFunc:
+        for n in (1, 9, 301):
+            x = _act_input(rng, n)
+            by_y = func in (ActFunc.RELU6, ActFunc.SIGMOID, ActFunc.TANH)
+            args: dict[str, Arg | str] = {"v": Arg(np.tanh(x) if by_y else x),
+                                          "dy": Arg(f32(rng, n))}
+            args["dx"] = "dy" if n == 9 else Arg(np.zeros(n, np.float32))  # dx may alias dy
+            if func == ActFunc.LEAKY_RELU:
+                args["alpha"] = Arg(np.array([0.3], np.float32), const=True)
+            yield OpCase(f"ACT_GRAD_F32/{func.name}/n{n}", Opcode.ACT_GRAD_F32, args,
+                         {"size": n, "func": int(func)})
+
+
+@cases(Opcode.CONCAT_F32)
+def _concat_cases(rng: Rng) -> Iterator[OpCase]:
+    for na, nb in ((1, 1), (7, 64), (300, 3)):
+        yield OpCase(f"CONCAT_F32/{na}+{nb}", Opcode.CONCAT_F32,
+                     {"a": Arg(f32(rng, na)), "b": Arg(f32(rng, nb)),
+                      "y": Arg(np.zeros(na + nb, np.float32))}, {"size_a": na, "size_b": nb})
+
+
+@cases(Opcode.CONCAT_GRAD_F32)
+def _concat_grad_cases(rng: Rng) -> Iterator[OpCase]:
+    for na, nb, parts in ((1, 1, "ab"), (7, 64, "a"), (300, 3, "b"), (5, 6, "ab")):
+        args: dict[str, Arg | str] = {"dy": Arg(f32(rng, na + nb))}
+        for part, n in (("a", na), ("b", nb)):
+            if part in parts:
+                args[f"d{part}"] = Arg(np.zeros(n, np.float32))
+        yield OpCase(f"CONCAT_GRAD_F32/{na}+{nb}/{parts}", Opcode.CONCAT_GRAD_F32, args,
+                     {"size_a": na, "size_b": nb})
+
+
+@cases(Opcode.PAD_W_F32)
+def _pad_w_cases(rng: Rng) -> Iterator[OpCase]:
+    # (rows, in_w, out_w, skip, lead): causal pad, crop, both, a row left all zeros, identity
+    for rows, in_w, out_w, skip, lead in ((3, 8, 10, 0, 2), (4, 10, 8, 0, 0), (2, 9, 7, 2, 0),
+                                          (5, 6, 6, 3, 3), (1, 4, 3, 5, 0), (2, 7, 7, 0, 0)):
+        yield OpCase(f"PAD_W_F32/{rows}x{in_w}->{out_w}/s{skip}l{lead}", Opcode.PAD_W_F32,
+                     {"x": Arg(f32(rng, rows, in_w)),
+                      "y": Arg(np.full((rows, out_w), 7.0, np.float32))},
+                     {"rows": rows, "in_w": in_w, "out_w": out_w, "skip": skip, "lead": lead})
 
 
 @cases(Opcode.LINEAR_F32)

@@ -107,6 +107,12 @@ BASE_ATTRS: dict[str, list[dict[str, int]]] = {
     "LINEAR_SGD_F32": [_LINEAR],
     "CONV2D_S8_SGD_F32": [_CONV | _G("x_zero=2 n_channels=2 rule=1"),
                           _CONV | _G("x_zero=2 n_channels=4 rule=0")],
+    # func 1 (leaky_relu) has alpha, the others none
+    "ACT_F32": [_G("size=5 func=1"), _G("size=5 func=2")],
+    "ACT_GRAD_F32": [_G("size=5 func=1"), _G("size=5 func=4")],
+    "CONCAT_F32": [_G("size_a=3 size_b=4")],
+    "CONCAT_GRAD_F32": [_G("size_a=3 size_b=4")],
+    "PAD_W_F32": [_G("rows=2 in_w=5 out_w=4 skip=2 lead=1")],
 }
 
 # An op without BASE_ATTRS gets the first of these geometries its rules accept (a conv's groups
@@ -287,6 +293,9 @@ def _fit_presence(b: Builder) -> Builder:
                 present.add(o.name)
         elif o.name in ("x", "dw") and "n_channels" in a:
             if a["n_channels"] > 0:
+                present.add(o.name)
+        elif o.name == "alpha":  # ACT_F32, ACT_GRAD_F32: leaky_relu's slope
+            if a["func"] == 1:
                 present.add(o.name)
         else:
             present.add(o.name)

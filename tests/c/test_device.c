@@ -67,6 +67,22 @@ static void device_init(test_device *t)
     t->seq = 0x10;
 }
 
+/* --- checkpoint hooks ---------------------------------------------------------------------- */
+
+static int count_save(void *ctx)
+{
+    ++*(int *)ctx;
+    return 0;
+}
+
+static void put_bytes(void *ctx, const uint8_t *data, size_t len)
+{
+    void **c = ctx;
+    size_t *at = c[1];
+    memcpy((uint8_t *)c[0] + *at, data, len);
+    *at += len;
+}
+
 /* --- frames ----------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -261,7 +277,7 @@ typedef struct {
     bool plan_loaded;
     uint8_t plan_hash[TT_SHA256_SIZE];
     size_t plan_hash_len;
-    uint32_t ops[32];
+    uint32_t ops[96]; /* opcodes are below 96 (host/tinyhost/ops.py) */
     size_t n_ops;
     int keys;
 } info;
@@ -324,7 +340,7 @@ static bool decode_info(const reply *r, info *in)
             }
         } else if (ok && key_is(&k, "ops")) {
             ok = zcbor_list_start_decode(s);
-            while (ok && !zcbor_array_at_end(s) && in->n_ops < 32) {
+            while (ok && !zcbor_array_at_end(s) && in->n_ops < 96) {
                 ok = zcbor_uint32_decode(s, &in->ops[in->n_ops++]);
             }
             ok = ok && zcbor_list_end_decode(s);
@@ -935,6 +951,36 @@ static void run(const char *dir)
          memcmp(again.wire, original.wire, again.wire_len) == 0;
     tt_test_case("corrupted frame -> NAK, then the retransmission gets the cached STEP", ok, NULL);
     TT_CHECK(dut.dev.steps == 1 && dut.dev.bad_frames == 1);
+
+    /* The same sequence number and type with another sample is not a retransmission: refused as
+     * stale, not answered with the old STEP; so is an older sequence number. */
+    reply stale;
+    size_t n_other = build_frame(TT_MSG_TRAIN, dut.seq, req,
+                                 cbor_train(s0->label, s0->lr, small.samples[1], small.sample_len),
+                                 frame_buf);
+    feed(&dut, frame_buf, n_other, 0, &stale);
+    expect_error("same seq and type, another sample -> ERROR TT_ERR_PROTO (stale), not the cached "
+                 "STEP", stale.type, &stale, TT_ERR_PROTO);
+    n_other = build_frame(TT_MSG_TRAIN, (uint8_t)(dut.seq - 5u), req,
+                          cbor_train(s0->label, s0->lr, small.samples[1], small.sample_len),
+                          frame_buf);
+    feed(&dut, frame_buf, n_other, 0, &stale);
+    expect_error("an older sequence number -> ERROR TT_ERR_PROTO (stale)", stale.type, &stale,
+                 TT_ERR_PROTO);
+    /* Learning rates that cannot work are refused before anything runs. */
+    static const double bad_lrs[] = {0.0, -0.01, 1e39, (double)NAN, (double)INFINITY};
+    for (size_t i = 0; i < sizeof bad_lrs / sizeof bad_lrs[0]; i++) {
+        reply bad_lr;
+        uint8_t got = request(&dut, TT_MSG_TRAIN, req,
+                              cbor_train(s0->label, bad_lrs[i], small.samples[1],
+                                         small.sample_len),
+                              &bad_lr);
+        char what[80];
+        snprintf(what, sizeof what, "TRAIN with lr %g -> ERROR TT_ERR_ARG", bad_lrs[i]);
+        expect_error(what, got, &bad_lr, TT_ERR_ARG);
+    }
+    TT_CHECK_MSG(dut.dev.steps == 1, "steps = %lu after refused requests",
+                 (unsigned long)dut.dev.steps);
     in = hello(&dut, "after retransmissions");
     TT_CHECK_MSG(in.steps == 1, "INFO steps = %lu after one step and retransmissions",
                  (unsigned long)in.steps);
@@ -955,6 +1001,17 @@ static void run(const char *dir)
     /* Bad uploads are refused; the running plan keeps its trained parameters. */
     ok = read_tensor(&dut, ti, params, tbytes) && memcmp(params, small.file + tblob, tbytes) != 0;
     tt_test_case("training changed the parameters", ok, NULL);
+    /* A reply too large to keep (TENSOR) is not replayed: its retransmitted request (READ_TENSOR,
+     * which changes nothing) is answered anew, with the same bytes. */
+    reply first, again_read;
+    size_t read_len = cbor_read(ti, 0, tbytes < 1000u ? tbytes : 1000u);
+    ok = request(&dut, TT_MSG_READ_TENSOR, req, read_len, &first) == TT_MSG_TENSOR &&
+         first.len > TT_REPLAY_MAX && dut.dev.last_reply_len == 0;
+    feed(&dut, frame_buf, last_sent, 0, &again_read);
+    ok = ok && again_read.nframes == 1 && again_read.wire_len == first.wire_len &&
+         memcmp(again_read.wire, first.wire, first.wire_len) == 0;
+    tt_test_case("retransmitted READ_TENSOR (reply not kept) is answered anew, same bytes", ok,
+                 NULL);
     uint8_t wrong[TT_SHA256_SIZE];
     tt_sha256(small.file, small.len, wrong);
     wrong[5] ^= 1;
@@ -983,6 +1040,22 @@ static void run(const char *dir)
     TT_CHECK(type == TT_MSG_ACK);
     type = request(&dut, TT_MSG_PLAN_CHUNK, req, cbor_chunk(10, small.file, 10), &r);
     expect_error("PLAN_CHUNK out of order -> ERROR TT_ERR_PROTO", type, &r, TT_ERR_PROTO);
+    /* A chunk resent after its ACK was lost, whole or cut smaller, is taken (the host shrinks its
+     * chunks on a noisy line); one that changes bytes already received is not. */
+    type = request(&dut, TT_MSG_PLAN_CHUNK, req, cbor_chunk(0, small.file, 40), &r);
+    TT_CHECK(type == TT_MSG_ACK);
+    type = request(&dut, TT_MSG_PLAN_CHUNK, req, cbor_chunk(0, small.file, 40), &r);
+    ok = type == TT_MSG_ACK;
+    type = request(&dut, TT_MSG_PLAN_CHUNK, req, cbor_chunk(20, small.file + 20, 30), &r);
+    ok = ok && type == TT_MSG_ACK && dut.dev.upload_next == 50;
+    tt_test_case("PLAN_CHUNK repeating received bytes (a resend) -> ACK, only new bytes added", ok,
+                 NULL);
+    uint8_t changed[16];
+    memcpy(changed, small.file + 30, sizeof changed);
+    changed[3] ^= 0x5A;
+    type = request(&dut, TT_MSG_PLAN_CHUNK, req, cbor_chunk(30, changed, sizeof changed), &r);
+    expect_error("PLAN_CHUNK changing received bytes -> ERROR TT_ERR_PROTO", type, &r,
+                 TT_ERR_PROTO);
     type = request(&dut, TT_MSG_PLAN_COMMIT, EMPTY_LIST, 1, &r);
     expect_error("PLAN_COMMIT before every byte arrived -> ERROR TT_ERR_PROTO", type, &r,
                  TT_ERR_PROTO);
@@ -991,6 +1064,46 @@ static void run(const char *dir)
                  in.plan_loaded && in.steps == 3 &&
                      memcmp(in.plan_hash, small.file + small.len - TT_SHA256_SIZE,
                             TT_SHA256_SIZE) == 0, NULL);
+
+    /* Checkpoints and set-parameters. No store: CHECKPOINT is an error; with one, the port's
+     * hook runs and what tt_device_params() walks restores the parameters. */
+    expect_error("CHECKPOINT without a store -> ERROR TT_ERR_STORAGE",
+                 request(&dut, TT_MSG_CHECKPOINT, EMPTY_LIST, 1, &r), &r, TT_ERR_STORAGE);
+    int saves = 0;
+    tt_device_set_checkpoint(&dut.dev, count_save, &saves);
+    type = request(&dut, TT_MSG_CHECKPOINT, EMPTY_LIST, 1, &r);
+    tt_test_case("CHECKPOINT with a store -> the port saves, ACK", type == TT_MSG_ACK && saves == 1,
+                 NULL);
+    size_t nparams = tt_device_params(&dut.dev, NULL, NULL);
+    uint8_t *snapshot = malloc(nparams);
+    size_t at = 0;
+    void *put_ctx[2] = {snapshot, &at};
+    tt_device_params(&dut.dev, put_bytes, put_ctx);
+    uint8_t wzeros[8] = {0};
+    ZCBOR_STATE_E(ws, 1, req, sizeof req, 0);
+    TT_CHECK(zcbor_list_start_encode(ws, 3) && zcbor_uint32_put(ws, ti) &&
+             zcbor_uint32_put(ws, 0) && zcbor_bstr_encode_ptr(ws, (const char *)wzeros, 8) &&
+             zcbor_list_end_encode(ws, 3));
+    type = request(&dut, TT_MSG_WRITE_TENSOR, req, (size_t)(ws->payload - req), &r);
+    ok = type == TT_MSG_ACK && read_tensor(&dut, ti, params2, tbytes) &&
+         memcmp(params2, wzeros, tbytes < 8 ? tbytes : 8) == 0;
+    tt_test_case("WRITE_TENSOR into a trainable parameter -> ACK, the bytes are there", ok, NULL);
+    ZCBOR_STATE_E(ws2, 1, req, sizeof req, 0);
+    TT_CHECK(zcbor_list_start_encode(ws2, 3) && zcbor_uint32_put(ws2, dut.dev.plan.input) &&
+             zcbor_uint32_put(ws2, 0) && zcbor_bstr_encode_ptr(ws2, (const char *)wzeros, 4) &&
+             zcbor_list_end_encode(ws2, 3));
+    expect_error("WRITE_TENSOR into the input (not trainable) -> ERROR TT_ERR_ARG",
+                 request(&dut, TT_MSG_WRITE_TENSOR, req, (size_t)(ws2->payload - req), &r), &r,
+                 TT_ERR_ARG);
+    tt_error perr = {TT_OK, ""};
+    ok = tt_device_restore_params(&dut.dev, snapshot, nparams - 1, 3, &perr) == TT_ERR_ARG &&
+         tt_device_restore_params(&dut.dev, snapshot, nparams, 3, &perr) == TT_OK &&
+         read_tensor(&dut, ti, params2, tbytes) && memcmp(params, params2, tbytes) == 0 &&
+         dut.dev.steps == 3;
+    tt_test_case("tt_device_restore_params puts the walked parameters back (wrong size refused)",
+                 ok, perr.msg);
+    free(snapshot);
+    tt_device_set_checkpoint(&dut.dev, NULL, NULL);
 
     /* Training continues exactly as on the twin that never saw the bad uploads. */
     ok = train(&dut, s0, small.samples[0], small.sample_len, &st) &&

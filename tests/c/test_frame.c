@@ -31,14 +31,42 @@ static uint8_t *dup_exact(const uint8_t *data, size_t len)
     return p;
 }
 
-/* Encodes, checks the encoding (no 0x00 but the final delimiter, within TT_COBS_MAX), decodes
+/* What tt_cobs_write writes: gathered, with the largest piece it was given in. */
+typedef struct {
+    uint8_t *buf;
+    size_t len, cap, largest_piece;
+} gathered;
+
+static void gather(void *ctx, const uint8_t *data, size_t len)
+{
+    gathered *g = ctx;
+    if (g->len + len <= g->cap) {
+        memcpy(g->buf + g->len, data, len);
+    }
+    g->len += len;
+    g->largest_piece = len > g->largest_piece ? len : g->largest_piece;
+}
+
+/* The streamed encoder writes exactly tt_cobs_encode's bytes, in pieces of at most 64. */
+static int cobs_write_matches(const uint8_t *in, size_t len, const uint8_t *enc, size_t n)
+{
+    gathered g = {malloc(n), 0, n, 0};
+    tt_cobs_write(in, len, gather, &g);
+    int ok = g.len == n && memcmp(g.buf, enc, n) == 0 && g.largest_piece <= 64;
+    free(g.buf);
+    return ok;
+}
+
+/* Encodes, checks the encoding (no 0x00 but the final delimiter, within TT_COBS_MAX, the same
+ * bytes streamed by tt_cobs_write), decodes
  * into a separate exact-size buffer and in place; both must give the input back. */
 static int cobs_round_trip(const uint8_t *in, size_t len)
 {
     size_t max = TT_COBS_MAX(len);
     uint8_t *enc = malloc(max);
     size_t n = tt_cobs_encode(in, len, enc);
-    int ok = n >= 2 && n <= max && enc[n - 1] == 0 && memchr(enc, 0, n - 1) == NULL;
+    int ok = n >= 2 && n <= max && enc[n - 1] == 0 && memchr(enc, 0, n - 1) == NULL &&
+             cobs_write_matches(in, len, enc, n);
     if (!ok) {
         free(enc);
         return 0;
@@ -233,6 +261,14 @@ static void test_frames(void)
     n = make_frame(0x01, 0x00, NULL, 0, enc);
     TT_CHECK(n == sizeof want_hello && memcmp(enc, want_hello, n) == 0);
     tt_test_case("frames are byte-identical to the host's encode_frame", 1, NULL);
+
+    /* tt_frame_send (the device's replies) writes the same bytes. */
+    uint8_t reply[sizeof payload + TT_FRAME_OVERHEAD], sent[sizeof want];
+    memcpy(reply + 2, payload, sizeof payload);
+    gathered g = {sent, 0, sizeof sent, 0};
+    tt_frame_send(reply, 0x06, 0x2A, sizeof payload, gather, &g);
+    tt_test_case("tt_frame_send writes tt_frame_encode's bytes",
+                 g.len == sizeof want && memcmp(sent, want, sizeof want) == 0, NULL);
 
     /* Round trips, including payloads with zeros and past one COBS block. */
     static uint8_t data[2000];

@@ -301,7 +301,7 @@ def test_load_plan_file(tmp_path: Path, demo_plan) -> None:
 # -- errors ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("layer,type_name", [
     ("nn.LSTM(4, 8, batch_first=True)", "LSTM"),
-    ("nn.BatchNorm1d(4)", "BatchNorm1d"),
+    ("nn.GELU()", "GELU"),
 ])
 def test_unsupported_layer(model_file, layer: str, type_name: str) -> None:
     spec = model_file(f"""
@@ -340,6 +340,33 @@ def test_bad_model_spec(tmp_path: Path) -> None:
     (tmp_path / "m.py").write_text("x = 1\n")
     with pytest.raises(CompileError, match="no function 'make'"):
         compile_model(str(tmp_path / "m.py") + ":make")
+
+
+def test_model_file_imports_modules_beside_it(tmp_path: Path) -> None:
+    """model.py may import mylayers.py from its own directory; an error in the user's code shows
+    the user's traceback lines (model.py, mylayers.py), not tinyhost's."""
+    (tmp_path / "mylayers_t.py").write_text(
+        "from torch import nn\n\n"
+        "def block(c):\n    return nn.Sequential(nn.Conv1d(c, c, 3, padding=1), nn.ReLU())\n\n"
+        "def broken():\n    raise ValueError('bad width 7')\n")
+    (tmp_path / "model_t.py").write_text(
+        "import torch\nfrom torch import nn\nfrom mylayers_t import block, broken\n\n"
+        "def make():\n"
+        "    return nn.Sequential(block(2), nn.Flatten(), nn.Linear(20, 3)), torch.randn(1, 2, 10)"
+        "\n\ndef bad():\n    broken()\n\ndef missing():\n    import no_such_module_q\n")
+    spec = str(tmp_path / "model_t.py")
+    assert compile_model(spec + ":make").plan.num_classes == 3
+    with pytest.raises(CompileError) as ei:
+        compile_model(spec + ":bad")
+    msg = str(ei.value)
+    assert "model_t.py\", line 9, in bad" in msg and "mylayers_t.py\", line 7" in msg, msg
+    assert "ValueError: bad width 7" in msg and "tinyhost" not in msg.replace(str(tmp_path), "")
+    with pytest.raises(CompileError, match="'no_such_module_q' is neither installed .* nor a "
+                                           "file beside model_t.py"):
+        compile_model(spec + ":missing")
+    (tmp_path / "syntax_t.py").write_text("def make(:\n    pass\n")
+    with pytest.raises(CompileError, match="SyntaxError"):
+        compile_model(str(tmp_path / "syntax_t.py") + ":make")
 
 
 # -- .pt2 input ------------------------------------------------------------------------------------

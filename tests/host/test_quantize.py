@@ -12,7 +12,8 @@ from torch import nn
 
 from tinyhost.compiler import CompileError, compile_quantized
 from tinyhost.compiler.capture import capture
-from tinyhost.compiler.quantize import INT8_LAYERS, calibrate, fold_batchnorm
+from tinyhost.compiler.lower import fold_batchnorm
+from tinyhost.compiler.quantize import INT8_LAYERS, calibrate
 from tinyhost.ops import Opcode
 from tinyhost.refexec.executor import RefExecutor
 from tinyhost.refexec.requant import (

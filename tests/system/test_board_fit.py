@@ -144,7 +144,9 @@ def test_report_names_the_board_and_without_one_what_it_assumes(tmp_path: Path, 
     out = tmp_path / "p.ttp"
     assert main(["compile", DEMO, "-o", str(out), "--board", "mps2_an386"]) == 0
     text = capsys.readouterr().out
-    assert "on mps2_an386 (256.0 KB SRAM):" in text and "in all = static RAM 12." in text
+    static_kb = BOARDS["mps2_an386"].static_ram / 1024
+    assert "on mps2_an386 (256.0 KB SRAM):" in text
+    assert f"in all = static RAM {static_kb:.1f} KB" in text
     assert f"device arena {BOARDS['mps2_an386'].arena_capacity()} bytes" in text
     assert ": fits, " in text
     assert main(["compile", DEMO, "-o", str(out)]) == 0

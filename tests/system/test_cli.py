@@ -314,6 +314,41 @@ def test_dataset_shape_mismatch(tmp_path: Path, demo_plan_file: Path,
     assert not (tmp_path / "m.csv").exists()
 
 
+def test_nhwc_data_refused_or_converted_with_layout(tmp_path: Path, model_file,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """Images stored NHWC, same count as the 3x8x8 plan's input: refused naming the axes, and with
+    --layout nhwc trained exactly as the same images stored NCHW."""
+    spec = model_file("""
+def make_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 2)), torch.randn(1, 3, 8, 8)
+""")
+    plan = tmp_path / "p.ttp"
+    assert main(["compile", spec, "-o", str(plan)]) == 0
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((10, 3, 8, 8)).astype(np.float32) * np.array([1, 5, 9])[:, None, None]
+    y = np.arange(10) % 2
+    for name, xs in (("nchw", x), ("nhwc", x.transpose(0, 2, 3, 1))):
+        np.savez(tmp_path / f"{name}.npz", x_train=xs[:8], y_train=y[:8], x_test=xs[8:],
+                 y_test=y[8:])
+    capsys.readouterr()
+    train = ["train", "--port", "ref", "--plan", str(plan), "--epochs", "1", "--json"]
+    assert main([*train, "--data", str(tmp_path / "nhwc.npz")]) == 2
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "axis 0 (C) is 8 in the data, 3 in the plan" in err[0], err
+    assert "--layout nhwc" in err[0]
+    got = {}
+    for name, extra in (("nchw", []), ("nhwc", ["--layout", "nhwc"])):
+        out = tmp_path / f"{name}-params.npz"
+        assert main([*train, "--data", str(tmp_path / f"{name}.npz"), "--save-params", str(out),
+                     "--no-shuffle", *extra]) == 0
+        with np.load(out) as f:
+            got[name] = dict(f)
+    for k, v in got["nchw"].items():
+        np.testing.assert_array_equal(got["nhwc"][k], v, err_msg=k)
+
+
 def test_dataset_labels_beyond_plan_classes(tmp_path: Path, demo_plan_file: Path,
                                             capsys: pytest.CaptureFixture) -> None:
     rng = np.random.default_rng(0)

@@ -113,3 +113,33 @@ def test_mpu_faults_are_reported_with_an_exit_status(selftest: str, words: tuple
     assert status == 3, output  # TT_FAULT_EXIT_STATUS, through semihosting SYS_EXIT_EXTENDED
     for w in words:
         assert w in output, output
+
+
+def test_checkpoint_survives_a_warm_reset(demo_plan, demo_data) -> None:
+    """The bare-metal firmware keeps its last checkpoint (and its plan) across a reset: it comes
+    back with the checkpoint's parameters and step count, not the steps after it."""
+    from tinyhost.device import SerialDevice
+    from tinyhost.link.client import DeviceClient
+    from tinyhost.link.qemu import QemuProcess
+    from tinyhost.link.transport import Link
+
+    plan, data = demo_plan.plan, demo_plan.data
+    qemu = QemuProcess(monitor=True)
+    try:
+        assert qemu.serial is not None
+        dev = SerialDevice(DeviceClient(Link(qemu.serial, "qemu (warm reset test)")))
+        assert dev.info().checkpoints
+        dev.load_plan(plan, data)
+        for k in range(3):
+            dev.train_step(demo_data.x_train[k], int(demo_data.y_train[k]), DEFAULT_LR)
+        dev.checkpoint()
+        saved = pull_parameters(dev, plan)
+        dev.train_step(demo_data.x_train[3], int(demo_data.y_train[3]), DEFAULT_LR)
+        qemu.warm_reset()
+        assert "restored the checkpoint" in qemu.banner
+        info = dev.info()
+        assert info.plan_loaded and info.steps == 3
+        for name, value in pull_parameters(dev, plan).items():
+            np.testing.assert_array_equal(value, saved[name], err_msg=name)
+    finally:
+        qemu.close()

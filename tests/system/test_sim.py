@@ -310,7 +310,7 @@ def test_retransmitted_train_runs_once(sim, demo_plan, demo_data) -> None:
     assert sim.info().steps == steps + 1
 
     # Both copies arriving back to back (the device was slow, the host resent) also run once.
-    seq2 = (seq + 1) & 0xFF
+    seq2 = (sim.client.seq + 1) & 0xFF  # after the HELLO of sim.info()
     sim.client.seq = seq2
     frame2 = encode_frame(Msg.TRAIN, seq2, cbor2.dumps([label, DEFAULT_LR, sample]))
     raw.write(frame2 + frame2)
@@ -324,6 +324,27 @@ def test_retransmitted_train_runs_once(sim, demo_plan, demo_data) -> None:
     np.testing.assert_allclose(loss, want.loss, rtol=RTOL)
     ref.train_step(x, label, DEFAULT_LR)
     assert_params_close(pull_parameters(sim, plan), pull_parameters(ref, plan))
+
+
+def test_reused_or_old_sequence_numbers_are_refused(sim, demo_plan, demo_data) -> None:
+    """Another sample under the last request's number is not a retransmission, and an older
+    number is a stale request: both are refused with an error, neither trains."""
+    sim.load_plan(demo_plan.plan, demo_plan.data)
+    raw = RawLink(sim.client.link.port)
+    x = [np.ascontiguousarray(demo_data.x_train[i], np.float32).tobytes() for i in (0, 1)]
+    label = int(demo_data.y_train[0])
+    steps = sim.info().steps
+    seq = (sim.client.seq + 1) & 0xFF
+    sim.client.seq = seq
+    raw.write(encode_frame(Msg.TRAIN, seq, cbor2.dumps([label, DEFAULT_LR, x[0]])))
+    assert raw.read_frame().type == Msg.STEP
+    for number in (seq, (seq - 3) & 0xFF):
+        raw.write(encode_frame(Msg.TRAIN, number, cbor2.dumps([label, DEFAULT_LR, x[1]])))
+        reply = raw.read_frame()
+        assert reply.type == Msg.ERROR and reply.seq == number
+        code, message = cbor2.loads(reply.payload)
+        assert code == -10 and "stale sequence number" in message
+    assert sim.info().steps == steps + 1
 
 
 @pytest.mark.parametrize("garbage", [

@@ -64,9 +64,10 @@ void mpu_init(void)
     }
     MPU_CTRL = 0;
     __asm__ volatile("dsb\n isb" ::: "memory");
-    /* 0: 0x00000000, 4 MB in 8 subregions of 512 KB: the plan store at 1..3 MB is read-write
-     * data (subregions 2-5); 0..1 MB (code) is region 1; 3..4 MB is disabled. */
-    mpu_region(0, 0x00000000u, RASR_XN | RASR_AP_RW | RASR_NORMAL_WT | RASR_SRD(0xC3) |
+    /* 0: 0x00000000, 4 MB in 8 subregions of 512 KB: the plan store at 1..3 MB and the
+     * checkpoints at 3..3.5 MB are read-write data (subregions 2-6); 0..1 MB (code) is region 1;
+     * 3.5..4 MB is disabled. */
+    mpu_region(0, 0x00000000u, RASR_XN | RASR_AP_RW | RASR_NORMAL_WT | RASR_SRD(0x83) |
                                    RASR_SIZE(22) | RASR_ENABLE);
     /* 1: code and constants, 1 MB: read-only, executable (writes fault, as to flash). */
     mpu_region(1, 0x00000000u, RASR_AP_RO | RASR_NORMAL_WT | RASR_SIZE(20) | RASR_ENABLE);

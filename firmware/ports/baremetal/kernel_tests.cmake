@@ -55,3 +55,19 @@ tt_add_an386_test(test_kernels_s8_an386_portable ${TT_ROOT}/tests/c/test_kernels
 tt_add_an386_test(bench_kernels_s8_an386 ${TT_ROOT}/bench/kernels_s8.c)
 tt_add_an386_test(bench_kernels_s8_an386_portable ${TT_ROOT}/bench/kernels_s8.c
                   RUNTIME tt_runtime_portable)
+
+# bench/cmsis_nn_s8.c: CMSIS-NN's int8 convolutions on the same shapes, for bench/kernels.py
+# --cmsis-nn DIR. Only with -DCMSIS_NN_DIR=<a CMSIS-NN tree> (outside this repository; nothing of
+# it is committed): its convolution and support sources, built with the firmware's flags (the
+# Cortex-M4F's DSP extension makes them take their SMLAD paths).
+if(CMSIS_NN_DIR)
+  file(GLOB TT_CMSIS_NN_SOURCES ${CMSIS_NN_DIR}/Source/ConvolutionFunctions/*_s8*.c
+       ${CMSIS_NN_DIR}/Source/NNSupportFunctions/*.c)
+  list(FILTER TT_CMSIS_NN_SOURCES EXCLUDE REGEX "_(f16|f32|flt)[._]") # the float kernels' support
+  add_library(cmsis_nn_bench STATIC EXCLUDE_FROM_ALL ${TT_CMSIS_NN_SOURCES})
+  target_include_directories(cmsis_nn_bench SYSTEM PUBLIC ${CMSIS_NN_DIR}/Include)
+  target_compile_options(cmsis_nn_bench PRIVATE -w)
+  tt_add_an386_test(bench_cmsis_nn_s8_an386 ${TT_ROOT}/bench/cmsis_nn_s8.c)
+  target_include_directories(bench_cmsis_nn_s8_an386 PRIVATE ${TT_ROOT}/bench)
+  target_link_libraries(bench_cmsis_nn_s8_an386 PRIVATE cmsis_nn_bench)
+endif()

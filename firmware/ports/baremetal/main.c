@@ -15,6 +15,7 @@
 #include "cortex_m4.h"
 #include "semihost.h"
 #include "stack_usage.h"
+#include "state.h"
 #include "tt/tt_device.h"
 #include "tt/tt_version.h"
 
@@ -26,8 +27,10 @@
  * plan slots are the "flash" plan store. */
 extern uint8_t __arena_start[], __arena_end[], __plan_slot0[], __plan_slot1[];
 extern uint8_t __plan_capacity[];
+extern uint8_t __state_start[], __state_end[];
 
 static tt_device device;
+static tt_state state; /* checkpoints: survive a warm reset (state.h) */
 
 static void uart0_write(void *ctx, const uint8_t *data, size_t len)
 {
@@ -93,13 +96,20 @@ int main(void)
     tt_device_init(&device, &port, __arena_start, arena_capacity, __plan_slot0, __plan_slot1,
                    plan_capacity);
     tt_device_set_stack_probe(&device, stack_peak);
+    tt_state_attach(&state, &device, __state_start, (size_t)(__state_end - __state_start));
+    tt_device_set_checkpoint(&device, tt_state_save, &state);
+    tt_error err = {TT_OK, ""};
+    int restored = tt_state_restore(&state, &err);
 
-    char banner[160];
+    char banner[224];
     snprintf(banner, sizeof banner,
              "tinytrain-an386: firmware %s, board %s, arena %u bytes, plan store 2 x %u bytes, "
-             "max payload %u, cost unit %s\n",
+             "max payload %u, cost unit %s, %s%.60s\n",
              TT_FIRMWARE_VERSION, BOARD_NAME, (unsigned)arena_capacity, (unsigned)plan_capacity,
-             (unsigned)TT_MAX_PAYLOAD, cost_counter_unit());
+             (unsigned)TT_MAX_PAYLOAD, cost_counter_unit(),
+             restored > 0 ? "restored the checkpoint" : restored < 0 ? "checkpoint not restored: "
+                                                                      : "no checkpoint",
+             restored < 0 ? err.msg : "");
     uart0_puts(banner);
     semihost_write0(banner);
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "tt/tt_device.h"
+#include "tt/tt_frame.h"
 #include "tt/tt_version.h"
 
 #define PLAN_CAPACITY (4u * 1024u * 1024u)
@@ -26,6 +27,112 @@ static _Alignas(16) uint8_t plan_slots[2][PLAN_CAPACITY];
 static _Alignas(16) uint8_t arena[MAX_ARENA];
 static tt_device device;
 static volatile sig_atomic_t stop;
+
+/* --- the state file (--state FILE): the running plan, its trained parameters and step count,
+ * saved at CHECKPOINT, restored at start. Written beside the file and renamed over it, so a kill
+ * during a save leaves the previous checkpoint. Layout (little-endian): "TTSTATE1", plan length,
+ * step count, parameter bytes, CRC-32 of plan and parameters; then the plan, then the parameters
+ * (tt_device_params order). */
+#define STATE_MAGIC "TTSTATE1"
+#define STATE_HEADER 24u
+
+typedef struct {
+    FILE *f;
+    uint32_t crc;
+    int failed;
+} state_writer;
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (unsigned i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8u * i));
+    }
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void state_put(void *ctx, const uint8_t *data, size_t len)
+{
+    state_writer *w = ctx;
+    w->crc = tt_crc32(w->crc, data, len);
+    w->failed |= fwrite(data, 1, len, w->f) != len;
+}
+
+static int save_state(void *ctx)
+{
+    const char *path = ctx;
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        return -ENAMETOOLONG;
+    }
+    state_writer w = {fopen(tmp, "wb"), 0, 0};
+    if (w.f == NULL) {
+        return -errno;
+    }
+    uint8_t header[STATE_HEADER] = {0};
+    memcpy(header, STATE_MAGIC, 8);
+    w.failed |= fwrite(header, 1, sizeof header, w.f) != sizeof header; /* CRC filled in below */
+    state_put(&w, device.plan_slot[device.active], device.active_len);
+    size_t params = tt_device_params(&device, state_put, &w);
+    put_u32(header + 8, (uint32_t)device.active_len);
+    put_u32(header + 12, device.steps);
+    put_u32(header + 16, (uint32_t)params);
+    put_u32(header + 20, w.crc);
+    w.failed |= fseek(w.f, 0, SEEK_SET) != 0 ||
+                fwrite(header, 1, sizeof header, w.f) != sizeof header;
+    w.failed |= fflush(w.f) != 0 || fsync(fileno(w.f)) != 0;
+    w.failed |= fclose(w.f) != 0;
+    if (w.failed || rename(tmp, path) != 0) {
+        remove(tmp);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Loads FILE's plan and parameters; 1 restored, 0 no file, -1 unusable (message printed). */
+static int restore_state(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return errno == ENOENT ? 0 : -1;
+    }
+    uint8_t header[STATE_HEADER];
+    uint8_t *params = NULL;
+    int rc = -1;
+    const char *why = "not a tinytrain state file";
+    if (fread(header, 1, sizeof header, f) == sizeof header &&
+        memcmp(header, STATE_MAGIC, 8) == 0) {
+        uint32_t plan_len = get_u32(header + 8), steps = get_u32(header + 12);
+        uint32_t params_len = get_u32(header + 16), crc = get_u32(header + 20);
+        params = malloc(params_len ? params_len : 1);
+        why = "truncated or corrupt (CRC)";
+        if (plan_len <= PLAN_CAPACITY && params != NULL &&
+            fread(plan_slots[0], 1, plan_len, f) == plan_len &&
+            fread(params, 1, params_len, f) == params_len &&
+            tt_crc32(tt_crc32(0, plan_slots[0], plan_len), params, params_len) == crc) {
+            tt_error err = {TT_OK, ""};
+            if (tt_device_restore(&device, 0, plan_len, &err) == TT_OK &&
+                tt_device_restore_params(&device, params, params_len, steps, &err) == TT_OK) {
+                rc = 1;
+            } else {
+                fprintf(stderr, "tinytrain-sim: %s: its plan does not load: %s\n", path, err.msg);
+                device.loaded = false;
+                free(params);
+                fclose(f);
+                return -1;
+            }
+        }
+    }
+    if (rc < 0) {
+        fprintf(stderr, "tinytrain-sim: %s: %s; starting without a plan\n", path, why);
+    }
+    free(params);
+    fclose(f);
+    return rc;
+}
 
 static void on_signal(int sig)
 {
@@ -62,10 +169,12 @@ static uint32_t micros(void *ctx)
 static void usage(const char *prog)
 {
     fprintf(stderr,
-            "usage: %s [--arena BYTES] [--board NAME] [--exit-with-stdin]\n"
+            "usage: %s [--arena BYTES] [--board NAME] [--state FILE] [--exit-with-stdin]\n"
             "Runs the tinytrain firmware runtime on a pseudo-terminal and prints its path.\n"
             "  --arena BYTES      arena capacity (default 262144, at most %u)\n"
             "  --board NAME       board name reported by info (default posix-sim)\n"
+            "  --state FILE       keep the plan, trained parameters and step count in FILE:\n"
+            "                     saved at each CHECKPOINT, restored at start\n"
             "  --exit-with-stdin  exit when standard input closes\n",
             prog, MAX_ARENA);
 }
@@ -74,6 +183,7 @@ int main(int argc, char **argv)
 {
     size_t arena_capacity = 256u * 1024u;
     const char *board = "posix-sim";
+    const char *state = NULL;
     int exit_with_stdin = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--arena") == 0 && i + 1 < argc) {
@@ -86,6 +196,8 @@ int main(int argc, char **argv)
             arena_capacity = v;
         } else if (strcmp(argv[i], "--board") == 0 && i + 1 < argc) {
             board = argv[++i];
+        } else if (strcmp(argv[i], "--state") == 0 && i + 1 < argc) {
+            state = argv[++i];
         } else if (strcmp(argv[i], "--exit-with-stdin") == 0) {
             exit_with_stdin = 1;
         } else {
@@ -118,8 +230,17 @@ int main(int argc, char **argv)
     tt_port port = {board, "us", micros, write_all, &master};
     tt_device_init(&device, &port, arena, arena_capacity, plan_slots[0], plan_slots[1],
                    PLAN_CAPACITY);
+    int restored = 0;
+    if (state != NULL) {
+        tt_device_set_checkpoint(&device, save_state, (void *)state);
+        restored = restore_state(state);
+    }
     printf("tinytrain-sim: %s\n", path);
     printf("firmware %s, arena %zu bytes, board %s\n", TT_FIRMWARE_VERSION, arena_capacity, board);
+    if (restored > 0) {
+        printf("restored plan and parameters at step %lu from %s\n", (unsigned long)device.steps,
+               state);
+    }
     fflush(stdout);
 
     uint8_t buf[4096];

@@ -2,9 +2,14 @@
  * Request handling for the link protocol. Every request gets exactly one response; the last
  * response is kept so a retransmitted request (same sequence number and type) is answered again
  * without being executed twice: a lost STEP reply never trains on a sample twice.
+ *
+ * One buffer (dev->link) serves the whole exchange: a request is decoded in place, each handler
+ * reads all of it before it writes its reply's payload over it at link + 2, and the reply is
+ * COBS-encoded as it is written out.
  */
 #include "tt/tt_device.h"
 
+#include <float.h>
 #include <stdio.h>
 #include <string.h>
 #include <zcbor_decode.h>
@@ -16,13 +21,13 @@
 
 typedef struct {
     uint8_t type; /* response type */
-    size_t len;   /* payload bytes written at dev->raw + 2 */
+    size_t len;   /* payload bytes written at dev->link + 2 */
     tt_error err; /* set when type == TT_MSG_ERROR */
 } response;
 
 static uint8_t *payload_buf(tt_device *dev)
 {
-    return dev->raw + 2;
+    return dev->link + 2;
 }
 
 static void reply_error(response *r, tt_status code, const char *msg)
@@ -66,7 +71,7 @@ static void handle_hello(tt_device *dev, response *r)
     const char *board = dev->port.board ? dev->port.board : "unknown";
     const char *unit = dev->port.cost_unit ? dev->port.cost_unit : "none";
     uint32_t used = dev->loaded ? dev->plan.arena_size + (uint32_t)dev->plan.tables_bytes : 0;
-    bool ok = zcbor_map_start_encode(s, 15) && zcbor_tstr_put_lit(s, "firmware") &&
+    bool ok = zcbor_map_start_encode(s, 16) && zcbor_tstr_put_lit(s, "firmware") &&
               zcbor_tstr_put_term(s, TT_FIRMWARE_VERSION, 32) &&
               zcbor_tstr_put_lit(s, "protocol") && zcbor_uint32_put(s, TT_PROTOCOL_VERSION) &&
               zcbor_tstr_put_lit(s, "plan_format") &&
@@ -85,13 +90,14 @@ static void handle_hello(tt_device *dev, response *r)
                                     dev->loaded ? TT_SHA256_SIZE : 0) &&
               zcbor_tstr_put_lit(s, "arena_used") && zcbor_uint32_put(s, used) &&
               zcbor_tstr_put_lit(s, "steps") && zcbor_uint32_put(s, dev->steps) &&
+              zcbor_tstr_put_lit(s, "checkpoints") && zcbor_bool_put(s, dev->checkpoint != NULL) &&
               (dev->stack_peak == NULL || (zcbor_tstr_put_lit(s, "stack_peak") &&
                                            zcbor_uint32_put(s, dev->stack_peak(dev->port.ctx)))) &&
               zcbor_tstr_put_lit(s, "ops") && zcbor_list_start_encode(s, sizeof opcodes);
     for (size_t i = 0; ok && i < sizeof opcodes; i++) {
         ok = zcbor_uint32_put(s, opcodes[i]);
     }
-    ok = ok && zcbor_list_end_encode(s, sizeof opcodes) && zcbor_map_end_encode(s, 15);
+    ok = ok && zcbor_list_end_encode(s, sizeof opcodes) && zcbor_map_end_encode(s, 16);
     finish_encode(dev, r, s, ok, TT_MSG_INFO);
 }
 
@@ -157,8 +163,24 @@ static void handle_plan_chunk(tt_device *dev, zcbor_state_t *s, response *r)
         reply_error(r, TT_ERR_PROTO, "PLAN_CHUNK without PLAN_BEGIN");
         return;
     }
-    if (offset != dev->upload_next || data.len > dev->upload_size - offset) {
+    if (offset > dev->upload_next || data.len > dev->upload_size - offset) {
         reply_error(r, TT_ERR_PROTO, "PLAN_CHUNK out of order or past the announced size");
+        return;
+    }
+    /* A chunk that starts before upload_next repeats bytes already received (the host resent it,
+     * perhaps cut smaller, after its ACK was lost): they must be the same; only what follows
+     * upload_next is written (flash is programmed once). */
+    size_t again = dev->upload_next - offset;
+    again = again < data.len ? again : data.len;
+    if (memcmp(dev->plan_slot[upload_slot(dev)] + offset, data.value, again) != 0) {
+        reply_error(r, TT_ERR_PROTO, "PLAN_CHUNK rewrites received bytes with others");
+        return;
+    }
+    offset += (uint32_t)again;
+    data.value += again;
+    data.len -= again;
+    if (data.len == 0) {
+        reply_ack(dev, r);
         return;
     }
     if (dev->store.write != NULL) {
@@ -189,8 +211,8 @@ static void note_no_plan(const tt_device *dev, response *r)
 }
 
 /* A plan slot as tt_plan_load_slot reads and writes it: through the store's hooks when the port
- * has them (flash), staging the tables' pieces in the link's raw buffer (free while a request is
- * handled: the request is decoded in rx, the reply is encoded after). */
+ * has them (flash), staging the tables' pieces in the link buffer (PLAN_COMMIT's request is
+ * empty, and its reply is written after). */
 typedef struct {
     tt_device *dev;
     int slot;
@@ -211,8 +233,8 @@ static int slot_write(void *ctx, size_t offset, const uint8_t *data, size_t len)
 static tt_plan_slot plan_slot(tt_device *dev, int slot, slot_ref *ref)
 {
     *ref = (slot_ref){dev, slot};
-    tt_plan_slot s = {dev->plan_slot[slot], dev->plan_capacity, NULL, NULL, ref, dev->raw,
-                      sizeof dev->raw};
+    tt_plan_slot s = {dev->plan_slot[slot], dev->plan_capacity, NULL, NULL, ref, dev->link,
+                      sizeof dev->link};
     if (dev->store.write != NULL) {
         s.write = slot_write;
         s.erase = dev->store.erase != NULL ? slot_erase : NULL;
@@ -321,6 +343,10 @@ static void handle_train(tt_device *dev, zcbor_state_t *s, response *r)
         reply_error(r, TT_ERR_PROTO, "TRAIN needs [label, lr, sample]");
         return;
     }
+    if (!(lr > 0.0 && lr <= (double)FLT_MAX)) { /* NaN fails both */
+        reply_error(r, TT_ERR_ARG, "TRAIN: the learning rate must be a finite number above 0");
+        return;
+    }
     if (!require_plan(dev, r) || !write_input(dev, 0, &data, true, r)) {
         return;
     }
@@ -387,6 +413,59 @@ static void handle_read_tensor(tt_device *dev, zcbor_state_t *s, response *r)
     finish_encode(dev, r, e, ok, TT_MSG_TENSOR);
 }
 
+/* The trainable tensor `index` of the loaded plan (NULL and an error reply when it is not one). */
+static const tt_tensor *trainable(tt_device *dev, uint32_t index, response *r)
+{
+    if (index >= dev->plan.n_tensors || dev->plan.tensors[index].kind != TT_KIND_PARAM_TRAINABLE) {
+        reply_error(r, TT_ERR_ARG, "WRITE_TENSOR: not a trainable parameter of the plan");
+        return NULL;
+    }
+    return &dev->plan.tensors[index];
+}
+
+static void handle_write_tensor(tt_device *dev, zcbor_state_t *s, response *r)
+{
+    uint32_t index, offset;
+    struct zcbor_string data;
+    if (!(zcbor_list_start_decode(s) && zcbor_uint32_decode(s, &index) &&
+          zcbor_uint32_decode(s, &offset) && zcbor_bstr_decode(s, &data) &&
+          zcbor_list_end_decode(s))) {
+        reply_error(r, TT_ERR_PROTO, "WRITE_TENSOR needs [index, offset, bytes]");
+        return;
+    }
+    if (!require_plan(dev, r)) {
+        return;
+    }
+    const tt_tensor *t = trainable(dev, index, r);
+    if (t == NULL) {
+        return;
+    }
+    if (offset > t->nbytes || data.len > t->nbytes - offset) {
+        reply_error(r, TT_ERR_ARG, "WRITE_TENSOR: range outside the tensor");
+        return;
+    }
+    memcpy((uint8_t *)t->data + offset, data.value, data.len);
+    reply_ack(dev, r);
+}
+
+static void handle_checkpoint(tt_device *dev, response *r)
+{
+    if (!require_plan(dev, r)) {
+        return;
+    }
+    if (dev->checkpoint == NULL) {
+        reply_error(r, TT_ERR_STORAGE, "CHECKPOINT: this device keeps no checkpoints");
+        return;
+    }
+    int rc = dev->checkpoint(dev->checkpoint_ctx);
+    if (rc != 0) {
+        tt_fail(&r->err, TT_ERR_STORAGE, "CHECKPOINT: saving the parameters failed (%d)", rc);
+        r->type = TT_MSG_ERROR;
+        return;
+    }
+    reply_ack(dev, r);
+}
+
 static void handle_reset(tt_device *dev, response *r)
 {
     if (!require_plan(dev, r)) {
@@ -405,20 +484,50 @@ static void encode_error(tt_device *dev, response *r)
     r->len = ok ? (size_t)(e->payload - payload_buf(dev)) : 0;
 }
 
+/* Sends the reply whose payload is at link + 2, keeping its raw frame for a retransmission
+ * when it is small enough. */
 static void send(tt_device *dev, uint8_t type, uint8_t seq, size_t len)
 {
-    dev->tx_len = tt_frame_encode(dev->raw, type, seq, len, dev->tx);
-    dev->port.write(dev->port.ctx, dev->tx, dev->tx_len);
+    tt_frame_send(dev->link, type, seq, len, dev->port.write, dev->port.ctx);
+    size_t raw_len = len + TT_FRAME_OVERHEAD;
+    dev->last_reply_len = raw_len <= sizeof dev->last_reply ? raw_len : 0;
+    if (dev->last_reply_len > 0) {
+        memcpy(dev->last_reply, dev->link, raw_len);
+    }
+}
+
+/* A retransmission: the previous request again, byte for byte (type, sequence number, payload:
+ * the CRC tells a different sample sent under the same number apart). */
+static bool is_retransmission(const tt_device *dev, const tt_frame *f)
+{
+    return dev->have_last && f->type != TT_MSG_HELLO && f->seq == dev->last_seq &&
+           f->type == dev->last_type && f->crc == dev->last_crc;
+}
+
+/* A sequence number at or behind the last request's (serial number arithmetic mod 256: up to
+ * 127 ahead is new) that is not a retransmission: a delayed or replayed old request. HELLO
+ * starts a session and is always taken. */
+static bool is_stale(const tt_device *dev, const tt_frame *f)
+{
+    uint8_t ahead = (uint8_t)(f->seq - dev->last_seq);
+    return dev->have_last && f->type != TT_MSG_HELLO && (ahead == 0 || ahead >= 128u);
 }
 
 static void handle_frame(tt_device *dev, const tt_frame *f)
 {
-    if (dev->have_last && f->type != TT_MSG_HELLO && f->seq == dev->last_seq &&
-        f->type == dev->last_type) {
-        dev->port.write(dev->port.ctx, dev->tx, dev->tx_len); /* a retransmission */
-        return;
+    if (is_retransmission(dev, f) && dev->last_reply_len > 0) {
+        tt_cobs_write(dev->last_reply, dev->last_reply_len, dev->port.write, dev->port.ctx);
+        return; /* its kept reply again, nothing executed */
     }
     response r = {.type = 0, .len = 0, .err = {TT_OK, ""}};
+    if (is_stale(dev, f) && !is_retransmission(dev, f)) {
+        tt_fail(&r.err, TT_ERR_PROTO, "stale sequence number %u (the last request had %u)",
+                (unsigned)f->seq, (unsigned)dev->last_seq);
+        r.type = TT_MSG_ERROR;
+        encode_error(dev, &r);
+        tt_frame_send(dev->link, r.type, f->seq, r.len, dev->port.write, dev->port.ctx);
+        return; /* refused, and the kept reply stays that of the last request */
+    }
     ZCBOR_STATE_D(s, 3, f->payload, f->payload_len, 1, 0);
     switch (f->type) {
     case TT_MSG_HELLO: handle_hello(dev, &r); break;
@@ -430,6 +539,8 @@ static void handle_frame(tt_device *dev, const tt_frame *f)
     case TT_MSG_EVAL: handle_eval(dev, s, &r); break;
     case TT_MSG_READ_TENSOR: handle_read_tensor(dev, s, &r); break;
     case TT_MSG_RESET: handle_reset(dev, &r); break;
+    case TT_MSG_WRITE_TENSOR: handle_write_tensor(dev, s, &r); break;
+    case TT_MSG_CHECKPOINT: handle_checkpoint(dev, &r); break;
     default: reply_error(&r, TT_ERR_PROTO, "unknown message type"); break;
     }
     if (r.type == TT_MSG_ERROR) {
@@ -439,6 +550,7 @@ static void handle_frame(tt_device *dev, const tt_frame *f)
     dev->have_last = true;
     dev->last_seq = f->seq;
     dev->last_type = f->type;
+    dev->last_crc = f->crc;
 }
 
 void tt_device_init(tt_device *dev, const tt_port *port, uint8_t *arena, size_t arena_capacity,
@@ -463,13 +575,57 @@ void tt_device_set_stack_probe(tt_device *dev, uint32_t (*stack_peak)(void *ctx)
     dev->stack_peak = stack_peak;
 }
 
+void tt_device_set_checkpoint(tt_device *dev, int (*checkpoint)(void *ctx), void *ctx)
+{
+    dev->checkpoint = checkpoint;
+    dev->checkpoint_ctx = ctx;
+}
+
+size_t tt_device_params(const tt_device *dev, void (*put)(void *ctx, const uint8_t *, size_t),
+                        void *ctx)
+{
+    size_t total = 0;
+    for (uint32_t i = 0; dev->loaded && i < dev->plan.n_tensors; i++) {
+        const tt_tensor *t = &dev->plan.tensors[i];
+        if (t->kind == TT_KIND_PARAM_TRAINABLE) {
+            if (put != NULL) {
+                put(ctx, t->data, t->nbytes);
+            }
+            total += t->nbytes;
+        }
+    }
+    return total;
+}
+
+tt_status tt_device_restore_params(tt_device *dev, const uint8_t *params, size_t len,
+                                   uint32_t steps, tt_error *err)
+{
+    if (!dev->loaded) {
+        return tt_fail(err, TT_ERR_NO_PLAN, "no plan loaded to restore parameters into");
+    }
+    size_t want = tt_device_params(dev, NULL, NULL);
+    if (len != want) {
+        return tt_fail(err, TT_ERR_ARG, "saved parameters are %lu bytes, the plan's are %lu",
+                       (unsigned long)len, (unsigned long)want);
+    }
+    for (uint32_t i = 0; i < dev->plan.n_tensors; i++) {
+        const tt_tensor *t = &dev->plan.tensors[i];
+        if (t->kind == TT_KIND_PARAM_TRAINABLE) {
+            memcpy(t->data, params, t->nbytes);
+            params += t->nbytes;
+        }
+    }
+    dev->steps = steps;
+    return TT_OK;
+}
+
 void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         uint8_t byte = data[i];
         if (byte != 0) {
-            if (dev->rx_len < sizeof dev->rx) {
-                dev->rx[dev->rx_len++] = byte;
+            if (dev->rx_len < sizeof dev->link) {
+                dev->link[dev->rx_len++] = byte;
             } else {
                 dev->rx_overflow = true;
             }
@@ -478,13 +634,13 @@ void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len)
         /* A delimiter: one frame is complete (empty frames are line noise between frames). */
         tt_frame frame;
         if (dev->rx_len > 0) {
-            if (!dev->rx_overflow && tt_frame_decode(dev->rx, dev->rx_len, &frame) == TT_OK) {
+            if (!dev->rx_overflow && tt_frame_decode(dev->link, dev->rx_len, &frame) == TT_OK) {
                 handle_frame(dev, &frame);
             } else {
-                /* The host resends its last request. Encoded aside so the cached reply survives. */
-                uint8_t raw[TT_FRAME_OVERHEAD], nak[TT_COBS_MAX(TT_FRAME_OVERHEAD)];
+                /* The host resends its last request. Built aside so the kept reply survives. */
+                uint8_t raw[TT_FRAME_OVERHEAD];
                 dev->bad_frames++;
-                dev->port.write(dev->port.ctx, nak, tt_frame_encode(raw, TT_MSG_NAK, 0, 0, nak));
+                tt_frame_send(raw, TT_MSG_NAK, 0, 0, dev->port.write, dev->port.ctx);
             }
         }
         dev->rx_len = 0;

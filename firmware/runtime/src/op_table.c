@@ -67,6 +67,16 @@ tt_status tt_op_depthwise_conv2d_s8_grad_input_f32_check(const tt_op_ctx *c, tt_
 tt_status tt_op_depthwise_conv2d_s8_grad_input_f32_run(const tt_op_ctx *c, float lr);
 tt_status tt_op_conv_dw_pw_s8_check(const tt_op_ctx *c, tt_error *err);
 tt_status tt_op_conv_dw_pw_s8_run(const tt_op_ctx *c, float lr);
+tt_status tt_op_act_f32_check(const tt_op_ctx *c, tt_error *err);
+tt_status tt_op_act_f32_run(const tt_op_ctx *c, float lr);
+tt_status tt_op_act_grad_f32_check(const tt_op_ctx *c, tt_error *err);
+tt_status tt_op_act_grad_f32_run(const tt_op_ctx *c, float lr);
+tt_status tt_op_concat_f32_check(const tt_op_ctx *c, tt_error *err);
+tt_status tt_op_concat_f32_run(const tt_op_ctx *c, float lr);
+tt_status tt_op_concat_grad_f32_check(const tt_op_ctx *c, tt_error *err);
+tt_status tt_op_concat_grad_f32_run(const tt_op_ctx *c, float lr);
+tt_status tt_op_pad_w_f32_check(const tt_op_ctx *c, tt_error *err);
+tt_status tt_op_pad_w_f32_run(const tt_op_ctx *c, float lr);
 
 static const uint8_t dtypes_linear_f32[] = {TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32};
 static const uint8_t ranges_linear_f32[] = {TT_ATTR_POS, TT_ATTR_POS};
@@ -132,6 +142,16 @@ static const uint8_t dtypes_depthwise_conv2d_s8_grad_input_f32[] = {TT_DTYPE_F32
 static const uint8_t ranges_depthwise_conv2d_s8_grad_input_f32[] = {TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_NONNEG, TT_ATTR_NONNEG, TT_ATTR_POS, TT_ATTR_NONNEG};
 static const uint8_t dtypes_conv_dw_pw_s8[] = {TT_DTYPE_S8, TT_DTYPE_S8, TT_DTYPE_S32, TT_DTYPE_S32, TT_DTYPE_S32, TT_DTYPE_S8, TT_DTYPE_S32, TT_DTYPE_S32, TT_DTYPE_S32, TT_DTYPE_S8, TT_DTYPE_S32, TT_DTYPE_S32, TT_DTYPE_S32, TT_DTYPE_S8, TT_DTYPE_S8};
 static const uint8_t ranges_conv_dw_pw_s8[] = {TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_NONNEG, TT_ATTR_NONNEG, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_NONNEG, TT_ATTR_NONNEG, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_NONNEG, TT_ATTR_NONNEG, TT_ATTR_POS, TT_ATTR_INT8, TT_ATTR_INT8, TT_ATTR_INT8, TT_ATTR_INT8, TT_ATTR_INT8, TT_ATTR_INT8, TT_ATTR_INT8, TT_ATTR_INT8, TT_ATTR_INT8, TT_ATTR_INT8};
+static const uint8_t dtypes_act_f32[] = {TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32};
+static const uint8_t ranges_act_f32[] = {TT_ATTR_POS, TT_ATTR_NONNEG};
+static const uint8_t dtypes_act_grad_f32[] = {TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32};
+static const uint8_t ranges_act_grad_f32[] = {TT_ATTR_POS, TT_ATTR_NONNEG};
+static const uint8_t dtypes_concat_f32[] = {TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32};
+static const uint8_t ranges_concat_f32[] = {TT_ATTR_POS, TT_ATTR_POS};
+static const uint8_t dtypes_concat_grad_f32[] = {TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32};
+static const uint8_t ranges_concat_grad_f32[] = {TT_ATTR_POS, TT_ATTR_POS};
+static const uint8_t dtypes_pad_w_f32[] = {TT_DTYPE_F32, TT_DTYPE_F32};
+static const uint8_t ranges_pad_w_f32[] = {TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_NONNEG, TT_ATTR_NONNEG};
 
 static const tt_op_registration REGISTRY[TT_OPCODE_LIMIT] = {
     [TT_OP_LINEAR_F32] = {"LINEAR_F32", 3, 1, 2, dtypes_linear_f32, 0x4u, ranges_linear_f32, tt_op_linear_f32_check, tt_op_linear_f32_run},
@@ -166,6 +186,11 @@ static const tt_op_registration REGISTRY[TT_OPCODE_LIMIT] = {
     [TT_OP_CONV2D_S8_SGD_F32] = {"CONV2D_S8_SGD_F32", 7, 4, 16, dtypes_conv2d_s8_sgd_f32, 0x364u, ranges_conv2d_s8_sgd_f32, tt_op_conv2d_s8_sgd_f32_check, tt_op_conv2d_s8_sgd_f32_run},
     [TT_OP_DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32] = {"DEPTHWISE_CONV2D_S8_GRAD_INPUT_F32", 4, 2, 14, dtypes_depthwise_conv2d_s8_grad_input_f32, 0xcu, ranges_depthwise_conv2d_s8_grad_input_f32, tt_op_depthwise_conv2d_s8_grad_input_f32_check, tt_op_depthwise_conv2d_s8_grad_input_f32_run},
     [TT_OP_CONV_DW_PW_S8] = {"CONV_DW_PW_S8", 13, 2, 49, dtypes_conv_dw_pw_s8, 0x444u, ranges_conv_dw_pw_s8, tt_op_conv_dw_pw_s8_check, tt_op_conv_dw_pw_s8_run},
+    [TT_OP_ACT_F32] = {"ACT_F32", 2, 1, 2, dtypes_act_f32, 0x2u, ranges_act_f32, tt_op_act_f32_check, tt_op_act_f32_run},
+    [TT_OP_ACT_GRAD_F32] = {"ACT_GRAD_F32", 3, 1, 2, dtypes_act_grad_f32, 0x4u, ranges_act_grad_f32, tt_op_act_grad_f32_check, tt_op_act_grad_f32_run},
+    [TT_OP_CONCAT_F32] = {"CONCAT_F32", 2, 1, 2, dtypes_concat_f32, 0x0u, ranges_concat_f32, tt_op_concat_f32_check, tt_op_concat_f32_run},
+    [TT_OP_CONCAT_GRAD_F32] = {"CONCAT_GRAD_F32", 1, 2, 2, dtypes_concat_grad_f32, 0x6u, ranges_concat_grad_f32, tt_op_concat_grad_f32_check, tt_op_concat_grad_f32_run},
+    [TT_OP_PAD_W_F32] = {"PAD_W_F32", 1, 1, 5, dtypes_pad_w_f32, 0x0u, ranges_pad_w_f32, tt_op_pad_w_f32_check, tt_op_pad_w_f32_run},
 };
 
 const tt_op_registration *tt_op_find(uint32_t opcode)

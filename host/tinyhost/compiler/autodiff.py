@@ -2,6 +2,9 @@
 
 Backward ops exist only where a trainable parameter needs them: gradients flow back from the loss
 only as far as the earliest trainable layer, and frozen layers before it keep nothing for backward.
+A tensor read by several ops (a residual block's input) gets the sum of their gradients (ADD_F32);
+a residual add passes its output gradient to both inputs unchanged, a channel concatenation splits
+it (CONCAT_GRAD_F32).
 Each update is applied right after its gradient is computed (the paper's operator reordering), so
 no weight gradient outlives its layer; the input gradient of a layer is computed first, while the
 weights still hold the values the forward pass used.
@@ -11,7 +14,7 @@ from __future__ import annotations
 from tinyhost.compiler.errors import CompileError
 from tinyhost.compiler.graph import Graph, IROp
 from tinyhost.dtypes import DType
-from tinyhost.ops import INPLACE_UPDATES, Opcode
+from tinyhost.ops import INPLACE_UPDATES, ActFunc, Opcode
 from tinyhost.plan import TensorKind
 
 PARAM_OPS = {Opcode.LINEAR_F32, Opcode.CONV2D_F32}
@@ -77,9 +80,14 @@ class Autodiff:
         return self.g.add_grad(of)
 
     def set_grad(self, x: int, dx: int, op: IROp) -> None:
+        """x's gradient is dx, or, where another reader of x gave it one already, their sum.
+        Every reader of x comes after x's writer, so the sum is complete when the backward
+        (in reverse program order) reaches the writer."""
         if x in self.grad:
-            raise CompileError(f"autodiff: {op.source}: tensor {self.g.tensors[x].name} feeds "
-                               "several trainable paths; branching graphs are not supported yet")
+            acc = self.g.add_grad(x)
+            self.g.add_op(Opcode.ADD_F32, [self.grad[x], dx], [acc], {"size": len_of(self.g, x)},
+                          op.source)
+            dx = acc
         self.grad[x] = dx
 
     def refuse_shared_parameters(self) -> None:
@@ -133,9 +141,31 @@ class Autodiff:
                 for p, dp in ((w, dw), (b, db)):
                     if p in self.trainable:
                         g.add_op(Opcode.SGD_F32, [p, dp], [p], {"size": len_of(g, p)}, op.source)
+        elif op.opcode == Opcode.ADD_F32:  # d(a + b) = dy for both: shared, not copied
+            for t in op.inputs:
+                if t in needs:
+                    self.set_grad(t, dy, op)
+        elif op.opcode == Opcode.CONCAT_F32:
+            da, db = (self.new_grad(t) if t in needs else -1 for t in op.inputs)
+            if da != -1 or db != -1:
+                g.add_op(Opcode.CONCAT_GRAD_F32, [dy], [da, db], op.named_attrs(), op.source)
+            for t, dt in zip(op.inputs, (da, db), strict=True):
+                if dt != -1:
+                    self.set_grad(t, dt, op)
         elif x in needs:
             dx = self.new_grad(x)
-            if op.opcode == Opcode.RELU_F32:
+            if op.opcode == Opcode.ACT_F32:
+                # the derivative from the output where it is a function of it, else the input
+                by_y = ActFunc(op.attr("func")) in (ActFunc.RELU6, ActFunc.SIGMOID, ActFunc.TANH)
+                v = op.outputs[0] if by_y else x
+                g.add_op(Opcode.ACT_GRAD_F32, [v, dy, op.inputs[1]], [dx], op.named_attrs(),
+                         op.source)
+            elif op.opcode == Opcode.PAD_W_F32:  # its adjoint: the same op, the other way
+                g.add_op(Opcode.PAD_W_F32, [dy], [dx],
+                         {"rows": op.attr("rows"), "in_w": op.attr("out_w"),
+                          "out_w": op.attr("in_w"), "skip": op.attr("lead"),
+                          "lead": op.attr("skip")}, op.source)
+            elif op.opcode == Opcode.RELU_F32:
                 g.add_op(Opcode.RELU_GRAD_F32, [op.outputs[0], dy], [dx], op.named_attrs(),
                          op.source)
             elif op.opcode == Opcode.MAXPOOL2D_F32:

@@ -91,6 +91,9 @@ class Graph:
     input_quant: tuple[float, int] | None = None
     conv_ops: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what an import changed, for the plan's meta
+    # fp32: each BatchNorm folded into the layer before it (lower.py), so `tinyhost pull` can give
+    # the user's model its own keys back: {"bn", "layer", "eps", "layer_bias"}.
+    batchnorm_folds: list[dict[str, Any]] = field(default_factory=list)
 
     def add_tensor(self, name: str, shape: tuple[int, ...], kind: TensorKind,
                    dtype: DType = DType.F32, data: np.ndarray | None = None) -> int:

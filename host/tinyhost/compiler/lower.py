@@ -3,6 +3,12 @@
 Batch 1: the leading (batch) dimension of every activation is dropped. Conv1d and the 1-d pools run
 as their 2-d forms with H = 1. Shape-only ops (flatten, view, squeeze, ...) alias their input: the
 data order of a contiguous batch-1 tensor does not change, so they cost nothing on the device.
+Dropout is an alias too (the inference form: the identity). A BatchNorm is folded into the Conv or
+Linear right before it with its running statistics, which are then frozen (the device has no
+BatchNorm op; the plan's meta lists each fold). Activations other than ReLU are one op (ACT_F32,
+its function an attribute); residual adds are ADD_F32; channel concatenation is CONCAT_F32 (batch
+1, C x H x W: the buffers one after the other); global max pooling is a max pool over the whole
+plane.
 """
 from __future__ import annotations
 
@@ -16,9 +22,9 @@ from torch.fx import Node
 
 from tinyhost.compiler.capture import SUPPORTED_NAMES, Captured
 from tinyhost.compiler.errors import CompileError
-from tinyhost.compiler.graph import Graph
-from tinyhost.ops import Opcode
-from tinyhost.plan import TensorKind
+from tinyhost.compiler.graph import Graph, IROp
+from tinyhost.ops import ActFunc, Opcode
+from tinyhost.plan import NONE, TensorKind
 
 aten = torch.ops.aten
 
@@ -42,6 +48,8 @@ def _shape(node: object) -> tuple[int, ...]:
     if not isinstance(node, Node):
         raise CompileError(f"lower: expected a tensor operand, got {node!r}")
     val = node.meta.get("val")
+    if isinstance(val, (tuple, list)) and val:  # (values, indices) of a max pool
+        val = val[0]
     if not isinstance(val, torch.Tensor):
         raise CompileError(f"lower: node {node.name} has no tensor shape")
     if val.dim() < 2:
@@ -113,6 +121,33 @@ def pool_attrs(node: Node, k: tuple[int, int], stride: tuple[int, int],
             "pad_w": pad[1]}
 
 
+def fold_batchnorm(w: np.ndarray, b: np.ndarray | None, gamma: np.ndarray | None,
+                   beta: np.ndarray | None, mean: np.ndarray, var: np.ndarray,
+                   eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """A conv's (weight, bias) with the inference BatchNorm after it folded in (double, returned
+    as float32): bn(conv(x)) = conv'(x)."""
+    out_c = w.shape[0]
+    g = np.ones(out_c) if gamma is None else gamma.astype(np.float64)
+    s = g / np.sqrt(var.astype(np.float64) + eps)
+    b0 = np.zeros(out_c) if b is None else b.astype(np.float64)
+    beta64 = np.zeros(out_c) if beta is None else beta.astype(np.float64)
+    wf = w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))
+    bf = (b0 - mean.astype(np.float64)) * s + beta64
+    return wf.astype(np.float32), bf.astype(np.float32)
+
+
+
+# aten activations -> ActFunc (ReLU6 is hardtanh(0, 6) after export).
+ACTIVATIONS: dict[Any, ActFunc] = {
+    aten.hardtanh.default: ActFunc.RELU6, aten.hardtanh_.default: ActFunc.RELU6,
+    aten.relu6.default: ActFunc.RELU6,
+    aten.leaky_relu.default: ActFunc.LEAKY_RELU, aten.leaky_relu_.default: ActFunc.LEAKY_RELU,
+    aten.sigmoid.default: ActFunc.SIGMOID, aten.sigmoid_.default: ActFunc.SIGMOID,
+    aten.tanh.default: ActFunc.TANH, aten.tanh_.default: ActFunc.TANH,
+    aten.hardswish.default: ActFunc.HARDSWISH, aten.hardswish_.default: ActFunc.HARDSWISH,
+}
+
+
 class Lowering:
     def __init__(self, captured: Captured) -> None:
         self.ep = captured.program
@@ -128,7 +163,19 @@ class Lowering:
             aten.adaptive_avg_pool1d.default: self.adaptive_avgpool,
             aten.adaptive_avg_pool2d.default: self.adaptive_avgpool,
             aten.mean.dim: self.mean,
+            aten.batch_norm.default: self.batch_norm,
+            aten.add.Tensor: self.add, aten.add_.Tensor: self.add,
+            aten.cat.default: self.cat, aten.concat.default: self.cat,
+            aten.adaptive_max_pool1d.default: self.adaptive_maxpool,
+            aten.adaptive_max_pool2d.default: self.adaptive_maxpool,
+            aten.amax.default: self.amax,
+            aten.pad.default: self.pad, aten.constant_pad_nd.default: self.pad,
+            aten.slice.Tensor: self.slice,
+            **{t: self.activation_fn for t in ACTIVATIONS},
         }
+        self.buffers: dict[Node, np.ndarray] = {}  # BatchNorm running statistics
+        self.producer: dict[int, IROp] = {}        # activation -> the op that wrote it
+        self.dropouts: list[str] = []
 
     # -- graph walk -------------------------------------------------------------------------
     def run(self) -> Graph:
@@ -156,7 +203,17 @@ class Lowering:
         self.graph.n_forward = len(self.graph.ops)
         if self.graph.n_forward == 0:
             raise CompileError("lower: the model has no operations")
+        if self.dropouts:
+            self.graph.notes.append(f"Dropout ({', '.join(self.dropouts)}) is the identity on "
+                                    "the device (inference form; no random masks)")
+        self.drop_unused_parameters()
         return self.graph
+
+    def drop_unused_parameters(self) -> None:
+        """Parameters no op reads (a folded BatchNorm's weight and bias) leave the plan."""
+        used = {t for op in self.graph.ops for t in op.inputs}
+        self.graph.remove_tensors({i for i, t in enumerate(self.graph.tensors)
+                                   if t.kind == TensorKind.PARAM_FROZEN and i not in used})
 
     def placeholder(self, node: Node, sig: Any, state: dict[str, Any],
                     consts: dict[str, Any]) -> None:
@@ -166,9 +223,10 @@ class Lowering:
             data = state[key].detach().to(torch.float32).contiguous().numpy().copy()
             self.env[node] = self.graph.add_tensor(key, data.shape, TensorKind.PARAM_FROZEN,
                                                    data=data)
-        elif name in sig.inputs_to_buffers:
-            raise CompileError(f"lower: buffer {sig.inputs_to_buffers[name]!r} (e.g. BatchNorm "
-                               "running statistics) is not supported in fp32 plans")
+        elif name in sig.inputs_to_buffers:  # read only by batch_norm, which folds them
+            key = sig.inputs_to_buffers[name]
+            self.buffers[node] = state[key].detach().to(torch.float32).numpy().copy() \
+                if key in state else np.asarray(consts[key], np.float32)
         elif name in sig.user_inputs:
             if self.graph.input != -1:
                 raise CompileError("lower: the model must take exactly one input tensor")
@@ -178,6 +236,8 @@ class Lowering:
             raise CompileError(f"lower: unsupported graph input {name}")
 
     def call(self, node: Node) -> int:
+        if node.target is aten.dropout.default:
+            self.dropouts.append(layer_name(node).partition(" ")[0])
         if node.target in ALIAS_OPS or node.target is operator.getitem:
             return self.alias(node)
         handler = self.handlers.get(node.target)
@@ -188,6 +248,10 @@ class Lowering:
 
     # -- helpers ----------------------------------------------------------------------------
     def value(self, node: Any) -> int:
+        if isinstance(node, Node) and node in self.buffers:
+            raise CompileError(f"lower: buffer {node.name} is read by an op other than a "
+                               "BatchNorm; fp32 plans support only BatchNorm's running "
+                               "statistics (folded into the layer before it)")
         if not isinstance(node, Node) or node not in self.env:
             raise CompileError(f"lower: unsupported operand {node!r}")
         return self.env[node]
@@ -203,10 +267,24 @@ class Lowering:
             raise CompileError(f"lower: {layer_name(user)}: the {what} must be a parameter")
         return t
 
+    def add_op(self, opcode: Opcode, inputs: list[int], outputs: list[int],
+               attrs: dict[str, int], node: Node) -> int:
+        """Appends a forward op writing outputs[0] (remembered as its producer); returns it."""
+        op = self.graph.add_op(opcode, inputs, outputs, attrs, layer_name(node))
+        self.producer[outputs[0]] = op
+        return outputs[0]
+
     def alias(self, node: Node) -> int:
         src = node.args[0]
-        if node.target is operator.getitem:  # max_pool2d_with_indices-style tuples
-            raise CompileError(f"lower: unsupported multi-output op feeding {node.name}")
+        if node.target is operator.getitem:  # (values, indices) of an adaptive max pool
+            if isinstance(src, Node) and src.target in (aten.adaptive_max_pool1d.default,
+                                                        aten.adaptive_max_pool2d.default):
+                if node.args[1] == 0:
+                    return self.value(src)
+                if not node.users:
+                    return NONE  # the indices, unused
+            raise CompileError(f"lower: unsupported multi-output op feeding {node.name} "
+                               "(pooling indices are not supported)")
         return self.value(src)
 
     # -- ops --------------------------------------------------------------------------------
@@ -220,9 +298,8 @@ class Lowering:
             raise CompileError(f"lower: {layer_name(node)} takes a flat input of {in_f} features, "
                                f"got shape {x_shape}; add nn.Flatten()")
         y = self.activation(node)
-        self.graph.add_op(Opcode.LINEAR_F32, [x, w, b], [y],
-                          {"in_features": in_f, "out_features": out_f}, layer_name(node))
-        return y
+        return self.add_op(Opcode.LINEAR_F32, [x, w, b], [y],
+                           {"in_features": in_f, "out_features": out_f}, node)
 
     def conv(self, node: Node) -> int:
         x = self.value(node.args[0])
@@ -230,8 +307,7 @@ class Lowering:
         b = self.param(_arg(node, 2), "bias", node)
         attrs = conv_attrs(node, self.graph.tensors[w].shape)
         y = self.activation(node)
-        self.graph.add_op(Opcode.CONV2D_F32, [x, w, b], [y], attrs, layer_name(node))
-        return y
+        return self.add_op(Opcode.CONV2D_F32, [x, w, b], [y], attrs, node)
 
     def relu(self, node: Node) -> int:
         x = self.value(node.args[0])
@@ -244,8 +320,7 @@ class Lowering:
               pad: tuple[int, int]) -> int:
         x = self.value(node.args[0])
         y = self.activation(node)
-        self.graph.add_op(opcode, [x], [y], pool_attrs(node, k, stride, pad), layer_name(node))
-        return y
+        return self.add_op(opcode, [x], [y], pool_attrs(node, k, stride, pad), node)
 
     def _pool_geometry(self, node: Node, two_d: bool) -> tuple[tuple[int, int], ...]:
         n = 2 if two_d else 1
@@ -274,13 +349,14 @@ class Lowering:
                                "with padding and divisor_override are not supported")
         return self._pool(node, Opcode.AVGPOOL2D_F32, k, stride, pad)
 
-    def _global_pool(self, node: Node, out_hw: tuple[int, int]) -> int:
+    def _global_pool(self, node: Node, out_hw: tuple[int, int],
+                     opcode: Opcode = Opcode.AVGPOOL2D_F32) -> int:
         _, in_h, in_w = _as_chw(_shape(node.args[0]))
         if in_h % out_hw[0] or in_w % out_hw[1]:
             raise CompileError(f"lower: {layer_name(node)}: adaptive pooling from {in_h}x{in_w} "
                                f"to {out_hw[0]}x{out_hw[1]} needs an integer ratio")
         k = (in_h // out_hw[0], in_w // out_hw[1])
-        return self._pool(node, Opcode.AVGPOOL2D_F32, k, k, (0, 0))
+        return self._pool(node, opcode, k, k, (0, 0))
 
     def adaptive_avgpool(self, node: Node) -> int:
         two_d = node.target is aten.adaptive_avg_pool2d.default
@@ -299,6 +375,164 @@ class Lowering:
             raise CompileError(f"lower: {layer_name(node)}: mean is supported only over all "
                                "spatial dimensions (global average pooling)")
         return self._global_pool(node, (1, 1))
+
+
+    # -- issue 15: BatchNorm, activations, residual adds, concatenation, global max pooling ----
+    def batch_norm(self, node: Node) -> int:
+        """Folded into the Conv/Linear whose output it alone reads: frozen statistics."""
+        src = node.args[0]
+        x = self.value(src)
+        prod = self.producer.get(x)
+        if (prod is None or prod.opcode not in (Opcode.CONV2D_F32, Opcode.LINEAR_F32)
+                or not isinstance(src, Node) or len(src.users) != 1):
+            raise CompileError(f"lower: {layer_name(node)}: a BatchNorm is supported only right "
+                               "after a Conv or Linear layer whose output nothing else reads "
+                               "(it is folded into that layer)")
+        if _arg(node, 5, False):
+            raise CompileError(f"lower: {layer_name(node)} is in training mode; its running "
+                               "statistics are needed (capture calls model.eval())")
+        w, b = prod.inputs[1], prod.inputs[2]
+        if sum(w in op.inputs for op in self.graph.ops) != 1:
+            raise CompileError(f"lower: {layer_name(node)}: the layer before it is used more "
+                               "than once, so its BatchNorm cannot be folded into it")
+        gamma, beta = (None if _arg(node, i) is None else
+                       self.graph.tensors[self.param(_arg(node, i), "scale", node)].array()
+                       for i in (1, 2))
+        mean, var = (self.buffers.get(_arg(node, i)) for i in (3, 4))
+        if mean is None or var is None:
+            raise CompileError(f"lower: {layer_name(node)} has no running statistics "
+                               "(track_running_stats=False is not supported)")
+        eps = float(_arg(node, 7, 1e-5))
+        wt = self.graph.tensors[w]
+        wf, bf = fold_batchnorm(wt.array(), None if b == NONE else
+                                self.graph.tensors[b].array(), gamma, beta, mean, var, eps)
+        wt.data = wf
+        layer = wt.name.rpartition(".")[0]
+        if b == NONE:
+            prod.inputs[2] = self.graph.add_tensor(f"{layer}.bias", bf.shape,
+                                                   TensorKind.PARAM_FROZEN, data=bf)
+        else:
+            self.graph.tensors[b].data = bf
+        bn = layer_name(node).partition(" ")[0]
+        self.graph.batchnorm_folds.append({"bn": bn, "layer": layer, "eps": eps,
+                                           "layer_bias": b != NONE, "affine": gamma is not None})
+        self.graph.notes.append(f"BatchNorm {bn} folded into {layer} with its running "
+                                "statistics (frozen: not updated on the device)")
+        return x
+
+    def activation_fn(self, node: Node) -> int:
+        func = ACTIVATIONS[node.target]
+        x = self.value(node.args[0])
+        inputs = [x, NONE]
+        if node.target in (aten.hardtanh.default, aten.hardtanh_.default):
+            bounds = (float(_arg(node, 1, -1.0)), float(_arg(node, 2, 1.0)))
+            if bounds != (0.0, 6.0):
+                raise CompileError(f"lower: {layer_name(node)}: Hardtanh{bounds} is not "
+                                   "supported; only ReLU6 (hardtanh(0, 6))")
+        if func == ActFunc.LEAKY_RELU:
+            slope = np.array([_arg(node, 1, 0.01)], np.float32)
+            inputs[1] = self.graph.add_tensor(f"const:{node.name}.negative_slope", (1,),
+                                              TensorKind.PARAM_FROZEN, data=slope)
+        y = self.activation(node)
+        size = int(np.prod(self.graph.tensors[y].shape))
+        return self.add_op(Opcode.ACT_F32, inputs, [y], {"size": size, "func": int(func)}, node)
+
+    def add(self, node: Node) -> int:
+        a, b = node.args[0], node.args[1]
+        if not (isinstance(a, Node) and isinstance(b, Node)) or node.kwargs.get("alpha", 1) != 1:
+            raise CompileError(f"lower: {layer_name(node)}: only the sum of two tensors is "
+                               "supported (a residual add), not a constant or alpha")
+        if _shape(a) != _shape(b):
+            raise CompileError(f"lower: {layer_name(node)}: adding shapes {_shape(a)} and "
+                               f"{_shape(b)}; broadcasting is not supported")
+        y = self.activation(node)
+        size = int(np.prod(self.graph.tensors[y].shape))
+        return self.add_op(Opcode.ADD_F32, [self.value(a), self.value(b)], [y], {"size": size},
+                           node)
+
+    def cat(self, node: Node) -> int:
+        """Over channels (dim 1) only: then, batch 1, it is the buffers one after another. More
+        than two inputs: a chain of two-input concatenations."""
+        arg0 = node.args[0]
+        parts = list(arg0) if isinstance(arg0, (list, tuple)) else [arg0]
+        rank = len(_shape(node)) + 1
+        if int(_arg(node, 1, 0)) % rank != 1:
+            raise CompileError(f"lower: {layer_name(node)}: torch.cat over dim {_arg(node, 1, 0)}"
+                               "; only channel concatenation (dim 1) is supported")
+        if len(parts) == 1:
+            return self.value(parts[0])
+        acc = self.value(parts[0])
+        for k, part in enumerate(parts[1:], start=2):
+            b = self.value(part)
+            sa = int(np.prod(self.graph.tensors[acc].shape))
+            sb = int(np.prod(self.graph.tensors[b].shape))
+            if k == len(parts):
+                y = self.activation(node)
+            else:  # an intermediate of the chain
+                shape = self.graph.tensors[acc].shape
+                cs = self.graph.tensors[b].shape
+                y = self.graph.add_tensor(f"{node.name}.{k}", (shape[0] + cs[0], *shape[1:]),
+                                          TensorKind.ACTIVATION)
+            acc = self.add_op(Opcode.CONCAT_F32, [acc, b], [y], {"size_a": sa, "size_b": sb},
+                              node)
+        return acc
+
+    def adaptive_maxpool(self, node: Node) -> int:
+        two_d = node.target is aten.adaptive_max_pool2d.default
+        out = _pair(node.args[1], 2 if two_d else 1, 1)
+        return self._global_pool(node, (out[0], out[1]) if two_d else (1, out[0]),
+                                 Opcode.MAXPOOL2D_F32)
+
+    def amax(self, node: Node) -> int:
+        """torch.amax over all spatial dimensions: global max pooling."""
+        rank = len(_shape(node.args[0])) + 1
+        dims = sorted(int(d) % rank for d in _arg(node, 1, []))
+        if dims != list(range(2, rank)):
+            raise CompileError(f"lower: {layer_name(node)}: amax is supported only over all "
+                               "spatial dimensions (global max pooling)")
+        return self._global_pool(node, (1, 1), Opcode.MAXPOOL2D_F32)
+
+
+    # -- causal Conv1d: zero padding and cropping along the last axis ---------------------------
+    def _pad_w(self, node: Node, src: Any, left: int, right: int) -> int:
+        """PAD_W_F32: `left` zeros before each row (negative: crop), `right` after."""
+        shape = _shape(src)
+        in_w, rows = shape[-1], int(np.prod(shape[:-1]))
+        out_w = in_w + left + right
+        if out_w <= 0:
+            raise CompileError(f"lower: {layer_name(node)}: nothing left of {in_w} values")
+        y = self.activation(node)
+        return self.add_op(Opcode.PAD_W_F32, [self.value(src)], [y],
+                           {"rows": rows, "in_w": in_w, "out_w": out_w, "skip": max(-left, 0),
+                            "lead": max(left, 0)}, node)
+
+    def pad(self, node: Node) -> int:
+        """F.pad(x, (left, right)) with zeros: the causal Conv1d's left padding."""
+        arg = node.args[1]
+        ints = [v for v in arg if isinstance(v, int)] if isinstance(arg, (list, tuple)) else []
+        pads = ints if isinstance(arg, (list, tuple)) and len(ints) == len(arg) else []
+        if node.target is aten.pad.default:
+            mode, value = _arg(node, 2, "constant"), _arg(node, 3, None)
+        else:
+            mode, value = "constant", _arg(node, 2, 0)
+        if mode != "constant" or value not in (None, 0, 0.0) or len(pads) < 2 or any(pads[2:]):
+            raise CompileError(f"lower: {layer_name(node)}: only zero padding of the last axis "
+                               f"is supported (F.pad(x, (left, right))), not {pads} {mode}")
+        return self._pad_w(node, node.args[0], pads[0], pads[1])
+
+    def slice(self, node: Node) -> int:
+        """x[..., a:b] (step 1) along the last axis: the causal Conv1d's crop; the whole batch
+        axis is an alias."""
+        src = node.args[0]
+        full = (1, *_shape(src))
+        dim = int(_arg(node, 1, 0)) % len(full)
+        start, end, step = slice(_arg(node, 2), _arg(node, 3), _arg(node, 4, 1)).indices(full[dim])
+        if step == 1 and start == 0 and end == full[dim]:
+            return self.value(src)
+        if step != 1 or dim != len(full) - 1 or end <= start:
+            raise CompileError(f"lower: {layer_name(node)}: slicing is supported only along the "
+                               "last axis with step 1 (e.g. a causal conv's x[..., :-pad])")
+        return self._pad_w(node, src, -start, end - full[dim])
 
 
 def lower(captured: Captured) -> Graph:

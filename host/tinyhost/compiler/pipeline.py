@@ -28,7 +28,7 @@ import numpy as np
 
 from tinyhost.compiler.autodiff import autodiff
 from tinyhost.compiler.autodiff_s8 import autodiff_s8
-from tinyhost.compiler.capture import SUPPORTED_LAYERS, Captured, capture
+from tinyhost.compiler.capture import FP32_LAYERS, Captured, LayerSet, capture
 from tinyhost.compiler.emit import emit
 from tinyhost.compiler.errors import CompileError
 from tinyhost.compiler.fuse import Fusion, StemFusion, fuse_pw_dw, fuse_stem
@@ -37,7 +37,7 @@ from tinyhost.compiler.import_tiny import HEAD_SEED, import_tiny
 from tinyhost.compiler.inplace import InPlace, depthwise_in_place
 from tinyhost.compiler.lower import lower
 from tinyhost.compiler.plan_memory import MemoryPlan, plan_memory
-from tinyhost.compiler.quantize import INT8_LAYERS, quantize
+from tinyhost.compiler.quantize import INT8_LAYER_NAMES, INT8_LAYERS, quantize
 from tinyhost.compiler.report import MCU_SRAM_BYTES, MemoryReport, memory_report
 from tinyhost.compiler.scratch import add_scratch
 from tinyhost.compiler.verify import verify
@@ -168,7 +168,9 @@ def run_passes(passes: Sequence[Pass], comp: Compilation) -> Compilation:
 # -- the passes -----------------------------------------------------------------------------------
 def _capture(c: Compilation) -> Compilation:
     opts = c.options
-    c.captured = capture(c.source, INT8_LAYERS if opts.frontend == QUANTIZE else SUPPORTED_LAYERS)
+    int8 = LayerSet("--int8", INT8_LAYERS, INT8_LAYER_NAMES)
+    mode, other = (int8, FP32_LAYERS) if opts.frontend == QUANTIZE else (FP32_LAYERS, int8)
+    c.captured = capture(c.source, mode, other)
     c.meta |= {"model": c.captured.name, "source": c.source}
     if opts.frontend == QUANTIZE:
         samples = 0 if opts.calib is None else len(opts.calib)
@@ -180,6 +182,10 @@ def _capture(c: Compilation) -> Compilation:
 
 def _lower(c: Compilation) -> Compilation:
     c.graph = lower(c.need_captured())
+    if c.graph.notes:  # what became of BatchNorm and Dropout, for the report and pull
+        c.meta["layer_notes"] = list(c.graph.notes)
+    if c.graph.batchnorm_folds:
+        c.meta["batchnorm_folded"] = list(c.graph.batchnorm_folds)
     return c
 
 

@@ -46,6 +46,7 @@ from tinyhost.compiler.lower import (
     _shape,
     aten,
     conv_attrs,
+    fold_batchnorm,
     layer_name,
     pool_attrs,
 )
@@ -131,21 +132,6 @@ def calibrate(captured: Captured, samples: np.ndarray) -> dict[str, Range]:
 
 
 # -- float arithmetic -----------------------------------------------------------------------------
-def fold_batchnorm(w: np.ndarray, b: np.ndarray | None, gamma: np.ndarray | None,
-                   beta: np.ndarray | None, mean: np.ndarray, var: np.ndarray,
-                   eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """A conv's (weight, bias) with the inference BatchNorm after it folded in (double, returned
-    as float32): bn(conv(x)) = conv'(x)."""
-    out_c = w.shape[0]
-    g = np.ones(out_c) if gamma is None else gamma.astype(np.float64)
-    s = g / np.sqrt(var.astype(np.float64) + eps)
-    b0 = np.zeros(out_c) if b is None else b.astype(np.float64)
-    beta64 = np.zeros(out_c) if beta is None else beta.astype(np.float64)
-    wf = w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))
-    bf = (b0 - mean.astype(np.float64)) * s + beta64
-    return wf.astype(np.float32), bf.astype(np.float32)
-
-
 def activation_range(kind: str, yq: Quant) -> tuple[int, int]:
     """The int8 clamp of a fused activation (TFLite CalculateActivationRangeQuantized)."""
     scale, zero = yq

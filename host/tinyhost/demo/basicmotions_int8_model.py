@@ -88,7 +88,7 @@ def transfer_model(seed: int = 0) -> nn.Sequential:
 def folded(model: nn.Sequential) -> nn.Sequential:
     """The same function with every Conv1d + BatchNorm1d pair folded into one Conv1d (the fp32
     compiler has no BatchNorm), by the quantize pass's own folding."""
-    from tinyhost.compiler.quantize import fold_batchnorm
+    from tinyhost.compiler.lower import fold_batchnorm
     layers = list(model)
     out: list[nn.Module] = []
     i = 0

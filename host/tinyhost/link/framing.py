@@ -20,6 +20,8 @@ class Msg(IntEnum):
     EVAL = 0x07
     READ_TENSOR = 0x08
     RESET = 0x09
+    WRITE_TENSOR = 0x0A
+    CHECKPOINT = 0x0B
     ACK = 0x80
     INFO = 0x81
     STEP = 0x86

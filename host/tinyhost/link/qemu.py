@@ -58,13 +58,15 @@ def find_qemu_elf() -> Path:
 
 
 def qemu_command(qemu: str, elf: Path, tcp_port: int, firmware_args: tuple[str, ...] = (),
-                 icount: bool = True) -> list[str]:
-    """The command line (also documented in boards/qemu/mps2-an386.md)."""
+                 icount: bool = True, monitor: str | None = None) -> list[str]:
+    """The command line (also documented in boards/qemu/mps2-an386.md). `monitor`: a unix
+    socket path for QEMU's monitor (system_reset), else none."""
     semihosting = "enable=on,target=native"
     if firmware_args:  # argv[0] first, as the semihosting command line expects
         semihosting += "".join(f",arg={a}" for a in (elf.name, *firmware_args))
     cmd = [qemu, "-M", MACHINE, "-cpu", "cortex-m4", "-kernel", str(elf),
-           "-display", "none", "-monitor", "none",
+           "-display", "none",
+           "-monitor", "none" if monitor is None else f"unix:{monitor},server=on,wait=off",
            "-serial", f"tcp:127.0.0.1:{tcp_port},server=on,wait=on,nodelay=on",
            "-semihosting-config", semihosting]
     if icount:
@@ -93,8 +95,10 @@ class QemuProcess:
 
     def __init__(self, elf: Path | None = None, firmware_args: tuple[str, ...] = (),
                  icount: bool = True, timeout: float = START_TIMEOUT,
-                 read_banner: bool = True) -> None:
+                 read_banner: bool = True, monitor: bool = False) -> None:
         self.qemu = find_qemu()
+        self.monitor = (str(Path(tempfile.mkdtemp(prefix="tinytrain-qemu-")) / "monitor")
+                        if monitor else None)
         self.elf = Path(elf) if elf is not None else find_qemu_elf()
         self.log = tempfile.TemporaryFile(prefix="tinytrain-qemu-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -104,7 +108,7 @@ class QemuProcess:
             for _attempt in range(3):  # the free port may be taken before QEMU binds it
                 self.tcp_port = _free_port()
                 self.command = qemu_command(self.qemu, self.elf, self.tcp_port, firmware_args,
-                                            icount)
+                                            icount, self.monitor)
                 self._start()
                 if self._connect(timeout) or "Address already in use" not in self.output():
                     break
@@ -137,7 +141,7 @@ class QemuProcess:
                 return False
             try:
                 self.serial = serial.serial_for_url(f"socket://127.0.0.1:{self.tcp_port}",
-                                                    timeout=0.05, write_timeout=5)
+                                                    timeout=0.01, write_timeout=5)
                 sock = getattr(self.serial, "_socket", None)  # pyserial does not disable Nagle
                 if sock is not None:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -164,6 +168,19 @@ class QemuProcess:
             raise LinkError(f"{self.elf} in QEMU did not print the tinytrain banner (got "
                             f"{line[:80]!r}): is it the tinytrain firmware? {self._last_words()}")
         self.banner = line.decode(errors="replace").strip()
+
+    def warm_reset(self, timeout: float = START_TIMEOUT) -> None:
+        """Resets the machine as its reset button would (QEMU's system_reset: the CPU restarts
+        from the image; memory outside the image's loadable sections, the plan slots and the
+        checkpoints, stays) and reads the firmware's new banner. Needs monitor=True."""
+        if self.monitor is None:
+            raise LinkError("warm_reset needs QemuProcess(monitor=True)")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mon:
+            mon.settimeout(timeout)
+            mon.connect(self.monitor)
+            mon.sendall(b"system_reset\n")
+            time.sleep(0.2)
+        self._read_banner(timeout)
 
     def output(self) -> str:
         """What QEMU printed so far: its messages and the firmware's semihosting console."""

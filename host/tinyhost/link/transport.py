@@ -13,6 +13,7 @@ from pathlib import Path
 import serial
 
 from tinyhost.link.errors import REPO_ROOT, LinkError
+from tinyhost.link.faults import Faults, FaultyPort
 from tinyhost.link.qemu import QemuProcess
 
 SIM_IN_BUILD = REPO_ROOT / "build" / "firmware" / "ports" / "posix" / "tinytrain_sim"
@@ -40,8 +41,10 @@ class SimProcess:
     """The simulated device as a child process; it exits when we close its stdin."""
 
     def __init__(self, arena: int | None = None, board: str | None = None,
-                 exit_with_parent: bool = True) -> None:
+                 exit_with_parent: bool = True, state: str | None = None) -> None:
         args = [str(find_sim_binary())]
+        if state is not None:
+            args += ["--state", state]
         if arena is not None:
             args += ["--arena", str(arena)]
         if board is not None:
@@ -76,9 +79,12 @@ class SimProcess:
                 stream.close()
 
 
+FAULTS_ENV = "TINYTRAIN_LINK_FAULTS"  # a noisy wire on purpose (link/faults.py)
+
+
 @dataclass
 class Link:
-    port: serial.SerialBase
+    port: serial.SerialBase | FaultyPort
     name: str
     sim: SimProcess | QemuProcess | None = None
 
@@ -89,6 +95,20 @@ class Link:
 
 
 def open_link(port: str, baudrate: int = 115200) -> Link:
+    link = _open(port, baudrate)
+    spec = os.environ.get(FAULTS_ENV)
+    if spec:
+        try:
+            faults = Faults.parse(spec)
+        except ValueError as e:
+            link.close()
+            raise LinkError(f"{FAULTS_ENV}: {e}") from None
+        link.port = FaultyPort(link.port, faults)
+        link.name += f" with faults {spec}"
+    return link
+
+
+def _open(port: str, baudrate: int) -> Link:
     if port == "qemu":
         qemu = QemuProcess()
         assert qemu.serial is not None
@@ -100,7 +120,7 @@ def open_link(port: str, baudrate: int = 115200) -> Link:
     else:
         target = port
     try:
-        ser = serial.serial_for_url(target, baudrate=baudrate, timeout=0.05, write_timeout=5)
+        ser = serial.serial_for_url(target, baudrate=baudrate, timeout=0.01, write_timeout=5)
     except (serial.SerialException, ValueError) as e:
         if sim is not None:
             sim.close()

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
 
-from tinyhost.ops import Opcode
+from tinyhost.ops import ActFunc, Opcode
 from tinyhost.plan import NONE, Op
 from tinyhost.refexec.registry import reference, require_finite
 
@@ -552,3 +552,106 @@ def _run_sgd(ex: RefExecutor, op: Op) -> None:
 def _run_add_f32(ex: RefExecutor, op: Op) -> None:
     a, b = op.inputs
     ex.view(op.outputs[0])[...] = (ex.view(a) + ex.view(b)).astype(np.float32)
+
+
+# --- activations and concatenation (issue 15) -----------------------------------------------------
+# Float32 operations in act_f32.c's order; sigmoid and tanh in double, rounded once (as C does:
+# the rounded double results of two C libraries agree where their float ones differ by an ulp).
+
+def act(func: ActFunc, x: ArrayLike, alpha: float | np.floating[Any] = 0.0) -> F32:
+    """y = func(x), elementwise (any shape)."""
+    xa = _arr(x, np.shape(x), "x")
+    f0, f6 = np.float32(0), np.float32(6)
+    if func == ActFunc.RELU6:
+        y = np.where(xa > 0, np.where(xa < 6, xa, f6), f0)
+    elif func == ActFunc.LEAKY_RELU:
+        y = np.where(xa > 0, xa, xa * np.float32(alpha))
+    elif func == ActFunc.SIGMOID:
+        y = 1.0 / (1.0 + np.exp(-xa.astype(np.float64)))
+    elif func == ActFunc.TANH:  # from expm1, as act_f32.c (libm's tanh costs the M4F RAM)
+        e = np.expm1(-2.0 * np.abs(xa.astype(np.float64)))
+        th = -e / (2.0 + e)
+        y = np.where(xa < 0, -th, th)
+    elif func == ActFunc.HARDSWISH:
+        t = xa + np.float32(3)
+        y = xa * np.where(t > 0, np.where(t < 6, t, f6), f0) / f6
+    else:
+        raise ValueError(f"unknown activation function {func}")
+    return np.asarray(y).astype(np.float32)
+
+
+def act_grad(func: ActFunc, v: ArrayLike, dy: ArrayLike,
+             alpha: float | np.floating[Any] = 0.0) -> F32:
+    """dx = dy * func'(x), from v = the forward output (relu6, sigmoid, tanh) or input (leaky_relu,
+    hardswish), as PyTorch's backward formulas."""
+    va = _arr(v, np.shape(v), "v")
+    dya = _arr(dy, va.shape, "dy")
+    f0, f1 = np.float32(0), np.float32(1)
+    if func == ActFunc.RELU6:
+        dx = np.where((va > 0) & (va < 6), dya, f0)
+    elif func == ActFunc.LEAKY_RELU:
+        dx = np.where(va > 0, dya, dya * np.float32(alpha))
+    elif func == ActFunc.SIGMOID:
+        dx = dya * ((f1 - va) * va)
+    elif func == ActFunc.TANH:
+        dx = dya * (f1 - va * va)
+    elif func == ActFunc.HARDSWISH:
+        dx = np.where(va <= -3, f0,
+                      np.where(va < 3, dya * (va / np.float32(3) + np.float32(0.5)), dya))
+    else:
+        raise ValueError(f"unknown activation function {func}")
+    return np.asarray(dx).astype(np.float32)
+
+
+def _alpha(ex: RefExecutor, index: int) -> np.float32:
+    return np.float32(0) if index == NONE else np.float32(ex.view(index)[0])
+
+
+@reference(Opcode.ACT_F32)
+def _run_act(ex: RefExecutor, op: Op) -> None:
+    x, alpha = op.inputs
+    ex.view(op.outputs[0])[...] = act(ActFunc(op.attr("func")), ex.view(x), _alpha(ex, alpha))
+
+
+@reference(Opcode.ACT_GRAD_F32)
+def _run_act_grad(ex: RefExecutor, op: Op) -> None:
+    v, dy, alpha = op.inputs
+    ex.view(op.outputs[0])[...] = act_grad(ActFunc(op.attr("func")), ex.view(v), ex.view(dy),
+                                           _alpha(ex, alpha))
+
+
+@reference(Opcode.CONCAT_F32)
+def _run_concat(ex: RefExecutor, op: Op) -> None:
+    a, b = op.inputs
+    ex.view(op.outputs[0])[...] = np.concatenate([ex.view(a), ex.view(b)])
+
+
+@reference(Opcode.CONCAT_GRAD_F32)
+def _run_concat_grad(ex: RefExecutor, op: Op) -> None:
+    dy = ex.view(op.inputs[0])
+    n = int(op.attr("size_a"))
+    da, db = op.outputs
+    if da != NONE:
+        ex.view(da)[...] = dy[:n]
+    if db != NONE:
+        ex.view(db)[...] = dy[n:]
+
+
+def pad_w(x: ArrayLike, out_w: int, skip: int, lead: int) -> F32:
+    """Rows of x (rows, in_w) -> (rows, out_w): y[r, j] = x[r, j - lead + skip] inside the row,
+    else 0 (zero padding by lead, cropping by skip)."""
+    xa = _arr(x, np.shape(x), "x")
+    rows, in_w = xa.shape
+    y = np.zeros((rows, out_w), np.float32)
+    lo, hi = max(0, lead - skip), min(out_w, in_w + lead - skip)  # the j whose source is in x
+    if lo < hi:
+        y[:, lo:hi] = xa[:, lo - lead + skip:hi - lead + skip]
+    return y
+
+
+@reference(Opcode.PAD_W_F32)
+def _run_pad_w(ex: RefExecutor, op: Op) -> None:
+    rows, in_w = int(op.attr("rows")), int(op.attr("in_w"))
+    y = pad_w(ex.view(op.inputs[0], (rows, in_w)), int(op.attr("out_w")), int(op.attr("skip")),
+              int(op.attr("lead")))
+    ex.view(op.outputs[0])[...] = y.reshape(-1)

@@ -18,6 +18,10 @@
 #endif
 #define TT_RAW_MAX (TT_MAX_PAYLOAD + TT_FRAME_OVERHEAD)
 #define TT_ENCODED_MAX TT_COBS_MAX(TT_RAW_MAX)
+/* The raw bytes of a reply kept for a retransmitted request: every reply but INFO (to HELLO,
+ * never replayed) and TENSOR (to READ_TENSOR, which changes nothing and is answered again) fits:
+ * an ERROR is the largest, [code, message of up to TT_ERROR_MSG_MAX bytes]. */
+#define TT_REPLAY_MAX (TT_FRAME_OVERHEAD + 16u + TT_ERROR_MSG_MAX)
 
 /* Message types. Responses to a request of type T have type T | 0x80 or are ACK/ERROR. */
 enum {
@@ -30,6 +34,8 @@ enum {
     TT_MSG_EVAL = 0x07,
     TT_MSG_READ_TENSOR = 0x08,
     TT_MSG_RESET = 0x09,
+    TT_MSG_WRITE_TENSOR = 0x0A, /* [index, offset, bytes] into a trainable parameter */
+    TT_MSG_CHECKPOINT = 0x0B,   /* [] save the trained parameters and step count now */
     TT_MSG_ACK = 0x80,
     TT_MSG_INFO = 0x81,
     TT_MSG_STEP = 0x86,
@@ -87,18 +93,22 @@ typedef struct {
     bool uploading;
     uint32_t upload_size, upload_next;
     uint8_t upload_hash[TT_SHA256_SIZE];
-    /* Link state. */
-    uint8_t rx[TT_ENCODED_MAX];
+    /* Link state. One buffer holds a frame as it arrives (COBS), then decoded in place, then the
+     * reply, built over the request once it is handled and COBS-encoded as it is written out
+     * (tt_frame_send): the link's RAM is one frame, not three (docs/int8.md section 10). */
+    uint8_t link[TT_ENCODED_MAX];
     size_t rx_len;
     bool rx_overflow;
-    uint8_t raw[TT_RAW_MAX];
-    uint8_t tx[TT_ENCODED_MAX];
-    size_t tx_len;
     bool have_last;
     uint8_t last_seq, last_type;
+    uint32_t last_crc; /* the last request's frame CRC: a retransmission repeats it exactly */
+    uint8_t last_reply[TT_REPLAY_MAX]; /* the last reply's raw frame (type, seq, payload, CRC) */
+    size_t last_reply_len;             /* 0: too large to keep; a retransmission is handled anew */
     uint32_t steps;
     uint32_t bad_frames;
     uint32_t (*stack_peak)(void *ctx); /* NULL: INFO has no stack_peak */
+    int (*checkpoint)(void *ctx);      /* NULL: the device keeps no checkpoints */
+    void *checkpoint_ctx;
 } tt_device;
 
 /* plan slots: two buffers of plan_capacity bytes each, 16-byte aligned; plan_slot1 == NULL: one
@@ -112,6 +122,20 @@ void tt_device_set_plan_store(tt_device *dev, const tt_plan_store *store);
 /* A port that measures its stack (e.g. by painting it at boot) reports the peak bytes used since
  * boot through stack_peak(port ctx); INFO then carries it as `stack_peak`. Call after init. */
 void tt_device_set_stack_probe(tt_device *dev, uint32_t (*stack_peak)(void *ctx));
+/* A port that can keep the trained parameters and the step count (a file, flash) saves them
+ * when CHECKPOINT asks, through checkpoint(ctx): 0 when they are stored and will survive a
+ * reset (a torn save must leave the previous checkpoint), non-zero otherwise. INFO then says
+ * `checkpoints: true`. The port writes what tt_device_params() walks, and gives it back at boot
+ * with tt_device_restore_params(). Call after init. */
+void tt_device_set_checkpoint(tt_device *dev, int (*checkpoint)(void *ctx), void *ctx);
+/* Calls put(ctx, bytes, n) with each trainable parameter's bytes in tensor order (what a
+ * checkpoint keeps besides the step count); returns their total size. put NULL: only the size. */
+size_t tt_device_params(const tt_device *dev, void (*put)(void *ctx, const uint8_t *, size_t),
+                        void *ctx);
+/* Puts back what tt_device_params() gave, and the step count, into the loaded plan: refused
+ * (nothing changed) when no plan is loaded or len is not the plan's parameter size. */
+tt_status tt_device_restore_params(tt_device *dev, const uint8_t *params, size_t len,
+                                   uint32_t steps, tt_error *err);
 /* Feeds received bytes; complete frames are handled and answered before it returns. */
 void tt_device_receive(tt_device *dev, const uint8_t *data, size_t len);
 /* Makes the len-byte plan already in slot (0 or 1; 0 with one slot) the running plan with its

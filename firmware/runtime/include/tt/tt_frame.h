@@ -26,6 +26,7 @@ typedef struct {
     uint8_t seq;
     const uint8_t *payload;
     size_t payload_len;
+    uint32_t crc; /* the frame's CRC: tells a retransmission from a new request */
 } tt_frame;
 
 /* Decodes one received frame (without its delimiter) in place; checks length and CRC. */
@@ -33,5 +34,15 @@ tt_status tt_frame_decode(uint8_t *buf, size_t len, tt_frame *frame);
 /* Builds the raw frame around a payload already at raw + 2 (payload_len bytes), then COBS-encodes
  * it into out (TT_COBS_MAX(payload_len + TT_FRAME_OVERHEAD) bytes). Returns the encoded length. */
 size_t tt_frame_encode(uint8_t *raw, uint8_t type, uint8_t seq, size_t payload_len, uint8_t *out);
+
+/* Where encoded bytes go: a port's write callback. */
+typedef void (*tt_write_fn)(void *ctx, const uint8_t *data, size_t len);
+/* Writes what tt_cobs_encode would produce for len bytes (delimiter included) through write, in
+ * pieces of at most 64 bytes: no buffer of the encoded frame's size. */
+void tt_cobs_write(const uint8_t *in, size_t len, tt_write_fn write, void *ctx);
+/* tt_frame_encode's frame around the payload at raw + 2 (raw gets type, seq and CRC, so it must
+ * hold payload_len + TT_FRAME_OVERHEAD bytes), written out with tt_cobs_write. */
+void tt_frame_send(uint8_t *raw, uint8_t type, uint8_t seq, size_t payload_len, tt_write_fn write,
+                   void *ctx);
 
 #endif

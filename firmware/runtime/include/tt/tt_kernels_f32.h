@@ -79,4 +79,30 @@ tt_status tt_softmax_xent_f32(int32_t num_classes, const float *logits, int32_t 
 /* w -= lr * g */
 tt_status tt_sgd_f32(int32_t size, float *w, const float *g, float lr);
 
+/* The activation functions of tt_act_f32 (host/tinyhost/ops.py ActFunc: the same numbers). */
+typedef enum {
+    TT_ACT_RELU6 = 0,      /* min(max(x, 0), 6) */
+    TT_ACT_LEAKY_RELU = 1, /* x > 0 ? x : alpha * x */
+    TT_ACT_SIGMOID = 2,    /* 1 / (1 + exp(-x)), in double, rounded once */
+    TT_ACT_TANH = 3,       /* tanh(x), in double, rounded once */
+    TT_ACT_HARDSWISH = 4,  /* x * min(max(x + 3, 0), 6) / 6 */
+} tt_act_func;
+
+/* y = func(x), elementwise; y may alias x. alpha is read only for TT_ACT_LEAKY_RELU. */
+tt_status tt_act_f32(tt_act_func func, int32_t size, const float *x, float alpha, float *y);
+/* dx = dy * func'(x), from v = the forward output y (relu6, sigmoid, tanh) or its input x
+ * (leaky_relu, hardswish); dx may alias dy. */
+tt_status tt_act_grad_f32(tt_act_func func, int32_t size, const float *v, const float *dy,
+                          float alpha, float *dx);
+/* y = [a, b] (channel concatenation of C x H x W tensors is that of their buffers). */
+tt_status tt_concat_f32(int32_t size_a, int32_t size_b, const float *a, const float *b, float *y);
+/* da = dy[0, size_a), db = dy[size_a, size_a + size_b); either may be NULL (not both). */
+tt_status tt_concat_grad_f32(int32_t size_a, int32_t size_b, const float *dy, float *da,
+                             float *db);
+
+/* rows rows of in_w values -> rows of out_w: y[r][j] = x[r][j - lead + skip] where
+ * 0 <= j - lead + skip < in_w, else 0 (zero padding by lead, cropping by skip). */
+tt_status tt_pad_w_f32(int32_t rows, int32_t in_w, int32_t out_w, int32_t skip, int32_t lead,
+                       const float *x, float *y);
+
 #endif
