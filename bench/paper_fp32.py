@@ -132,7 +132,7 @@ class FloatPaperNet:
                     c.weight -= backbone_lr * c.weight.grad * c.w_mask
                 if c.b_trains:
                     c.bias -= backbone_lr * c.bias.grad
-        return float(loss)
+        return float(loss.detach())
 
     def predict(self, x: np.ndarray) -> int:
         with torch.no_grad():
