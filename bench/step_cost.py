@@ -25,12 +25,14 @@ DEMO_MODEL = f"{REPO}/host/tinyhost/demo/basicmotions_model.py:make_model"
 PAPER_MODELS = REPO.parent / "shared" / "data" / "mcu_models"
 
 
-def build_runner() -> None:
+def build_runner(target: str = "tinytrain_run") -> None:
+    """The unsanitized -O2 host build of `target` in build-bench/ (also bench/transfer.py's
+    tinytrain_sim: ASan makes the sim ~10x slower)."""
     subprocess.run(["cmake", "-S", str(REPO), "-B", str(BUILD),
                     f"-DPython3_EXECUTABLE={sys.executable}",
                     "-DTT_SANITIZE=OFF", "-DCMAKE_BUILD_TYPE=Release"], check=True,
                    stdout=subprocess.DEVNULL)
-    subprocess.run(["cmake", "--build", str(BUILD), "-j2", "--target", "tinytrain_run"], check=True,
+    subprocess.run(["cmake", "--build", str(BUILD), "-j2", "--target", target], check=True,
                    stdout=subprocess.DEVNULL)
 
 

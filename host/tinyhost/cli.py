@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
@@ -44,12 +45,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
         format_over_budget,
         format_report,
     )
+    from tinyhost.lr import LR_DEFAULT, TINY_LR_DEFAULT, plan_rates
 
     int8 = args.int8 or args.from_tiny_training is not None
     given = lambda flags: [f for f, g in flags if g]  # noqa: E731
     tiny_only = given((("--num-classes", args.num_classes is not None),
                        ("--input-size", args.input_size is not None)))
-    int8_only = given((("--no-qas", not args.qas), ("--int8-update", args.int8_update is not None)))
+    int8_only = given((("--no-qas", not args.qas), ("--int8-update", args.int8_update is not None),
+                       ("--backbone-lr", args.backbone_lr is not None)))
     if (args.model is None) == (args.from_tiny_training is None):
         print("error: give a MODEL (FILE.py:FACTORY or .pt2) or --from-tiny-training PKL, "
               "not both", file=sys.stderr)
@@ -85,17 +88,21 @@ def cmd_compile(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         result = compile_tiny_training(
-            args.from_tiny_training, args.num_classes, update=args.update, lr=args.lr,
-            input_size=args.input_size, qas=args.qas, int8_update=rule, reorder=args.reorder,
-            budget=arena_budget)
+            args.from_tiny_training, args.num_classes, update=args.update,
+            lr=TINY_LR_DEFAULT if args.lr is None else args.lr, input_size=args.input_size,
+            qas=args.qas, int8_update=rule, reorder=args.reorder, budget=arena_budget,
+            backbone_lr=args.backbone_lr)
     elif args.int8:
         calib = _load_data(args.calib, args.normalize)
         result = compile_quantized(
-            args.model, calib.x_train, update=args.update, lr=args.lr, qas=args.qas,
+            args.model, calib.x_train, update=args.update,
+            lr=LR_DEFAULT if args.lr is None else args.lr, qas=args.qas,
             int8_update=rule, reorder=args.reorder, budget=arena_budget,
+            backbone_lr=args.backbone_lr,
             calibration={"data": args.calib, "split": "train", "normalize": args.normalize})
     else:
-        result = compile_model(args.model, update=args.update, lr=args.lr, reorder=args.reorder)
+        result = compile_model(args.model, update=args.update,
+                               lr=LR_DEFAULT if args.lr is None else args.lr, reorder=args.reorder)
     report, meta = result.report, result.plan.meta
     fit = None if target is None else board_fit(result.plan, target, args.budget)
     chart_budget = arena_budget if fit is None else fit.arena_capacity - fit.tables
@@ -119,7 +126,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                "board": None if fit is None else fit.to_dict(),
                "layer_notes": meta.get("layer_notes", [])}
         if "scheme" in meta:
-            out["int8"] = {k: meta[k] for k in ("scheme", "qas", "int8_update", "int8_update_auto",
+            out["int8"] = {k: meta[k] for k in ("scheme", "lr", "qas", "int8_update",
+                                                "int8_update_auto",
                                                 "reorder",
                                                 "input_shape", "input_quant", "import_notes",
                                                 "calibration") if k in meta}
@@ -137,6 +145,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                   f"{'on' if meta['qas'] else 'off'}, int8 update rule {meta['int8_update']}")
             if "int8_update_auto" in meta:
                 print(f"int8 update rule chosen (--int8-update auto): {meta['int8_update_auto']}")
+            print(f"learning rates: {plan_rates(result.plan).describe()}")
             if "calibration" in meta:
                 c = meta["calibration"]
                 print(f"calibrated on {c['samples']} samples of {c['data']} ({c['split']} split, "
@@ -250,6 +259,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tinyhost.device import connect
+    from tinyhost.lr import plan_rates, with_backbone_lr
     from tinyhost.params import model_state, pull_parameters, save_parameters
     from tinyhost.plan import plan_hash
     from tinyhost.plot import plot_training
@@ -260,6 +270,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_dataset(plan, ds)
     _warn_int8_normalize(plan, args.normalize)
     lr = plan.default_lr if args.lr is None else args.lr
+    if args.backbone_lr is not None:  # one float of the plan rewritten: a new plan to upload
+        plan, data = with_backbone_lr(plan, lr, args.backbone_lr)
+    rates = plan_rates(plan, lr)
     quiet = args.json
     device = connect(args.port)
     log = None
@@ -282,13 +295,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             every = 0
         if not quiet:
             print(f"training on {device.name}: {len(ds.x_train)} train / {len(ds.x_test)} test "
-                  f"samples, {args.epochs} epochs, lr {lr:g}"
+                  f"samples, {args.epochs} epochs, {rates.describe()}"
                   f"{f', resuming after step {start}' if args.resume else ''}"
                   f"{f', checkpoint every {every} steps' if every else ''}", file=sys.stderr)
         log = MetricsLog(args.log, keep_until=start if args.resume else None) if args.log else None
         cfg = TrainConfig(epochs=args.epochs, lr=lr, seed=args.seed, shuffle=args.shuffle,
                           max_steps=args.steps, progress=not quiet, start_step=start,
-                          checkpoint_every=every, log=log)
+                          checkpoint_every=every, log=log,
+                          blowup_factor=max(0.0, args.max_loss_ratio))
         result = train(device, ds, cfg)
         saved = None
         if args.save_params:  # also after Ctrl-C: what was trained so far is kept
@@ -308,7 +322,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         plot_training(result.losses, result.epoch_ends, result.train_accuracy,
                       result.test_accuracy, args.plot,
                       f"{plan.meta.get('model', 'model')} on {device.name}: {ds.name}")
-    summary = result.summary() | {"device": device.name, "lr": lr, "metrics": args.log,
+    summary = result.summary() | {"device": device.name, "lr": lr,
+                                  "backbone_lr": rates.backbone, "metrics": args.log,
                                   "plot": args.plot, "params": saved}
     if args.json:
         _print_json(summary)
@@ -318,6 +333,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         for what, path in (("metrics", args.log), ("loss plot", args.plot), ("parameters", saved)):
             if path:
                 print(f"{what}: {path}")
+    if result.diverged:
+        kept = "; the parameters saved are those after the last accepted step" if saved else ""
+        backbone = ("" if rates.backbone is None else
+                    f", or a lower backbone rate alone (now --backbone-lr {rates.backbone:.3g}; "
+                    f"e.g. --backbone-lr {rates.backbone / 10:.3g})")
+        print(f"error: training diverged and was stopped at {result.interrupted}.\n"
+              f"What to try: a lower learning rate (now --lr {lr:g}; e.g. --lr {lr / 10:g})"
+              f"{backbone}{kept}", file=sys.stderr)
+        return 1
     if result.interrupted:
         print(f"training stopped early: {result.interrupted}; the steps so far are recorded",
               file=sys.stderr)
@@ -440,6 +464,21 @@ def byte_size(text: str) -> int:
                                      "262144 or 1.5MB (KB = 1024 bytes)")
 
 
+def learning_rate(text: str) -> float:
+    """argparse type of the learning-rate flags: a finite number above 0 (0 trains nothing, a
+    negative one climbs the loss, NaN/inf make every update non-finite)."""
+    try:
+        lr = float(text)
+    except ValueError:
+        lr = math.nan
+        if not re.fullmatch(r"[+-]?(nan|inf(inity)?)", text.strip().lower()):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(lr) or lr <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} cannot work as a learning rate: give a "
+                                         "finite number above 0, e.g. 0.01")
+    return lr
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", required=True, help="compiled plan (.ttp)")
     p.add_argument("--data", required=True,
@@ -511,8 +550,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reorder", dest="reorder", action="store_false",
                    help="apply every update after the whole backward pass instead of right "
                         "after its gradient (for memory comparisons)")
-    p.add_argument("--lr", type=float, default=0.01,
-                   help="default learning rate stored in the plan (default 0.01)")
+    p.add_argument("--lr", type=learning_rate,
+                   help="learning rate stored in the plan: of every parameter of an fp32 or "
+                        "--int8 model (default 0.01); of a --from-tiny-training model's fp32 "
+                        "head (default 0.001), its int8 backbone's being --lr x 0.5 unless "
+                        "--backbone-lr (defaults chosen by bench/transfer.py, docs/int8.md "
+                        "section 13). A finite number above 0")
+    p.add_argument("--backbone-lr", type=learning_rate, metavar="LR",
+                   help="int8 models: the learning rate of the int8 backbone's weights and "
+                        "biases (QAS-scaled), apart from the head's --lr; stored in the plan as "
+                        "its ratio to --lr (default: --from-tiny-training --lr x 0.5, i.e. "
+                        "0.0005; --int8 models --lr)")
     p.add_argument("--board", choices=BOARD_NAMES,
                    help="the board the plan is for (tinyhost/boards.py: its SRAM, the firmware's "
                         "static RAM and stack, the device's arena): the report says what the plan "
@@ -559,7 +607,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--epochs", type=int, default=10,
                    help="passes over the train split (default 10)")
-    p.add_argument("--lr", type=float, help="learning rate (default: the plan's)")
+    p.add_argument("--lr", type=learning_rate,
+                   help="learning rate (default: the plan's): of every parameter of an fp32 "
+                        "plan; of an int8 plan's head, its backbone's scaled along (the plan's "
+                        "ratio) unless --backbone-lr. A finite number above 0")
+    p.add_argument("--backbone-lr", type=learning_rate, metavar="LR",
+                   help="int8 plans: the backbone's learning rate, apart from the head's (the "
+                        "plan is uploaded with its ratio rewritten; default: the plan's)")
+    p.add_argument("--max-loss-ratio", type=float, default=4.0, metavar="K",
+                   help="stop training when the mean of the last 20 losses exceeds K x the first "
+                        "step's loss (at least ln(classes)): a loss blow-up (default 4; 0 "
+                        "turns it off). A NaN/inf loss, or an update the device refuses as "
+                        "non-finite, always stops training. Either way the parameters are still "
+                        "pulled (--save-params) and the exit status is 1")
     p.add_argument("--steps", type=int, help="stop after this many training steps")
     p.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,

@@ -16,10 +16,12 @@ from tinyhost.link.transport import open_link
 from tinyhost.ops import Opcode
 from tinyhost.plan import PLAN_FORMAT_VERSION, Plan, TensorKind, plan_hash
 from tinyhost.refexec.executor import RefExecutor, prepare_input
+from tinyhost.refexec.registry import NonFiniteStep
 
 PAYLOAD_MARGIN = 32  # CBOR framing of a chunk message around its bytes
 UNSUPPORTED_OP = -8  # TT_ERR_UNSUPPORTED_OP, what the firmware answers for such a plan
 PLAN_ARENA = -6      # TT_ERR_PLAN_ARENA: the plan needs a larger arena than the device has
+NONFINITE = -15      # TT_ERR_NONFINITE: a NaN/inf loss, or an update refused (nothing written)
 ERR_ARG = -1         # TT_ERR_ARG: an impossible request field (e.g. the learning rate)
 STORAGE = -14        # TT_ERR_STORAGE: the device's store (a file, flash) cannot save
 FLT_MAX = float(np.finfo(np.float32).max)
@@ -222,7 +224,10 @@ class RefDevice:
     def train_step(self, x: np.ndarray, label: int, lr: float) -> StepReply:
         ex = self._need()
         check_lr(lr)
-        r = ex.train_step(x, int(label), lr)
+        try:
+            r = ex.train_step(x, int(label), lr)
+        except NonFiniteStep as e:  # what the firmware answers: ERROR TT_ERR_NONFINITE
+            raise DeviceError(NONFINITE, str(e)) from None
         return StepReply(r.loss, r.pred, 0, ex.steps)
 
     def evaluate(self, x: np.ndarray) -> int:

@@ -513,7 +513,7 @@ def _sizes_conv2d_grad_weight_f32(a: Mapping[str, int]) -> list[int] | None:
 
 
 def _sizes_elementwise(k: int) -> Callable[[Mapping[str, int]], list[int] | None]:
-    """k operands of `size` elements each (RELU, RELU_GRAD, SGD, ADD_F32, UPDATE_S32)."""
+    """k operands of `size` elements each (RELU, RELU_GRAD, SGD, ADD_F32)."""
     def sizes(a: Mapping[str, int]) -> list[int] | None:
         return [a["size"]] * k
     return sizes
@@ -604,7 +604,12 @@ def _sizes_update_s8_f32(a: Mapping[str, int]) -> list[int] | None:
     n = _numel4(a["rows"], a["row_size"])
     if n is None:
         return None
-    return [n, n, a["rows"], n, n, n]                     # w, dw, qas, master, w_out, master_out
+    return [n, n, a["rows"], n, 1, n, n]  # w, dw, qas, master, lr_scale, w_out, master_out
+
+
+def _sizes_update_s32_f32(a: Mapping[str, int]) -> list[int] | None:
+    n = a["size"]
+    return [n, n, n, n, 1, n, n]          # b, db, qas, master, lr_scale, b_out, master_out
 
 
 def _sizes_pw_dw_conv2d_s8(a: Mapping[str, int]) -> list[int] | None:
@@ -760,8 +765,8 @@ def _sizes_conv2d_s8_sgd_f32(a: Mapping[str, int]) -> list[int] | None:
         return None
     x, y, w = n
     row, rows = w // a["out_c"], a["n_channels"]
-    # dz, x, channels, w, qas, master, w_out, master_out, db, scratch
-    return [y, x, rows, rows * row, rows, rows * row, rows * row, rows * row, a["out_c"],
+    # dz, x, channels, w, qas, master, lr_scale, w_out, master_out, db, scratch
+    return [y, x, rows, rows * row, rows, rows * row, 1, rows * row, rows * row, a["out_c"],
             4 * row]
 
 
@@ -899,15 +904,20 @@ OP_DEFS: tuple[OpDef, ...] = (
         "dx = dy * scale",
         sizes=_sizes_scaled, problem=_problem_scale),
     # In place on w (rows x row_size, all rows updated) and master (f32, same shape, present iff
-    # rule == MASTER): u = lr * (dw * qas[row]); qas holds the QAS scale of each row.
-    _op(Opcode.UPDATE_S8_F32, (s8("w"), f32("dw"), f32("qas"), f32("master", True)),
+    # rule == MASTER): u = lr' * (dw * qas[row]); qas holds the QAS scale of each row. lr' is the
+    # step's lr times lr_scale[0] (f32) when the plan gives one: the backbone's learning rate
+    # relative to the head's (issue 18; one shared constant, so `train --backbone-lr` rewrites
+    # one float), else the step's lr.
+    _op(Opcode.UPDATE_S8_F32,
+        (s8("w"), f32("dw"), f32("qas"), f32("master", True), f32("lr_scale", True)),
         (s8("w_out"), f32("master_out", True)), _attrs("rows row_size rule:rule"),
-        "int8 weight rows -= lr * dw * qas (rule: round or f32 master)", in_place=(0, 3),
-        sizes=_sizes_update_s8_f32, problem=_problem_update("w")),
-    _op(Opcode.UPDATE_S32_F32, (s32("b"), f32("db"), f32("qas"), f32("master", True)),
+        "int8 weight rows -= lr * lr_scale * dw * qas (rule: round or f32 master)",
+        in_place=(0, 3), sizes=_sizes_update_s8_f32, problem=_problem_update("w")),
+    _op(Opcode.UPDATE_S32_F32,
+        (s32("b"), f32("db"), f32("qas"), f32("master", True), f32("lr_scale", True)),
         (s32("b_out"), f32("master_out", True)), _attrs("size rule:rule"),
-        "int32 bias -= lr * db * qas (rule: round or f32 master)", in_place=(0, 3),
-        sizes=_sizes_elementwise(6), problem=_problem_update("b")),
+        "int32 bias -= lr * lr_scale * db * qas (rule: round or f32 master)", in_place=(0, 3),
+        sizes=_sizes_update_s32_f32, problem=_problem_update("b")),
     # The compiler makes y the same tensor as a (gradient accumulation in place).
     _op(Opcode.ADD_F32, (f32("a"), f32("b")), (f32("y"),), SIZE, "y = a + b",
         sizes=_sizes_elementwise(3)),
@@ -935,10 +945,12 @@ OP_DEFS: tuple[OpDef, ...] = (
     # the trained rows (channels; all out_c rows when absent), updated in place with its master
     # (rule MASTER); db (optional) as the gradient op's, for UPDATE_S32_F32.
     _op(Opcode.CONV2D_S8_SGD_F32,
-        (f32("dz"), s8("x"), s32("channels", True), s8("w"), f32("qas"), f32("master", True)),
+        (f32("dz"), s8("x"), s32("channels", True), s8("w"), f32("qas"), f32("master", True),
+         f32("lr_scale", True)),
         (s8("w_out"), f32("master_out", True), f32("db", True), s8("scratch")),
         CONV + _attrs("x_zero:int8 n_channels rule:rule"),
-        "trained rows -= lr * qas * (dz (x) (x - x_zero)), a row at a time; db = sum dz",
+        "trained rows -= lr * lr_scale * qas * (dz (x) (x - x_zero)), a row at a time; "
+        "db = sum dz",
         in_place=(3, 5), sizes=_sizes_conv2d_s8_sgd_f32, problem=_problem_conv2d_s8_sgd_f32),
     # CONV2D_S8_GRAD_INPUT_F32 of a depthwise conv with multiplier 1, a channel at a time through
     # one f32 plane of scratch: dx may be dz (in place; compiler/inplace.py), so a bias-only

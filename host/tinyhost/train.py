@@ -3,6 +3,8 @@ evaluate on the device after each epoch. No numerics happen here; the device doe
 from __future__ import annotations
 
 import csv
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,9 +12,11 @@ import numpy as np
 from tqdm import tqdm
 
 from tinyhost.datasets import Dataset
-from tinyhost.device import Device
+from tinyhost.device import NONFINITE, Device
 from tinyhost.layout import check_shape
-from tinyhost.plan import Plan
+from tinyhost.link.client import DeviceError
+from tinyhost.ops import Opcode
+from tinyhost.plan import Plan, TensorKind
 
 CSV_FIELDS = ["step", "epoch", "sample", "label", "pred", "loss", "correct", "cost",
               "test_accuracy"]
@@ -41,6 +45,58 @@ class TrainConfig:
     start_step: int = 0         # resume: the device has made this many steps of this run already
     checkpoint_every: int = 0   # have the device save its state every N steps (and at the end)
     log: MetricsLog | None = None  # each step's row is written as training goes
+    # Loss blow-up: stop when the mean of the last `blowup_window` losses exceeds
+    # `blowup_factor` x the reference loss: the first step's (taken before any update, so a run
+    # that diverges at once cannot raise its own bar), at least ln(classes), a uniform guess's
+    # loss (so a run starting near 0 loss is not stopped by ordinary noise). 0 disables it. A
+    # NaN/inf loss or update stops training always (the device refuses it).
+    blowup_factor: float = 4.0
+    blowup_window: int = 20
+
+
+@dataclass
+class LossWatch:
+    """The blow-up rule of TrainConfig, fed one loss per step."""
+    factor: float
+    window: int
+    floor: float  # ln(classes)
+    first: float | None = None
+    recent: list[float] = field(default_factory=list)
+
+    def add(self, loss: float) -> str | None:
+        """None, or why the loss has blown up."""
+        if self.factor <= 0 or self.window <= 0:
+            return None
+        if self.first is None:
+            self.first = loss
+        self.recent = (self.recent + [loss])[-self.window:]
+        if len(self.recent) < self.window:
+            return None
+        ref = max(self.first, self.floor)
+        mean = sum(self.recent) / self.window
+        if mean > self.factor * ref:
+            return (f"the loss blew up: the mean of the last {self.window} losses is {mean:.3g}, "
+                    f"over {self.factor:g}x its reference {ref:.3g} (the first step's loss, at "
+                    f"least ln(classes) = {self.floor:.3g})")
+        return None
+
+
+def describe_nonfinite(plan: Plan | None, message: str) -> str:
+    """The device's TT_ERR_NONFINITE message (`op K (opcode N) failed: ...`) in words: which op
+    and which tensor it would have written."""
+    m = re.search(r"op (\d+) \(opcode", message)
+    if plan is None or m is None or int(m.group(1)) >= len(plan.ops):
+        return f"the device refused a non-finite value ({message})"
+    op = plan.ops[int(m.group(1))]
+    name = Opcode(op.opcode).name if op.opcode in Opcode._value2member_map_ else str(op.opcode)
+    if op.opcode == Opcode.SOFTMAX_XENT_F32:
+        return f"the loss is NaN or infinite (op {m.group(1)}, {name}); no update was applied"
+    target = next((plan.tensors[i].name for i in op.inputs
+                   if i >= 0 and plan.tensors[i].kind == TensorKind.PARAM_TRAINABLE), None)
+    return (f"the device refused a NaN/infinite update (op {m.group(1)}, {name}"
+            f"{f' of {target}' if target else ''}); that update was not applied")
+
+
 
 
 @dataclass
@@ -49,6 +105,7 @@ class TrainResult:
     train_accuracy: list[float] = field(default_factory=list)  # per epoch, during training
     test_accuracy: list[float] = field(default_factory=list)   # per epoch, on the device
     interrupted: str | None = None                             # why training stopped early
+    diverged: bool = False  # stopped by a NaN/inf loss or update, or a loss blow-up
 
     @property
     def losses(self) -> list[float]:
@@ -67,6 +124,7 @@ class TrainResult:
             "train_accuracy": self.train_accuracy,
             "test_accuracy": self.test_accuracy,
             "interrupted": self.interrupted,
+            "diverged": self.diverged,
         }
 
 
@@ -98,6 +156,9 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
         total = min(total, cfg.max_steps)
     bar = tqdm(total=total, initial=min(cfg.start_step, total), desc="training", unit="step",
                disable=not cfg.progress)
+    plan: Plan | None = getattr(device, "plan", None)
+    watch = LossWatch(cfg.blowup_factor, cfg.blowup_window,
+                      math.log(plan.num_classes) if plan and plan.num_classes > 1 else 0.0)
     step = 0
     try:
         for epoch in range(1, cfg.epochs + 1):
@@ -111,7 +172,15 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
                     step += 1
                     continue
                 label = int(ds.y_train[i])
-                reply = device.train_step(ds.x_train[i], label, cfg.lr)
+                try:
+                    reply = device.train_step(ds.x_train[i], label, cfg.lr)
+                except DeviceError as e:
+                    if e.code != NONFINITE:
+                        raise
+                    result.diverged = True
+                    result.interrupted = (f"step {step + 1} (epoch {epoch}): "
+                                          f"{describe_nonfinite(plan, e.message)}")
+                    break
                 step += 1
                 seen += 1
                 correct += int(reply.pred == label)
@@ -125,6 +194,13 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.4f}",
                                 acc=f"{correct / seen:.1%}")
+                blowup = watch.add(reply.loss) if math.isfinite(reply.loss) else "the loss is NaN"
+                if blowup:
+                    result.diverged = True
+                    result.interrupted = f"step {step} (epoch {epoch}): {blowup}"
+                    break
+            if result.diverged:
+                break
             if seen == 0:
                 if step < total:
                     continue  # an epoch the resumed device had finished

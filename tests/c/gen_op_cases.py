@@ -359,6 +359,8 @@ def _conv2d_s8_sgd(rng: Rng) -> Iterator[OpCase]:
                      "master_out": "master"}
         if k % 2 == 0:
             args["db"] = Arg(np.zeros(a["out_c"], np.float32))
+        if k % 4 < 2:  # a parameter group's learning-rate scale
+            args["lr_scale"] = Arg(np.array([rng.uniform(0.01, 3)], np.float32), const=True)
         a |= {"x_zero": int(rng.integers(-128, 128)), "n_channels": rows, "rule": rule}
         yield OpCase(f"CONV2D_S8_SGD_F32/{k}", Opcode.CONV2D_S8_SGD_F32, args, a, lr=0.01,
                      skip_compare={"scratch"})
@@ -446,6 +448,8 @@ def _update_s8(rng: Rng) -> Iterator[OpCase]:
             if rule:
                 args |= {"master": Arg(w.astype(np.float32) + f32(rng, n) * 0.3),
                          "master_out": "master"}
+            if rows != 1:  # a parameter group's learning-rate scale
+                args["lr_scale"] = Arg(np.array([rng.uniform(0.01, 3)], np.float32), const=True)
             yield OpCase(f"UPDATE_S8_F32/rule{rule}/{rows}x{row_size}", Opcode.UPDATE_S8_F32,
                          args, {"rows": rows, "row_size": row_size, "rule": rule}, lr=0.01)
 
@@ -548,6 +552,8 @@ def _update_s32(rng: Rng) -> Iterator[OpCase]:
                 "qas": Arg(rng.uniform(1e3, 1e5, n).astype(np.float32), const=True), "b_out": "b"}
             if rule:
                 args |= {"master": Arg(b.astype(np.float32) + f32(rng, n)), "master_out": "master"}
+            if n != 1:  # a parameter group's learning-rate scale
+                args["lr_scale"] = Arg(np.array([rng.uniform(0.01, 3)], np.float32), const=True)
             yield OpCase(f"UPDATE_S32_F32/rule{rule}/{n}", Opcode.UPDATE_S32_F32, args,
                          {"size": n, "rule": rule}, lr=0.01)
 

@@ -703,6 +703,30 @@ static void check_softmax_errors(void)
     EXPECT_ERR(tt_softmax_xent_f32(4, logits, 9, &g_loss, NULL, &g_pred), TT_ERR_ARG);
 }
 
+/* A NaN/inf loss is reported (TT_ERR_NONFINITE, the loss written); a NaN/inf SGD step is
+ * refused with nothing written. */
+static void check_nonfinite(void)
+{
+    const float logits[3] = {1.0f, NAN, 0.0f};
+    TT_CHECK_STATUS(tt_softmax_xent_f32(3, logits, 0, &g_loss, g_out, &g_pred), TT_ERR_NONFINITE);
+    TT_CHECK(isnan(g_loss));
+    const float big[3] = {INFINITY, 1.0f, 0.0f};
+    TT_CHECK_STATUS(tt_softmax_xent_f32(3, big, 1, &g_loss, g_out, &g_pred), TT_ERR_NONFINITE);
+    float w[4] = {1.0f, 2.0f, 3.0f, 4.0f};
+    const float g[4] = {0.5f, NAN, 0.0f, 1.0f};
+    const float huge[4] = {1.0f, 1.0f, 3e38f, 1.0f};
+    TT_CHECK_STATUS(tt_sgd_f32(4, w, g, 0.1f), TT_ERR_NONFINITE);
+    TT_CHECK_STATUS(tt_sgd_f32(4, w, huge, -10.0f), TT_ERR_NONFINITE);
+    TT_CHECK(w[0] == 1.0f && w[1] == 2.0f && w[2] == 3.0f && w[3] == 4.0f);
+    const tt_linear_params p = {2, 2};
+    const float dy[2] = {1.0f, INFINITY}, x[2] = {1.0f, 1.0f};
+    float b[2] = {5.0f, 6.0f};
+    TT_CHECK_STATUS(tt_linear_sgd_f32(&p, dy, x, w, b, 0.1f), TT_ERR_NONFINITE);
+    TT_CHECK_STATUS(tt_linear_sgd_f32(&p, dy, NULL, NULL, b, 0.1f), TT_ERR_NONFINITE);
+    TT_CHECK(w[0] == 1.0f && w[3] == 4.0f && b[0] == 5.0f && b[1] == 6.0f);
+    TT_CHECK_STATUS(tt_sgd_f32(4, w, huge, 0.1f), TT_OK);
+}
+
 /* --- main ----------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -742,5 +766,6 @@ int main(int argc, char **argv)
     check_pool_errors();
     check_elementwise_errors();
     check_softmax_errors();
+    check_nonfinite();
     return tt_test_summary("test_kernels_f32");
 }

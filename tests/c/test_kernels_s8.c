@@ -1243,6 +1243,38 @@ static void check_update_errors(void)
     TT_CHECK(bytes_are((const uint8_t *)master, sizeof master, 0x5A));
 }
 
+/* A NaN/inf step is refused (TT_ERR_NONFINITE) and nothing is written, under every rule. */
+static void check_update_nonfinite(void)
+{
+    const tt_weight_shape s = {2, 3, 1};
+    const float qas[2] = {1.0f, 1.0f};
+    const float nan = NAN, inf = INFINITY;
+    float dw[6] = {0.5f, 0.25f, -1.0f, 2.0f, 1.0f, 0.0f};
+    int8_t w[6];
+    float master[6];
+    int32_t b[2] = {7, -7};
+    const float dw_bad[3] = {nan, inf, 3e38f}; /* the last one: lr * dw overflows */
+    for (int k = 0; k < 3; k++) {
+        dw[4] = dw_bad[k];
+        memset(w, 5, sizeof w);
+        memset(master, 0x42, sizeof master);
+        const float lr = k == 2 ? 1e10f : 0.1f;
+        TT_CHECK_STATUS(tt_update_s8_round_f32(&s, NULL, w, dw, lr, qas), TT_ERR_NONFINITE);
+        TT_CHECK_STATUS(tt_update_s8_master_f32(&s, NULL, master, w, dw, lr, qas),
+                        TT_ERR_NONFINITE);
+        TT_CHECK(bytes_are((const uint8_t *)w, sizeof w, 5));
+        TT_CHECK(bytes_are((const uint8_t *)master, sizeof master, 0x42));
+        TT_CHECK_STATUS(tt_update_s32_f32(2, b, NULL, dw + 3, lr, qas), TT_ERR_NONFINITE);
+        TT_CHECK_STATUS(tt_update_s32_f32(2, b, master, dw + 3, lr, qas), TT_ERR_NONFINITE);
+        TT_CHECK(b[0] == 7 && b[1] == -7);
+        TT_CHECK(bytes_are((const uint8_t *)master, sizeof master, 0x42));
+    }
+    /* A finite learning rate that is NaN: every step refused. */
+    dw[4] = 1.0f;
+    TT_CHECK_STATUS(tt_update_s8_round_f32(&s, NULL, w, dw, nan, qas), TT_ERR_NONFINITE);
+    TT_CHECK_STATUS(tt_update_s8_round_f32(&s, NULL, w, dw, 0.1f, qas), TT_OK);
+}
+
 /* --- the prepared requantization against tt_requantize ----------------------------------------- */
 
 static uint32_t rng_state = 0x9E3779B9u;
@@ -1329,5 +1361,6 @@ int main(int argc, char **argv)
     check_pw_dw_errors();
     check_elementwise_errors();
     check_update_errors();
+    check_update_nonfinite();
     return tt_test_summary("test_kernels_s8");
 }

@@ -102,8 +102,9 @@ def test_training_matches_torch(case, synthetic_pkl, samples, tmp_path):
         update_arg = update
     # Unfused (fuse=False): the weight gradients exist as tensors, to compare with torch's;
     # test_fused_updates_are_the_same_arithmetic shows the fused plan computes the same.
+    # one learning rate for head and backbone, as the torch model applies it
     result = compile_tiny_training(synthetic_pkl, 4, update=update_arg, qas=qas, int8_update=rule,
-                                   reorder=reorder, fuse=False)
+                                   reorder=reorder, fuse=False, lr=LR, backbone_lr=LR)
     plan = result.plan
     cfg = torch.load(synthetic_pkl, weights_only=False)
     net = PaperNet(cfg, plan.constant(plan.tensor_index("classifier.weight")),
@@ -248,7 +249,8 @@ def test_dead_channels_do_not_train(tmp_path, synthetic_pkl, samples):
     pw1["bias"][5] = np.int32(-2**31)
     path = tmp_path / "dead.pkl"
     torch.save(cfg, path)
-    plan = compile_tiny_training(path, 4, update="full", int8_update="master").plan
+    plan = compile_tiny_training(path, 4, update="full", int8_update="master", lr=LR,
+                                 backbone_lr=LR).plan
     assert any("blocks.1.pointwise1" in n and "5" in n for n in plan.meta["import_notes"])
     ex = RefExecutor(plan)
     w0 = ex.read_tensor(plan.tensor_index("blocks.1.pointwise1.weight"))

@@ -115,3 +115,28 @@ def test_standardised_samples_warn(int8_plan, images, capsys):
     err = capsys.readouterr().err
     assert "warning: this int8 plan quantizes its input for [-1, 0.996]" in err
     assert "--no-normalize" in err
+
+
+def test_backbone_lr_trains_the_same_on_sim_and_ref(images, tmp_path, capsys):
+    """A backbone rate apart from the head's (the plan's lr_scale rewritten by train): the sim's
+    firmware applies it exactly as the reference does, every parameter bit for bit."""
+    if not PKL.is_file():
+        pytest.skip(f"{PKL} is not here")
+    out = tmp_path / "round.ttp"  # int8_plan's master rule needs more arena than the sim has
+    assert main(["compile", "--from-tiny-training", str(PKL), "--num-classes", "4",
+                 "--input-size", str(SIZE), "--update", f"{SCHEMES}:mcunet-5fps:99kb",
+                 "--int8-update", "round", "-o", str(out)]) == 0
+    capsys.readouterr()
+    params = {}
+    for port in ("ref", "sim"):
+        saved = tmp_path / f"{port}.npz"
+        assert main(["train", "--port", port, "--plan", str(out), "--data", str(images),
+                     "--epochs", "2", "--no-normalize", "--lr", "0.01", "--backbone-lr", "0.0007",
+                     "--save-params", str(saved), "--json"]) == 0
+        s = json.loads(capsys.readouterr().out)
+        assert s["backbone_lr"] == pytest.approx(0.0007, rel=1e-6)
+        with np.load(saved) as f:
+            params[port] = dict(f)
+    assert params["ref"].keys() == params["sim"].keys()
+    for name, a in params["ref"].items():
+        assert np.array_equal(params["sim"][name], a), name

@@ -52,3 +52,24 @@ def test_seed_and_shuffle_change_the_order(demo_plan: Path, tmp_path: Path) -> N
 def test_pull_refuses_one_shot_ports(demo_plan: Path, tmp_path: Path) -> None:
     r = tinyhost("pull", "--port", "ref", "--plan", str(demo_plan), "-o", str(tmp_path / "p.pt"))
     assert r.returncode == 2 and "--save-params" in r.stderr
+
+
+@pytest.mark.parametrize("lr", ["2", "1e37"])  # a loss blow-up; an update the device refuses
+def test_ref_and_sim_stop_a_diverging_run_alike(demo_plan: Path, tmp_path: Path, lr: str) -> None:
+    said = {}
+    params = {}
+    for port in ("ref", "sim"):
+        out = tmp_path / f"{port}.npz"
+        r = tinyhost("train", "--port", port, "--plan", str(demo_plan), "--data", DEMO_DATA,
+                     "--seed", "7", "--epochs", "2", "--lr", lr, "--save-params", str(out),
+                     "--json")
+        assert r.returncode == 1, r.stderr
+        assert "training diverged" in r.stderr and "What to try" in r.stderr, r.stderr
+        said[port] = r.stderr.split("stopped at ")[1].split(":")[0]  # "step N (epoch E)"
+        with np.load(out) as f:
+            params[port] = dict(f)
+    assert said["ref"] == said["sim"]
+    for name, a in params["ref"].items():
+        assert np.all(np.isfinite(a)), name
+        scale = float(np.max(np.abs(a)))  # fp32 sums differ in order between numpy and C
+        np.testing.assert_allclose(params["sim"][name], a, rtol=0, atol=1e-5 * scale, err_msg=name)

@@ -2,7 +2,9 @@
  * gradient and update): each selected output channel's weight gradient is made in one row of
  * scratch and applied at once by the QAS update rule, so the layer's whole f32 weight gradient
  * never exists. The sums and the update are those of CONV2D_S8_GRAD_WEIGHT_F32 followed by
- * UPDATE_S8_F32, element for element, so the result is theirs bit for bit. */
+ * UPDATE_S8_F32, element for element, so the result is theirs bit for bit. A row whose step is
+ * not finite is refused (TT_ERR_NONFINITE) before it is written; the rows before it are kept
+ * updated and db is not computed. */
 #include <stddef.h>
 
 #include "ops_common_s8.h"
@@ -55,6 +57,7 @@ tt_status tt_op_conv2d_s8_sgd_f32_check(const tt_op_ctx *c, tt_error *err)
                               [TT_OPND_CONV2D_S8_SGD_F32_W] = rows * row,
                               [TT_OPND_CONV2D_S8_SGD_F32_QAS] = rows,
                               [TT_OPND_CONV2D_S8_SGD_F32_MASTER] = rows * row,
+                              [TT_OPND_CONV2D_S8_SGD_F32_LR_SCALE] = 1,
                               [TT_OPND_CONV2D_S8_SGD_F32_W_OUT] = rows * row,
                               [TT_OPND_CONV2D_S8_SGD_F32_MASTER_OUT] = rows * row,
                               [TT_OPND_CONV2D_S8_SGD_F32_DB] = (uint64_t)p.out_c,
@@ -82,8 +85,9 @@ tt_status tt_op_conv2d_s8_sgd_f32_check(const tt_op_ctx *c, tt_error *err)
                               err);
 }
 
-tt_status tt_op_conv2d_s8_sgd_f32_run(const tt_op_ctx *c, float lr)
+tt_status tt_op_conv2d_s8_sgd_f32_run(const tt_op_ctx *c, float step_lr)
 {
+    const float lr = tt_opnd_lr(c, TT_OPND_CONV2D_S8_SGD_F32_LR_SCALE, step_lr);
     const tt_conv2d_params p = TT_CONV2D_ATTRS_AT(c->a + TT_ATTR_CONV2D_S8_SGD_F32_IN_C);
     const tt_channel_select sel = {tt_opnd_s32(c, TT_OPND_CONV2D_S8_SGD_F32_CHANNELS),
                                    c->a[TT_ATTR_CONV2D_S8_SGD_F32_N_CHANNELS], 0};

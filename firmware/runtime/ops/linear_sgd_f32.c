@@ -3,6 +3,7 @@
  * and never stored (LINEAR_GRAD_WEIGHT_F32 + SGD_F32 without their dw buffer), with the same
  * float operations in the same order, so the result is theirs bit for bit. w (with x) or b may
  * be NULL (not both): a layer that trains only its bias keeps no input. */
+#include <math.h>
 #include <stddef.h>
 
 #include "ops_common.h"
@@ -16,6 +17,19 @@ tt_status tt_linear_sgd_f32(const tt_linear_params *p, const float *dy, const fl
         return TT_ERR_ARG;
     }
     const int32_t in = p->in_features;
+    /* The same arithmetic twice: first only to check that every new value is finite (else nothing
+     * is written, TT_ERR_NONFINITE), then to write them. */
+    for (int32_t o = 0; o < p->out_features; o++) {
+        for (int32_t i = 0; w != NULL && i < in; i++) {
+            const float g = dy[o] * x[i];
+            if (!isfinite(w[o * in + i] - lr * g)) {
+                return TT_ERR_NONFINITE;
+            }
+        }
+        if (b != NULL && !isfinite(b[o] - lr * dy[o])) {
+            return TT_ERR_NONFINITE;
+        }
+    }
     for (int32_t o = 0; o < p->out_features; o++) {
         for (int32_t i = 0; w != NULL && i < in; i++) {
             const float g = dy[o] * x[i];

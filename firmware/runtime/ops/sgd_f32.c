@@ -1,4 +1,6 @@
-/* Plain SGD step, in place: w -= lr * g. */
+/* Plain SGD step, in place: w -= lr * g; refused (TT_ERR_NONFINITE, w untouched) when a new
+ * value would not be finite. */
+#include <math.h>
 #include <stddef.h>
 
 #include "ops_common.h"
@@ -8,6 +10,11 @@ tt_status tt_sgd_f32(int32_t size, float *w, const float *g, float lr)
 {
     if (size <= 0 || w == NULL || g == NULL) {
         return TT_ERR_ARG;
+    }
+    for (int32_t i = 0; i < size; i++) { /* nothing is written unless every value is finite */
+        if (!isfinite(w[i] - lr * g[i])) {
+            return TT_ERR_NONFINITE;
+        }
     }
     for (int32_t i = 0; i < size; i++) {
         w[i] -= lr * g[i];

@@ -49,7 +49,8 @@ tt_status tt_softmax_xent_f32(int32_t num_classes, const float *logits, int32_t 
     dlogits[label] = (label == best) ? -r / s : dlogits[label] - 1.0f;
     *loss = (float)log1p((double)r) - z_label;
     *pred = best;
-    return TT_OK;
+    /* A NaN/inf loss (logits that overflowed) ends the step before any backward op runs. */
+    return isfinite(*loss) ? TT_OK : TT_ERR_NONFINITE;
 }
 
 /* --- the SOFTMAX_XENT_F32 op: plan check and run (tt/tt_op.h) --- */

@@ -1,7 +1,9 @@
 /* QAS update of an int32 bias, u = lr * (db * qas) in float (docs/int8.md 5):
  * - int32 state (master NULL): b <- sat32(b - rint(u)), the step rounded (halves to even), not
  *   the sum, so the integer arithmetic is exact for any bias;
- * - float master: master <- master - u, b = sat32(rint(master)). */
+ * - float master: master <- master - u, b = sat32(rint(master)).
+ * Refused (TT_ERR_NONFINITE, nothing written) when any u (int32 state) or new master is not
+ * finite. */
 #include <math.h>
 #include <stddef.h>
 
@@ -21,6 +23,12 @@ tt_status tt_update_s32_f32(int32_t size, int32_t *b, float *master, const float
 {
     if (size <= 0 || b == NULL || db == NULL || qas == NULL) {
         return TT_ERR_ARG;
+    }
+    for (int32_t i = 0; i < size; i++) { /* nothing is written unless every step is finite */
+        const float u = lr * (db[i] * qas[i]);
+        if (!isfinite(master == NULL ? u : master[i] - u)) {
+            return TT_ERR_NONFINITE;
+        }
     }
     for (int32_t i = 0; i < size; i++) {
         const float u = lr * (db[i] * qas[i]);
@@ -44,7 +52,11 @@ tt_status tt_update_s32_f32(int32_t size, int32_t *b, float *master, const float
 tt_status tt_op_update_s32_f32_check(const tt_op_ctx *c, tt_error *err)
 {
     const uint64_t n = (uint64_t)c->a[TT_ATTR_UPDATE_S32_F32_SIZE];
-    const uint64_t numel[] = {n, n, n, n, n, n};
+    const uint64_t numel[] = {
+        [TT_OPND_UPDATE_S32_F32_B] = n,         [TT_OPND_UPDATE_S32_F32_DB] = n,
+        [TT_OPND_UPDATE_S32_F32_QAS] = n,       [TT_OPND_UPDATE_S32_F32_MASTER] = n,
+        [TT_OPND_UPDATE_S32_F32_LR_SCALE] = 1,  [TT_OPND_UPDATE_S32_F32_B_OUT] = n,
+        [TT_OPND_UPDATE_S32_F32_MASTER_OUT] = n};
     const tt_status st = tt_op_check_operands(c, numel, err);
     if (st != TT_OK) {
         return st;
@@ -61,8 +73,9 @@ tt_status tt_op_update_s32_f32_check(const tt_op_ctx *c, tt_error *err)
                : tt_op_refuse(c, "an f32 master is needed exactly for rule 1", err);
 }
 
-tt_status tt_op_update_s32_f32_run(const tt_op_ctx *c, float lr)
+tt_status tt_op_update_s32_f32_run(const tt_op_ctx *c, float step_lr)
 {
+    const float lr = tt_opnd_lr(c, TT_OPND_UPDATE_S32_F32_LR_SCALE, step_lr);
     const bool master = c->a[TT_ATTR_UPDATE_S32_F32_RULE] == 1;
     return tt_update_s32_f32(c->a[TT_ATTR_UPDATE_S32_F32_SIZE],
                              tt_opnd_s32(c, TT_OPND_UPDATE_S32_F32_B),

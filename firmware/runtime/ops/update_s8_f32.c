@@ -16,6 +16,7 @@ tt_status tt_op_update_s8_f32_check(const tt_op_ctx *c, tt_error *err)
                               [TT_OPND_UPDATE_S8_F32_QAS] = (uint64_t)
                                                                 c->a[TT_ATTR_UPDATE_S8_F32_ROWS],
                               [TT_OPND_UPDATE_S8_F32_MASTER] = n,
+                              [TT_OPND_UPDATE_S8_F32_LR_SCALE] = 1,
                               [TT_OPND_UPDATE_S8_F32_W_OUT] = n,
                               [TT_OPND_UPDATE_S8_F32_MASTER_OUT] = n};
     const tt_status st = tt_op_check_operands(c, numel, err);
@@ -35,8 +36,9 @@ tt_status tt_op_update_s8_f32_check(const tt_op_ctx *c, tt_error *err)
 }
 
 /* Every row of the state is updated (a sparse layer's state holds just its trained rows). */
-tt_status tt_op_update_s8_f32_run(const tt_op_ctx *c, float lr)
+tt_status tt_op_update_s8_f32_run(const tt_op_ctx *c, float step_lr)
 {
+    const float lr = tt_opnd_lr(c, TT_OPND_UPDATE_S8_F32_LR_SCALE, step_lr);
     const tt_weight_shape shape = {c->a[TT_ATTR_UPDATE_S8_F32_ROWS],
                                    c->a[TT_ATTR_UPDATE_S8_F32_ROW_SIZE], 1};
     int8_t *w = tt_opnd_s8(c, TT_OPND_UPDATE_S8_F32_W);

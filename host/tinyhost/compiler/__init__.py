@@ -30,6 +30,7 @@ from tinyhost.compiler.pipeline import (
     run_passes,
 )
 from tinyhost.compiler.verify import VerifyError
+from tinyhost.lr import LR_DEFAULT, TINY_LR_DEFAULT
 
 PASSES = pass_names(TORCH)
 # int8 models from tiny-training: the import replaces capture and lowering.
@@ -38,40 +39,46 @@ PASSES_TINY = pass_names(TINY_TRAINING)
 PASSES_INT8 = pass_names(QUANTIZE)
 
 
-def compile_model(source: str, update: str = "full", lr: float = 0.01,
+def compile_model(source: str, update: str = "full", lr: float = LR_DEFAULT,
                   reorder: bool = True) -> CompileResult:
     """A float PyTorch model (FILE.py:FACTORY or .pt2) -> an fp32 training plan."""
     return compile_source(source, CompileOptions(TORCH, update=update, lr=lr, reorder=reorder))
 
 
 def compile_tiny_training(pkl: str | Path, num_classes: int, update: str = "full",
-                          lr: float = 0.01, input_size: int | None = None, qas: bool = True,
+                          lr: float = TINY_LR_DEFAULT, input_size: int | None = None,
+                          qas: bool = True,
                           int8_update: str = INT8_UPDATE_DEFAULT, reorder: bool = True,
-                          fuse: bool = True, budget: int | None = None) -> CompileResult:
+                          fuse: bool = True, budget: int | None = None,
+                          backbone_lr: float | None = None) -> CompileResult:
     """A pretrained int8 model of the paper (tiny-training's .pkl) -> a training plan with a new
     fp32 head of num_classes; `update` is full, last:K, bias-only or a sparse-update scheme file
     (see compiler/sparse.py); int8_update is the int8 weight update rule, round, master or auto
     (master if the arena then fits `budget`, default MCU_SRAM_BYTES, else round);
     fuse=False keeps every frozen 1x1 expand conv and its depthwise conv apart (compiler/fuse.py)
     and every depthwise output beside its input (compiler/inplace.py): the same numbers, more
-    memory; for per-layer inspection and comparisons."""
+    memory; for per-layer inspection and comparisons. lr is the head's learning rate and
+    backbone_lr the int8 backbone's (defaults: tinyhost.lr, chosen by bench/transfer.py)."""
     return compile_source(pkl, CompileOptions(
         TINY_TRAINING, update=update, lr=lr, reorder=reorder, qas=qas, int8_update=int8_update,
-        fuse=fuse, budget=budget, num_classes=num_classes, input_size=input_size))
+        fuse=fuse, budget=budget, num_classes=num_classes, input_size=input_size,
+        backbone_lr=backbone_lr))
 
 
-def compile_quantized(source: str, calib: np.ndarray, update: str = "full", lr: float = 0.01,
+def compile_quantized(source: str, calib: np.ndarray, update: str = "full",
+                      lr: float = LR_DEFAULT,
                       qas: bool = True, int8_update: str = INT8_UPDATE_DEFAULT,
                       reorder: bool = True, fuse: bool = True,
                       calibration: dict[str, Any] | None = None,
-                      budget: int | None = None) -> CompileResult:
+                      budget: int | None = None,
+                      backbone_lr: float | None = None) -> CompileResult:
     """A float PyTorch model (FILE.py:FACTORY or .pt2), quantized to int8 after training with the
     calibration samples `calib` (compiler/quantize.py) -> a training plan with the same int8
     passes as compile_tiny_training; its final Linear stays the fp32 head. `calibration` (what
     the samples were) goes into the plan's meta."""
     return compile_source(source, CompileOptions(
         QUANTIZE, update=update, lr=lr, reorder=reorder, qas=qas, int8_update=int8_update,
-        fuse=fuse, budget=budget, calib=calib, calibration=calibration))
+        fuse=fuse, budget=budget, calib=calib, calibration=calibration, backbone_lr=backbone_lr))
 
 
 __all__ = ["INT8_UPDATE_CHOICES", "INT8_UPDATE_DEFAULT", "INT8_UPDATE_RULES", "PASSES",

@@ -34,6 +34,7 @@ from tinyhost.compiler.errors import CompileError
 from tinyhost.compiler.graph import Graph, IROp
 from tinyhost.compiler.sparse import LayerUpdate, Scheme, layer_updates, parse_update
 from tinyhost.dtypes import DType
+from tinyhost.lr import BACKBONE_LR_SCALE
 from tinyhost.ops import CONV_ATTRS, POOL_ATTRS, Opcode, UpdateRule
 from tinyhost.plan import TensorKind
 from tinyhost.quant import mask_bytes, qas_bias_scale, qas_weight_scale
@@ -43,8 +44,10 @@ CONV_S8 = (Opcode.CONV2D_S8, Opcode.DEPTHWISE_CONV2D_S8)
 
 class AutodiffS8:
     def __init__(self, graph: Graph, updates: list[LayerUpdate], qas: bool, rule: UpdateRule,
-                 fuse_updates: bool = True) -> None:
+                 fuse_updates: bool = True, lr_scale: float = 1.0) -> None:
         self.g = graph
+        self.lr_scale = lr_scale  # the backbone's lr / the head's (one shared f32 constant)
+        self.lr_scale_tensor = -1
         self.updates = updates
         self.qas = qas
         self.rule = rule
@@ -55,6 +58,14 @@ class AutodiffS8:
     # -- helpers ----------------------------------------------------------------------------
     def const(self, name: str, data: np.ndarray, dtype: DType) -> int:
         return self.g.add_tensor(name, data.shape, TensorKind.PARAM_FROZEN, dtype, data)
+
+    def backbone_lr_scale(self) -> int:
+        """The lr_scale operand of every int8 update: one constant, so that `train --backbone-lr`
+        rewrites one float of the plan."""
+        if self.lr_scale_tensor == -1:
+            self.lr_scale_tensor = self.const(BACKBONE_LR_SCALE,
+                                              np.array([self.lr_scale], np.float32), DType.F32)
+        return self.lr_scale_tensor
 
     def new_grad(self, of: int, name: str | None = None) -> int:
         return self.g.add_grad(of, name)
@@ -258,13 +269,15 @@ class AutodiffS8:
                 # The trained rows' gradient made and applied a row at a time (CONV2D_S8_SGD_F32):
                 # no whole f32 weight gradient; its scratch (one row) comes from
                 # compiler/scratch.py.
-                g.add_op(Opcode.CONV2D_S8_SGD_F32, [dz, x, channels, w_state, qt, m],
+                g.add_op(Opcode.CONV2D_S8_SGD_F32,
+                         [dz, x, channels, w_state, qt, m, self.backbone_lr_scale()],
                          [w_state, m, db, -1],
                          {**geometry, "x_zero": x_zero, "n_channels": n_ch,
                           "rule": int(self.rule)}, op.source)
             else:  # unfused (fuse off): the whole gradient, then the update
                 shape = g.tensors[w_state].shape
-                g.add_op(Opcode.UPDATE_S8_F32, [w_state, dw, qt, m], [w_state, m],
+                g.add_op(Opcode.UPDATE_S8_F32, [w_state, dw, qt, m, self.backbone_lr_scale()],
+                         [w_state, m],
                          {"rows": shape[0], "row_size": int(np.prod(shape[1:])),
                           "rule": int(self.rule)}, op.source)
         if train_b:
@@ -272,19 +285,19 @@ class AutodiffS8:
                    else np.ones(out_c, np.float32)) * live
             qt = self.const(f"{op.source}.qas_b", qas, DType.F32)
             m = self.master.get(b, -1)
-            g.add_op(Opcode.UPDATE_S32_F32, [b, db, qt, m], [b, m],
+            g.add_op(Opcode.UPDATE_S32_F32, [b, db, qt, m, self.backbone_lr_scale()], [b, m],
                      {"size": out_c, "rule": int(self.rule)}, op.source)
 
 
 def autodiff_s8(graph: Graph, update: str, model: str, qas: bool = True,
                 rule: UpdateRule = UpdateRule.ROUND, reorder: bool = True,
-                fuse_updates: bool = True) -> tuple[Graph, Scheme]:
+                fuse_updates: bool = True, lr_scale: float = 1.0) -> tuple[Graph, Scheme]:
     if not graph.conv_ops:
         raise CompileError("autodiff: the int8 graph has no convs")
     scheme = parse_update(update, len(graph.conv_ops), model)
     weights = [graph.tensors[graph.ops[k].inputs[1]].array() for k in graph.conv_ops]
     updates = layer_updates(scheme, weights, update)
-    graph = AutodiffS8(graph, updates, qas, rule, fuse_updates).run()
+    graph = AutodiffS8(graph, updates, qas, rule, fuse_updates, lr_scale).run()
     if not reorder:
         defer_updates(graph)
     return graph, scheme

@@ -41,6 +41,7 @@ from tinyhost.compiler.quantize import INT8_LAYER_NAMES, INT8_LAYERS, quantize
 from tinyhost.compiler.report import MCU_SRAM_BYTES, MemoryReport, memory_report
 from tinyhost.compiler.scratch import add_scratch
 from tinyhost.compiler.verify import verify
+from tinyhost.lr import BACKBONE_LR_RATIO, LR_DEFAULT, check_lr, lr_scale
 from tinyhost.ops import UpdateRule
 from tinyhost.plan import Plan, encode_plan
 
@@ -60,7 +61,7 @@ FRONTENDS = (TORCH, TINY_TRAINING, QUANTIZE)
 # The plan's meta keys in this order (then any others, as the passes added them): a plan's bytes
 # do not depend on the order the passes run in.
 META_ORDER = ("model", "source", "format", "calibration", "head", "update", "scheme",
-              "input_shape", "input_quant", "qas", "int8_update", "reorder", "import_notes",
+              "input_shape", "input_quant", "lr", "qas", "int8_update", "reorder", "import_notes",
               "fusions", "stem_fusions", "in_place", "int8_update_auto")
 
 
@@ -69,7 +70,8 @@ class CompileOptions:
     """Everything a compile takes besides the model source (the `tinyhost compile` flags)."""
     frontend: str = TORCH
     update: str = "full"        # full, last:K, bias-only, names; int8: also a sparse scheme
-    lr: float = 0.01            # the plan's default learning rate
+    lr: float = LR_DEFAULT      # the plan's default learning rate: the head's (tinyhost/lr.py)
+    backbone_lr: float | None = None  # int8: the backbone's (default: lr x its ratio)
     reorder: bool = True        # each update right after its gradient (the paper's reordering)
     # int8 (TINY_TRAINING, QUANTIZE)
     qas: bool = True            # quantization-aware scaling of the gradients
@@ -86,6 +88,15 @@ class CompileOptions:
     calibration: dict[str, Any] | None = None
 
     def check(self) -> None:
+        try:
+            check_lr(self.lr, "--lr")
+            if self.backbone_lr is not None:
+                check_lr(self.backbone_lr, "--backbone-lr")
+        except ValueError as e:
+            raise CompileError(str(e)) from None
+        if self.frontend == TORCH and self.backbone_lr is not None:
+            raise CompileError("--backbone-lr applies to int8 models (--int8, "
+                               "--from-tiny-training): an fp32 model has one lr, --lr")
         if self.frontend not in FRONTENDS:
             raise CompileError(f"unknown front end {self.frontend!r}: expected one of "
                                f"{', '.join(FRONTENDS)}")
@@ -207,10 +218,14 @@ def _autodiff_s8(c: Compilation) -> Compilation:
     input_shape = list(graph.tensors[graph.input].shape)
     assert graph.input_quant is not None
     input_quant = {"scale": graph.input_quant[0], "zero": graph.input_quant[1]}
+    ratio = BACKBONE_LR_RATIO if opts.frontend == TINY_TRAINING else 1.0
+    backbone_lr = opts.lr * ratio if opts.backbone_lr is None else opts.backbone_lr
     graph, scheme = autodiff_s8(graph, opts.update, c.meta["model"], qas=opts.qas,
                                 rule=INT8_UPDATE_RULES[opts.int8_update], reorder=opts.reorder,
-                                fuse_updates=opts.fuse)
+                                fuse_updates=opts.fuse,
+                                lr_scale=float(lr_scale(opts.lr, backbone_lr)))
     c.graph = graph
+    c.meta["lr"] = {"head": opts.lr, "backbone": backbone_lr}
     c.meta |= {"update": opts.update, "scheme": scheme.to_dict(), "input_shape": input_shape,
                "input_quant": input_quant, "qas": opts.qas, "int8_update": opts.int8_update,
                "reorder": opts.reorder, "import_notes": graph.notes}

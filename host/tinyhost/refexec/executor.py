@@ -16,7 +16,9 @@ from tinyhost.quant import mask_bytes  # noqa: F401  (re-exported)
 from tinyhost.refexec import kernels_f32 as _kernels_f32  # noqa: F401  (registers its ops)
 from tinyhost.refexec import kernels_s8 as q
 from tinyhost.refexec.kernels_s8 import pack_mask, unpack_mask  # noqa: F401  (re-exported)
-from tinyhost.refexec.registry import REFERENCE
+from tinyhost.refexec.registry import REFERENCE, NonFiniteStep
+
+NONFINITE_NAME = "TT_ERR_NONFINITE"  # tt_status.h: -15
 
 _missing = set(Opcode) - set(REFERENCE)
 assert not _missing, f"ops without a reference function: {sorted(o.name for o in _missing)}"
@@ -98,5 +100,11 @@ class RefExecutor:
         return int(np.argmax(self.view(self.plan.bindings.logits)))
 
     def run(self, ops: list[Op]) -> None:
-        for op in ops:
-            REFERENCE[op.opcode](self, op)
+        for k, op in enumerate(ops):
+            try:
+                # overflow is the device's float arithmetic too; an update refuses what it makes
+                with np.errstate(over="ignore", invalid="ignore"):
+                    REFERENCE[op.opcode](self, op)
+            except NonFiniteStep as e:  # the firmware's message (exec.c), for the same op
+                raise NonFiniteStep(f"op {k} (opcode {int(op.opcode)}) failed: "
+                                    f"{NONFINITE_NAME} ({e})") from None

@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from tinyhost.ops import ActFunc, Opcode
 from tinyhost.plan import NONE, Op
-from tinyhost.refexec.registry import reference
+from tinyhost.refexec.registry import reference, require_finite
 
 if TYPE_CHECKING:
     from tinyhost.refexec.executor import RefExecutor
@@ -396,10 +396,13 @@ def softmax_xent(logits: ArrayLike, label: int) -> tuple[np.float32, F32, int]:
 
 
 def sgd(w: ArrayLike, g: ArrayLike, lr: float | np.floating[Any]) -> F32:
-    """w - lr*g, computed in float32 (the C kernel updates w in place)."""
+    """w - lr*g, computed in float32 (the C kernel updates w in place); NonFiniteStep when a
+    value is not finite (the C kernel then writes nothing)."""
     wa = _arr(w, np.shape(w), "w")
     ga = _arr(g, wa.shape, "g")
-    return (wa - np.float32(lr) * ga).astype(np.float32, copy=False)
+    new = (wa - np.float32(lr) * ga).astype(np.float32, copy=False)
+    require_finite(new, "the SGD step w - lr*g")
+    return new
 
 
 # --- the ops: plan operands -> these kernels (refexec/registry.py) -------------------------------
@@ -536,6 +539,7 @@ def _run_softmax_xent(ex: RefExecutor, op: Op) -> None:
     ex.view(out_loss)[0] = loss
     ex.view(out_dlogits)[...] = dlogits
     ex.view(out_pred)[0] = pred
+    require_finite(np.asarray(loss), "the loss")  # written, then the step ends (as in C)
 
 
 @reference(Opcode.SGD_F32)

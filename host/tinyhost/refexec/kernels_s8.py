@@ -50,7 +50,7 @@ from tinyhost.refexec.kernels_f32 import (
     _windows,
     store_weight_grads,
 )
-from tinyhost.refexec.registry import reference
+from tinyhost.refexec.registry import NonFiniteStep, reference, require_finite
 from tinyhost.refexec.requant import (
     INT8_MAX,
     INT8_MIN,
@@ -449,10 +449,25 @@ def conv2d_s8_sgd(g: ConvGeom, dz: ArrayLike, x: ArrayLike, x_zero: int,
     rows, the new master (or None) and db."""
     dw, db = conv2d_s8_grad_weight(g, dz, x, x_zero, channels)
     rows = _s8(w, dw.shape, "w")
-    if master is None:
-        return update_s8_round(rows, dw, lr, qas), None, db
-    new_master, new_w = update_s8_master(master, dw, lr, qas)
-    return new_w, new_master, db
+    try:
+        if master is None:
+            return update_s8_round(rows, dw, lr, qas), None, db
+        new_master, new_w = update_s8_master(master, dw, lr, qas)
+        return new_w, new_master, db
+    except NonFiniteStep as e:
+        q = _f32(qas, (dw.shape[0],), "qas")
+        ma = None if master is None else _f32(master, dw.shape, "master").copy()
+        new_w = rows.copy()
+        for j in range(dw.shape[0]):  # as the C op: a row at a time, up to the refused one
+            one = slice(j, j + 1)
+            try:
+                if ma is None:
+                    new_w[one] = update_s8_round(rows[one], dw[one], lr, q[one])
+                else:
+                    ma[one], new_w[one] = update_s8_master(ma[one], dw[one], lr, q[one])
+            except NonFiniteStep:
+                break
+        raise NonFiniteStep(str(e), partial=(new_w, ma)) from None
 
 
 def add_s8_grad(dy: ArrayLike, s1: float, s2: float, sy: float) -> tuple[F32, F32]:
@@ -514,8 +529,9 @@ def update_s8_round(w: ArrayLike, dw: ArrayLike, lr: float | np.floating[Any], q
     wa = _s8(w, None, "w")
     dwa, q, sel = _update_geometry(wa.shape, dw, qas, channels, axis)
     cur = wa if sel is None else np.take(wa, sel, axis=axis)
-    u = _step(dwa, lr, q)
-    new = np.clip(np.rint(cur.astype(np.float32) - u), -WEIGHT_QMAX, WEIGHT_QMAX).astype(np.int8)
+    v = (cur.astype(np.float32) - _step(dwa, lr, q)).astype(np.float32)
+    require_finite(v, "the int8 weight step w - u")
+    new = np.clip(np.rint(v), -WEIGHT_QMAX, WEIGHT_QMAX).astype(np.int8)
     out = wa.copy()
     if sel is None:
         out[...] = new
@@ -565,6 +581,7 @@ def update_s8_master(master: ArrayLike, dw: ArrayLike, lr: float | np.floating[A
     if q.shape != (ma.shape[0],):
         raise ValueError(f"qas has {q.size} output channels, master {ma.shape[0]}")
     new_master = (ma - _step(dwa, lr, q)).astype(np.float32)
+    require_finite(new_master, "the f32 master weight step")
     rows = np.clip(np.rint(new_master), -WEIGHT_QMAX, WEIGHT_QMAX).astype(np.int8)
     return new_master, rows
 
@@ -585,11 +602,13 @@ def update_s32(bias: ArrayLike, db: ArrayLike, lr: float | np.floating[Any],
     q = _f32(qas, b.shape, "qas")
     u = (np.float32(lr) * (dba * q)).astype(np.float32)
     if b.dtype == np.int32:
+        require_finite(u, "the int32 bias step")
         step = np.clip(np.rint(u.astype(np.float64)), -2.0**40, 2.0**40).astype(np.int64)
         new = np.clip(b.astype(np.int64) - step, INT32_MIN, INT32_MAX).astype(np.int32)
         return new, new.copy()
     if b.dtype == np.float32:
         master = (b - u).astype(np.float32)
+        require_finite(master, "the f32 master bias step")
         s32 = np.clip(np.rint(master.astype(np.float64)), INT32_MIN, INT32_MAX).astype(np.int32)
         return master, s32
     raise ValueError(f"bias must be int32 or a float32 master, got {b.dtype}")
@@ -735,16 +754,32 @@ def _run_conv2d_s8_grad_weight(ex: RefExecutor, op: Op) -> None:
     store_weight_grads(ex, op, dw, db)
 
 
+def op_lr(ex: RefExecutor, lr_scale: int) -> np.float32:
+    """An update op's learning rate: the step's times its lr_scale (f32[1], the parameter group's
+    scale relative to the head) in float32, or the step's without one (C: tt_opnd_lr)."""
+    if lr_scale == NONE:
+        return np.float32(ex.lr)
+    return np.float32(np.float32(ex.lr) * ex.view(lr_scale)[0])
+
+
 @reference(Opcode.CONV2D_S8_SGD_F32)
 def _run_conv2d_s8_sgd(ex: RefExecutor, op: Op) -> None:
     g = ConvGeom.from_op(op)
     n = op.attr("n_channels")
     xs, ws, ys = _conv_shapes(g)
-    dz, x, channels, w, qas, master = op.inputs
+    dz, x, channels, w, qas, master, lr_scale = op.inputs
     rows = (n,) + ws[1:]
-    new_w, new_master, db = conv2d_s8_sgd(
-        g, ex.view(dz, ys), ex.view(x, xs), op.attr("x_zero"), ex.opt(channels, (n,)),
-        ex.view(w, rows), ex.view(qas, (n,)), ex.opt(master, rows), ex.lr)
+    try:
+        new_w, new_master, db = conv2d_s8_sgd(
+            g, ex.view(dz, ys), ex.view(x, xs), op.attr("x_zero"), ex.opt(channels, (n,)),
+            ex.view(w, rows), ex.view(qas, (n,)), ex.opt(master, rows), op_lr(ex, lr_scale))
+    except NonFiniteStep as e:  # the rows before the refused one were applied, as in C
+        assert e.partial is not None
+        part_w, part_m = e.partial
+        ex.view(w)[...] = part_w.reshape(-1)
+        if part_m is not None:
+            ex.view(master)[...] = part_m.reshape(-1)
+        raise
     ex.view(w)[...] = new_w.reshape(-1)
     if new_master is not None:
         ex.view(master)[...] = new_master.reshape(-1)
@@ -773,15 +808,16 @@ def _run_dequantize_grad(ex: RefExecutor, op: Op) -> None:
 @reference(Opcode.UPDATE_S8_F32)
 def _run_update_s8(ex: RefExecutor, op: Op) -> None:
     rows, row_size, rule = op.attr("rows"), op.attr("row_size"), op.attr("rule")
-    w, dw, qas, master = op.inputs
+    w, dw, qas, master, lr_scale = op.inputs
     wv, dwv = ex.view(w, (rows, row_size)), ex.view(dw, (rows, row_size))
+    lr = op_lr(ex, lr_scale)
     if rule == UpdateRule.MASTER:
         mv = ex.view(master, (rows, row_size))
-        new_master, new_w = update_s8_master(mv, dwv, ex.lr, ex.view(qas))
+        new_master, new_w = update_s8_master(mv, dwv, lr, ex.view(qas))
         mv[...] = new_master
         wv[...] = new_w
     elif rule == UpdateRule.ROUND:
-        wv[...] = update_s8_round(wv, dwv, ex.lr, ex.view(qas))
+        wv[...] = update_s8_round(wv, dwv, lr, ex.view(qas))
     else:
         raise ValueError(f"unknown int8 update rule {rule}")
 
@@ -789,14 +825,15 @@ def _run_update_s8(ex: RefExecutor, op: Op) -> None:
 @reference(Opcode.UPDATE_S32_F32)
 def _run_update_s32(ex: RefExecutor, op: Op) -> None:
     rule = op.attr("rule")
-    b, db, qas, master = op.inputs
+    b, db, qas, master, lr_scale = op.inputs
     bv = ex.view(b)
+    lr = op_lr(ex, lr_scale)
     if rule == UpdateRule.MASTER:
         mv = ex.view(master)
-        new_master, new_b = update_s32(mv, ex.view(db), ex.lr, ex.view(qas))
+        new_master, new_b = update_s32(mv, ex.view(db), lr, ex.view(qas))
         mv[...] = new_master
         bv[...] = new_b
     elif rule == UpdateRule.ROUND:
-        bv[...] = update_s32(bv, ex.view(db), ex.lr, ex.view(qas))[1]
+        bv[...] = update_s32(bv, ex.view(db), lr, ex.view(qas))[1]
     else:
         raise ValueError(f"unknown int32 update rule {rule}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from tinyhost.ops import Opcode
 from tinyhost.plan import Op
 
@@ -17,6 +19,23 @@ if TYPE_CHECKING:
     from tinyhost.refexec.executor import RefExecutor
 
 RunFn = Callable[["RefExecutor", Op], None]
+
+
+class NonFiniteStep(ArithmeticError):
+    """A reference op refused a NaN/inf loss or update, as the C op does with TT_ERR_NONFINITE:
+    an update writes nothing (CONV2D_S8_SGD_F32: the rows before the refused one are written,
+    `partial`), and the executor stops the step there."""
+
+    def __init__(self, what: str,
+                 partial: tuple[np.ndarray, np.ndarray | None] | None = None) -> None:
+        super().__init__(what)
+        self.partial = partial
+
+
+def require_finite(values: np.ndarray, what: str) -> None:
+    """The C ops' check before an update writes: every value it would write is finite."""
+    if not np.all(np.isfinite(values)):
+        raise NonFiniteStep(f"{what} is not finite")
 REFERENCE: dict[Opcode, RunFn] = {}
 
 

@@ -87,6 +87,15 @@ static inline float *tt_opnd_f32(const tt_op_ctx *c, unsigned i)
     return (float *)tt_opnd(c, i);
 }
 
+/* An update op's learning rate: the step's lr times its optional lr_scale operand (f32[1], the
+ * parameter group's scale relative to the head, issue 18), rounded to float once; the step's lr
+ * without one. The reference executor computes the same (refexec/kernels_s8.py op_lr). */
+static inline float tt_opnd_lr(const tt_op_ctx *c, unsigned lr_scale, float lr)
+{
+    const float *s = tt_opnd_f32(c, lr_scale);
+    return s != NULL ? lr * s[0] : lr;
+}
+
 static inline int8_t *tt_opnd_s8(const tt_op_ctx *c, unsigned i)
 {
     return (int8_t *)tt_opnd(c, i);

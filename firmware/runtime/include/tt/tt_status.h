@@ -17,7 +17,8 @@ typedef enum {
     TT_ERR_TOO_LARGE = -11,     /* a payload larger than the receive buffer or plan store */
     TT_ERR_LABEL = -12,         /* a label outside [0, num_classes) */
     TT_ERR_INTERNAL = -13,
-    TT_ERR_STORAGE = -14, /* the plan store (flash) failed to erase or write */
+    TT_ERR_STORAGE = -14,   /* the plan store (flash) failed to erase or write */
+    TT_ERR_NONFINITE = -15, /* a NaN/inf loss, or an update step refused: it would write NaN/inf */
 } tt_status;
 
 /* A short constant name for a status ("TT_ERR_ARG"), for messages. */
