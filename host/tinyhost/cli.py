@@ -473,7 +473,8 @@ def learning_rate(text: str) -> float:
         lr = math.nan
         if not re.fullmatch(r"[+-]?(nan|inf(inity)?)", text.strip().lower()):
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(lr) or lr <= 0:
+    from tinyhost.lr import lr_ok
+    if not lr_ok(lr):
         raise argparse.ArgumentTypeError(f"{text!r} cannot work as a learning rate: give a "
                                          "finite number above 0, e.g. 0.01")
     return lr

@@ -13,6 +13,7 @@ from tinyhost import __version__
 from tinyhost.boards import board_for_info, tables_lower_bound
 from tinyhost.link.client import DeviceClient, DeviceError, StepReply
 from tinyhost.link.transport import open_link
+from tinyhost.lr import lr_ok
 from tinyhost.ops import Opcode
 from tinyhost.plan import PLAN_FORMAT_VERSION, Plan, TensorKind, plan_hash
 from tinyhost.refexec.executor import RefExecutor, prepare_input
@@ -24,13 +25,12 @@ PLAN_ARENA = -6      # TT_ERR_PLAN_ARENA: the plan needs a larger arena than the
 NONFINITE = -15      # TT_ERR_NONFINITE: a NaN/inf loss, or an update refused (nothing written)
 ERR_ARG = -1         # TT_ERR_ARG: an impossible request field (e.g. the learning rate)
 STORAGE = -14        # TT_ERR_STORAGE: the device's store (a file, flash) cannot save
-FLT_MAX = float(np.finfo(np.float32).max)
 
 
 def check_lr(lr: float) -> None:
-    """The device's own rule for TRAIN's learning rate (device.c handle_train), so `--port ref`
-    refuses what a board refuses."""
-    if not 0.0 < lr <= FLT_MAX:  # NaN fails too
+    """TRAIN's learning rate as a board checks it (tt_check_lr), so `--port ref` refuses what a
+    board refuses, with its error."""
+    if not lr_ok(lr):
         raise DeviceError(ERR_ARG, "TRAIN: the learning rate must be a finite number above 0")
 
 

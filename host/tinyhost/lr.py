@@ -41,8 +41,18 @@ class LearningRates:
         return f"lr {self.head:g} (head), {self.backbone:.3g} (int8 backbone)"
 
 
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def lr_ok(value: float) -> bool:
+    """The one rule for a learning rate, the device's (tt_check_lr): a finite number above 0 that
+    a float32 holds (0 trains nothing, a negative one climbs the loss, NaN/inf make every update
+    non-finite)."""
+    return math.isfinite(value) and 0.0 < value <= FLT_MAX
+
+
 def check_lr(value: float, flag: str) -> None:
-    if not (math.isfinite(value) and value > 0):
+    if not lr_ok(value):
         raise ValueError(f"{flag} {value!r} cannot work as a learning rate: give a finite number "
                          "above 0")
 
