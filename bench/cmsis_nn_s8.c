@@ -20,24 +20,6 @@
 #include "cortex_m4.h"
 #include "kernel_layers.h"
 
-static uint32_t rng_state = 12345u;
-
-static uint32_t rng(void)
-{
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return rng_state >> 8;
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n > 0 ? n : 1);
-    if (p == NULL) {
-        printf("out of memory (%u bytes)\n", (unsigned)n);
-        exit(2);
-    }
-    return p;
-}
-
 typedef struct {
     cmsis_nn_dims in, filter, bias, out;
     cmsis_nn_per_channel_quant_params q;

@@ -1,11 +1,14 @@
 /*
  * The layer shapes the kernel benches time (MCUNet-like; bench/kernels_s8.c runs ours,
- * bench/cmsis_nn_s8.c CMSIS-NN's on the same shapes).
+ * bench/cmsis_nn_s8.c CMSIS-NN's on the same shapes), and the random data and allocation both
+ * use, so the two see the same inputs.
  */
 #ifndef TT_BENCH_KERNEL_LAYERS_H
 #define TT_BENCH_KERNEL_LAYERS_H
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "tt/tt_kernels_s8.h"
 
@@ -35,5 +38,23 @@ static const layer LAYERS[] = {
     DW("depthwise7x7_s2_48_16x16", 48, 16, 16, 7, 2, 3),
 };
 #define N_LAYERS (sizeof LAYERS / sizeof LAYERS[0])
+
+static uint32_t rng_state = 12345u;
+
+static uint32_t rng(void)
+{
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return rng_state >> 8;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n > 0 ? n : 1);
+    if (p == NULL) {
+        printf("out of memory (%u bytes)\n", (unsigned)n);
+        exit(2);
+    }
+    return p;
+}
 
 #endif

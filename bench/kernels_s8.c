@@ -40,24 +40,6 @@ static const char *cost_unit(void)
 }
 #endif
 
-static uint32_t rng_state = 12345u;
-
-static uint32_t rng(void)
-{
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return rng_state >> 8;
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n > 0 ? n : 1);
-    if (p == NULL) {
-        printf("out of memory (%u bytes)\n", (unsigned)n);
-        exit(2);
-    }
-    return p;
-}
-
 static int run(const layer *l)
 {
     const tt_conv2d_params *p = &l->p;

@@ -106,6 +106,15 @@ class DeviceClient:
             if attempts > 2:
                 self._shrink = min(self._shrink + 1, 8)
 
+    def _read(self) -> bytes:
+        """What has arrived (waiting at most the port's read timeout for a first byte)."""
+        try:
+            # Every pyserial port class has in_waiting; SerialBase (the declared type) not.
+            waiting = int(getattr(self.link.port, "in_waiting", 0))
+            return bytes(self.link.port.read(max(1, waiting)))
+        except Exception as e:
+            raise LinkError(f"cannot read from {self.link.name}: {e}") from None
+
     def _send(self, data: bytes) -> None:
         try:
             self.link.port.write(data)
@@ -172,12 +181,7 @@ class DeviceClient:
             now = time.monotonic()
             if now - last_byte >= timeout:
                 return _Fail.SILENT
-            try:
-                # Every pyserial port class has in_waiting; SerialBase (the declared type) not.
-                waiting = int(getattr(self.link.port, "in_waiting", 0))
-                data = self.link.port.read(max(1, waiting))
-            except Exception as e:
-                raise LinkError(f"cannot read from {self.link.name}: {e}") from None
+            data = self._read()
             now = time.monotonic()
             if data:
                 last_byte = now
@@ -354,11 +358,7 @@ class DeviceClient:
                 raise DeviceTimeout(f"no answer from {self.link.name} to {msg.name} in "
                                     f"{REQUEST_TIMEOUT:g} s: is the tinytrain firmware running "
                                     "on that port?")
-            try:
-                waiting = int(getattr(self.link.port, "in_waiting", 0))
-                data = self.link.port.read(max(1, waiting))
-            except Exception as e:
-                raise LinkError(f"cannot read from {self.link.name}: {e}") from None
+            data = self._read()
             now = time.monotonic()
             if data:
                 last_byte = now
