@@ -189,8 +189,6 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
                                                  reply.loss, reply.cost))
                 if cfg.log:
                     cfg.log.add(result.records[-1])
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    device.checkpoint()
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.4f}",
                                 acc=f"{correct / seen:.1%}")
@@ -199,7 +197,10 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
                     result.diverged = True
                     result.interrupted = f"step {step} (epoch {epoch}): {blowup}"
                     break
-            if result.diverged:
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    if not _checkpoint(device, result):  # after the blow-up check: good steps
+                        break
+            if result.diverged or result.interrupted:
                 break
             if seen == 0:
                 if step < total:
@@ -221,12 +222,23 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
         bar.close()
         if cfg.log:
             cfg.log.flush()
-    if cfg.checkpoint_every and result.records and result.records[-1].step % cfg.checkpoint_every:
-        try:  # the steps since the last checkpoint (also after Ctrl-C)
-            device.checkpoint()
-        except OSError as e:
-            result.interrupted = result.interrupted or f"last checkpoint failed: {e}"
+    # The steps since the last checkpoint (also after Ctrl-C); not a diverged state, which would
+    # overwrite the last good checkpoint a --resume can go back to.
+    if (cfg.checkpoint_every and result.records and not result.diverged
+            and result.records[-1].step % cfg.checkpoint_every):
+        _checkpoint(device, result)
     return result
+
+
+def _checkpoint(device: Device, result: TrainResult) -> bool:
+    """Has the device save its state; a failure stops training and says why (what was trained
+    is still pulled by the caller)."""
+    try:
+        device.checkpoint()
+    except (OSError, DeviceError) as e:
+        result.interrupted = result.interrupted or f"checkpoint failed: {e}"
+        return False
+    return True
 
 
 class MetricsLog:

@@ -174,3 +174,41 @@ def test_cli_train_default_lr_does_not_stop(demo_plan, tmp_path: Path,
     code = cli.main(["train", "--port", "ref", "--plan", str(path), "--data", DEMO_DATA,
                      "--epochs", "2", "--json"])
     assert code == 0, capsys.readouterr().err
+
+
+class _Store(RefDevice):
+    """The reference executor with a checkpoint store that records the step count it saved at,
+    or fails."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.saved: list[int] = []
+        self.fail = fail
+
+    def checkpoint(self) -> None:
+        if self.fail:
+            raise DeviceError(-14, "CHECKPOINT: saving the parameters failed (-5)")
+        self.saved.append(self._need().steps)
+
+
+def test_a_diverged_run_does_not_overwrite_the_last_good_checkpoint(demo_plan) -> None:
+    result, _ = demo_plan
+    dev = _Store()
+    dev.load_plan(result.plan, result.data)
+    r = train(dev, _demo_dataset(), TrainConfig(epochs=3, lr=1e6, progress=False,
+                                                checkpoint_every=1))
+    assert r.diverged and r.interrupted is not None
+    steps = [rec.step for rec in r.records]
+    watched = "blew up" in r.interrupted or r.interrupted.endswith("the loss is NaN")
+    good = steps[:-1] if watched else steps  # a refused step is not in the records
+    assert dev.saved == good  # every good step, nothing from the one that diverged or after
+
+
+def test_a_failing_checkpoint_stops_training_and_says_so(demo_plan) -> None:
+    result, _ = demo_plan
+    dev = _Store(fail=True)
+    dev.load_plan(result.plan, result.data)
+    r = train(dev, _demo_dataset(), TrainConfig(epochs=2, lr=0.05, progress=False,
+                                                checkpoint_every=5))
+    assert r.interrupted is not None and "checkpoint failed" in r.interrupted
+    assert len(r.records) == 5
