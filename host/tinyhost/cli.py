@@ -91,18 +91,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
             args.from_tiny_training, args.num_classes, update=args.update,
             lr=TINY_LR_DEFAULT if args.lr is None else args.lr, input_size=args.input_size,
             qas=args.qas, int8_update=rule, reorder=args.reorder, budget=arena_budget,
-            backbone_lr=args.backbone_lr)
+            backbone_lr=args.backbone_lr, momentum=args.momentum, accumulate=args.accumulate)
     elif args.int8:
         calib = _load_data(args.calib, args.normalize)
         result = compile_quantized(
             args.model, calib.x_train, update=args.update,
             lr=LR_DEFAULT if args.lr is None else args.lr, qas=args.qas,
             int8_update=rule, reorder=args.reorder, budget=arena_budget,
-            backbone_lr=args.backbone_lr,
+            backbone_lr=args.backbone_lr, momentum=args.momentum, accumulate=args.accumulate,
             calibration={"data": args.calib, "split": "train", "normalize": args.normalize})
     else:
         result = compile_model(args.model, update=args.update,
-                               lr=LR_DEFAULT if args.lr is None else args.lr, reorder=args.reorder)
+                               lr=LR_DEFAULT if args.lr is None else args.lr, reorder=args.reorder,
+                               momentum=args.momentum, accumulate=args.accumulate)
     report, meta = result.report, result.plan.meta
     fit = None if target is None else board_fit(result.plan, target, args.budget)
     chart_budget = arena_budget if fit is None else fit.arena_capacity - fit.tables
@@ -562,6 +563,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "biases (QAS-scaled), apart from the head's --lr; stored in the plan as "
                         "its ratio to --lr (default: --from-tiny-training --lr x 0.5, i.e. "
                         "0.0005; --int8 models --lr)")
+    p.add_argument("--momentum", type=float, default=0.0, metavar="M",
+                   help="SGD with momentum M for the trainable set (0 = off, the default; "
+                        "tiny-training uses 0.9): a persistent f32 velocity per trained element, "
+                        "v = M v + g, applied instead of g (PyTorch's SGD; compiler/optim.py)")
+    p.add_argument("--accumulate", type=int, default=1, metavar="N",
+                   help="gradient accumulation: update every N samples with their mean gradient "
+                        "(1 = off, the default; the paper's VWW setting accumulates): a "
+                        "persistent f32 gradient sum per trained element and a step phase, kept "
+                        "in checkpoints. Either option keeps each trained layer's weight gradient "
+                        "whole (no fused gradient-and-update op); the report says the cost")
     p.add_argument("--board", choices=BOARD_NAMES,
                    help="the board the plan is for (tinyhost/boards.py: its SRAM, the firmware's "
                         "static RAM and stack, the device's arena): the report says what the plan "

@@ -63,6 +63,10 @@ class Opcode(IntEnum):
     CONCAT_F32 = 66
     CONCAT_GRAD_F32 = 67
     PAD_W_F32 = 68
+    # optimizer state of issue 18 section 4 (numbers 96-111: this block's range): gradient
+    # accumulation over N samples and SGD momentum, between a gradient and its update op.
+    OPTIM_STEP_F32 = 96
+    STEP_PHASE_S32 = 97
 
 
 class ActFunc(IntEnum):
@@ -1043,6 +1047,61 @@ OP_DEFS += (
                                                          "lead:nonneg"),
         "y[r, j] = x[r, j - lead + skip] where that is in x, else 0",
         sizes=_sizes_pad_w_f32),
+)
+
+
+
+def _sizes_optim_step_f32(a: Mapping[str, int]) -> list[int] | None:
+    n = a["size"]
+    return [n, n, n, 1, 1, n, n, n]  # g, acc, v, phase, momentum, g_out, acc_out, v_out
+
+
+_OPTIM = "the optimizer state must be written in place"
+MOMENTUM_MAX = 1.0  # momentum is in [0, 1): at 1 or above the velocity never decays
+
+
+def _problem_optim_step_f32(v: Any) -> str | None:
+    """optim_step_f32.c's check: in place; acc and phase exactly when accumulate > 1; v exactly
+    with momentum, a constant in [0, 1); the phase in the arena. (With neither, g stays g.)"""
+    if (v.index("g_out") != v.index("g") or v.index("acc_out") != v.index("acc")
+            or v.index("v_out") != v.index("v")):
+        return _OPTIM
+    accumulate = v.a["accumulate"] > 1
+    if v.present("acc") != accumulate or v.present("phase") != accumulate:
+        return "acc and phase are needed exactly when accumulate > 1"
+    if v.present("v") != v.present("momentum"):
+        return "a velocity is needed exactly with a momentum"
+    if accumulate and v.tensor("phase").arena_offset < 0:
+        return "the step phase is not in the arena"
+    if v.present("momentum"):
+        m = v.values("momentum")
+        if m is None or not 0.0 <= float(m[0]) < MOMENTUM_MAX:
+            return "the momentum is not a constant in [0, 1)"
+    return None
+
+
+def _problem_step_phase_s32(v: Any) -> str | None:
+    return None if v.index("phase_out") == v.index("phase") else _IN_PLACE
+
+
+OP_DEFS += (
+    # The gradient g an update op (SGD_F32, UPDATE_S8_F32, UPDATE_S32_F32) applies next,
+    # rewritten in place from the optimizer state (compiler/optim.py). With accumulate N > 1
+    # (acc, phase): while phase < N - 1 the sample's gradient is added to acc and g becomes 0
+    # (an update by 0 changes no parameter); at phase N - 1, g = (acc + g) / N and acc = 0.
+    # With a momentum (v, momentum: a one-float constant): v = momentum * v + g; g = v, only when
+    # the update applies. Refused (TT_ERR_NONFINITE, nothing written) when a new acc or v value
+    # would not be finite.
+    _op(Opcode.OPTIM_STEP_F32,
+        (f32("g"), f32("acc", True), f32("v", True), s32("phase", True), f32("momentum", True)),
+        (f32("g_out"), f32("acc_out", True), f32("v_out", True)), _attrs("size accumulate"),
+        "accumulation (mean over accumulate steps) and momentum of a gradient, in place",
+        in_place=(0, 1, 2), sizes=_sizes_optim_step_f32, problem=_problem_optim_step_f32),
+    # The step phase of accumulation, the plan's last op: phase = phase + 1, 0 after period - 1
+    # (and for a value outside [0, period), which a pushed state could hold).
+    _op(Opcode.STEP_PHASE_S32, (s32("phase"),), (s32("phase_out"),), _attrs("period"),
+        "phase = (phase + 1) mod period, in place", in_place=(0,),
+        sizes=lambda a: [1, 1], problem=_problem_step_phase_s32),
 )
 
 OP_SPECS: dict[Opcode, OpDef] = {d.opcode: d for d in OP_DEFS}

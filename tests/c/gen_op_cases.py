@@ -558,6 +558,32 @@ def _update_s32(rng: Rng) -> Iterator[OpCase]:
                          {"size": n, "rule": rule}, lr=0.01)
 
 
+@cases(Opcode.OPTIM_STEP_F32)
+def _optim_step(rng: Rng) -> Iterator[OpCase]:
+    # (size, accumulate, phase, momentum): accumulating, applying (phase N - 1, and a phase
+    # outside [0, N) as a pushed state could hold), momentum alone and with accumulation
+    for n, acc, phase, mom in ((1, 1, 0, 0.9), (37, 1, 0, 0.5), (7, 3, 0, None),
+                               (64, 3, 2, None), (9, 4, 7, None), (5, 2, -1, None),
+                               (33, 3, 1, 0.9), (33, 3, 2, 0.9), (12, 2, 0, 0.0)):
+        args: dict[str, Arg | str] = {"g": Arg(f32(rng, n)), "g_out": "g"}
+        if acc > 1:
+            args |= {"acc": Arg(f32(rng, n) * 3), "acc_out": "acc",
+                     "phase": Arg(np.array([phase], np.int32))}
+        if mom is not None:
+            args |= {"v": Arg(f32(rng, n)), "v_out": "v",
+                     "momentum": Arg(np.array([mom], np.float32), const=True)}
+        yield OpCase(f"OPTIM_STEP_F32/{n}/acc{acc}/phase{phase}/m{mom}", Opcode.OPTIM_STEP_F32,
+                     args, {"size": n, "accumulate": acc})
+
+
+@cases(Opcode.STEP_PHASE_S32)
+def _step_phase(rng: Rng) -> Iterator[OpCase]:
+    for period, phase in ((1, 0), (2, 0), (2, 1), (5, 3), (5, 4), (4, 9), (3, -2)):
+        yield OpCase(f"STEP_PHASE_S32/{period}/{phase}", Opcode.STEP_PHASE_S32,
+                     {"phase": Arg(np.array([phase], np.int32)), "phase_out": "phase"},
+                     {"period": period})
+
+
 def main(outdir: str) -> int:
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)

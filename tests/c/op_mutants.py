@@ -60,6 +60,8 @@ _G = _geometry
 # A valid geometry for every op, by name (several where an attribute decides which operands exist).
 BASE_ATTRS: dict[str, list[dict[str, int]]] = {
     "LINEAR_F32": [_LINEAR],
+    "OPTIM_STEP_F32": [_G("size=5 accumulate=3")],
+    "STEP_PHASE_S32": [_G("period=3")],
     "LINEAR_GRAD_INPUT_F32": [_LINEAR],
     "LINEAR_GRAD_WEIGHT_F32": [_LINEAR],
     "CONV2D_F32": [_CONV],
@@ -153,7 +155,7 @@ def _stage_name(name: str) -> str:
 # Operands that are constants (in the blob) in the base plans (by their name without a stage
 # prefix); the rest live in the arena.
 CONSTANT_NAMES = {"w", "b", "bias", "mult", "shift", "channels", "scale", "scales", "eff_scale",
-                  "qas"}
+                  "qas", "momentum"}
 SHIFT_NAMES = {"shift"}
 SCALE_NAMES = {"scale", "scales", "eff_scale", "qas"}
 FLT_MAX = float(np.finfo(np.float32).max)
@@ -173,6 +175,8 @@ def _values(name: str, dtype: DType, n: int, rng: np.random.Generator) -> np.nda
         return np.full(n, 1 << 30, np.int32)
     if name in SCALE_NAMES:
         return np.full(n, 0.5, np.float32)
+    if name == "momentum":  # OPTIM_STEP_F32's: in [0, 1)
+        return np.full(n, 0.9, np.float32)
     if dtype == DType.S8:
         return rng.integers(-20, 21, n).astype(np.int8)
     if dtype == DType.S32:

@@ -77,6 +77,10 @@ tt_status tt_op_concat_grad_f32_check(const tt_op_ctx *c, tt_error *err);
 tt_status tt_op_concat_grad_f32_run(const tt_op_ctx *c, float lr);
 tt_status tt_op_pad_w_f32_check(const tt_op_ctx *c, tt_error *err);
 tt_status tt_op_pad_w_f32_run(const tt_op_ctx *c, float lr);
+tt_status tt_op_optim_step_f32_check(const tt_op_ctx *c, tt_error *err);
+tt_status tt_op_optim_step_f32_run(const tt_op_ctx *c, float lr);
+tt_status tt_op_step_phase_s32_check(const tt_op_ctx *c, tt_error *err);
+tt_status tt_op_step_phase_s32_run(const tt_op_ctx *c, float lr);
 
 static const uint8_t dtypes_linear_f32[] = {TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32};
 static const uint8_t ranges_linear_f32[] = {TT_ATTR_POS, TT_ATTR_POS};
@@ -152,6 +156,10 @@ static const uint8_t dtypes_concat_grad_f32[] = {TT_DTYPE_F32, TT_DTYPE_F32, TT_
 static const uint8_t ranges_concat_grad_f32[] = {TT_ATTR_POS, TT_ATTR_POS};
 static const uint8_t dtypes_pad_w_f32[] = {TT_DTYPE_F32, TT_DTYPE_F32};
 static const uint8_t ranges_pad_w_f32[] = {TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_POS, TT_ATTR_NONNEG, TT_ATTR_NONNEG};
+static const uint8_t dtypes_optim_step_f32[] = {TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_S32, TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32, TT_DTYPE_F32};
+static const uint8_t ranges_optim_step_f32[] = {TT_ATTR_POS, TT_ATTR_POS};
+static const uint8_t dtypes_step_phase_s32[] = {TT_DTYPE_S32, TT_DTYPE_S32};
+static const uint8_t ranges_step_phase_s32[] = {TT_ATTR_POS};
 
 static const tt_op_registration REGISTRY[TT_OPCODE_LIMIT] = {
     [TT_OP_LINEAR_F32] = {"LINEAR_F32", 3, 1, 2, dtypes_linear_f32, 0x4u, ranges_linear_f32, tt_op_linear_f32_check, tt_op_linear_f32_run},
@@ -191,6 +199,8 @@ static const tt_op_registration REGISTRY[TT_OPCODE_LIMIT] = {
     [TT_OP_CONCAT_F32] = {"CONCAT_F32", 2, 1, 2, dtypes_concat_f32, 0x0u, ranges_concat_f32, tt_op_concat_f32_check, tt_op_concat_f32_run},
     [TT_OP_CONCAT_GRAD_F32] = {"CONCAT_GRAD_F32", 1, 2, 2, dtypes_concat_grad_f32, 0x6u, ranges_concat_grad_f32, tt_op_concat_grad_f32_check, tt_op_concat_grad_f32_run},
     [TT_OP_PAD_W_F32] = {"PAD_W_F32", 1, 1, 5, dtypes_pad_w_f32, 0x0u, ranges_pad_w_f32, tt_op_pad_w_f32_check, tt_op_pad_w_f32_run},
+    [TT_OP_OPTIM_STEP_F32] = {"OPTIM_STEP_F32", 5, 3, 2, dtypes_optim_step_f32, 0xdeu, ranges_optim_step_f32, tt_op_optim_step_f32_check, tt_op_optim_step_f32_run},
+    [TT_OP_STEP_PHASE_S32] = {"STEP_PHASE_S32", 1, 1, 1, dtypes_step_phase_s32, 0x0u, ranges_step_phase_s32, tt_op_step_phase_s32_check, tt_op_step_phase_s32_run},
 };
 
 const tt_op_registration *tt_op_find(uint32_t opcode)

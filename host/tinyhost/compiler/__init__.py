@@ -40,9 +40,12 @@ PASSES_INT8 = pass_names(QUANTIZE)
 
 
 def compile_model(source: str, update: str = "full", lr: float = LR_DEFAULT,
-                  reorder: bool = True) -> CompileResult:
-    """A float PyTorch model (FILE.py:FACTORY or .pt2) -> an fp32 training plan."""
-    return compile_source(source, CompileOptions(TORCH, update=update, lr=lr, reorder=reorder))
+                  reorder: bool = True, momentum: float = 0.0,
+                  accumulate: int = 1) -> CompileResult:
+    """A float PyTorch model (FILE.py:FACTORY or .pt2) -> an fp32 training plan; momentum and
+    accumulate: the optimizer state (compiler/optim.py)."""
+    return compile_source(source, CompileOptions(TORCH, update=update, lr=lr, reorder=reorder,
+                                                 momentum=momentum, accumulate=accumulate))
 
 
 def compile_tiny_training(pkl: str | Path, num_classes: int, update: str = "full",
@@ -50,7 +53,8 @@ def compile_tiny_training(pkl: str | Path, num_classes: int, update: str = "full
                           qas: bool = True,
                           int8_update: str = INT8_UPDATE_DEFAULT, reorder: bool = True,
                           fuse: bool = True, budget: int | None = None,
-                          backbone_lr: float | None = None) -> CompileResult:
+                          backbone_lr: float | None = None, momentum: float = 0.0,
+                          accumulate: int = 1) -> CompileResult:
     """A pretrained int8 model of the paper (tiny-training's .pkl) -> a training plan with a new
     fp32 head of num_classes; `update` is full, last:K, bias-only or a sparse-update scheme file
     (see compiler/sparse.py); int8_update is the int8 weight update rule, round, master or auto
@@ -62,7 +66,7 @@ def compile_tiny_training(pkl: str | Path, num_classes: int, update: str = "full
     return compile_source(pkl, CompileOptions(
         TINY_TRAINING, update=update, lr=lr, reorder=reorder, qas=qas, int8_update=int8_update,
         fuse=fuse, budget=budget, num_classes=num_classes, input_size=input_size,
-        backbone_lr=backbone_lr))
+        backbone_lr=backbone_lr, momentum=momentum, accumulate=accumulate))
 
 
 def compile_quantized(source: str, calib: np.ndarray, update: str = "full",
@@ -71,14 +75,16 @@ def compile_quantized(source: str, calib: np.ndarray, update: str = "full",
                       reorder: bool = True, fuse: bool = True,
                       calibration: dict[str, Any] | None = None,
                       budget: int | None = None,
-                      backbone_lr: float | None = None) -> CompileResult:
+                      backbone_lr: float | None = None, momentum: float = 0.0,
+                      accumulate: int = 1) -> CompileResult:
     """A float PyTorch model (FILE.py:FACTORY or .pt2), quantized to int8 after training with the
     calibration samples `calib` (compiler/quantize.py) -> a training plan with the same int8
     passes as compile_tiny_training; its final Linear stays the fp32 head. `calibration` (what
     the samples were) goes into the plan's meta."""
     return compile_source(source, CompileOptions(
         QUANTIZE, update=update, lr=lr, reorder=reorder, qas=qas, int8_update=int8_update,
-        fuse=fuse, budget=budget, calib=calib, calibration=calibration, backbone_lr=backbone_lr))
+        fuse=fuse, budget=budget, calib=calib, calibration=calibration, backbone_lr=backbone_lr,
+        momentum=momentum, accumulate=accumulate))
 
 
 __all__ = ["INT8_UPDATE_CHOICES", "INT8_UPDATE_DEFAULT", "INT8_UPDATE_RULES", "PASSES",

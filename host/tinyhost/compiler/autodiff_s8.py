@@ -44,7 +44,8 @@ CONV_S8 = (Opcode.CONV2D_S8, Opcode.DEPTHWISE_CONV2D_S8)
 
 class AutodiffS8:
     def __init__(self, graph: Graph, updates: list[LayerUpdate], qas: bool, rule: UpdateRule,
-                 fuse_updates: bool = True, lr_scale: float = 1.0) -> None:
+                 fuse_updates: bool = True, lr_scale: float = 1.0,
+                 keep_weight_grads: bool = False) -> None:
         self.g = graph
         self.lr_scale = lr_scale  # the backbone's lr / the head's (one shared f32 constant)
         self.lr_scale_tensor = -1
@@ -52,6 +53,9 @@ class AutodiffS8:
         self.qas = qas
         self.rule = rule
         self.fuse_updates = fuse_updates  # CONV2D_S8_SGD_F32, not a whole dw + UPDATE_S8_F32
+        # whole weight gradients before every update, for the optimizer state (compiler/optim.py):
+        # no CONV2D_S8_SGD_F32 nor LINEAR_SGD_F32
+        self.keep_weight_grads = keep_weight_grads
         self.grad: dict[int, int] = {}
         self.master: dict[int, int] = {}  # trainable tensor -> its f32 master
 
@@ -165,8 +169,16 @@ class AutodiffS8:
                 g.add_op(Opcode.LINEAR_GRAD_INPUT_F32, [dy, w], [dx], op.named_attrs(),
                          op.source)
                 self.accumulate(x, dx, op.source)
-            # The head's SGD step straight from dy: its weight gradient is never stored.
-            g.add_op(Opcode.LINEAR_SGD_F32, [dy, x, w, b], [w, b], op.named_attrs(), op.source)
+            if not self.keep_weight_grads:
+                # The head's SGD step straight from dy: its weight gradient is never stored.
+                g.add_op(Opcode.LINEAR_SGD_F32, [dy, x, w, b], [w, b], op.named_attrs(),
+                         op.source)
+                return
+            dw, db = self.new_grad(w), self.new_grad(b) if b != -1 else -1
+            g.add_op(Opcode.LINEAR_GRAD_WEIGHT_F32, [dy, x], [dw, db], op.named_attrs(), op.source)
+            for p, dp in ((w, dw), (b, db)):
+                if p != -1:
+                    g.add_op(Opcode.SGD_F32, [p, dp], [p], {"size": len_of(g, p)}, op.source)
         elif op.opcode == Opcode.DEQUANTIZE_S8_F32:
             if x in needs:
                 dx = self.contribution(x)
@@ -254,7 +266,8 @@ class AutodiffS8:
         n_ch = 0 if not train_w else (n_rows if w_rows != -1 else out_c)
         w_scales = info["w_scales"]
         live = np.where(info["dead"], np.float32(0), np.float32(1))  # dead channels never train
-        dw = self.new_grad(w_state) if train_w and not self.fuse_updates else -1
+        fused = self.fuse_updates and not self.keep_weight_grads
+        dw = self.new_grad(w_state) if train_w and not fused else -1
         if not train_w or dw != -1:  # a bias-only layer keeps no input
             g.add_op(Opcode.CONV2D_S8_GRAD_WEIGHT_F32,
                      [dz, x if train_w else -1, channels if train_w else -1], [dw, db],
@@ -291,13 +304,14 @@ class AutodiffS8:
 
 def autodiff_s8(graph: Graph, update: str, model: str, qas: bool = True,
                 rule: UpdateRule = UpdateRule.ROUND, reorder: bool = True,
-                fuse_updates: bool = True, lr_scale: float = 1.0) -> tuple[Graph, Scheme]:
+                fuse_updates: bool = True, lr_scale: float = 1.0,
+                keep_weight_grads: bool = False) -> tuple[Graph, Scheme]:
     if not graph.conv_ops:
         raise CompileError("autodiff: the int8 graph has no convs")
     scheme = parse_update(update, len(graph.conv_ops), model)
     weights = [graph.tensors[graph.ops[k].inputs[1]].array() for k in graph.conv_ops]
     updates = layer_updates(scheme, weights, update)
-    graph = AutodiffS8(graph, updates, qas, rule, fuse_updates, lr_scale).run()
+    graph = AutodiffS8(graph, updates, qas, rule, fuse_updates, lr_scale, keep_weight_grads).run()
     if not reorder:
         defer_updates(graph)
     return graph, scheme

@@ -7,9 +7,9 @@ returns it. `run_passes` is the only place passes are run: it records which ran,
 raised inside a pass names it (CompileError.pass_name; the messages name their pass already,
 `autodiff: ...`; other exceptions get a note).
 
-    fp32:               capture, lower, autodiff, plan_memory, verify, emit, encode
-    --from-tiny-training: import_tiny, autodiff, fuse, inplace, scratch, plan_memory, verify, emit,
-                        encode
+    fp32:               capture, lower, autodiff, optimizer, plan_memory, verify, emit, encode
+    --from-tiny-training: import_tiny, autodiff, optimizer, fuse, inplace, scratch, plan_memory,
+                        verify, emit, encode
     --int8 --calib:     capture, quantize, then as --from-tiny-training
 
 The int8 update rule "auto" (master when the arena then fits the budget, else round) runs the
@@ -36,6 +36,7 @@ from tinyhost.compiler.graph import Graph
 from tinyhost.compiler.import_tiny import HEAD_SEED, import_tiny
 from tinyhost.compiler.inplace import InPlace, depthwise_in_place
 from tinyhost.compiler.lower import lower
+from tinyhost.compiler.optim import Optimizer, add_optimizer
 from tinyhost.compiler.plan_memory import MemoryPlan, plan_memory
 from tinyhost.compiler.quantize import INT8_LAYER_NAMES, INT8_LAYERS, quantize
 from tinyhost.compiler.report import MCU_SRAM_BYTES, MemoryReport, memory_report
@@ -61,7 +62,8 @@ FRONTENDS = (TORCH, TINY_TRAINING, QUANTIZE)
 # The plan's meta keys in this order (then any others, as the passes added them): a plan's bytes
 # do not depend on the order the passes run in.
 META_ORDER = ("model", "source", "format", "calibration", "head", "update", "scheme",
-              "input_shape", "input_quant", "lr", "qas", "int8_update", "reorder", "import_notes",
+              "input_shape", "input_quant", "lr", "qas", "int8_update", "reorder", "optimizer",
+              "import_notes",
               "fusions", "stem_fusions", "in_place", "int8_update_auto")
 
 
@@ -73,6 +75,9 @@ class CompileOptions:
     lr: float = LR_DEFAULT      # the plan's default learning rate: the head's (tinyhost/lr.py)
     backbone_lr: float | None = None  # int8: the backbone's (default: lr x its ratio)
     reorder: bool = True        # each update right after its gradient (the paper's reordering)
+    # the optimizer state (compiler/optim.py): SGD momentum (0: off) and samples per update
+    momentum: float = 0.0
+    accumulate: int = 1
     # int8 (TINY_TRAINING, QUANTIZE)
     qas: bool = True            # quantization-aware scaling of the gradients
     int8_update: str = INT8_UPDATE_DEFAULT  # round, master or auto
@@ -87,7 +92,12 @@ class CompileOptions:
     calib: np.ndarray | None = field(default=None, compare=False)
     calibration: dict[str, Any] | None = None
 
+    @property
+    def optimizer(self) -> Optimizer:
+        return Optimizer(self.momentum, self.accumulate)
+
     def check(self) -> None:
+        self.optimizer.check()
         try:
             check_lr(self.lr, "--lr")
             if self.backbone_lr is not None:
@@ -223,12 +233,21 @@ def _autodiff_s8(c: Compilation) -> Compilation:
     graph, scheme = autodiff_s8(graph, opts.update, c.meta["model"], qas=opts.qas,
                                 rule=INT8_UPDATE_RULES[opts.int8_update], reorder=opts.reorder,
                                 fuse_updates=opts.fuse,
-                                lr_scale=float(lr_scale(opts.lr, backbone_lr)))
+                                lr_scale=float(lr_scale(opts.lr, backbone_lr)),
+                                keep_weight_grads=opts.optimizer.stateful)
     c.graph = graph
     c.meta["lr"] = {"head": opts.lr, "backbone": backbone_lr}
     c.meta |= {"update": opts.update, "scheme": scheme.to_dict(), "input_shape": input_shape,
                "input_quant": input_quant, "qas": opts.qas, "int8_update": opts.int8_update,
                "reorder": opts.reorder, "import_notes": graph.notes}
+    return c
+
+
+def _optimizer(c: Compilation) -> Compilation:
+    opt = c.options.optimizer
+    c.graph = add_optimizer(c.need_graph(), opt)
+    if opt.stateful:  # absent by default: a plan without state keeps its bytes
+        c.meta["optimizer"] = opt.to_dict()
     return c
 
 
@@ -279,14 +298,14 @@ def _encode(c: Compilation) -> Compilation:
     return c
 
 
-_BACK_INT8 = (Pass("autodiff", _autodiff_s8), Pass("fuse", _fuse), Pass("inplace", _inplace),
-              Pass("scratch", _scratch))
+_BACK_INT8 = (Pass("autodiff", _autodiff_s8), Pass("optimizer", _optimizer), Pass("fuse", _fuse),
+              Pass("inplace", _inplace), Pass("scratch", _scratch))
 _FINISH = (Pass("plan_memory", _plan_memory), Pass("verify", _verify), Pass("emit", _emit),
            Pass("encode", _encode))
 
 PIPELINES: dict[str, tuple[Pass, ...]] = {
     TORCH: (Pass("capture", _capture), Pass("lower", _lower), Pass("autodiff", _autodiff_f32),
-            *_FINISH),
+            Pass("optimizer", _optimizer), *_FINISH),
     TINY_TRAINING: (Pass("import_tiny", _import_tiny), *_BACK_INT8, *_FINISH),
     QUANTIZE: (Pass("capture", _capture), Pass("quantize", _quantize), *_BACK_INT8, *_FINISH),
 }

@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tinyhost.boards import BOARDS, BoardFit, format_fit
+from tinyhost.compiler.optim import STATE_PREFIX
 from tinyhost.compiler.plan_memory import Lifetime, lifetimes
+from tinyhost.ops import Opcode
 from tinyhost.plan import Plan, TensorKind
 
 KIND_LABELS = {
@@ -31,6 +33,8 @@ class MemoryReport:
     n_forward_ops: int = 0
     trainable_params: int = 0        # count of trainable scalars
     live_at_peak_by_kind: dict[str, int] = field(default_factory=dict)
+    # --momentum / --accumulate (compiler/optim.py): None without optimizer state
+    optimizer: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +65,24 @@ def arena_lifetimes(plan: Plan) -> dict[int, Lifetime]:
     return {t: lt for t, lt in lifetimes(plan).items() if plan.tensors[t].in_arena}
 
 
+def optimizer_cost(plan: Plan) -> dict[str, Any] | None:
+    """What the optimizer state costs: persistent bytes (velocity, gradient sums, phase) and the
+    weight gradients the updates now read whole (an int8 plan fuses them away otherwise)."""
+    opt = plan.meta.get("optimizer")
+    if not opt:
+        return None
+    state = {"velocity": 0, "grad_sum": 0, "phase": 0}
+    for t in plan.tensors:
+        if t.name.startswith(STATE_PREFIX) and t.kind == TensorKind.PARAM_TRAINABLE:
+            kind = t.name.rpartition(".")[2] if "." in t.name else "phase"
+            state[kind if kind in state else "phase"] += t.nbytes
+    grads = {op.inputs[0] for op in plan.ops if op.opcode == Opcode.OPTIM_STEP_F32}
+    sizes = sorted((plan.tensors[g].nbytes for g in grads), reverse=True)
+    return {**opt, "int8": "scheme" in plan.meta, "state_bytes": sum(state.values()),
+            **{f"{k}_bytes": v for k, v in state.items()},
+            "weight_grad_bytes": sum(sizes), "largest_weight_grad_bytes": sizes[0] if sizes else 0}
+
+
 def memory_report(plan: Plan, plan_file_bytes: int) -> MemoryReport:
     kinds = tensor_kinds(plan)
     by_kind = {k: 0 for k in KIND_LABELS}
@@ -82,8 +104,9 @@ def memory_report(plan: Plan, plan_file_bytes: int) -> MemoryReport:
         flash_bytes=plan_file_bytes,
         frozen_param_bytes=sum(t.nbytes for t in plan.tensors if t.kind == TensorKind.PARAM_FROZEN),
         n_ops=n, n_forward_ops=plan.n_forward,
-        trainable_params=sum(plan.tensors[i].numel for i in plan.trainable),
-        live_at_peak_by_kind=peak_by_kind)
+        trainable_params=sum(plan.tensors[i].numel for i in plan.trainable
+                             if not plan.tensors[i].name.startswith(STATE_PREFIX)),
+        live_at_peak_by_kind=peak_by_kind, optimizer=optimizer_cost(plan))
 
 
 def _kb(n: int) -> str:
@@ -158,11 +181,35 @@ def format_report(r: MemoryReport, budget: int | None = None, fit: BoardFit | No
     lines.append("  (sizes by kind are summed before buffers are shared, so they can exceed the "
                  "arena)")
     lines.append(format_peak(r))
+    if r.optimizer is not None:
+        lines.append(format_optimizer(r.optimizer))
     lines.append(f"flash (plan file)         {_kb(r.flash_bytes)}   "
                  f"frozen parameters {_kb(r.frozen_param_bytes).strip()}")
     if fit is not None:
         lines.append(format_fit(fit))
     return "\n".join(lines)
+
+
+def format_optimizer(o: dict[str, Any]) -> str:
+    """The optimizer state's line: what it is and what it costs."""
+    what = []
+    if o["momentum"]:
+        what.append(f"momentum {o['momentum']:g}")
+    if o["accumulate"] > 1:
+        what.append(f"accumulate {o['accumulate']} (an update every {o['accumulate']} samples, "
+                    "their mean gradient)")
+    parts = [f"velocity {_size(o['velocity_bytes'])}" if o["velocity_bytes"] else "",
+             f"gradient sums {_size(o['grad_sum_bytes'])}" if o["grad_sum_bytes"] else "",
+             f"step phase {_size(o['phase_bytes'])}" if o["phase_bytes"] else ""]
+    fused = ("the fused gradient-and-update ops (CONV2D_S8_SGD_F32, LINEAR_SGD_F32), which "
+             "never store a weight gradient, are not used" if o.get("int8") else
+             "an fp32 plan stores them anyway")
+    return (f"optimizer state: {', '.join(what)}\n"
+            f"  persistent (in trainable parameters above) {_size(o['state_bytes'])}: "
+            f"{', '.join(p for p in parts if p)} (one f32 per trained element each)\n"
+            f"  weight gradients read whole by the updates {_size(o['weight_grad_bytes'])} "
+            f"(largest {_size(o['largest_weight_grad_bytes'])}, live during its layer's "
+            f"backward): {fused}")
 
 
 def format_over_board(r: MemoryReport, fit: BoardFit, top: int = 4) -> str:

@@ -14,6 +14,7 @@ from tinyhost.ops import Opcode
 from tinyhost.plan import NONE, DType, Op, Plan
 from tinyhost.quant import mask_bytes  # noqa: F401  (re-exported)
 from tinyhost.refexec import kernels_f32 as _kernels_f32  # noqa: F401  (registers its ops)
+from tinyhost.refexec import kernels_optim as _kernels_optim  # noqa: F401  (registers its ops)
 from tinyhost.refexec import kernels_s8 as q
 from tinyhost.refexec.kernels_s8 import pack_mask, unpack_mask  # noqa: F401  (re-exported)
 from tinyhost.refexec.registry import REFERENCE, NonFiniteStep

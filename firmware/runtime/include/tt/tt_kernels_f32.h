@@ -9,6 +9,7 @@
 #ifndef TT_KERNELS_F32_H
 #define TT_KERNELS_F32_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "tt/tt_status.h"
 
@@ -78,6 +79,23 @@ tt_status tt_softmax_xent_f32(int32_t num_classes, const float *logits, int32_t 
 
 /* w -= lr * g */
 tt_status tt_sgd_f32(int32_t size, float *w, const float *g, float lr);
+
+/* The optimizer state of one trained tensor (OPTIM_STEP_F32, issue 18): accumulate > 1 sums
+ * that many samples' gradients in acc (the update applies their mean at phase accumulate - 1);
+ * with has_momentum the velocity v = momentum * v + mean gradient is applied. */
+typedef struct {
+    int32_t size;       /* elements of g, acc, v */
+    int32_t accumulate; /* samples per update (1: none) */
+    int32_t phase;      /* this step's place in the cycle, 0 .. accumulate - 1 */
+    bool has_momentum;
+    float momentum; /* in [0, 1) */
+} tt_optim_params;
+
+/* g (in place) becomes what the update op after it applies: 0 while accumulating, else the mean
+ * gradient, through the velocity with momentum; acc (accumulate > 1) and v (has_momentum) are
+ * NULL exactly when unused. TT_ERR_NONFINITE, nothing written, when a new acc or v value would
+ * not be finite. */
+tt_status tt_optim_step_f32(const tt_optim_params *p, float *g, float *acc, float *v);
 
 /* The activation functions of tt_act_f32 (host/tinyhost/ops.py ActFunc: the same numbers). */
 typedef enum {

@@ -43,7 +43,9 @@
     X(ACT_GRAD_F32, act_grad_f32, 65, 3, 1, 2) \
     X(CONCAT_F32, concat_f32, 66, 2, 1, 2) \
     X(CONCAT_GRAD_F32, concat_grad_f32, 67, 1, 2, 2) \
-    X(PAD_W_F32, pad_w_f32, 68, 1, 1, 5)
+    X(PAD_W_F32, pad_w_f32, 68, 1, 1, 5) \
+    X(OPTIM_STEP_F32, optim_step_f32, 96, 5, 3, 2) \
+    X(STEP_PHASE_S32, step_phase_s32, 97, 1, 1, 1)
 
 /* Opcode numbers of the plan format. */
 typedef enum {
@@ -84,9 +86,11 @@ typedef enum {
     TT_OP_CONCAT_F32 = 66, /* y = [a, b]: channel concatenation */
     TT_OP_CONCAT_GRAD_F32 = 67, /* (da, db) = (dy[:size_a], dy[size_a:]); either may be absent */
     TT_OP_PAD_W_F32 = 68, /* y[r, j] = x[r, j - lead + skip] where that is in x, else 0 */
+    TT_OP_OPTIM_STEP_F32 = 96, /* accumulation (mean over accumulate steps) and momentum of a gradient, in place */
+    TT_OP_STEP_PHASE_S32 = 97, /* phase = (phase + 1) mod period, in place */
 } tt_opcode;
 
-#define TT_OPCODE_LIMIT 69u /* every opcode is below it */
+#define TT_OPCODE_LIMIT 98u /* every opcode is below it */
 #define TT_MAX_OPERANDS 15u /* inputs + outputs of the widest op */
 
 /* Operand positions (inputs, then outputs) and attribute positions of each op. */
@@ -164,6 +168,10 @@ enum { TT_OPND_CONCAT_GRAD_F32_DY = 0, TT_OPND_CONCAT_GRAD_F32_DA = 1, TT_OPND_C
 enum { TT_ATTR_CONCAT_GRAD_F32_SIZE_A = 0, TT_ATTR_CONCAT_GRAD_F32_SIZE_B = 1 };
 enum { TT_OPND_PAD_W_F32_X = 0, TT_OPND_PAD_W_F32_Y = 1 };
 enum { TT_ATTR_PAD_W_F32_ROWS = 0, TT_ATTR_PAD_W_F32_IN_W = 1, TT_ATTR_PAD_W_F32_OUT_W = 2, TT_ATTR_PAD_W_F32_SKIP = 3, TT_ATTR_PAD_W_F32_LEAD = 4 };
+enum { TT_OPND_OPTIM_STEP_F32_G = 0, TT_OPND_OPTIM_STEP_F32_ACC = 1, TT_OPND_OPTIM_STEP_F32_V = 2, TT_OPND_OPTIM_STEP_F32_PHASE = 3, TT_OPND_OPTIM_STEP_F32_MOMENTUM = 4, TT_OPND_OPTIM_STEP_F32_G_OUT = 5, TT_OPND_OPTIM_STEP_F32_ACC_OUT = 6, TT_OPND_OPTIM_STEP_F32_V_OUT = 7 };
+enum { TT_ATTR_OPTIM_STEP_F32_SIZE = 0, TT_ATTR_OPTIM_STEP_F32_ACCUMULATE = 1 };
+enum { TT_OPND_STEP_PHASE_S32_PHASE = 0, TT_OPND_STEP_PHASE_S32_PHASE_OUT = 1 };
+enum { TT_ATTR_STEP_PHASE_S32_PERIOD = 0 };
 
 /* The attribute groups several ops share, unpacked into their kernels' parameter
  * structs (tt_kernels_f32.h): pass the address of the group's first attribute,
