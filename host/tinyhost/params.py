@@ -57,11 +57,11 @@ def load_parameters(path: str | Path) -> dict[str, np.ndarray]:
 
 def model_state(plan: Plan, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The parameters under the user's model's own keys, for load_state_dict: constants the
-    compiler made (`const:...`, e.g. a LeakyReLU's slope) and the optimizer state leave, and each BatchNorm the compiler
-    folded into the layer before it (plan meta `batchnorm_folded`) comes back as an identity
-    (weight 1, bias 0, running mean 0, running variance 1 - eps, so var + eps rounds to 1) after
-    the folded layer; where that layer had no bias, its folded bias becomes the BatchNorm's."""
-    # (and the optimizer state, `optim:...`, compiler/optim.py: not the model's)
+    compiler made (`const:...`, e.g. a LeakyReLU's slope) and the optimizer state (`optim:...`)
+    leave, and each BatchNorm the compiler folded into the layer before it (plan meta
+    `batchnorm_folded`) comes back as an identity (weight 1, bias 0, running mean 0, running
+    variance 1 - eps, so var + eps rounds to 1) after the folded layer; where that layer had no
+    bias, its folded bias becomes the BatchNorm's."""
     state = {k: v for k, v in params.items() if not k.startswith(("const:", "optim:"))}
     for fold in plan.meta.get("batchnorm_folded", []):
         bn, layer, eps = fold["bn"], fold["layer"], np.float32(fold["eps"])
