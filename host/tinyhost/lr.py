@@ -34,11 +34,20 @@ BACKBONE_LR_RATIO = 0.5
 class LearningRates:
     head: float
     backbone: float | None  # None: the plan trains no int8 backbone layer
+    # the plan's optimizer state (compile --momentum/--accumulate, compiler/optim.py)
+    momentum: float = 0.0
+    accumulate: int = 1
 
     def describe(self) -> str:
         if self.backbone is None:
-            return f"lr {self.head:g}"
-        return f"lr {self.head:g} (head), {self.backbone:.3g} (int8 backbone)"
+            text = f"lr {self.head:g}"
+        else:
+            text = f"lr {self.head:g} (head), {self.backbone:.3g} (int8 backbone)"
+        if self.momentum:
+            text += f", momentum {self.momentum:g}"
+        if self.accumulate > 1:
+            text += f", an update every {self.accumulate} samples (their mean gradient)"
+        return text
 
 
 FLT_MAX = float(np.finfo(np.float32).max)
@@ -71,10 +80,13 @@ def _scale_tensor(plan: Plan) -> int | None:
 def plan_rates(plan: Plan, head: float | None = None) -> LearningRates:
     """The rates a step at `head` (default: the plan's lr) trains each group with."""
     h = plan.default_lr if head is None else head
+    opt = plan.meta.get("optimizer") or {}
+    state = {"momentum": float(opt.get("momentum", 0.0)),
+             "accumulate": int(opt.get("accumulate", 1))}
     i = _scale_tensor(plan)
     if i is None:
-        return LearningRates(h, None)
-    return LearningRates(h, float(np.float32(np.float32(h) * plan.constant(i)[0])))
+        return LearningRates(h, None, **state)
+    return LearningRates(h, float(np.float32(np.float32(h) * plan.constant(i)[0])), **state)
 
 
 def with_backbone_lr(plan: Plan, head: float, backbone: float) -> tuple[Plan, bytes]:
