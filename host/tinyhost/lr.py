@@ -81,12 +81,10 @@ def plan_rates(plan: Plan, head: float | None = None) -> LearningRates:
     """The rates a step at `head` (default: the plan's lr) trains each group with."""
     h = plan.default_lr if head is None else head
     opt = plan.meta.get("optimizer") or {}
-    state = {"momentum": float(opt.get("momentum", 0.0)),
-             "accumulate": int(opt.get("accumulate", 1))}
+    momentum, accumulate = float(opt.get("momentum", 0.0)), int(opt.get("accumulate", 1))
     i = _scale_tensor(plan)
-    if i is None:
-        return LearningRates(h, None, **state)
-    return LearningRates(h, float(np.float32(np.float32(h) * plan.constant(i)[0])), **state)
+    backbone = None if i is None else float(np.float32(np.float32(h) * plan.constant(i)[0]))
+    return LearningRates(h, backbone, momentum, accumulate)
 
 
 def with_backbone_lr(plan: Plan, head: float, backbone: float) -> tuple[Plan, bytes]:
