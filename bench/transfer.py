@@ -51,7 +51,7 @@ from tinyhost.datasets import Dataset  # noqa: E402
 from tinyhost.device import RefDevice, SerialDevice  # noqa: E402
 from tinyhost.link.client import DeviceClient  # noqa: E402
 from tinyhost.link.transport import SimProcess, open_link  # noqa: E402
-from tinyhost.lr import TINY_LR_DEFAULT, plan_rates  # noqa: E402
+from tinyhost.lr import BACKBONE_LR_RATIO, TINY_LR_DEFAULT, plan_rates  # noqa: E402
 from tinyhost.plan import Plan  # noqa: E402
 from tinyhost.train import TrainConfig, evaluate, train  # noqa: E402
 
@@ -71,6 +71,11 @@ SWEEP_HEAD = (0.0003, 0.001, 0.003, 0.01)
 SWEEP_99 = ((0.0003, 1.0), (0.001, 1.0), (0.001, 0.5), (0.001, 0.3), (0.001, 0.1), (0.003, 1.0),
             (0.003, 0.3), (0.003, 0.1), (0.01, 0.1))
 RATIOS = (1.0, 0.5, 0.3, 0.1)
+# --table optimizer: tiny-training's momentum (its `sgd` optimizer) and the accumulation the
+# paper's VWW setting uses; each also at the lr that keeps the step size of plain SGD (momentum
+# M multiplies the long-run step by 1 / (1 - M); the mean of N samples takes N times fewer steps)
+MOMENTUM = 0.9
+ACCUMULATE = 4
 
 
 def digits(size: int, n_train: int, n_test: int, seed: int) -> Dataset:
@@ -108,6 +113,8 @@ class Row:
     fp32: bool = False      # PyTorch fine-tuning of the dequantized network instead
     lr: float | None = None
     backbone_lr: float | None = None
+    momentum: float = 0.0   # compile --momentum
+    accumulate: int = 1     # compile --accumulate
 
 
 @dataclass
@@ -138,6 +145,24 @@ def rows_for(model: str, table: str, lr: float | None, backbone_lr: float | None
     if table == "full":  # the full update with the master rule, and in fp32
         return [Row("full: int8 + QAS, master", "full", rule="master", **kw),
                 Row("full: fp32 (PyTorch)", "full", fp32=True, **kw)]
+    if table == "optimizer":  # issue 18 section 4: momentum and accumulation at the ~100 KB scheme
+        b = s99.rsplit(":", 1)[1]
+        h = TINY_LR_DEFAULT if lr is None else lr
+        ratio = BACKBONE_LR_RATIO if backbone_lr is None else backbone_lr / h
+
+        def opt(label: str, scale: float, momentum: float = 0.0, accumulate: int = 1) -> Row:
+            return Row(f"{b}, {label}", s99, lr=h * scale, backbone_lr=h * scale * ratio,
+                       momentum=momentum, accumulate=accumulate)
+        return [Row("head only (last:1)", "last:1", **kw), opt("SGD", 1.0),
+                opt(f"momentum {MOMENTUM}, lr x {1 - MOMENTUM:g} (same step size)",
+                    1 - MOMENTUM, MOMENTUM),
+                opt(f"momentum {MOMENTUM}", 1.0, MOMENTUM),
+                opt(f"accumulate {ACCUMULATE}", 1.0, accumulate=ACCUMULATE),
+                opt(f"accumulate {ACCUMULATE}, lr x {ACCUMULATE}", ACCUMULATE,
+                    accumulate=ACCUMULATE),
+                opt(f"accumulate {ACCUMULATE} + momentum {MOMENTUM}, lr x "
+                    f"{ACCUMULATE * (1 - MOMENTUM):g}", ACCUMULATE * (1 - MOMENTUM), MOMENTUM,
+                    ACCUMULATE)]
     if table == "defaults":  # issue 18's bar: default flags, the ~100 KB scheme vs head only
         return [Row("head only (last:1)", "last:1", **kw),
                 Row(f"{s99.rsplit(':', 1)[1]} scheme", s99, **kw)]
@@ -162,13 +187,15 @@ class Runner:
 
     def plan(self, model: str, row: Row) -> tuple[Plan, bytes]:
         key = (model, row if not row.fp32 else Row("", row.update, lr=row.lr,
-                                                    backbone_lr=row.backbone_lr))
+                                                    backbone_lr=row.backbone_lr,
+                                                    momentum=row.momentum,
+                                                    accumulate=row.accumulate))
         if key not in self.plans:
             extra = {} if row.lr is None else {"lr": row.lr}
             r = compile_tiny_training(MODELS_DIR / f"{model}.pkl", NUM_CLASSES, row.update,
                                       input_size=self.size, qas=row.qas, int8_update=row.rule,
-                                      backbone_lr=row.backbone_lr,
-                                      **extra)
+                                      backbone_lr=row.backbone_lr, momentum=row.momentum,
+                                      accumulate=row.accumulate, **extra)
             assert r.data is not None
             self.plans[key] = (r.plan, r.data)
         return self.plans[key]
@@ -280,14 +307,18 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 2)[2])
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--table", choices=("main", "schemes", "sweep", "ratios", "full", "defaults"),
+    ap.add_argument("--table", choices=("main", "schemes", "sweep", "ratios", "full", "defaults",
+                                        "optimizer"),
                     default="main",
                     help="main: every update and the 99kb variants; schemes: the updates only; "
                          "sweep: head-only and the ~100 KB scheme over head lr x backbone ratio; "
                          "ratios: head-only and the ~100 KB scheme at backbone/head lr ratios "
                          "1, 0.5, 0.3, 0.1 (head at --lr or the default); full: the full update "
                          "with the master rule and in fp32; defaults: head-only "
-                         "and the ~100 KB scheme with default flags")
+                         "and the ~100 KB scheme with default flags; optimizer: the ~100 KB "
+                         "scheme with SGD, momentum 0.9 and accumulation over 4 samples "
+                         "(compile --momentum/--accumulate), each also at the lr that keeps "
+                         "plain SGD's step size")
     ap.add_argument("--size", type=int, default=DEFAULT_SIZE, help="input NxN (default 64)")
     ap.add_argument("--train", type=int, default=DEFAULT_TRAIN)
     ap.add_argument("--test", type=int, default=DEFAULT_TEST)

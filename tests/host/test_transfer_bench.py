@@ -69,3 +69,21 @@ def test_a_run_on_the_device_path_and_the_table() -> None:
         size, train, test, epochs, seeds, port = SIZE, 30, 30, 1, 1, "ref"
     text = transfer.table([r, r2], Args())
     assert "| mcunet-5fps | head only (last:1) |" in text and "99kb: fp32 (PyTorch)" in text
+
+
+def test_optimizer_table_runs_momentum_and_accumulation_on_the_device_path() -> None:
+    """--table optimizer: plain SGD, momentum and accumulation at the ~100 KB scheme, each also at
+    the lr that keeps SGD's step size; a momentum + accumulation row trains through the plan."""
+    rows = transfer.rows_for("mcunet-5fps", "optimizer", None, None)
+    assert [(r.momentum, r.accumulate) for r in rows[1:]] == [
+        (0.0, 1), (0.9, 1), (0.9, 1), (0.0, 4), (0.0, 4), (0.9, 4)]
+    sgd, same_step = rows[1], rows[2]
+    assert same_step.lr is not None and sgd.lr is not None
+    assert abs(same_step.lr - sgd.lr * 0.1) < 1e-12
+    paper_model("mcunet-5fps")
+    runner = transfer.Runner(SIZE, "ref", 1)
+    ds = transfer.digits(SIZE, 9, 10, seed=0)
+    acc, diverged, plan = runner.run("mcunet-5fps", rows[-1], ds, 0)
+    assert 0 <= acc <= 1 and not diverged
+    assert plan.meta["optimizer"] == {"momentum": 0.9, "accumulate": 4}
+    assert "momentum 0.9, an update every 4 samples" in transfer.plan_rates(plan).describe()
