@@ -25,6 +25,10 @@ def push_parameters(device: Device, plan: Plan, params: dict[str, np.ndarray]) -
     plan from `params` (by state_dict name, e.g. what pull_parameters or a saved .npz gave), in
     the plan's dtype and shape. Frozen ones must equal the plan's: they are the plan. Returns the
     names written."""
+    # optimizer state (`optim:...`, compile --momentum/--accumulate) that `params` lacks (a saved
+    # state_dict has none) starts again from the plan's (zeros): a new accumulation cycle
+    params = {**{plan.tensors[i].name: plan.constant(i) for i in plan.trainable
+                 if plan.tensors[i].name.startswith("optim:")}, **params}
     missing = [plan.tensors[i].name for i in plan.trainable if plan.tensors[i].name not in params]
     if missing:
         raise ValueError(f"no value for the trainable parameters {missing}")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from tinyhost.compiler import CompileError, compile_model
 from tinyhost.compiler.capture import load_factory
-from tinyhost.compiler.optim import Optimizer, is_state
+from tinyhost.compiler.optim import MOMENTUM, Optimizer, is_state
 from tinyhost.compiler.report import format_report
 from tinyhost.ops import Opcode
 from tinyhost.plan import TensorKind
@@ -179,3 +179,30 @@ def test_bad_options_are_refused(m: float, n: int, words: str) -> None:
 
 def test_optimizer_off_is_no_state() -> None:
     assert not Optimizer().stateful and Optimizer(0.9).stateful and Optimizer(0, 2).stateful
+
+
+def test_push_of_a_state_dict_restarts_the_optimizer_state() -> None:
+    """pull's state_dict holds the model's parameters only; pushing it back zeroes the velocity,
+    the gradient sums and the phase (a new cycle), and keeps the parameters."""
+    from tinyhost.device import connect
+    from tinyhost.params import model_state, pull_parameters, push_parameters
+    r = compile_model(DEMO, momentum=0.9, accumulate=3)
+    data = np.load("host/tinyhost/demo/basicmotions.npz")
+    dev = connect("ref")
+    dev.load_plan(r.plan, r.data)
+    for x, y in zip(data["x_train"][:5], data["y_train"][:5], strict=True):
+        dev.train_step(x.astype(np.float32), int(y), 0.01)
+    pulled = pull_parameters(dev, r.plan)
+    assert pulled["optim:phase"][0] == 2 and any(
+        pulled[k].any() for k in pulled if k.endswith(".velocity"))
+    state = model_state(r.plan, pulled)
+    assert not any(is_state(k) for k in state)
+    push_parameters(dev, r.plan, state)
+    after = pull_parameters(dev, r.plan)
+    for k, v in after.items():
+        if k == MOMENTUM:  # a constant of the plan
+            assert v[0] == np.float32(0.9)
+        elif is_state(k):
+            assert not v.any(), k
+        else:
+            np.testing.assert_array_equal(v, pulled[k], err_msg=k)
