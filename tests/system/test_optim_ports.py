@@ -164,3 +164,14 @@ def test_qemu_trains_an_optimizer_plan_as_the_reference(demo_data) -> None:
     xs, ys = demo_data.x_train[:8], demo_data.y_train[:8]  # QEMU's UART is slow: 8 steps
     params = _run_both(r, xs, ys, port="qemu", exact=False)
     assert int(params[PHASE][0]) == 8 % ACCUMULATE
+
+
+def test_train_resume_with_momentum_and_accumulation(sim_binary, tmp_path: Path) -> None:
+    """test_state.py's `train --checkpoint-every 25 ... --resume` check (a sim killed mid-run,
+    restarted from its state file) on a plan with momentum and accumulation over 3 samples: the
+    checkpoints fall mid-cycle, and the resumed run still ends as the uninterrupted one."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import test_state
+    plan = tmp_path / "optim.ttp"
+    plan.write_bytes(compile_model(DEMO, lr=LR, momentum=MOMENTUM, accumulate=ACCUMULATE).data)
+    test_state.test_resume_after_a_kill_ends_as_an_uninterrupted_run(sim_binary, plan, tmp_path)
