@@ -22,7 +22,9 @@ for bit the firmware; or `--port sim`, the firmware itself) exactly as `tinyhost
   (round, master), int8 without QAS, and fp32 PyTorch fine-tuning of the dequantized network
   (bench/paper_fp32.py) with the same samples, order, trainable set and learning rates.
 The compile flags are the defaults (`auto` update rule, the default learning rates) unless a
-row says otherwise; --lr/--backbone-lr override the rates for all rows.
+row says otherwise; --lr/--backbone-lr override the rates for all rows. `--table optimizer`: the
+~100 KB scheme with plain SGD, momentum 0.9 and accumulation over 4 samples (`compile --momentum
+--accumulate`), each also at the learning rates that keep plain SGD's step size.
 
 Figures: the test accuracy after the last epoch, mean over the seeds (min..max), and how many
 seeds diverged (the run stopped by the guard: a NaN/inf the device refused, or a loss blow-up).
