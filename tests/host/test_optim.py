@@ -206,3 +206,23 @@ def test_push_of_a_state_dict_restarts_the_optimizer_state() -> None:
             assert not v.any(), k
         else:
             np.testing.assert_array_equal(v, pulled[k], err_msg=k)
+
+
+def test_no_reorder_gives_the_same_training() -> None:
+    """--no-reorder moves the updates after the backward pass; each OPTIM_STEP_F32 stays right
+    before its update, and the numbers do not change."""
+    data = np.load("host/tinyhost/demo/basicmotions.npz")
+    out = []
+    for reorder in (True, False):
+        plan = compile_model(DEMO, lr=0.01, momentum=0.5, accumulate=2, reorder=reorder).plan
+        ops = plan.ops
+        for k, op in enumerate(ops):
+            if op.opcode == Opcode.OPTIM_STEP_F32:
+                assert ops[k + 1].opcode == Opcode.SGD_F32 and ops[k + 1].inputs[1] == op.inputs[0]
+        ex = RefExecutor(plan)
+        for x, y in zip(data["x_train"][:6], data["y_train"][:6], strict=True):
+            ex.train_step(x.astype(np.float32), int(y))
+        out.append({plan.tensors[i].name: ex.read_tensor(i) for i in plan.trainable})
+    assert out[0].keys() == out[1].keys()
+    for k in out[0]:
+        np.testing.assert_array_equal(out[0][k], out[1][k], err_msg=k)
