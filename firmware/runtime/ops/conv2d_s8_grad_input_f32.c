@@ -4,14 +4,103 @@
  *
  * Summation order (part of the specification: kernels_s8.conv2d_s8_grad_input sums the same way,
  * so device and reference train bit-identically): each dx element accumulates its group's output
- * channels in ascending order and, per channel, its output positions in ascending order. Looping
- * the kernel taps (ky, kx) in descending order visits them so; the inner loop then runs along an
- * output row with no bounds tests. */
+ * channels in ascending order and, per channel, its output positions in ascending order, starting
+ * from +0. The general path loops the kernel taps (ky, kx) in descending order, which visits them
+ * so, and runs along an output row with no bounds tests. The 1x1 stride-1 convs (most of a
+ * MobileNet's backward) take a tiled path instead: a 4x4 tile of (input channel, position) sums
+ * in registers while the output channels stream past in ascending order, each weight converted
+ * once per tile and each product added with one multiply-accumulate (tt_f32_mla), the same
+ * roundings in the same order. */
 #include <stddef.h>
 #include <string.h>
 
 #include "ops_common_s8.h"
 #include "tt/tt_op.h"
+
+/* The 4x4 tile dx[icg + i][q + j] (i, j < 4) of a 1x1 stride-1 conv's group: output channels
+ * oc0 .. oc0 + n_oc - 1 in ascending order, each weight row's entries icg .. icg + 3. */
+static void tile_4x4(const float *dz, int32_t hw, int32_t oc0, int32_t n_oc, tt_row_cursor rows,
+                     int32_t icg, float *dx)
+{
+    float a00 = 0.0f, a01 = 0.0f, a02 = 0.0f, a03 = 0.0f;
+    float a10 = 0.0f, a11 = 0.0f, a12 = 0.0f, a13 = 0.0f;
+    float a20 = 0.0f, a21 = 0.0f, a22 = 0.0f, a23 = 0.0f;
+    float a30 = 0.0f, a31 = 0.0f, a32 = 0.0f, a33 = 0.0f;
+    const float *d = dz + oc0 * hw;
+    for (int32_t oc = oc0; oc < oc0 + n_oc; oc++, d += hw) {
+        const int8_t *r = tt_row_cursor_at(&rows, oc) + icg;
+        const float d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
+        const float w0 = (float)r[0], w1 = (float)r[1], w2 = (float)r[2], w3 = (float)r[3];
+        a00 = tt_f32_mla(a00, d0, w0);
+        a01 = tt_f32_mla(a01, d1, w0);
+        a02 = tt_f32_mla(a02, d2, w0);
+        a03 = tt_f32_mla(a03, d3, w0);
+        a10 = tt_f32_mla(a10, d0, w1);
+        a11 = tt_f32_mla(a11, d1, w1);
+        a12 = tt_f32_mla(a12, d2, w1);
+        a13 = tt_f32_mla(a13, d3, w1);
+        a20 = tt_f32_mla(a20, d0, w2);
+        a21 = tt_f32_mla(a21, d1, w2);
+        a22 = tt_f32_mla(a22, d2, w2);
+        a23 = tt_f32_mla(a23, d3, w2);
+        a30 = tt_f32_mla(a30, d0, w3);
+        a31 = tt_f32_mla(a31, d1, w3);
+        a32 = tt_f32_mla(a32, d2, w3);
+        a33 = tt_f32_mla(a33, d3, w3);
+    }
+    float *x0 = dx, *x1 = dx + hw, *x2 = dx + 2 * hw, *x3 = dx + 3 * hw;
+    x0[0] = a00, x0[1] = a01, x0[2] = a02, x0[3] = a03;
+    x1[0] = a10, x1[1] = a11, x1[2] = a12, x1[3] = a13;
+    x2[0] = a20, x2[1] = a21, x2[2] = a22, x2[3] = a23;
+    x3[0] = a30, x3[1] = a31, x3[2] = a32, x3[3] = a33;
+}
+
+/* A smaller tile at the edges: ni input channels by nq positions (each at most 4). */
+static void tile_edge(const float *dz, int32_t hw, int32_t oc0, int32_t n_oc, tt_row_cursor rows,
+                      int32_t icg, int32_t ni, int32_t nq, float *dx)
+{
+    float acc[4][4] = {{0.0f}};
+    const float *d = dz + oc0 * hw;
+    for (int32_t oc = oc0; oc < oc0 + n_oc; oc++, d += hw) {
+        const int8_t *r = tt_row_cursor_at(&rows, oc) + icg;
+        for (int32_t i = 0; i < ni; i++) {
+            const float wv = (float)r[i];
+            for (int32_t j = 0; j < nq; j++) {
+                acc[i][j] = tt_f32_mla(acc[i][j], d[j], wv);
+            }
+        }
+    }
+    for (int32_t i = 0; i < ni; i++) {
+        for (int32_t j = 0; j < nq; j++) {
+            dx[i * hw + j] = acc[i][j];
+        }
+    }
+}
+
+/* dx of a 1x1, stride-1, unpadded conv: dx[ic][q] = sum over the group's oc of dz[oc][q] *
+ * w[oc][ic], tile by tile. */
+static void grad_input_1x1(const tt_conv2d_params *p, const float *dz, const int8_t *w,
+                           const tt_row_subst *sub, float *dx)
+{
+    const int32_t cin_g = p->in_c / p->groups, cout_g = p->out_c / p->groups;
+    const int32_t hw = p->in_h * p->in_w;
+    for (int32_t g = 0; g < p->groups; g++) {
+        const int32_t oc0 = g * cout_g;
+        const tt_row_cursor rows = tt_row_cursor_make(w, cin_g, sub, oc0);
+        float *dx_g = dx + g * cin_g * hw;
+        for (int32_t i = 0; i < cin_g; i += 4) {
+            const int32_t ni = cin_g - i < 4 ? cin_g - i : 4;
+            for (int32_t q = 0; q < hw; q += 4) {
+                const int32_t nq = hw - q < 4 ? hw - q : 4;
+                if (ni == 4 && nq == 4) {
+                    tile_4x4(dz + q, hw, oc0, cout_g, rows, i, dx_g + i * hw + q);
+                } else {
+                    tile_edge(dz + q, hw, oc0, cout_g, rows, i, ni, nq, dx_g + i * hw + q);
+                }
+            }
+        }
+    }
+}
 
 tt_status tt_conv2d_s8_grad_input_f32(const tt_conv2d_params *p, const float *dz, const int8_t *w,
                                       const tt_row_subst *sub, float *dx)
@@ -26,6 +115,10 @@ tt_status tt_conv2d_s8_grad_input_f32(const tt_conv2d_params *p, const float *dz
     const int32_t in_hw = p->in_h * p->in_w, out_hw = p->out_h * p->out_w;
     const int32_t sw = p->stride_w;
 
+    if (ksize == 1 && p->stride_h == 1 && sw == 1 && p->pad_h == 0 && p->pad_w == 0) {
+        grad_input_1x1(p, dz, w, sub, dx);
+        return TT_OK;
+    }
     memset(dx, 0, (size_t)p->in_c * (size_t)in_hw * sizeof(float));
     tt_row_cursor rows = tt_row_cursor_make(w, cin_g * ksize, sub, 0);
     for (int32_t oc = 0; oc < p->out_c; oc++) {
@@ -49,7 +142,7 @@ tt_status tt_conv2d_s8_grad_input_f32(const tt_conv2d_params *p, const float *dz
                         float *dx_row = dx_c + iy * p->in_w + (ox0 * sw - p->pad_w + kx);
                         const float *dz_row = dz_oc + oy * p->out_w + ox0;
                         for (int32_t n = 0; n < n_ox; n++) {
-                            dx_row[n * sw] += dz_row[n] * wv;
+                            dx_row[n * sw] = tt_f32_mla(dx_row[n * sw], dz_row[n], wv);
                         }
                     }
                 }

@@ -24,8 +24,17 @@ static void kernel_grad(const tt_conv2d_params *p, const float *dz_oc, const int
                 const int32_t iy = oy * p->stride_h - p->pad_h + ky;
                 const int8_t *x_row = x_c + iy * p->in_w + (ox0 * sw - p->pad_w + kx);
                 const float *dz_row = dz_oc + oy * p->out_w + ox0;
-                for (int32_t n = 0; n < n_ox; n++) {
-                    acc += dz_row[n] * ((float)x_row[n * sw] - x_zero);
+                int32_t n = 0;
+                if (sw == 1) { /* unrolled: the same sum, in the same order */
+                    for (; n + 4 <= n_ox; n += 4) {
+                        acc = tt_f32_mla(acc, dz_row[n], (float)x_row[n] - x_zero);
+                        acc = tt_f32_mla(acc, dz_row[n + 1], (float)x_row[n + 1] - x_zero);
+                        acc = tt_f32_mla(acc, dz_row[n + 2], (float)x_row[n + 2] - x_zero);
+                        acc = tt_f32_mla(acc, dz_row[n + 3], (float)x_row[n + 3] - x_zero);
+                    }
+                }
+                for (; n < n_ox; n++) {
+                    acc = tt_f32_mla(acc, dz_row[n], (float)x_row[n * sw] - x_zero);
                 }
             }
             dw_k[ky * p->k_w + kx] = acc;

@@ -196,6 +196,25 @@ static inline int32_t tt_select_at(const tt_channel_select *sel, int32_t j)
     return (sel == NULL || sel->index == NULL) ? j : sel->index[j];
 }
 
+/* acc + a * b rounded twice, as `acc + a * b` with no contraction (-ffp-contract=off): on an FPU
+ * with single-precision VMLA (Cortex-M4F, M7, M33: FPv4/FPv5) one instruction, which is not fused
+ * (the Arm ARM's pseudocode: FPMul rounded, then FPAdd), so every build rounds alike. The fp32
+ * backward kernels' inner loops use it; TT_S8_PORTABLE builds take the C expression. */
+#if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__) && !defined(TT_S8_PORTABLE)
+#define TT_F32_VMLA 1
+static TT_S8_INLINE float tt_f32_mla(float acc, float a, float b)
+{
+    __asm__("vmla.f32 %0, %1, %2" : "+t"(acc) : "t"(a), "t"(b));
+    return acc;
+}
+#else
+#define TT_F32_VMLA 0
+static TT_S8_INLINE float tt_f32_mla(float acc, float a, float b)
+{
+    return acc + a * b;
+}
+#endif
+
 /* CONV2D_S8 and DEPTHWISE_CONV2D_S8 share their operands and attributes (ops/conv2d_s8.c): one
  * plan check, given the kernel's scratch size query, and one unpacking of the kernel arguments. */
 #include "tt/tt_op.h"
