@@ -17,29 +17,39 @@
 
 #define DW_MAX_TAPS 49 /* float weights kept on the stack: up to 7x7 */
 
-/* dx[iy][ix] of one channel, any geometry: its valid taps in descending (ky, kx) order. */
+/* The taps along one axis that reach input index i: the largest tap k_hi of i's stride class
+ * whose output index o = (i + pad - k) / stride lies in [0, n_out), its output index in *o_lo,
+ * and the count of taps k_hi, k_hi - stride, ... whose outputs (ascending) are inside (0: none). */
+static int32_t axis_taps(int32_t i, int32_t pad, int32_t k, int32_t stride, int32_t n_out,
+                         int32_t *k_hi, int32_t *o_lo)
+{
+    const int32_t t = i + pad; /* >= 0; tap k reaches output (t - k) / stride */
+    int32_t hi = t < k - 1 ? t : k - 1;
+    hi -= (t - hi) % stride;
+    int32_t lo = t - stride * (n_out - 1);
+    lo = lo < 0 ? 0 : lo;
+    if (hi < lo) {
+        return 0;
+    }
+    *k_hi = hi;
+    *o_lo = (t - hi) / stride;
+    return (hi - lo) / stride + 1;
+}
+
+/* dx[iy][ix] of one channel, any geometry: its valid taps in descending (ky, kx) order, that is
+ * its outputs in ascending order. */
 static float dw_element(const tt_conv2d_params *p, const float *dz, const float *wf, int32_t iy,
                         int32_t ix)
 {
+    int32_t ky = 0, oy = 0, kx = 0, ox = 0;
+    const int32_t ny = axis_taps(iy, p->pad_h, p->k_h, p->stride_h, p->out_h, &ky, &oy);
+    const int32_t nx = axis_taps(ix, p->pad_w, p->k_w, p->stride_w, p->out_w, &kx, &ox);
     float acc = 0.0f;
-    for (int32_t ky = p->k_h - 1; ky >= 0; ky--) {
-        const int32_t ty = iy + p->pad_h - ky; /* ascending as ky descends */
-        if (ty < 0 || ty % p->stride_h != 0) {
-            continue;
-        }
-        if (ty / p->stride_h >= p->out_h) {
-            break;
-        }
-        const float *dz_row = dz + (ty / p->stride_h) * p->out_w;
-        for (int32_t kx = p->k_w - 1; kx >= 0; kx--) {
-            const int32_t tx = ix + p->pad_w - kx;
-            if (tx < 0 || tx % p->stride_w != 0) {
-                continue;
-            }
-            if (tx / p->stride_w >= p->out_w) {
-                break;
-            }
-            acc = tt_f32_mla(acc, dz_row[tx / p->stride_w], wf[ky * p->k_w + kx]);
+    for (int32_t a = 0; a < ny; a++) {
+        const float *r = dz + (oy + a) * p->out_w + ox;
+        const float *wr = wf + (ky - a * p->stride_h) * p->k_w + kx;
+        for (int32_t b = 0; b < nx; b++) {
+            acc = tt_f32_mla(acc, r[b], wr[-b * p->stride_w]);
         }
     }
     return acc;
