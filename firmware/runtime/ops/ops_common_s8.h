@@ -259,4 +259,58 @@ static inline int32_t tt_smlad(uint32_t x, uint32_t y, int32_t acc)
 }
 #endif
 
+/* One output channel of a 1x1 conv at four consecutive positions of CHW planes hw apart:
+ * a[j] += sum_{i < n} w[i] * x[i * hw + j] (modulo 2^32; the caller folds x_zero into the initial
+ * sums as -x_zero * sum w). The DSP build reads four positions of a channel with one LDR and four
+ * weights with another, splits both with SXTB16 (positions (0, 2) and (1, 3); weights (0, 2) and
+ * (1, 3)) and multiplies the halfwords it needs with SMLA<x><y>: no column to gather. x may be
+ * unaligned. */
+static TT_S8_INLINE void tt_pw_acc4(const int8_t *x, int32_t hw, const int8_t *w, int32_t n,
+                                    uint32_t *a)
+{
+    uint32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    int32_t i = 0;
+#if TT_S8_DSP
+#define TT_PW_CH(v_, wv_, B_, T_)                                                                 \
+    do {                                                                                          \
+        const uint32_t v = (v_), ev = tt_sxtb16(v), od = tt_sxtb16_ror8(v);                       \
+        a0 = (uint32_t)B_((int32_t)ev, (int32_t)(wv_), (int32_t)a0);                              \
+        a1 = (uint32_t)B_((int32_t)od, (int32_t)(wv_), (int32_t)a1);                              \
+        a2 = (uint32_t)T_((int32_t)ev, (int32_t)(wv_), (int32_t)a2);                              \
+        a3 = (uint32_t)T_((int32_t)od, (int32_t)(wv_), (int32_t)a3);                              \
+    } while (0)
+    for (; i + 4 <= n; i += 4, x += 4 * hw) {
+        const uint32_t wq = tt_ld32(w + i);
+        const uint32_t we = tt_sxtb16(wq), wo = tt_sxtb16_ror8(wq); /* (w0, w2), (w1, w3) */
+        TT_PW_CH(tt_ld32(x), we, __smlabb, __smlatb);
+        TT_PW_CH(tt_ld32(x + hw), wo, __smlabb, __smlatb);
+        TT_PW_CH(tt_ld32(x + 2 * hw), we, __smlabt, __smlatt);
+        TT_PW_CH(tt_ld32(x + 3 * hw), wo, __smlabt, __smlatt);
+    }
+    for (; i < n; i++, x += hw) {
+        TT_PW_CH(tt_ld32(x), (uint32_t)(int32_t)w[i], __smlabb, __smlatb);
+    }
+#undef TT_PW_CH
+#else
+    for (; i < n; i++, x += hw) {
+        const int32_t wv = w[i];
+        a0 += (uint32_t)(wv * x[0]);
+        a1 += (uint32_t)(wv * x[1]);
+        a2 += (uint32_t)(wv * x[2]);
+        a3 += (uint32_t)(wv * x[3]);
+    }
+#endif
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+}
+
+/* The x_zero correction of a 1x1 conv's channel: -x_zero * sum w (modulo 2^32). */
+static inline uint32_t tt_pw_zero_term(const int8_t *w, int32_t n, int32_t x_zero)
+{
+    uint32_t s = 0;
+    for (int32_t i = 0; i < n; i++) {
+        s += (uint32_t)(int32_t)w[i];
+    }
+    return (uint32_t)(-x_zero) * s;
+}
+
 #endif
