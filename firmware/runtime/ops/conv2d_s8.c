@@ -336,11 +336,13 @@ tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const t
     const int32_t x_zero = q->x_zero;
     int16_t *col0 = (int16_t *)ctx->buf;
     int16_t *col1 = col0 + column_len(p);
-    /* Direct where it takes fewer instructions (bench/kernels.py): few input channels, where the
-     * columns' 2x2 blocks have little to amortize their gathering over; from 64 on, the blocks
-     * win (96 -> 160 at 4x4: 2.0 instructions per MAC against 3.0). */
+    /* Direct where it takes fewer instructions (bench/kernels.py, bench/m4f.py's plans): short
+     * rows (the 2x2 blocks' loops are mostly overhead) or few output channels (little to amortize
+     * each column's gathering over). Otherwise the blocks win: 96 -> 160 at 4x4 2.0 instructions
+     * per MAC against 3.0, 48 -> 240 at 8x8 2.8 against 3.3. */
     const int direct = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
-                       p->pad_h == 0 && p->pad_w == 0 && k < 64 && out_hw >= 4;
+                       p->pad_h == 0 && p->pad_w == 0 && out_hw >= 4 &&
+                       (k < 32 || (k < 64 && cout_g < 32));
 
     for (int32_t g = 0; g < p->groups; g++) {
         const int8_t *x_g = x + g * cin_g * p->in_h * p->in_w;
