@@ -192,12 +192,14 @@ FIXED_DEPTHWISE = [
 
 
 # Backward-only shapes beside conv_geoms: the fp32 gradient kernels' fast paths (1x1 tiles of 4
-# channels by 4 positions with remainders, groups; the depthwise 3x3/5x5/7x7 stride-1/2 gathers
-# with their borders, odd and even sizes and paddings).
+# channels by 4 positions with remainders, groups, output channels in several passes; the
+# depthwise 3x3/5x5/7x7 stride-1/2 gathers with their borders, odd and even sizes and paddings).
 BACKWARD_CONV = [
     (48, 8, 8, 16, 1, 1, 1, 1, 0, 0, 1),    # pointwise, whole tiles
     (18, 5, 3, 11, 1, 1, 1, 1, 0, 0, 1),    # pointwise, channel and position remainders
     (12, 6, 6, 8, 1, 1, 1, 1, 0, 0, 2),     # pointwise, groups 2
+    (8, 4, 5, 70, 1, 1, 1, 1, 0, 0, 1),     # pointwise, output channels in three passes
+    (10, 3, 3, 66, 1, 1, 1, 1, 0, 0, 2),    # pointwise, groups 2 of 33 output channels
     (6, 12, 12, 6, 3, 3, 1, 1, 1, 1, 6),    # depthwise 3x3
     (5, 11, 9, 5, 3, 3, 2, 2, 1, 1, 5),     # depthwise 3x3 stride 2, odd sizes
     (4, 12, 12, 4, 3, 3, 2, 2, 0, 0, 4),    # depthwise 3x3 stride 2, no padding

@@ -8,8 +8,9 @@
  * from +0. The general path loops the kernel taps (ky, kx) in descending order, which visits them
  * so, and runs along an output row with no bounds tests. The 1x1 stride-1 convs (most of a
  * MobileNet's backward) take a tiled path instead: a 4x4 tile of (input channel, position) sums
- * in registers while the output channels stream past in ascending order, each weight converted
- * once per tile and each product added with one multiply-accumulate (tt_f32_mla), the same
+ * in registers while the output channels stream past in ascending order (GI_CHUNK at a time,
+ * their weights converted to float once per pass; a pass continues from the partial sums the
+ * previous one stored), each product added with one multiply-accumulate (tt_f32_mla), the same
  * roundings in the same order. */
 #include <stddef.h>
 #include <string.h>
@@ -17,20 +18,32 @@
 #include "ops_common_s8.h"
 #include "tt/tt_op.h"
 
-/* The 4x4 tile dx[icg + i][q + j] (i, j < 4) of a 1x1 stride-1 conv's group: output channels
- * oc0 .. oc0 + n_oc - 1 in ascending order, each weight row's entries icg .. icg + 3. */
-static void tile_4x4(const float *dz, int32_t hw, int32_t oc0, int32_t n_oc, tt_row_cursor rows,
-                     int32_t icg, float *dx)
+/* Output channels per pass of the 1x1 path: their weights for four input channels are converted
+ * to float once per pass (on the stack: GI_CHUNK x 4 floats), not once per tile. */
+#define GI_CHUNK 32
+
+/* The 4x4 tile dx[i][j] (i, j < 4; rows hw apart) over n_oc output channels in ascending order:
+ * dz their first channel's planes (hw apart) at the tile's first position, wf their weights
+ * for the tile's four input channels (4 per channel). The sums start from +0 (first) or from the
+ * partial sums the previous pass stored in dx: the same additions in the same order. */
+static void tile_4x4(const float *dz, int32_t hw, int32_t n_oc, const float *wf, int first,
+                     float *dx)
 {
+    float *x0 = dx, *x1 = dx + hw, *x2 = dx + 2 * hw, *x3 = dx + 3 * hw;
     float a00 = 0.0f, a01 = 0.0f, a02 = 0.0f, a03 = 0.0f;
     float a10 = 0.0f, a11 = 0.0f, a12 = 0.0f, a13 = 0.0f;
     float a20 = 0.0f, a21 = 0.0f, a22 = 0.0f, a23 = 0.0f;
     float a30 = 0.0f, a31 = 0.0f, a32 = 0.0f, a33 = 0.0f;
-    const float *d = dz + oc0 * hw;
-    for (int32_t oc = oc0; oc < oc0 + n_oc; oc++, d += hw) {
-        const int8_t *r = tt_row_cursor_at(&rows, oc) + icg;
+    if (!first) {
+        a00 = x0[0], a01 = x0[1], a02 = x0[2], a03 = x0[3];
+        a10 = x1[0], a11 = x1[1], a12 = x1[2], a13 = x1[3];
+        a20 = x2[0], a21 = x2[1], a22 = x2[2], a23 = x2[3];
+        a30 = x3[0], a31 = x3[1], a32 = x3[2], a33 = x3[3];
+    }
+    const float *d = dz;
+    for (const float *wr = wf; wr != wf + 4 * n_oc; wr += 4, d += hw) {
         const float d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
-        const float w0 = (float)r[0], w1 = (float)r[1], w2 = (float)r[2], w3 = (float)r[3];
+        const float w0 = wr[0], w1 = wr[1], w2 = wr[2], w3 = wr[3];
         a00 = tt_f32_mla(a00, d0, w0);
         a01 = tt_f32_mla(a01, d1, w0);
         a02 = tt_f32_mla(a02, d2, w0);
@@ -48,7 +61,6 @@ static void tile_4x4(const float *dz, int32_t hw, int32_t oc0, int32_t n_oc, tt_
         a32 = tt_f32_mla(a32, d2, w3);
         a33 = tt_f32_mla(a33, d3, w3);
     }
-    float *x0 = dx, *x1 = dx + hw, *x2 = dx + 2 * hw, *x3 = dx + 3 * hw;
     x0[0] = a00, x0[1] = a01, x0[2] = a02, x0[3] = a03;
     x1[0] = a10, x1[1] = a11, x1[2] = a12, x1[3] = a13;
     x2[0] = a20, x2[1] = a21, x2[2] = a22, x2[3] = a23;
@@ -56,15 +68,19 @@ static void tile_4x4(const float *dz, int32_t hw, int32_t oc0, int32_t n_oc, tt_
 }
 
 /* A smaller tile at the edges: ni input channels by nq positions (each at most 4). */
-static void tile_edge(const float *dz, int32_t hw, int32_t oc0, int32_t n_oc, tt_row_cursor rows,
-                      int32_t icg, int32_t ni, int32_t nq, float *dx)
+static void tile_edge(const float *dz, int32_t hw, int32_t n_oc, const float *wf, int first,
+                      int32_t ni, int32_t nq, float *dx)
 {
     float acc[4][4] = {{0.0f}};
-    const float *d = dz + oc0 * hw;
-    for (int32_t oc = oc0; oc < oc0 + n_oc; oc++, d += hw) {
-        const int8_t *r = tt_row_cursor_at(&rows, oc) + icg;
+    for (int32_t i = 0; i < ni && !first; i++) {
+        for (int32_t j = 0; j < nq; j++) {
+            acc[i][j] = dx[i * hw + j];
+        }
+    }
+    const float *d = dz;
+    for (int32_t o = 0; o < n_oc; o++, d += hw) {
         for (int32_t i = 0; i < ni; i++) {
-            const float wv = (float)r[i];
+            const float wv = wf[4 * o + i];
             for (int32_t j = 0; j < nq; j++) {
                 acc[i][j] = tt_f32_mla(acc[i][j], d[j], wv);
             }
@@ -78,24 +94,36 @@ static void tile_edge(const float *dz, int32_t hw, int32_t oc0, int32_t n_oc, tt
 }
 
 /* dx of a 1x1, stride-1, unpadded conv: dx[ic][q] = sum over the group's oc of dz[oc][q] *
- * w[oc][ic], tile by tile. */
+ * w[oc][ic], four input channels at a time, their output channels GI_CHUNK per pass (weights
+ * converted once per pass), tile by tile. */
 static void grad_input_1x1(const tt_conv2d_params *p, const float *dz, const int8_t *w,
                            const tt_row_subst *sub, float *dx)
 {
     const int32_t cin_g = p->in_c / p->groups, cout_g = p->out_c / p->groups;
     const int32_t hw = p->in_h * p->in_w;
+    float wf[4 * GI_CHUNK];
     for (int32_t g = 0; g < p->groups; g++) {
-        const int32_t oc0 = g * cout_g;
-        const tt_row_cursor rows = tt_row_cursor_make(w, cin_g, sub, oc0);
         float *dx_g = dx + g * cin_g * hw;
         for (int32_t i = 0; i < cin_g; i += 4) {
             const int32_t ni = cin_g - i < 4 ? cin_g - i : 4;
-            for (int32_t q = 0; q < hw; q += 4) {
-                const int32_t nq = hw - q < 4 ? hw - q : 4;
-                if (ni == 4 && nq == 4) {
-                    tile_4x4(dz + q, hw, oc0, cout_g, rows, i, dx_g + i * hw + q);
-                } else {
-                    tile_edge(dz + q, hw, oc0, cout_g, rows, i, ni, nq, dx_g + i * hw + q);
+            for (int32_t c0 = 0; c0 < cout_g; c0 += GI_CHUNK) {
+                const int32_t n_oc = cout_g - c0 < GI_CHUNK ? cout_g - c0 : GI_CHUNK;
+                const int32_t oc0 = g * cout_g + c0;
+                tt_row_cursor rows = tt_row_cursor_make(w, cin_g, sub, oc0);
+                for (int32_t o = 0; o < n_oc; o++) {
+                    const int8_t *r = tt_row_cursor_at(&rows, oc0 + o) + i;
+                    for (int32_t t = 0; t < ni; t++) {
+                        wf[4 * o + t] = (float)r[t];
+                    }
+                }
+                const float *dz_c = dz + oc0 * hw;
+                for (int32_t q = 0; q < hw; q += 4) {
+                    const int32_t nq = hw - q < 4 ? hw - q : 4;
+                    if (ni == 4 && nq == 4) {
+                        tile_4x4(dz_c + q, hw, n_oc, wf, c0 == 0, dx_g + i * hw + q);
+                    } else {
+                        tile_edge(dz_c + q, hw, n_oc, wf, c0 == 0, ni, nq, dx_g + i * hw + q);
+                    }
                 }
             }
         }
