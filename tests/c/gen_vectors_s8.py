@@ -209,6 +209,7 @@ BACKWARD_CONV = [
     (3, 16, 15, 3, 7, 7, 2, 2, 3, 3, 3),    # depthwise 7x7 stride 2
     (2, 9, 9, 2, 7, 7, 2, 2, 1, 1, 2),      # depthwise 7x7 stride 2, small padding
     (2, 6, 7, 2, 3, 3, 1, 1, 0, 0, 2),      # depthwise 3x3 unpadded
+    (2, 5, 37, 2, 3, 3, 2, 2, 1, 1, 2),     # depthwise 3x3 stride 2, wider than the column table
 ]
 
 
