@@ -36,34 +36,23 @@ static int32_t axis_taps(int32_t i, int32_t pad, int32_t k, int32_t stride, int3
     return (hi - lo) / stride + 1;
 }
 
-/* The taps of one index along an axis (axis_taps): the first tap, its output index, the count. */
-typedef struct {
-    int32_t k_hi, o_lo, n;
-} dw_taps;
-
-/* dx[iy][ix] of one channel, any geometry, from its row's and column's taps: the valid taps in
- * descending (ky, kx) order, that is its outputs in ascending order. */
-static float dw_element(const tt_conv2d_params *p, const float *dz, const float *wf, dw_taps ty,
-                        dw_taps tx)
+/* dx[iy][ix] of one channel, any geometry: its valid taps in descending (ky, kx) order, that is
+ * its outputs in ascending order. */
+static float dw_element(const tt_conv2d_params *p, const float *dz, const float *wf, int32_t iy,
+                        int32_t ix)
 {
+    int32_t ky = 0, oy = 0, kx = 0, ox = 0;
+    const int32_t ny = axis_taps(iy, p->pad_h, p->k_h, p->stride_h, p->out_h, &ky, &oy);
+    const int32_t nx = axis_taps(ix, p->pad_w, p->k_w, p->stride_w, p->out_w, &kx, &ox);
     float acc = 0.0f;
-    const int32_t sw = p->stride_w;
-    for (int32_t a = 0; a < ty.n; a++) {
-        const float *r = dz + (ty.o_lo + a) * p->out_w + tx.o_lo;
-        const float *wr = wf + (ty.k_hi - a * p->stride_h) * p->k_w + tx.k_hi;
-        for (int32_t b = 0; b < tx.n; b++, wr -= sw) {
-            acc = tt_f32_mla(acc, r[b], *wr);
+    for (int32_t a = 0; a < ny; a++) {
+        const float *r = dz + (oy + a) * p->out_w + ox;
+        const float *wr = wf + (ky - a * p->stride_h) * p->k_w + kx;
+        for (int32_t b = 0; b < nx; b++) {
+            acc = tt_f32_mla(acc, r[b], wr[-b * p->stride_w]);
         }
     }
     return acc;
-}
-
-static dw_taps taps_of(int32_t i, int32_t pad, int32_t k, int32_t stride, int32_t n_out)
-{
-    int32_t k_hi = 0, o_lo = 0;
-    const int32_t n = axis_taps(i, pad, k, stride, n_out, &k_hi, &o_lo);
-    const dw_taps t = {k_hi, o_lo, n};
-    return t;
 }
 
 /* Stride 1, a KxK kernel, the interior elements ix0 <= ix < ix1 of row iy (every tap inside dz):
@@ -151,12 +140,7 @@ static void interior(int32_t n_in, int32_t n_out, int32_t k, int32_t stride, int
     *hi = b > a ? b : a;
 }
 
-/* Columns whose taps dw_plane looks up in a table on the stack (12 bytes each: the trained
- * layers' planes are small) rather than recomputing them for every element of every channel. */
-#define DW_COL_TABLE 32
-
-static void dw_plane(const tt_conv2d_params *p, const float *dz, const int8_t *w,
-                     const dw_taps *cols, float *dx)
+static void dw_plane(const tt_conv2d_params *p, const float *dz, const int8_t *w, float *dx)
 {
     float wf[DW_MAX_TAPS];
     const int32_t taps = p->k_h * p->k_w;
@@ -174,7 +158,6 @@ static void dw_plane(const tt_conv2d_params *p, const float *dz, const int8_t *w
     for (int32_t iy = 0; iy < p->in_h; iy++) {
         float *dx_row = dx + iy * p->in_w;
         const int inner = iy >= y0 && iy < y1 && x1 > x0;
-        const dw_taps ty = taps_of(iy, p->pad_h, p->k_h, p->stride_h, p->out_h);
         for (int32_t ix = 0; ix < p->in_w; ix++) {
             if (inner && ix == x0) {
                 if (k == 3) {
@@ -187,9 +170,7 @@ static void dw_plane(const tt_conv2d_params *p, const float *dz, const int8_t *w
                 ix = x1 - 1;
                 continue;
             }
-            const dw_taps tx = cols != NULL ? cols[ix]
-                                            : taps_of(ix, p->pad_w, p->k_w, p->stride_w, p->out_w);
-            dx_row[ix] = dw_element(p, dz, wf, ty, tx);
+            dx_row[ix] = dw_element(p, dz, wf, iy, ix);
         }
     }
 }
@@ -208,17 +189,12 @@ tt_status tt_depthwise_conv2d_s8_grad_input_f32(const tt_scratch *ctx, const tt_
     tt_conv2d_params one = *p;
     one.in_c = one.out_c = one.groups = 1;
     const int gather = p->k_h * p->k_w <= DW_MAX_TAPS;
-    dw_taps cols[DW_COL_TABLE];
-    const int table = p->in_w <= DW_COL_TABLE;
-    for (int32_t ix = 0; table && gather && ix < p->in_w; ix++) {
-        cols[ix] = taps_of(ix, p->pad_w, p->k_w, p->stride_w, p->out_w);
-    }
     tt_row_cursor rows = tt_row_cursor_make(w, p->k_h * p->k_w, sub, 0);
     float *plane = ctx->buf;
     for (int32_t c = 0; c < p->out_c; c++) {
         const int8_t *w_c = tt_row_cursor_at(&rows, c);
         if (gather) {
-            dw_plane(&one, dz + c * out_hw, w_c, table ? cols : NULL, plane);
+            dw_plane(&one, dz + c * out_hw, w_c, plane);
         } else {
             const tt_status st = tt_conv2d_s8_grad_input_f32(&one, dz + c * out_hw, w_c, NULL,
                                                              plane);
