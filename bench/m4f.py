@@ -3,6 +3,7 @@
 figure, and instructions per step. Prints markdown tables.
 
     make qemu && .venv/bin/python bench/m4f.py [--steps 1] [--input-size 128] [--jobs 2]
+                                               [--models demo,mcunet-5fps] [--schemes 99kb]
 
 Plans: the demo model (full, last:1, bias-only), and each of the paper's int8 models
 (mcunet-5fps, mbv2-w0.35, proxyless-w0.3, ../shared/data/mcu_models/) with each sparse-update
@@ -103,12 +104,14 @@ class Row:
     ops_note: str = ""        # why there are no per-op costs
 
 
-def cases(input_size: int) -> list[Case]:
+def cases(input_size: int, only: set[str] | None = None) -> list[Case]:
+    """The demo's three updates and every scheme of each paper model (only: those scheme keys)."""
     out = [Case("demo", u, 0) for u in ("full", "last:1", "bias-only")]
     schemes = json.loads(SCHEMES.read_text())
     for model in PAPER:
         out += [Case(model, key, input_size)
-                for key in sorted(schemes[model], key=lambda k: int(k.rstrip("kb")))]
+                for key in sorted(schemes[model], key=lambda k: int(k.rstrip("kb")))
+                if only is None or key in only]
     return out
 
 
@@ -205,6 +208,27 @@ def print_speed(rows: list[Row]) -> None:
               f"{cost / CLOCK_HZ * 1000:.0f} | {tops} |")
 
 
+def print_kinds(rows: list[Row], n: int) -> None:
+    """Instructions per op kind of each paper-model plan: the n costliest kinds, then the rest."""
+    paper = [r for r in rows if r.op_costs and r.case.model != "demo"]
+    if not paper:
+        return
+    print("\n### Instructions per op kind (bench/plan_ops.c, one step)\n")
+    print("| model | update | op kind | instructions | share |")
+    print("|---|---|---|---:|---:|")
+    for r in paper:
+        total = sum(c for _, c, _ in r.op_costs)
+        by_kind: dict[str, int] = {}
+        for _, c, name in r.op_costs:
+            by_kind[name] = by_kind.get(name, 0) + c
+        ranked = sorted(by_kind.items(), key=lambda kv: -kv[1])
+        rest = sum(c for _, c in ranked[n:])
+        for name, c in ranked[:n] + ([("(the other kinds)", rest)] if rest else []):
+            print(f"| {r.case.model} | {r.case.update} scheme | {name} | {c:,} | "
+                  f"{c / total:.1%} |")
+        print(f"| {r.case.model} | {r.case.update} scheme | **all** | {total:,} | 100% |")
+
+
 def kb(n: float | None) -> str:
     return "—" if n is None else f"{n / KB:.1f}"
 
@@ -271,7 +295,18 @@ def main() -> None:
                     help="plans compiled and run at once, each in its own QEMU (default 2)")
     ap.add_argument("--models", default=",".join(("demo",) + PAPER),
                     help="comma list of models (default: all)")
+    ap.add_argument("--schemes", default="",
+                    help="comma list of the paper models' scheme keys to run, e.g. 99kb "
+                         "(default: every scheme)")
+    ap.add_argument("--kinds", type=int, default=8,
+                    help="op kinds listed per paper-model plan in the per-kind table (default 8)")
     args = ap.parse_args()
+    schemes = json.loads(SCHEMES.read_text())
+    known = {k for m in PAPER for k in schemes[m]}
+    only = {k for k in args.schemes.split(",") if k} or None
+    if only is not None and not only <= known:
+        sys.exit(f"--schemes: unknown key(s) {', '.join(sorted(only - known))}; the schemes are "
+                 f"{', '.join(sorted(known, key=lambda k: int(k.rstrip('kb'))))}")
     elf = find_qemu_elf()
     fw = read_map(map_path(elf))
     device = connect("qemu")
@@ -287,7 +322,7 @@ def main() -> None:
                  "with `make qemu`, or update boards.py from the map file")
     build_arm(OPS_BUILD, [OPS_TARGET])
     wanted = set(args.models.split(","))
-    todo = [c for c in cases(args.input_size) if c.model in wanted]
+    todo = [c for c in cases(args.input_size, only) if c.model in wanted]
     t0 = time.monotonic()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run, case, args.steps) for case in todo]
@@ -302,6 +337,7 @@ def main() -> None:
     print(f"{len(rows)} plans in {time.monotonic() - t0:.0f} s", file=sys.stderr)
     print_tables(fw, info.firmware, rows, args.steps)
     print_speed(rows)
+    print_kinds(rows, args.kinds)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ KERNEL_ATTRS = {
     "quantize_f32_s8": ("size", "zero"),
     "requant_grad_f32": ("channels", "plane"),
     "conv2d_s8_grad_input_f32": CONV_GEOM,
+    "depthwise_conv2d_s8_grad_input_f32": CONV_GEOM,
     "conv2d_s8_grad_weight_f32": CONV_GEOM + ("x_zero", "axis"),
     "add_s8_grad_f32": ("size",),
     "dequantize_grad_f32": ("size",),
@@ -187,6 +188,28 @@ FIXED_DEPTHWISE = [
     (16, 1, 10, 10, 3, 1, 1),               # MCUNet-like
     (3, 2, 4, 4, 1, 1, 1),                  # 1x1 with padding: border outputs are bias only
     (2, 1, 3, 3, 2, 1, 2),                  # windows entirely in the padding
+]
+
+
+# Backward-only shapes beside conv_geoms: the fp32 gradient kernels' fast paths (1x1 tiles of 4
+# channels by 4 positions with remainders, groups, output channels in several passes; the
+# depthwise 3x3/5x5/7x7 stride-1/2 gathers with their borders, odd and even sizes and paddings).
+BACKWARD_CONV = [
+    (48, 8, 8, 16, 1, 1, 1, 1, 0, 0, 1),    # pointwise, whole tiles
+    (18, 5, 3, 11, 1, 1, 1, 1, 0, 0, 1),    # pointwise, channel and position remainders
+    (12, 6, 6, 8, 1, 1, 1, 1, 0, 0, 2),     # pointwise, groups 2
+    (8, 4, 5, 70, 1, 1, 1, 1, 0, 0, 1),     # pointwise, output channels in three passes
+    (10, 3, 3, 66, 1, 1, 1, 1, 0, 0, 2),    # pointwise, groups 2 of 33 output channels
+    (6, 12, 12, 6, 3, 3, 1, 1, 1, 1, 6),    # depthwise 3x3
+    (5, 11, 9, 5, 3, 3, 2, 2, 1, 1, 5),     # depthwise 3x3 stride 2, odd sizes
+    (4, 12, 12, 4, 3, 3, 2, 2, 0, 0, 4),    # depthwise 3x3 stride 2, no padding
+    (4, 10, 11, 4, 5, 5, 1, 1, 2, 2, 4),    # depthwise 5x5
+    (3, 13, 12, 3, 5, 5, 2, 2, 2, 2, 3),    # depthwise 5x5 stride 2
+    (3, 12, 12, 3, 7, 7, 1, 1, 3, 3, 3),    # depthwise 7x7
+    (3, 16, 15, 3, 7, 7, 2, 2, 3, 3, 3),    # depthwise 7x7 stride 2
+    (2, 9, 9, 2, 7, 7, 2, 2, 1, 1, 2),      # depthwise 7x7 stride 2, small padding
+    (2, 6, 7, 2, 3, 3, 1, 1, 0, 0, 2),      # depthwise 3x3 unpadded
+    (2, 5, 37, 2, 3, 3, 2, 2, 1, 1, 2),     # depthwise 3x3 stride 2, wider than the column table
 ]
 
 
@@ -453,7 +476,8 @@ def backward_cases(rng: np.random.Generator) -> Iterator[Case]:
                [("in", "mask", pack_mask(mask)), ("in", "dy", dy), ("in", "eff_scale", e),
                 ("out", "dz", k.requant_grad(y, dy, e, lo, hi, mask=mask))])
 
-    for i, g in enumerate(conv_geoms(rng, 10)):
+    geoms = list(conv_geoms(rng, 10)) + [ConvGeom.infer(*s) for s in BACKWARD_CONV]
+    for i, g in enumerate(geoms):
         dz = normal(rng, *g.y_shape, scale=1e-3)
         w = s8_rand(rng, *g.w_shape, lo=-127)
         x = s8_rand(rng, *g.x_shape)
@@ -463,6 +487,10 @@ def backward_cases(rng: np.random.Generator) -> Iterator[Case]:
         yield ("conv2d_s8_grad_input_f32", f"gi{i}_rows", g.attrs(),
                [("in", "dz", dz), ("in", "w", w)] + sub
                + [("out", "dx", k.conv2d_s8_grad_input(g, dz, w_eff))])
+        if g.groups == g.in_c == g.out_c:  # the depthwise kernel: the same dx, a channel at a time
+            yield ("depthwise_conv2d_s8_grad_input_f32", f"dgi{i}_rows", g.attrs(),
+                   [("in", "dz", dz), ("in", "w", w)] + sub
+                   + [("out", "dx", k.conv2d_s8_grad_input(g, dz, w_eff))])
         xz = int(rng.integers(-128, 128))
         ins: list[Tensor] = [("in", "dz", dz), ("in", "x", x)]
         dw, db = k.conv2d_s8_grad_weight(g, dz, x, xz)

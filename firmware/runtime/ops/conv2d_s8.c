@@ -1,4 +1,5 @@
-/* Per-channel int8 convolution (TFLite ConvPerChannel), any groups, through im2col:
+/* Per-channel int8 convolution (TFLite ConvPerChannel), any groups, through im2col (1x1
+ * stride-1 convs with few input channels directly instead: conv_1x1):
  *
  * For two output positions at a time, the input windows are copied into two int16 columns
  * (x - x_zero, 0 for out-of-image taps) in the weight row order (i, ky, kx); then every output
@@ -281,6 +282,44 @@ static void conv_columns(const conv_rows *r, int32_t n, const int16_t *col0, con
     }
 }
 
+/* A 1x1 stride-1 unpadded conv directly on the CHW planes, with no column: each output channel
+ * four positions at a time (tt_pw_acc4, x_zero folded into the initial sums; the same integers
+ * modulo 2^32), then the requantization. */
+static void conv_1x1(const conv_rows *r, const int8_t *x_g, int32_t n, int32_t x_zero, int8_t *y)
+{
+    const int32_t k = r->k, hw = r->out_hw, yz = r->y_zero, lo = r->lo, hi = r->hi;
+    uint8_t *mask = r->mask;
+    tt_row_cursor rows = tt_row_cursor_make(r->w, k, r->sub, r->oc0);
+    for (int32_t o = r->oc0; o < r->oc0 + n; o++) {
+        const int8_t *wo = tt_row_cursor_at(&rows, o);
+        const tt_requant_ch rq = tt_requant_ch_make(r->mult[o], r->shift[o]);
+        const uint32_t init = (uint32_t)(r->bias != NULL ? r->bias[o] : 0) +
+                              tt_pw_zero_term(wo, k, x_zero);
+        const int32_t base = o * hw;
+        int32_t j = 0;
+        for (; j + 4 <= hw; j += 4) {
+            uint32_t a[4] = {init, init, init, init};
+            tt_pw_acc4(x_g + j, hw, wo, k, a);
+            const int32_t i = base + j;
+            y[i] = tt_s8_out_mask(tt_requant_ch_apply(rq, (int32_t)a[0]), yz, lo, hi, mask, i);
+            y[i + 1] = tt_s8_out_mask(tt_requant_ch_apply(rq, (int32_t)a[1]), yz, lo, hi, mask,
+                                      i + 1);
+            y[i + 2] = tt_s8_out_mask(tt_requant_ch_apply(rq, (int32_t)a[2]), yz, lo, hi, mask,
+                                      i + 2);
+            y[i + 3] = tt_s8_out_mask(tt_requant_ch_apply(rq, (int32_t)a[3]), yz, lo, hi, mask,
+                                      i + 3);
+        }
+        for (; j < hw; j++) { /* the last hw % 4 positions */
+            uint32_t a = init;
+            for (int32_t c = 0; c < k; c++) {
+                a += (uint32_t)(wo[c] * x_g[(size_t)c * (size_t)hw + j]);
+            }
+            y[base + j] = tt_s8_out_mask(tt_requant_ch_apply(rq, (int32_t)a), yz, lo, hi, mask,
+                                         base + j);
+        }
+    }
+}
+
 tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const tt_s8_requant *q,
                        const int8_t *x, const int8_t *w, const tt_row_subst *sub,
                        const int32_t *bias, int8_t *y)
@@ -297,6 +336,13 @@ tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const t
     const int32_t x_zero = q->x_zero;
     int16_t *col0 = (int16_t *)ctx->buf;
     int16_t *col1 = col0 + column_len(p);
+    /* Direct where it takes fewer instructions (bench/kernels.py, bench/m4f.py's plans): short
+     * rows (the 2x2 blocks' loops are mostly overhead) or few output channels (little to amortize
+     * each column's gathering over). Otherwise the blocks win: 96 -> 160 at 4x4 2.0 instructions
+     * per MAC against 3.0, 48 -> 240 at 8x8 2.8 against 3.3. */
+    const int direct = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+                       p->pad_h == 0 && p->pad_w == 0 && out_hw >= 4 &&
+                       (k < 32 || (k < 64 && cout_g < 32));
 
     for (int32_t g = 0; g < p->groups; g++) {
         const int8_t *x_g = x + g * cin_g * p->in_h * p->in_w;
@@ -313,6 +359,10 @@ tt_status tt_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p, const t
                                 q->act_min - q->y_zero,
                                 q->act_max - q->y_zero,
                                 q->mask};
+        if (direct) {
+            conv_1x1(&rows, x_g, cout_g, x_zero, y);
+            continue;
+        }
         int32_t oy = 0, ox = 0; /* the position pos */
         for (int32_t pos = 0; pos < out_hw; pos += 2) {
             const int two = pos + 1 < out_hw;

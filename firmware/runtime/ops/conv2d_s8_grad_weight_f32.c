@@ -24,12 +24,61 @@ static void kernel_grad(const tt_conv2d_params *p, const float *dz_oc, const int
                 const int32_t iy = oy * p->stride_h - p->pad_h + ky;
                 const int8_t *x_row = x_c + iy * p->in_w + (ox0 * sw - p->pad_w + kx);
                 const float *dz_row = dz_oc + oy * p->out_w + ox0;
-                for (int32_t n = 0; n < n_ox; n++) {
-                    acc += dz_row[n] * ((float)x_row[n * sw] - x_zero);
+                int32_t n = 0;
+                if (sw == 1) { /* unrolled: the same sum, in the same order */
+                    for (; n + 4 <= n_ox; n += 4) {
+                        acc = tt_f32_mla(acc, dz_row[n], (float)x_row[n] - x_zero);
+                        acc = tt_f32_mla(acc, dz_row[n + 1], (float)x_row[n + 1] - x_zero);
+                        acc = tt_f32_mla(acc, dz_row[n + 2], (float)x_row[n + 2] - x_zero);
+                        acc = tt_f32_mla(acc, dz_row[n + 3], (float)x_row[n + 3] - x_zero);
+                    }
+                }
+                for (; n < n_ox; n++) {
+                    acc = tt_f32_mla(acc, dz_row[n], (float)x_row[n * sw] - x_zero);
                 }
             }
             dw_k[ky * p->k_w + kx] = acc;
         }
+    }
+}
+
+/* The integers -256 .. 255 as floats (2 KB of constants): x - x_zero as a float in one load from
+ * (k_ints + 256 - x_zero)[x], where the conversion takes three instructions (move to the FPU,
+ * convert, subtract). Exact either way: |x - x_zero| <= 255. */
+#define TT_I1(n) (float)(n)
+#define TT_I4(n) TT_I1(n), TT_I1((n) + 1), TT_I1((n) + 2), TT_I1((n) + 3)
+#define TT_I16(n) TT_I4(n), TT_I4((n) + 4), TT_I4((n) + 8), TT_I4((n) + 12)
+#define TT_I64(n) TT_I16(n), TT_I16((n) + 16), TT_I16((n) + 32), TT_I16((n) + 48)
+#define TT_I256(n) TT_I64(n), TT_I64((n) + 64), TT_I64((n) + 128), TT_I64((n) + 192)
+static const float k_ints[512] = {TT_I256(-256), TT_I256(0)};
+
+/* A 1x1 stride-1 unpadded conv's row: row[i] = sum_q dz_oc[q] * (x_i[q] - x_zero) over the whole
+ * plane in ascending order, four input channels at a time (each dz value loaded once for four
+ * sums; each sum's order is the general path's). */
+static void row_1x1(const float *dz_oc, const int8_t *x, int32_t hw, int32_t n, int32_t x_zero,
+                    float *row)
+{
+    const float *xf = k_ints + 256 - x_zero; /* xf[v] = v - x_zero */
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const int8_t *x0 = x + i * hw, *x1 = x0 + hw, *x2 = x1 + hw, *x3 = x2 + hw;
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+        for (int32_t q = 0; q < hw; q++) {
+            const float d = dz_oc[q];
+            a0 = tt_f32_mla(a0, d, xf[x0[q]]);
+            a1 = tt_f32_mla(a1, d, xf[x1[q]]);
+            a2 = tt_f32_mla(a2, d, xf[x2[q]]);
+            a3 = tt_f32_mla(a3, d, xf[x3[q]]);
+        }
+        row[i] = a0, row[i + 1] = a1, row[i + 2] = a2, row[i + 3] = a3;
+    }
+    for (; i < n; i++) {
+        const int8_t *xi = x + i * hw;
+        float acc = 0.0f;
+        for (int32_t q = 0; q < hw; q++) {
+            acc = tt_f32_mla(acc, dz_oc[q], xf[xi[q]]);
+        }
+        row[i] = acc;
     }
 }
 
@@ -39,6 +88,11 @@ void tt_conv2d_s8_grad_weight_row_f32(const tt_conv2d_params *p, const float *dz
     const int32_t cin_g = p->in_c / p->groups;
     const int32_t ksize = p->k_h * p->k_w;
     const int32_t ic0 = (oc / (p->out_c / p->groups)) * cin_g;
+    const int32_t hw = p->in_h * p->in_w;
+    if (ksize == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0) {
+        row_1x1(dz + oc * hw, x + ic0 * hw, hw, cin_g, x_zero, row);
+        return;
+    }
     for (int32_t icg = 0; icg < cin_g; icg++) {
         kernel_grad(p, dz + oc * p->out_h * p->out_w, x + (ic0 + icg) * p->in_h * p->in_w,
                     (float)x_zero, row + icg * ksize);

@@ -65,10 +65,11 @@ typedef struct {
 /* Outputs [ox, ox + n) of one row, n in 1..4, sharing each kernel row's weight loads. `taps` (a
  * constant where inlined into the specialisations below) is k_w, or in the DSP build the even
  * kwp, two taps per SMLAD; the weight rows are kwp = taps rounded up to even apart. */
-static TT_S8_INLINE void outputs_n(const dw_row *d, int32_t taps, int32_t ox, int32_t n, int8_t *y)
+static TT_S8_INLINE void outputs_n(const dw_row *d, int32_t taps, int32_t stride, int32_t ox,
+                                   int32_t n, int8_t *y)
 {
     const int32_t kwp = taps + (taps & 1);
-    const int32_t stride = d->stride, wb = d->wb;
+    const int32_t wb = d->wb;
     const int16_t *r = d->rows + ox * stride;
     const int16_t *w = d->w;
     const int16_t *w_end = w + d->n_rows * kwp;
@@ -174,34 +175,40 @@ static TT_S8_INLINE void outputs_n(const dw_row *d, int32_t taps, int32_t ox, in
     }
 }
 
-static TT_S8_INLINE void row_outputs(const dw_row *d, int32_t taps, int8_t *y)
+static TT_S8_INLINE void row_outputs(const dw_row *d, int32_t taps, int32_t stride, int8_t *y)
 {
     int32_t ox = 0;
     for (; ox + 3 < d->out_w; ox += 4) {
-        outputs_n(d, taps, ox, 4, y);
+        outputs_n(d, taps, stride, ox, 4, y);
     }
     for (; ox < d->out_w; ox++) {
-        outputs_n(d, taps, ox, 1, y);
+        outputs_n(d, taps, stride, ox, 1, y);
     }
 }
 
-/* Specialised for the usual kernel widths, 3, 5 and 7 (the tap steps unroll), generic otherwise.
- * (Each specialisation costs ~2 KB of code on Cortex-M4.) */
+/* Specialised for the usual kernel widths, 3, 5 and 7 (the tap steps unroll), with strides 1
+ * and 2 (the four outputs' loads get constant offsets, and at stride 2 neighbours share words),
+ * generic otherwise. (Each specialisation costs ~1-2 KB of code on Cortex-M4.) */
+#define TT_DW_STRIDES(t)                                                                          \
+    (d->stride == 1   ? row_outputs(d, t, 1, y)                                                   \
+     : d->stride == 2 ? row_outputs(d, t, 2, y)                                                   \
+                      : row_outputs(d, t, d->stride, y))
 static void row_outputs_any(const dw_row *d, int32_t taps, int8_t *y)
 {
     switch (taps) {
 #if TT_S8_DSP
-    case 4: row_outputs(d, 4, y); break;
-    case 6: row_outputs(d, 6, y); break;
-    case 8: row_outputs(d, 8, y); break;
+    case 4: TT_DW_STRIDES(4); break;
+    case 6: TT_DW_STRIDES(6); break;
+    case 8: TT_DW_STRIDES(8); break;
 #else
-    case 3: row_outputs(d, 3, y); break;
-    case 5: row_outputs(d, 5, y); break;
-    case 7: row_outputs(d, 7, y); break;
+    case 3: TT_DW_STRIDES(3); break;
+    case 5: TT_DW_STRIDES(5); break;
+    case 7: TT_DW_STRIDES(7); break;
 #endif
-    default: row_outputs(d, taps, y); break;
+    default: row_outputs(d, taps, d->stride, y); break;
     }
 }
+#undef TT_DW_STRIDES
 
 tt_status tt_depthwise_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *p,
                                  const tt_s8_requant *q, const int8_t *x, const int8_t *w,
@@ -268,7 +275,24 @@ tt_status tt_depthwise_conv2d_s8(const tt_scratch *ctx, const tt_conv2d_params *
                     int16_t *dst = rows + (r % k_h) * wb + p->pad_w;
                     int16_t *dst2 = dst + k_h * wb;
                     const int8_t *src = x_c + r * p->in_w;
-                    for (int32_t ix = 0; ix < p->in_w; ix++) {
+                    int32_t ix = 0;
+#if TT_S8_DSP
+                    /* four at a time: SXTB16, SSUB16 of (x_zero, x_zero), repacked in order */
+                    const uint32_t zz = (uint32_t)(uint16_t)x_zero * 0x10001u;
+                    for (; ix + 4 <= p->in_w; ix += 4) {
+                        const uint32_t v = tt_ld32(src + ix);
+                        const uint32_t e = (uint32_t)__ssub16((int32_t)tt_sxtb16(v), (int32_t)zz);
+                        const uint32_t o = (uint32_t)__ssub16((int32_t)tt_sxtb16_ror8(v),
+                                                              (int32_t)zz);
+                        const uint32_t lo = (e & 0xFFFFu) | (o << 16);     /* entries 0, 1 */
+                        const uint32_t hi = (o & 0xFFFF0000u) | (e >> 16); /* 2, 3 */
+                        memcpy(dst + ix, &lo, 4);
+                        memcpy(dst + ix + 2, &hi, 4);
+                        memcpy(dst2 + ix, &lo, 4);
+                        memcpy(dst2 + ix + 2, &hi, 4);
+                    }
+#endif
+                    for (; ix < p->in_w; ix++) {
                         const int16_t v = (int16_t)(src[ix] - x_zero);
                         dst[ix] = v;
                         dst2[ix] = v;

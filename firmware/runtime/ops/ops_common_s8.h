@@ -196,6 +196,25 @@ static inline int32_t tt_select_at(const tt_channel_select *sel, int32_t j)
     return (sel == NULL || sel->index == NULL) ? j : sel->index[j];
 }
 
+/* acc + a * b rounded twice, as `acc + a * b` with no contraction (-ffp-contract=off): on an FPU
+ * with single-precision VMLA (Cortex-M4F, M7, M33: FPv4/FPv5) one instruction, which is not fused
+ * (the Arm ARM's pseudocode: FPMul rounded, then FPAdd), so every build rounds alike. The fp32
+ * backward kernels' inner loops use it; TT_S8_PORTABLE builds take the C expression. */
+#if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__) && !defined(TT_S8_PORTABLE)
+#define TT_F32_VMLA 1
+static TT_S8_INLINE float tt_f32_mla(float acc, float a, float b)
+{
+    __asm__("vmla.f32 %0, %1, %2" : "+t"(acc) : "t"(a), "t"(b));
+    return acc;
+}
+#else
+#define TT_F32_VMLA 0
+static TT_S8_INLINE float tt_f32_mla(float acc, float a, float b)
+{
+    return acc + a * b;
+}
+#endif
+
 /* CONV2D_S8 and DEPTHWISE_CONV2D_S8 share their operands and attributes (ops/conv2d_s8.c): one
  * plan check, given the kernel's scratch size query, and one unpacking of the kernel arguments. */
 #include "tt/tt_op.h"
@@ -239,5 +258,96 @@ static inline int32_t tt_smlad(uint32_t x, uint32_t y, int32_t acc)
     return __smlad((int32_t)x, (int32_t)y, acc);
 }
 #endif
+
+/* One output channel of a 1x1 conv at four consecutive positions of CHW planes hw apart:
+ * a[j] += sum_{i < n} w[i] * x[i * hw + j] (modulo 2^32; the caller folds x_zero into the initial
+ * sums as -x_zero * sum w). The DSP build reads four positions of a channel with one LDR and four
+ * weights with another, splits both with SXTB16 (positions (0, 2) and (1, 3); weights (0, 2) and
+ * (1, 3)) and multiplies the halfwords it needs with SMLA<x><y>: no column to gather. x may be
+ * unaligned. */
+static TT_S8_INLINE void tt_pw_acc4(const int8_t *x, int32_t hw, const int8_t *w, int32_t n,
+                                    uint32_t *a)
+{
+    uint32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    int32_t i = 0;
+#if TT_S8_DSP
+#define TT_PW_CH(v_, wv_, B_, T_)                                                                 \
+    do {                                                                                          \
+        const uint32_t v = (v_), ev = tt_sxtb16(v), od = tt_sxtb16_ror8(v);                       \
+        a0 = (uint32_t)B_((int32_t)ev, (int32_t)(wv_), (int32_t)a0);                              \
+        a1 = (uint32_t)B_((int32_t)od, (int32_t)(wv_), (int32_t)a1);                              \
+        a2 = (uint32_t)T_((int32_t)ev, (int32_t)(wv_), (int32_t)a2);                              \
+        a3 = (uint32_t)T_((int32_t)od, (int32_t)(wv_), (int32_t)a3);                              \
+    } while (0)
+    /* Four input channels per step, written out in assembly: compilers spill the four sums
+     * here (13 live registers), which costs a third more instructions. The weights' halves:
+     * channel 0 (w0, w2).bottom, 1 (w1, w3).bottom, 2 (w0, w2).top, 3 (w1, w3).top. */
+    for (; i + 4 <= n; i += 4) {
+        uint32_t wq, we, v, ev;
+        __asm__("ldr %[wq], [%[w]]\n\t"
+                "sxtb16 %[we], %[wq]\n\t"
+                "sxtb16 %[wq], %[wq], ror #8\n\t"
+                "ldr %[v], [%[x]]\n\t"
+                "add %[x], %[x], %[hw]\n\t"
+                "sxtb16 %[ev], %[v]\n\t"
+                "sxtb16 %[v], %[v], ror #8\n\t"
+                "smlabb %[a0], %[ev], %[we], %[a0]\n\t"
+                "smlatb %[a2], %[ev], %[we], %[a2]\n\t"
+                "smlabb %[a1], %[v], %[we], %[a1]\n\t"
+                "smlatb %[a3], %[v], %[we], %[a3]\n\t"
+                "ldr %[v], [%[x]]\n\t"
+                "add %[x], %[x], %[hw]\n\t"
+                "sxtb16 %[ev], %[v]\n\t"
+                "sxtb16 %[v], %[v], ror #8\n\t"
+                "smlabb %[a0], %[ev], %[wq], %[a0]\n\t"
+                "smlatb %[a2], %[ev], %[wq], %[a2]\n\t"
+                "smlabb %[a1], %[v], %[wq], %[a1]\n\t"
+                "smlatb %[a3], %[v], %[wq], %[a3]\n\t"
+                "ldr %[v], [%[x]]\n\t"
+                "add %[x], %[x], %[hw]\n\t"
+                "sxtb16 %[ev], %[v]\n\t"
+                "sxtb16 %[v], %[v], ror #8\n\t"
+                "smlabt %[a0], %[ev], %[we], %[a0]\n\t"
+                "smlatt %[a2], %[ev], %[we], %[a2]\n\t"
+                "smlabt %[a1], %[v], %[we], %[a1]\n\t"
+                "smlatt %[a3], %[v], %[we], %[a3]\n\t"
+                "ldr %[v], [%[x]]\n\t"
+                "add %[x], %[x], %[hw]\n\t"
+                "sxtb16 %[ev], %[v]\n\t"
+                "sxtb16 %[v], %[v], ror #8\n\t"
+                "smlabt %[a0], %[ev], %[wq], %[a0]\n\t"
+                "smlatt %[a2], %[ev], %[wq], %[a2]\n\t"
+                "smlabt %[a1], %[v], %[wq], %[a1]\n\t"
+                "smlatt %[a3], %[v], %[wq], %[a3]"
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),
+                  [wq] "=&r"(wq), [we] "=&r"(we), [v] "=&r"(v), [ev] "=&r"(ev)
+                : [w] "r"(w + i), [hw] "r"(hw)
+                : "memory");
+    }
+    for (; i < n; i++, x += hw) {
+        TT_PW_CH(tt_ld32(x), (uint32_t)(int32_t)w[i], __smlabb, __smlatb);
+    }
+#undef TT_PW_CH
+#else
+    for (; i < n; i++, x += hw) {
+        const int32_t wv = w[i];
+        a0 += (uint32_t)(wv * x[0]);
+        a1 += (uint32_t)(wv * x[1]);
+        a2 += (uint32_t)(wv * x[2]);
+        a3 += (uint32_t)(wv * x[3]);
+    }
+#endif
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+}
+
+/* The x_zero correction of a 1x1 conv's channel: -x_zero * sum w (modulo 2^32). */
+static inline uint32_t tt_pw_zero_term(const int8_t *w, int32_t n, int32_t x_zero)
+{
+    uint32_t s = 0;
+    for (int32_t i = 0; i < n; i++) {
+        s += (uint32_t)(int32_t)w[i];
+    }
+    return (uint32_t)(-x_zero) * s;
+}
 
 #endif

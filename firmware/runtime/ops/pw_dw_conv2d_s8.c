@@ -10,7 +10,7 @@
  * mid_c x k_h x mid_w bytes, more than one plane in every stem of the paper's models.
  *
  * A 1x1 stride-1 unpadded first conv (the expand conv, all the compiler fuses) is computed
- * directly, a row of accumulators at a time (pointwise_channel); tt_conv2d_s8 with one output
+ * directly, four positions at a time (pointwise_channel); tt_conv2d_s8 with one output
  * channel would gather its im2col column again for every channel, 2.4x the instructions of the
  * unfused pair on mbv2-w0.35's block 1 (host, portable), where the direct path takes 0.97x. Any
  * other groups-1 conv goes through tt_conv2d_s8 so.
@@ -73,40 +73,41 @@ int32_t tt_pw_dw_conv2d_s8_get_buffer_size(const tt_pw_dw_conv2d_params *p)
     if (b1 < 0 || b2 < 0) {
         return TT_ERR_ARG;
     }
-    /* After the plane, the stages take turns with the rest: the conv's scratch (or, on the direct
-     * path, one row of int32 accumulators), then the depthwise's. */
+    /* After the plane, the stages take turns with the rest: the conv's scratch, then the
+     * depthwise's. (The direct path's row of int32 accumulators is no longer used; the size stays
+     * what compiler/scratch.py plans.) */
     const int64_t acc = (int64_t)p->pw.out_w * (int64_t)sizeof(int32_t);
     const int64_t rest = b1 > b2 ? (b1 > acc ? b1 : acc) : (b2 > acc ? b2 : acc);
     const int64_t bytes = plane_bytes(p) + rest;
     return bytes <= INT32_MAX ? (int32_t)bytes : TT_ERR_ARG;
 }
 
-/* Channel c of a pointwise first conv into plane, a row at a time: each input channel's row is
- * multiplied by one weight and added to the row's int32 accumulators (wrapping, as the conv
- * kernels' sums; exact in the contract), then requantized as tt_conv2d_s8 does. The channel's
- * inputs are read in place, with no im2col column to gather again for every channel, which makes
- * the fused op about as fast as the unfused pair. */
+/* Channel c of a pointwise first conv into plane, four positions at a time (tt_pw_acc4: the
+ * channel's inputs are read in place, with no im2col column to gather again for every channel;
+ * x_zero folded into the initial sums), then requantized as tt_conv2d_s8 does. The sums are
+ * modulo 2^32 like the conv kernels' (exact in the contract), so their order does not matter. */
 static void pointwise_channel(const tt_conv2d_params *pw, const tt_s8_requant *q, const int8_t *x,
-                              const int8_t *w_c, int32_t bias, int32_t c, uint32_t *acc,
-                              int8_t *plane)
+                              const int8_t *w_c, int32_t bias, int32_t c, int8_t *plane)
 {
-    const int32_t w = pw->in_w, hw = pw->in_h * pw->in_w, x_zero = q->x_zero;
+    const int32_t hw = pw->in_h * pw->in_w, n = pw->in_c;
     const tt_requant_ch rq = tt_requant_ch_make(q->mult[c], q->shift[c]);
     const int32_t yz = q->y_zero, lo = q->act_min - yz, hi = q->act_max - yz;
-    for (int32_t r0 = 0; r0 < hw; r0 += w) {
-        for (int32_t j = 0; j < w; j++) {
-            acc[j] = (uint32_t)bias;
+    const uint32_t init = (uint32_t)bias + tt_pw_zero_term(w_c, n, q->x_zero);
+    int32_t j = 0;
+    for (; j + 4 <= hw; j += 4) {
+        uint32_t a[4] = {init, init, init, init};
+        tt_pw_acc4(x + j, hw, w_c, n, a);
+        plane[j] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)a[0]), yz, lo, hi);
+        plane[j + 1] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)a[1]), yz, lo, hi);
+        plane[j + 2] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)a[2]), yz, lo, hi);
+        plane[j + 3] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)a[3]), yz, lo, hi);
+    }
+    for (; j < hw; j++) { /* the last hw % 4 positions */
+        uint32_t a = init;
+        for (int32_t i = 0; i < n; i++) {
+            a += (uint32_t)(w_c[i] * x[(size_t)i * (size_t)hw + j]);
         }
-        for (int32_t i = 0; i < pw->in_c; i++) {
-            const int32_t wv = w_c[i];
-            const int8_t *xi = x + (size_t)i * (size_t)hw + r0;
-            for (int32_t j = 0; j < w; j++) {
-                acc[j] += (uint32_t)(wv * (xi[j] - x_zero));
-            }
-        }
-        for (int32_t j = 0; j < w; j++) {
-            plane[r0 + j] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)acc[j]), yz, lo, hi);
-        }
+        plane[j] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)a), yz, lo, hi);
     }
 }
 
@@ -136,7 +137,7 @@ tt_status tt_pw_dw_conv2d_s8(const tt_scratch *ctx, const tt_pw_dw_conv2d_params
         tt_status st = TT_OK;
         if (direct) {
             pointwise_channel(&p->pw, pw_q, x, pw_w + (size_t)c * (size_t)pw_row,
-                              pw_bias != NULL ? pw_bias[c] : 0, c, rest.buf, plane);
+                              pw_bias != NULL ? pw_bias[c] : 0, c, plane);
         } else {
             st = tt_conv2d_s8(&rest, &s1, &q1, x, pw_w + (size_t)c * (size_t)pw_row, NULL,
                               pw_bias != NULL ? pw_bias + c : NULL, plane);

@@ -19,7 +19,9 @@
  * Two implementations of the conv inner loops: portable C, and (when the compiler defines
  * __ARM_FEATURE_DSP, e.g. Cortex-M4/M7/M33, and TT_S8_PORTABLE is not defined) SMLAD/SXTB16
  * loops as CMSIS-NN's. Both give identical results; the scratch sizes are the same in both, so a
- * host-side memory planner gets the device's figure.
+ * host-side memory planner gets the device's figure. The fp32 backward kernels likewise add their
+ * products with VMLA.F32 on an FPv4/FPv5 FPU (not fused: the same two roundings as `acc + a * b`,
+ * which the portable build writes), in the summation order docs/int8.md section 11 specifies.
  */
 #ifndef TT_KERNELS_S8_H
 #define TT_KERNELS_S8_H
