@@ -19,6 +19,10 @@ PORT_HELP = ("serial port of the device (/dev/ttyACM0, COM3), a pyserial URL (so
              "executor")
 
 
+KEY_HELP = ("the device's key file (tinyhost keygen) when it is provisioned with one: every "
+            "request then carries its MAC and every reply is checked (docs/security.md); with "
+            "--port sim the simulated device is started provisioned with it; --port ref needs "
+            "none")
 ONE_SHOT_PORTS = ("ref", "sim", "qemu")  # a fresh device per command
 CHECKPOINT_EVERY = 100  # steps between checkpoints on a device with a store, by default
 # tinyhost.boards.BOARDS' names, written out: importing it here would load numpy (test_boards
@@ -169,9 +173,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     from tinyhost.link.transport import SimProcess
 
-    sim = SimProcess(arena=args.arena, board=args.board, state=args.state)
+    if args.key is not None:
+        from tinyhost.keys import read_key
+        read_key(args.key)  # a clear error here rather than from the simulated device
+    sim = SimProcess(arena=args.arena, board=args.board, state=args.state, key=args.key)
     print(sim.path, flush=True)
-    print(f"simulated device running; use --port {sim.path}. Ctrl-C stops it.", file=sys.stderr)
+    keyed = f" --key {args.key}" if args.key else ""
+    print(f"simulated device running; use --port {sim.path}{keyed}. Ctrl-C stops it.",
+          file=sys.stderr)
     try:
         while sim.proc.poll() is None:
             time.sleep(0.5)
@@ -179,6 +188,17 @@ def cmd_sim(args: argparse.Namespace) -> int:
         pass
     finally:
         sim.close()
+    return 0
+
+
+# -- keygen -----------------------------------------------------------------------------------
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from tinyhost.keys import new_key, write_key
+    write_key(args.output, new_key(), force=args.force)
+    print(f"wrote {args.output} (readable by you only). Provision a device with it: `tinyhost "
+          f"sim --key {args.output}`, or build the Cortex-M4F firmware with "
+          f"-DTT_AN386_KEY_FILE={args.output} (docs/security.md); then pass --key "
+          f"{args.output} to every command that talks to it", file=sys.stderr)
     return 0
 
 
@@ -231,7 +251,7 @@ def _upload(device, plan, data: bytes, quiet: bool) -> None:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from tinyhost.device import connect
-    device = connect(args.port)
+    device = connect(args.port, args.key)
     try:
         info = device.info()
     finally:
@@ -249,6 +269,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         if info.plan_slots == 1:
             print("one plan slot: an upload erases the running plan when it begins; until it is "
                   "committed no plan runs")
+        print("authorization: " + ("required: provisioned with a key, every request but HELLO "
+                                   "carries its MAC (--key)" if info.auth else
+                                   "none (not provisioned: anyone on the line may use it)"))
     if info.plan_loaded:
         print(f"plan {info.plan_hash.hex()[:16]} loaded, arena used {info.arena_used} bytes, "
               f"{info.steps} training steps since loading")
@@ -274,7 +297,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         plan, data = with_backbone_lr(plan, lr, args.backbone_lr)
     rates = plan_rates(plan, lr)
     quiet = args.json
-    device = connect(args.port)
+    device = connect(args.port, args.key)
     log = None
     try:
         info = device.info()
@@ -358,7 +381,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_dataset(plan, ds)
     _warn_int8_normalize(plan, args.normalize)
     x, y = (ds.x_test, ds.y_test) if args.split == "test" else (ds.x_train, ds.y_train)
-    device = connect(args.port)
+    device = connect(args.port, args.key)
     try:
         _upload(device, plan, data, args.json)
         acc, _ = evaluate(device, x, y, f"eval {args.split}", not args.json)
@@ -382,7 +405,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
               "and pass its path as --port", file=sys.stderr)
         return 2
     plan, data = _load_plan(args.plan)
-    device = connect(args.port)
+    device = connect(args.port, args.key)
     try:
         info = device.info()
         from tinyhost.plan import plan_hash
@@ -417,7 +440,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"error: cannot read {args.params}: {e}", file=sys.stderr)
         return 2
-    device = connect(args.port)
+    device = connect(args.port, args.key)
     try:
         uploaded = device.load_plan(plan, data)
         try:
@@ -592,10 +615,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the plan, trained parameters and step count in FILE: saved at "
                         "each checkpoint (`train --checkpoint-every`), restored at start, like a "
                         "board's flash")
+    p.add_argument("--key", metavar="FILE",
+                   help="provision the device with this key file (tinyhost keygen): it then "
+                        "refuses every request but HELLO/INFO without the key's MAC, and "
+                        "replays; pass the same --key to the commands that use it")
     p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("keygen", help="write a new device key file",
+                       description="Write a new secret key (32 random bytes, hex, in a text "
+                                   "file readable by you only) for provisioning a device and "
+                                   "authorizing requests to it (--key FILE; docs/security.md).")
+    p.add_argument("-o", "--output", required=True, help="key file to write, e.g. device.key")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing file (devices provisioned with the old key will "
+                        "refuse the new one)")
+    p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser("info", help="show what a device is and what it runs")
     p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--key", metavar="FILE", help=KEY_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
 
@@ -605,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "device reports for every step, and evaluate on the test "
                                    "split on the device after each epoch.")
     p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--key", metavar="FILE", help=KEY_HELP)
     _add_data_args(p)
     p.add_argument("--epochs", type=int, default=10,
                    help="passes over the train split (default 10)")
@@ -644,6 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="accuracy of the device's current parameters")
     p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--key", metavar="FILE", help=KEY_HELP)
     _add_data_args(p)
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -653,6 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read the trained parameters back from the device and save "
                                    "them as a PyTorch state_dict (.pt) or raw arrays (.npz).")
     p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--key", metavar="FILE", help=KEY_HELP)
     p.add_argument("--plan", required=True, help="the plan the device runs (.ttp)")
     p.add_argument("-o", "--output", required=True, help="model.pt or params.npz")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -664,6 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "trainable tensors, uploading the plan first if the device "
                                    "does not run it.")
     p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--key", metavar="FILE", help=KEY_HELP)
     p.add_argument("--plan", required=True, help="the plan the parameters belong to (.ttp)")
     p.add_argument("params", help="model.pt or params.npz")
     p.add_argument("--checkpoint", action="store_true",

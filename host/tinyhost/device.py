@@ -11,6 +11,7 @@ import numpy as np
 
 from tinyhost import __version__
 from tinyhost.boards import board_for_info, tables_lower_bound
+from tinyhost.keys import read_key
 from tinyhost.link.client import DeviceClient, DeviceError, StepReply
 from tinyhost.link.transport import open_link
 from tinyhost.lr import lr_ok
@@ -52,6 +53,7 @@ class DeviceInfo:
     stack_peak: int | None = None  # peak stack bytes since boot, from ports that measure it
     plan_slots: int = 2  # 1: an upload replaces the running plan as soon as it begins
     checkpoints: bool = False  # CHECKPOINT saves the trained state (a store file or flash)
+    auth: bool = False  # provisioned with a key: requests need its MAC (docs/security.md)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -251,13 +253,16 @@ class RefDevice:
         pass
 
 
-def connect(port: str) -> SerialDevice | RefDevice:
-    """`ref`, `sim`, a serial device path, or a pyserial URL."""
+def connect(port: str, key_file: str | None = None) -> SerialDevice | RefDevice:
+    """`ref`, `sim`, a serial device path, or a pyserial URL. With key_file (tinyhost keygen's
+    file) every request carries its MAC and every reply is checked (docs/security.md); `sim`
+    then starts a simulated device provisioned with it, and `ref` (in-process) needs none."""
     if port == "ref":
         return RefDevice()
-    link = open_link(port)
+    key = read_key(key_file) if key_file is not None else None
+    link = open_link(port, sim_key=key_file)
     try:
-        return SerialDevice(DeviceClient(link))
+        return SerialDevice(DeviceClient(link, key))
     except BaseException:
         link.close()
         raise
