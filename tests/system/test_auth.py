@@ -208,3 +208,33 @@ def test_cli_says_what_was_refused(sim_binary, keys, demo_plan_file, tmp_path: P
         assert DeviceClient(link).hello().get("auth") is True
     finally:
         link.close()
+
+
+@pytest.mark.usefixtures("qemu_ready")  # tests/system/conftest.py
+def test_qemu_provisioned_by_key_file(keys, demo_plan, demo_data) -> None:
+    """The Cortex-M4F firmware in QEMU provisioned with `--port qemu --key FILE` (semihosting
+    `--key HEX`): the owner trains and reads parameters like an open device does, a host without
+    the key is refused before anything runs."""
+    plan, data = demo_plan.plan, demo_plan.data
+    open_dev = connect("qemu")
+    owner = connect("qemu", keys[0])
+    try:
+        assert owner.info().auth and not open_dev.info().auth
+        for dev in (owner, open_dev):
+            assert dev.load_plan(plan, data)
+            train_some(dev, plan, demo_data, steps=3)
+        got, want = pull_parameters(owner, plan), pull_parameters(open_dev, plan)
+        for name, w in want.items():
+            np.testing.assert_array_equal(got[name], w, err_msg=name)
+
+        assert isinstance(owner, SerialDevice)
+        stranger = SerialDevice(DeviceClient(owner.client.link))  # same port, no key
+        stranger.plan = plan
+        with pytest.raises(AuthError, match="device refused READ_TENSOR"):
+            stranger.read_tensor(plan.trainable[0])
+        with pytest.raises(AuthError, match="device refused TRAIN"):
+            stranger.train_step(demo_data.x_train[0], int(demo_data.y_train[0]), 0.05)
+        assert owner.info().steps == 3
+    finally:
+        owner.close()
+        open_dev.close()

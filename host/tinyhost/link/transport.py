@@ -13,6 +13,7 @@ from pathlib import Path
 import serial
 
 from tinyhost.link.errors import REPO_ROOT, LinkError
+from tinyhost.keys import read_key
 from tinyhost.link.faults import Faults, FaultyPort
 from tinyhost.link.qemu import QemuProcess
 
@@ -98,7 +99,7 @@ class Link:
 
 
 def open_link(port: str, baudrate: int = 115200, sim_key: str | None = None) -> Link:
-    """The port opened; `sim` starts a simulated device, provisioned with the key file sim_key
+    """The port opened; `sim` and `qemu` start a device, provisioned with the key file sim_key
     when given."""
     link = _open(port, baudrate, sim_key)
     spec = os.environ.get(FAULTS_ENV)
@@ -115,7 +116,10 @@ def open_link(port: str, baudrate: int = 115200, sim_key: str | None = None) -> 
 
 def _open(port: str, baudrate: int, sim_key: str | None) -> Link:
     if port == "qemu":
-        qemu = QemuProcess()
+        # A key file provisions this run's device by semihosting (`--key HEX`, main.c); an
+        # image built with a key (TT_AN386_KEY_FILE) keeps its own.
+        args = ("--key", read_key(sim_key).hex()) if sim_key is not None else ()
+        qemu = QemuProcess(firmware_args=args)
         assert qemu.serial is not None
         return Link(qemu.serial, f"qemu ({qemu.description})", qemu)
     sim = None
