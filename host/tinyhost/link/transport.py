@@ -12,8 +12,8 @@ from pathlib import Path
 
 import serial
 
-from tinyhost.link.errors import REPO_ROOT, LinkError
 from tinyhost.keys import read_key
+from tinyhost.link.errors import REPO_ROOT, LinkError
 from tinyhost.link.faults import Faults, FaultyPort
 from tinyhost.link.qemu import QemuProcess
 
