@@ -238,3 +238,33 @@ def test_qemu_provisioned_by_key_file(keys, demo_plan, demo_data) -> None:
     finally:
         owner.close()
         open_dev.close()
+
+
+@pytest.mark.parametrize("faults", ["rate=0.01,seed=3", "dup=0.01,drop=0.005,seed=5"])
+def test_provisioned_device_on_a_noisy_wire(keys, demo_plan, demo_data, faults: str,
+                                            monkeypatch) -> None:
+    """Resends, duplicates and the window of INPUT_CHUNKs under MACs: a provisioned sim behind a
+    fault-injecting wire trains, evaluates and reads back exactly what an open one on a clean
+    wire does (a byte-for-byte retransmission is not taken for a replay, and no corrupted reply
+    is taken for an authentic one)."""
+    from tinyhost.link.transport import FAULTS_ENV
+
+    def run(key: str | None) -> tuple[list, dict]:
+        dev = connect("sim", key)
+        try:
+            dev.load_plan(demo_plan.plan, demo_plan.data)
+            steps = [dev.train_step(demo_data.x_train[k], int(demo_data.y_train[k]), 0.05)
+                     for k in range(8)]
+            preds = [dev.evaluate(x) for x in demo_data.x_test[:4]]
+            out = [(s.loss, s.pred, s.step) for s in steps] + preds
+            return out, pull_parameters(dev, demo_plan.plan)
+        finally:
+            dev.close()
+
+    monkeypatch.delenv(FAULTS_ENV, raising=False)
+    clean, clean_params = run(None)
+    monkeypatch.setenv(FAULTS_ENV, faults)
+    noisy, params = run(keys[0])
+    assert noisy == clean
+    for name, value in clean_params.items():
+        np.testing.assert_array_equal(params[name], value, err_msg=name)
