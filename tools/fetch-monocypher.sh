@@ -36,6 +36,7 @@ if ! check "$sdist"; then
   trap 'rm -rf "$tmp"' EXIT
   echo "fetch-monocypher: downloading $SDIST from PyPI into $cache" >&2
   if ! "$python" -m pip download -q "pymonocypher==$VERSION" --no-binary :all: --no-deps \
+       --ignore-requires-python \
        -d "$tmp" >"$tmp/pip.log" 2>&1 || [ ! -f "$tmp/$SDIST" ]; then
     sed 's/^/  pip: /' "$tmp/pip.log" | tail -5 >&2
     echo "fetch-monocypher: cannot download $SDIST from PyPI (offline?). Monocypher provides the" \
