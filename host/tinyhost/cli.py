@@ -124,6 +124,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     over_budget = budget["enforced"] and not budget["fits"]
     if not over_budget:
         Path(args.output).write_bytes(result.data)
+        if args.sign_key is not None:  # a detached signature beside it (docs/security.md)
+            from tinyhost.keys import read_signing_key
+            from tinyhost.plansign import sign_plan, signature_path
+            signature_path(args.output).write_bytes(
+                sign_plan(read_signing_key(args.sign_key), result.data))
     if args.json:
         out = {"plan": None if over_budget else args.output, "bytes": len(result.data),
                "memory": report.to_dict(), "budget": budget, "memory_chart": args.memory_chart,
@@ -194,7 +199,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
 # -- keygen -----------------------------------------------------------------------------------
 def cmd_keygen(args: argparse.Namespace) -> int:
     from tinyhost.keys import new_key, write_key
-    write_key(args.output, new_key(), force=args.force)
+    signing = None
+    if args.sign:
+        from tinyhost.plansign import new_signing_pair
+        signing = new_signing_pair()
+    write_key(args.output, new_key(), force=args.force, signing=signing)
     print(f"wrote {args.output} (readable by you only). Provision a device with it: `tinyhost "
           f"sim --key {args.output}`, or build the Cortex-M4F firmware with "
           f"-DTT_AN386_KEY_FILE={args.output} (docs/security.md); then pass --key "
@@ -239,11 +248,14 @@ def _warn_int8_normalize(plan, normalize: bool) -> None:
               "--no-normalize", file=sys.stderr)
 
 
-def _upload(device, plan, data: bytes, quiet: bool) -> None:
+def _upload(device, plan, data: bytes, quiet: bool, plan_path: str) -> None:
     from tqdm import tqdm
+
+    from tinyhost.plansign import read_signature
+    signature = read_signature(plan_path, data)  # PLAN.sig (compile --sign-key), if any
     with tqdm(total=len(data), desc="upload plan", unit="B", unit_scale=True, leave=False,
               disable=quiet) as bar:
-        uploaded = device.load_plan(plan, data, bar.update)
+        uploaded = device.load_plan(plan, data, bar.update, signature=signature)
     if not quiet:
         print("plan uploaded" if uploaded else "device already runs this plan; continuing with "
               "its current parameters", file=sys.stderr)
@@ -308,7 +320,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       "is no run of it to resume; train without --resume", file=sys.stderr)
                 return 2
             start = info.steps
-        _upload(device, plan, data, quiet)
+        _upload(device, plan, data, quiet, args.plan)
         every = args.checkpoint_every
         if every is None:
             every = CHECKPOINT_EVERY if info.checkpoints else 0
@@ -383,7 +395,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     x, y = (ds.x_test, ds.y_test) if args.split == "test" else (ds.x_train, ds.y_train)
     device = connect(args.port, args.key)
     try:
-        _upload(device, plan, data, args.json)
+        _upload(device, plan, data, args.json, args.plan)
         acc, _ = evaluate(device, x, y, f"eval {args.split}", not args.json)
     finally:
         device.close()
@@ -442,7 +454,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         return 2
     device = connect(args.port, args.key)
     try:
-        uploaded = device.load_plan(plan, data)
+        from tinyhost.plansign import read_signature
+        uploaded = device.load_plan(plan, data, signature=read_signature(args.plan, data))
         try:
             written = push_parameters(device, plan, params)
         except ValueError as e:
@@ -604,6 +617,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-chart", metavar="PNG",
                    help="draw the arena's tensor lifetimes (op span x arena bytes, by kind) here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--sign-key", metavar="FILE",
+                   help="sign the plan with FILE's signing key (tinyhost keygen --sign): writes "
+                        "OUTPUT.sig beside it, which train/eval/push send with the plan; a "
+                        "device that trusts FILE's public key takes only plans so signed")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("sim", help="run the simulated device on a pseudo-terminal",
@@ -629,6 +646,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="replace an existing file (devices provisioned with the old key will "
                         "refuse the new one)")
+    p.add_argument("--sign", action="store_true",
+                   help="also write an EdDSA key pair for signing plans (compile --sign-key "
+                        "FILE); a device given this file (tinyhost sim --key FILE) then takes "
+                        "only plans signed with it")
     p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser("info", help="show what a device is and what it runs")

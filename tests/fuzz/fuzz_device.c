@@ -6,7 +6,8 @@
  * read: odd, as raw link bytes (framing, COBS, resync); even, as records [type, length (2 B,
  * little-endian), payload] that are framed properly with increasing sequence numbers, so the
  * fuzzer reaches every message handler with payloads of its choosing.
- * Bit 1 of the first byte provisions the device with a key (docs/security.md): raw bytes then
+ * Bit 1 of the first byte provisions the device with a key and a plan key (docs/security.md):
+ * PLAN_BEGIN then needs a plan signature (the fuzzer's bytes, checked by EdDSA); raw bytes then
  * meet the MAC check; records open a session (HELLO) and carry the session's counter and MAC
  * (the type's bit 7 set: the counter of the previous record again, a replay; a length's top bit
  * set: a flipped tag), so the handlers are reached through the authorization path too.
@@ -84,8 +85,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     bool keyed = (data[0] & 2u) != 0;
     static const uint8_t key[TT_AUTH_KEY_SIZE] = {1, 2, 3, 4, 5, 6, 7, 8};
-    if (keyed) {
+    if (keyed) { /* signed plans too: PLAN_BEGIN's signature meets crypto_eddsa_check */
         tt_device_set_auth(&dev, key, NULL, NULL);
+        tt_device_set_plan_key(&dev, key);
     }
     if (data[0] & 1u) {
         tt_device_receive(&dev, data + 1, size - 1);

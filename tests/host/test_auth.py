@@ -77,3 +77,34 @@ def test_bad_key_files_are_named(tmp_path, text: str, said: str) -> None:
         read_key(path)
     with pytest.raises(KeyFileError, match="cannot read key file"):
         read_key(tmp_path / "missing.key")
+
+
+def test_plan_signatures_and_signing_key_files(tmp_path) -> None:
+    pytest.importorskip("monocypher", reason="pip install 'tinyhost[sign]' (make setup does)")
+    from tinyhost.keys import read_signing_key
+    from tinyhost.plansign import check_plan, new_signing_pair, read_signature, sign_plan
+
+    secret, public = new_signing_pair()
+    assert (len(secret), len(public)) == (64, 32)
+    data = b"a plan's bytes"
+    sig = sign_plan(secret, data)
+    assert len(sig) == 64 and check_plan(public, sig, data)
+    assert not check_plan(public, sig, data + b"!")
+    assert not check_plan(new_signing_pair()[1], sig, data)
+
+    path = tmp_path / "author.key"
+    write_key(path, new_key(), signing=(secret, public))
+    assert read_signing_key(path) == secret
+    assert f"sign-public-key = {public.hex()}" in path.read_text()
+    plain = tmp_path / "plain.key"
+    write_key(plain, new_key())
+    with pytest.raises(KeyFileError, match="keygen --sign"):
+        read_signing_key(plain)
+
+    plan = tmp_path / "p.ttp"
+    assert read_signature(plan, data) is None
+    (tmp_path / "p.ttp.sig").write_bytes(sig)
+    assert read_signature(plan, data) == sig
+    (tmp_path / "p.ttp.sig").write_bytes(sig[:10])
+    with pytest.raises(ValueError, match="not a plan signature"):
+        read_signature(plan, data)

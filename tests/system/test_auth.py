@@ -268,3 +268,49 @@ def test_provisioned_device_on_a_noisy_wire(keys, demo_plan, demo_data, faults: 
     assert noisy == clean
     for name, value in clean_params.items():
         np.testing.assert_array_equal(params[name], value, err_msg=name)
+
+
+def test_signed_plans(sim_binary, demo_plan, demo_plan_file, tmp_path: Path) -> None:
+    """A device given a key file with a signing pair (keygen --sign) takes only plans signed with
+    it: unsigned, signed by another key, or changed after signing, PLAN_BEGIN is refused before
+    a byte of the plan is sent; `compile --sign-key` writes PLAN.sig, which `train` sends."""
+    pytest.importorskip("monocypher", reason="pip install 'tinyhost[sign]' (make setup does)")
+    from tinyhost.plansign import new_signing_pair, sign_plan
+
+    author, other = tmp_path / "author.key", tmp_path / "other.key"
+    write_key(author, new_key(), signing=new_signing_pair())
+    other_pair = new_signing_pair()
+    data = demo_plan.data
+    sim = SimProcess(key=str(author))
+    try:
+        dev = device(sim, str(author))
+        assert dev.info().plan_signatures
+        changed = data[:-1] + bytes([data[-1] ^ 1])
+        from tinyhost.keys import read_signing_key
+        cases = [(None, "unsigned plan"),
+                 (sign_plan(other_pair[0], data), "plan signature does not verify"),
+                 (sign_plan(read_signing_key(author), changed), "plan signature does not verify")]
+        for signature, said in cases:
+            with pytest.raises(AuthError, match=f"device refused PLAN_BEGIN: {said}.*--sign-key"):
+                dev.load_plan(demo_plan.plan, data, signature=signature)
+        assert not dev.info().plan_loaded
+        assert dev.load_plan(demo_plan.plan, data,
+                             signature=sign_plan(read_signing_key(author), data))
+        assert dev.info().plan_loaded
+        dev.close()
+
+        r = tinyhost("train", "--port", sim.path, "--key", str(author), "--plan",
+                     str(demo_plan_file), "--data", DEMO_DATA, "--steps", "2", "--epochs", "1")
+        assert r.returncode == 0, r.stderr  # the device runs this plan already: no upload
+        plan = tmp_path / "signed.ttp"
+        write_key(other, new_key(), signing=other_pair)
+        for key, ok in ((other, False), (author, True)):
+            r = tinyhost("compile", f"{REPO}/host/tinyhost/demo/basicmotions_model.py:make_model",
+                         "--lr", "0.01", "-o", str(plan), "--sign-key", str(key))
+            assert r.returncode == 0 and Path(f"{plan}.sig").stat().st_size == 64, r.stderr
+            r = tinyhost("train", "--port", sim.path, "--key", str(author), "--plan", str(plan),
+                         "--data", DEMO_DATA, "--steps", "2", "--epochs", "1")
+            assert (r.returncode == 0) == ok, r.stderr
+            assert ok or "device refused PLAN_BEGIN: plan signature does not verify" in r.stderr
+    finally:
+        sim.close()

@@ -134,8 +134,11 @@ static int restore_state(const char *path)
     return rc;
 }
 
-/* --key FILE: the device's key (tinyhost keygen's file, its `mac-key` line); 0 read. */
-static int read_key(const char *path, uint8_t key[TT_AUTH_KEY_SIZE])
+/* --key FILE: the device's key (tinyhost keygen's file, its `mac-key` line); 0 read. A
+ * `sign-public-key` line (tinyhost keygen --sign) also makes the device take only plans signed
+ * with its secret half: *signed_plans set. */
+static int read_key(const char *path, uint8_t key[TT_AUTH_KEY_SIZE],
+                    uint8_t plan_key[TT_PLAN_KEY_SIZE], int *signed_plans)
 {
     char text[4096];
     FILE *f = fopen(path, "rb");
@@ -147,6 +150,8 @@ static int read_key(const char *path, uint8_t key[TT_AUTH_KEY_SIZE])
     fclose(f);
     text[n] = '\0';
     int rc = tt_auth_key_from_text(text, key);
+    *signed_plans = tt_auth_hex_from_text(text, "sign-public-key", plan_key, TT_PLAN_KEY_SIZE) ==
+                    0;
     tt_auth_wipe(text, sizeof text);
     if (rc != 0) {
         fprintf(stderr,
@@ -207,7 +212,8 @@ static void usage(const char *prog)
             "  --state FILE       keep the plan, trained parameters and step count in FILE:\n"
             "                     saved at each CHECKPOINT, restored at start\n"
             "  --key FILE         provision the device with FILE's key (tinyhost keygen): every\n"
-            "                     request but HELLO must then carry its MAC (docs/security.md)\n"
+            "                     request but HELLO must then carry its MAC (docs/security.md);\n"
+            "                     with a sign-public-key line, only plans signed with it load\n"
             "  --exit-with-stdin  exit when standard input closes\n",
             prog, MAX_ARENA);
 }
@@ -242,8 +248,9 @@ int main(int argc, char **argv)
         }
     }
 
-    uint8_t key[TT_AUTH_KEY_SIZE];
-    if (key_file != NULL && read_key(key_file, key) != 0) {
+    uint8_t key[TT_AUTH_KEY_SIZE], plan_key[TT_PLAN_KEY_SIZE];
+    int signed_plans = 0;
+    if (key_file != NULL && read_key(key_file, key, plan_key, &signed_plans) != 0) {
         return 2;
     }
 
@@ -274,6 +281,9 @@ int main(int argc, char **argv)
     if (key_file != NULL) {
         tt_device_set_auth(&device, key, os_entropy, NULL);
         tt_auth_wipe(key, sizeof key);
+        if (signed_plans) {
+            tt_device_set_plan_key(&device, plan_key);
+        }
     }
     int restored = 0;
     if (state != NULL) {
@@ -281,8 +291,9 @@ int main(int argc, char **argv)
         restored = restore_state(state);
     }
     printf("tinytrain-sim: %s\n", path);
-    printf("firmware %s, arena %zu bytes, board %s%s\n", TT_FIRMWARE_VERSION, arena_capacity,
-           board, key_file != NULL ? ", provisioned with a key" : "");
+    printf("firmware %s, arena %zu bytes, board %s%s%s\n", TT_FIRMWARE_VERSION, arena_capacity,
+           board, key_file != NULL ? ", provisioned with a key" : "",
+           signed_plans ? ", signed plans only" : "");
     if (restored > 0) {
         printf("restored plan and parameters at step %lu from %s\n",
                (unsigned long)tt_model_steps(&device.model), state);

@@ -74,47 +74,68 @@ static int hex_digit(char c)
     return -1;
 }
 
-int tt_auth_key_from_hex(const char *hex, uint8_t key[TT_AUTH_KEY_SIZE])
+/* hex (NUL-terminated) is exactly 2 * len hex digits: into out. */
+static int bytes_from_hex(const char *hex, uint8_t *out, size_t len)
 {
-    for (size_t i = 0; i < TT_AUTH_KEY_SIZE; i++) {
+    for (size_t i = 0; i < len; i++) {
         int hi = hex_digit(hex[2 * i]);
         int lo = hi < 0 ? -1 : hex_digit(hex[2 * i + 1]);
         if (lo < 0) {
             return -1;
         }
-        key[i] = (uint8_t)(hi << 4 | lo);
+        out[i] = (uint8_t)(hi << 4 | lo);
     }
-    return hex_digit(hex[2 * TT_AUTH_KEY_SIZE]) < 0 ? 0 : -1; /* exactly 64 digits */
+    return hex[2 * len] == '\0' ? 0 : -1;
 }
 
-int tt_auth_key_from_text(const char *text, uint8_t key[TT_AUTH_KEY_SIZE])
+int tt_auth_key_from_hex(const char *hex, uint8_t key[TT_AUTH_KEY_SIZE])
 {
-    static const char name[] = "mac-key";
+    return bytes_from_hex(hex, key, TT_AUTH_KEY_SIZE);
+}
+
+int tt_auth_hex_from_text(const char *text, const char *name, uint8_t *out, size_t len)
+{
+    size_t name_len = strlen(name);
     for (const char *line = text; line != NULL && *line != '\0';) {
         while (*line == ' ' || *line == '\t') {
             line++;
         }
-        if (strncmp(line, name, sizeof name - 1u) == 0) {
-            const char *p = line + sizeof name - 1u;
+        const char *p = line + name_len;
+        if (strncmp(line, name, name_len) == 0 && (*p == ' ' || *p == '\t' || *p == '=')) {
             while (*p == ' ' || *p == '\t' || *p == '=') {
                 p++;
             }
-            char hex[2 * TT_AUTH_KEY_SIZE + 1];
             size_t n = 0;
-            while (n < sizeof hex - 1u && hex_digit(p[n]) >= 0) {
-                hex[n] = p[n];
+            while (hex_digit(p[n]) >= 0) {
                 n++;
             }
-            hex[n] = '\0';
             bool ends = p[n] == '\0' || p[n] == '\n' || p[n] == '\r' || p[n] == ' ';
-            int rc = ends ? tt_auth_key_from_hex(hex, key) : -1;
-            tt_auth_wipe(hex, sizeof hex);
-            return rc;
+            if (!ends || n != 2 * len) {
+                return -1;
+            }
+            for (size_t i = 0; i < len; i++) {
+                out[i] = (uint8_t)(hex_digit(p[2 * i]) << 4 | hex_digit(p[2 * i + 1]));
+            }
+            return 0;
         }
         line = strchr(line, '\n');
         line = line != NULL ? line + 1 : NULL;
     }
     return -1;
+}
+
+int tt_auth_key_from_text(const char *text, uint8_t key[TT_AUTH_KEY_SIZE])
+{
+    return tt_auth_hex_from_text(text, "mac-key", key, TT_AUTH_KEY_SIZE);
+}
+
+bool tt_auth_plan_signed(const uint8_t key[TT_PLAN_KEY_SIZE], const uint8_t sig[TT_PLAN_SIG_SIZE],
+                         const uint8_t sha256[32])
+{
+    uint8_t msg[7 + 32];
+    memcpy(msg, "TTPLAN1", 7);
+    memcpy(msg + 7, sha256, 32);
+    return crypto_eddsa_check(sig, key, msg, sizeof msg) == 0;
 }
 
 void tt_auth_wipe(void *secret, size_t len)

@@ -70,7 +70,7 @@ static void handle_hello(tt_device *dev, response *r)
     const char *unit = dev->port.cost_unit ? dev->port.cost_unit : "none";
     const tt_model *m = &dev->model;
     uint32_t used = m->loaded ? m->plan.arena_size + (uint32_t)m->plan.tables_bytes : 0;
-    bool ok = zcbor_map_start_encode(s, 18) && zcbor_tstr_put_lit(s, "firmware") &&
+    bool ok = zcbor_map_start_encode(s, 19) && zcbor_tstr_put_lit(s, "firmware") &&
               zcbor_tstr_put_term(s, TT_FIRMWARE_VERSION, 32) &&
               zcbor_tstr_put_lit(s, "protocol") && zcbor_uint32_put(s, TT_PROTOCOL_VERSION) &&
               zcbor_tstr_put_lit(s, "plan_format") &&
@@ -93,6 +93,8 @@ static void handle_hello(tt_device *dev, response *r)
               (dev->stack_peak == NULL || (zcbor_tstr_put_lit(s, "stack_peak") &&
                                            zcbor_uint32_put(s, dev->stack_peak(dev->port.ctx)))) &&
               /* Only a provisioned device says so: without a key INFO is what it was. */
+              (dev->plan_signed == NULL ||
+               (zcbor_tstr_put_lit(s, "plan_signatures") && zcbor_bool_put(s, true))) &&
               (!dev->auth.enabled ||
                (zcbor_tstr_put_lit(s, "auth") && zcbor_bool_put(s, true) &&
                 zcbor_tstr_put_lit(s, "nonce") &&
@@ -101,7 +103,7 @@ static void handle_hello(tt_device *dev, response *r)
     for (size_t i = 0; ok && i < sizeof opcodes; i++) {
         ok = zcbor_uint32_put(s, opcodes[i]);
     }
-    ok = ok && zcbor_list_end_encode(s, sizeof opcodes) && zcbor_map_end_encode(s, 18);
+    ok = ok && zcbor_list_end_encode(s, sizeof opcodes) && zcbor_map_end_encode(s, 19);
     finish_encode(dev, r, s, ok, TT_MSG_INFO);
 }
 
@@ -110,11 +112,29 @@ static void handle_plan_begin(tt_device *dev, zcbor_state_t *s, response *r)
     uint32_t size;
     uint32_t arena = 0; /* optional: the plan's arena_size, so an oversized plan is refused here */
     struct zcbor_string hash;
+    struct zcbor_string sig = {NULL, 0}; /* optional: the plan's signature (signed plans) */
     if (!(zcbor_list_start_decode(s) && zcbor_uint32_decode(s, &size) &&
           zcbor_bstr_decode(s, &hash) && hash.len == TT_SHA256_SIZE &&
-          (zcbor_array_at_end(s) || zcbor_uint32_decode(s, &arena)) && zcbor_list_end_decode(s))) {
+          (zcbor_array_at_end(s) || zcbor_uint32_decode(s, &arena)) &&
+          (zcbor_array_at_end(s) || zcbor_bstr_decode(s, &sig)) && zcbor_list_end_decode(s))) {
         reply_error(r, TT_ERR_PROTO, "PLAN_BEGIN needs [size, sha256] or [size, sha256, arena]");
         return;
+    }
+    /* A device that trusts a plan key takes only plans signed with it: checked on the announced
+     * sha256 (PLAN_COMMIT checks the bytes against it), before anything is unloaded or erased. */
+    if (dev->plan_signed != NULL) {
+        if (sig.len != TT_PLAN_SIG_SIZE) {
+            reply_error(r, TT_ERR_AUTH,
+                        "unsigned plan: this device takes only plans signed by its owner "
+                        "(tinyhost compile --sign-key)");
+            return;
+        }
+        if (!dev->plan_signed(dev->plan_key, sig.value, hash.value)) {
+            reply_error(r, TT_ERR_AUTH,
+                        "plan signature does not verify: not signed with the key this device "
+                        "trusts, or the plan was changed after signing");
+            return;
+        }
     }
     if (size > dev->plan_capacity) {
         tt_fail(&r->err, TT_ERR_TOO_LARGE, "plan of %lu bytes exceeds the plan store (%lu bytes)",
@@ -662,6 +682,13 @@ void tt_device_set_auth(tt_device *dev, const uint8_t key[TT_AUTH_KEY_SIZE], tt_
                         void *entropy_ctx)
 {
     tt_auth_init(&dev->auth, key, entropy, entropy_ctx);
+}
+
+void tt_device_set_plan_key(tt_device *dev, const uint8_t key[TT_PLAN_KEY_SIZE])
+{
+    memcpy(dev->plan_key, key, TT_PLAN_KEY_SIZE);
+    dev->plan_signed = tt_auth_plan_signed; /* only here: a port that never calls this links no
+                                               signature code (--gc-sections) */
 }
 
 void tt_device_set_stack_probe(tt_device *dev, uint32_t (*stack_peak)(void *ctx))

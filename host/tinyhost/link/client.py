@@ -234,7 +234,10 @@ class DeviceClient:
     def _device_error(self, msg: Msg, code: int, message: str) -> DeviceError:
         if code != ERR_AUTH:
             return DeviceError(code, message)
-        if self.key is None:
+        if "plan" in message.split(":")[0]:  # unsigned plan, plan signature ...
+            hint = ("sign it with the key the device trusts: tinyhost compile ... --sign-key "
+                    "FILE writes PLAN.sig beside the plan")
+        elif self.key is None:
             hint = "the device requires a key: pass --key FILE with its key file"
         elif message.startswith("bad key"):
             hint = "is --key the file this device was provisioned with?"
@@ -308,13 +311,16 @@ class DeviceClient:
 
     def upload_plan(self, data: bytes, chunk: int,
                     progress: Callable[[int], None] | None = None,
-                    arena: int | None = None) -> None:
+                    arena: int | None = None, signature: bytes | None = None) -> None:
         """PLAN_BEGIN, the chunks, PLAN_COMMIT. With `arena` (the plan's arena_size) PLAN_BEGIN
         lets the device refuse a plan too large for its arena before any chunk is sent; a
         firmware older than that element answers ERROR (protocol) and gets the two-element form."""
         begin = [len(data), hashlib.sha256(data).digest()]
+        extra: list[Any] = [] if arena is None else [arena]
+        if signature is not None:  # a device that takes only signed plans (docs/security.md)
+            extra = [arena or 0, signature]
         try:
-            rtype, _ = self.request(Msg.PLAN_BEGIN, begin + ([] if arena is None else [arena]))
+            rtype, _ = self.request(Msg.PLAN_BEGIN, begin + extra)
         except DeviceError as e:
             if arena is None or e.code != ERR_PROTO or "[size, sha256]" not in e.message:
                 raise

@@ -24,6 +24,8 @@
 #define TT_AUTH_NONCE_SIZE 16u
 #define TT_AUTH_TAG_SIZE 16u
 #define TT_AUTH_TRAILER (4u + TT_AUTH_TAG_SIZE) /* a request's counter and tag */
+#define TT_PLAN_KEY_SIZE 32u /* the public key plans are signed for (EdDSA, BLAKE2b) */
+#define TT_PLAN_SIG_SIZE 64u
 
 /* Fills out[len] with what the port has of unpredictable bytes (a TRNG, the OS); 0 on success.
  * A port without a source may pass NULL: nonces then differ within a boot (a count) but may
@@ -54,6 +56,13 @@ bool tt_auth_tag_equal(const uint8_t a[TT_AUTH_TAG_SIZE], const uint8_t b[TT_AUT
 int tt_auth_key_from_hex(const char *hex, uint8_t key[TT_AUTH_KEY_SIZE]);
 /* The key from a key file's text (tinyhost keygen): its line `mac-key = <64 hex digits>`. */
 int tt_auth_key_from_text(const char *text, uint8_t key[TT_AUTH_KEY_SIZE]);
+/* Any `NAME = <2 x len hex digits>` line of a key file's text (e.g. "sign-public-key", 32
+ * bytes); 0 found and well-formed, -1 otherwise. */
+int tt_auth_hex_from_text(const char *text, const char *name, uint8_t *out, size_t len);
+/* A signed plan (tinyhost compile --sign-key): sig is Monocypher's EdDSA (BLAKE2b) signature of
+ * "TTPLAN1" | sha256 of the plan file, by the secret key whose public half is key. */
+bool tt_auth_plan_signed(const uint8_t key[TT_PLAN_KEY_SIZE], const uint8_t sig[TT_PLAN_SIG_SIZE],
+                         const uint8_t sha256[32]);
 /* Overwrites a key (or any secret) so the compiler cannot drop the stores. */
 void tt_auth_wipe(void *secret, size_t len);
 

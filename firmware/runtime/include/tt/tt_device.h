@@ -113,6 +113,10 @@ typedef struct {
     tt_auth auth;          /* auth.enabled: provisioned with a key (tt_device_set_auth) */
     bool last_authed;      /* the request being answered passed its MAC: its reply gets a tag */
     uint32_t last_counter; /* ... and its counter */
+    /* Signed plans (tt_device_set_plan_key): NULL, or the check PLAN_BEGIN's signature passes. */
+    bool (*plan_signed)(const uint8_t key[TT_PLAN_KEY_SIZE], const uint8_t sig[TT_PLAN_SIG_SIZE],
+                        const uint8_t sha256[32]);
+    uint8_t plan_key[TT_PLAN_KEY_SIZE];
 } tt_device;
 
 /* plan slots: two buffers of plan_capacity bytes each, 16-byte aligned; plan_slot1 == NULL: one
@@ -139,6 +143,10 @@ void tt_device_set_checkpoint(tt_device *dev, int (*checkpoint)(void *ctx), void
  * copied; the caller may wipe its copy. Call after init. */
 void tt_device_set_auth(tt_device *dev, const uint8_t key[TT_AUTH_KEY_SIZE], tt_entropy_fn entropy,
                         void *entropy_ctx);
+/* Makes the device take only signed plans (docs/security.md): PLAN_BEGIN must carry, as its
+ * fourth element, the EdDSA signature that key (its public half) checks (tt_auth_plan_signed),
+ * or it is refused with ERROR TT_ERR_AUTH; INFO says `plan_signatures`. Call after init. */
+void tt_device_set_plan_key(tt_device *dev, const uint8_t key[TT_PLAN_KEY_SIZE]);
 /* Calls put(ctx, bytes, n) with each trainable parameter's bytes in tensor order (what a
  * checkpoint keeps besides the step count); returns their total size. put NULL: only the size.
  * (tt_model_params_walk on the device's model.) */
