@@ -1,6 +1,6 @@
 /*
  * The link's MAC layout (tt_auth.h) against known answers computed on the host with Python's
- * hashlib.blake2b(key=..., digest_size=16) through tinyhost.link.auth.tag (tests/host/test_auth.py
+ * hashlib.blake2b(key=..., digest_size=16) through tinyhost.link.auth.tag (tests/host/test_link_auth.py
  * computes the same three values): Monocypher's keyed BLAKE2b and the host's agree. And the key
  * file's line as the simulated device and the bare-metal build read it.
  */
@@ -67,9 +67,9 @@ static void test_key_text(void)
     for (unsigned i = 0; i < 32; i++) {
         TT_CHECK(key[i] == i);
     }
-    TT_CHECK(tt_auth_key_from_text("mac-key = 0011\n", key) == -1);             /* short */
-    TT_CHECK(tt_auth_key_from_text("# nothing here\n", key) == -1);             /* no line */
-    TT_CHECK(tt_auth_key_from_text("mac-key = zz", key) == -1);                 /* not hex */
+    TT_CHECK(tt_auth_key_from_text("mac-key = 0011\n", key) == -1); /* short */
+    TT_CHECK(tt_auth_key_from_text("# nothing here\n", key) == -1); /* no line */
+    TT_CHECK(tt_auth_key_from_text("mac-key = zz", key) == -1);     /* not hex */
     char longer[128] = "mac-key = ";
     for (int i = 0; i < 66; i++) {
         strcat(longer, "a");

@@ -6,7 +6,7 @@ BLAKE2b-128 over "Q" | nonce | counter | type | seq | payload, with a counter th
 per request; the device refuses any other (ERROR TT_ERR_AUTH). Its replies carry a tag over
 "R" | nonce | counter (of the request) | type | seq | payload, checked here. Python's
 hashlib.blake2b(key=...) is RFC 7693's keyed BLAKE2b, the same function as Monocypher's
-crypto_blake2b_keyed on the device (tests/host/test_auth.py checks the two agree)."""
+crypto_blake2b_keyed on the device (tests/host/test_link_auth.py checks the two agree)."""
 from __future__ import annotations
 
 import hashlib
