@@ -14,6 +14,9 @@ case "${1:-base}" in
     command -v cc >/dev/null 2>&1 || missing+=(gcc)
     command -v make >/dev/null 2>&1 || missing+=(make)
     python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
+    # Python's headers: pymonocypher (signed plans, the pip `sign` extra) builds from its sdist.
+    python3 -c "import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(
+      sysconfig.get_paths()['include'], 'Python.h')))" >/dev/null 2>&1 || missing+=(python3-dev)
     ;;
   arm)
     command -v arm-none-eabi-gcc >/dev/null 2>&1 || missing+=(gcc-arm-none-eabi)

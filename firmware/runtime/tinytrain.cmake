@@ -16,9 +16,11 @@
 #                            numpy reference executor (bit-exact tests). TT_FP_CONTRACT is `off`
 #                            unless set before this file is included; empty: no flag.
 # and tt_add_runtime_library(NAME [EXCLUDE_FROM_ALL] [DEFINITIONS defs...]): a static library NAME
-# of those sources with those flags, its public headers and zcbor (the target `zcbor`,
-# cmake/zcbor.cmake) attached.
+# of those sources with those flags, its public headers, zcbor (the target `zcbor`,
+# cmake/zcbor.cmake) and Monocypher (the target `monocypher`, cmake/monocypher.cmake: fetched at
+# configure time, for the link's MACs) attached.
 include_guard(GLOBAL)
+include(${CMAKE_CURRENT_LIST_DIR}/../../cmake/monocypher.cmake)
 
 set(TT_RUNTIME_DIR ${CMAKE_CURRENT_LIST_DIR})
 file(GLOB TT_RUNTIME_SOURCES CONFIGURE_DEPENDS ${TT_RUNTIME_DIR}/src/*.c ${TT_RUNTIME_DIR}/ops/*.c)
@@ -47,5 +49,5 @@ function(tt_add_runtime_library NAME)
   if(TT_DEFINITIONS)
     target_compile_definitions(${NAME} PRIVATE ${TT_DEFINITIONS})
   endif()
-  target_link_libraries(${NAME} PUBLIC zcbor)
+  target_link_libraries(${NAME} PUBLIC zcbor monocypher)
 endfunction()

@@ -11,9 +11,11 @@
 #include <zephyr/devicetree.h>
 #include <zephyr/kernel.h>
 #include <zephyr/linker/section_tags.h>
+#include <zephyr/random/random.h>
 #include <zephyr/sys/printk.h>
 #include <zephyr/version.h>
 
+#include "tt/tt_auth.h"
 #include "tt/tt_device.h"
 #include "tt/tt_version.h"
 #include "tt_zephyr/link.h"
@@ -86,6 +88,20 @@ static int checkpoint(void *ctx)
 }
 #endif
 
+/* Session nonces from the kernel's CSPRNG where the board has an entropy driver (a TRNG: the
+ * STM32F746's RNG); elsewhere (QEMU boards) from the kernel's random source, which tt_auth
+ * whitens with the key and a count (docs/security.md says what that protects less). */
+static int csrand_entropy(void *ctx, uint8_t *out, size_t len)
+{
+    (void)ctx;
+#ifdef CONFIG_CSPRNG_ENABLED
+    return sys_csrand_get(out, len);
+#else
+    sys_rand_get(out, len);
+    return 0;
+#endif
+}
+
 int main(void)
 {
     const struct device *uart = DEVICE_DT_GET(LINK_UART);
@@ -114,6 +130,16 @@ int main(void)
 #endif
     tt_port port = {CONFIG_BOARD_TARGET, COST_UNIT, COST_COUNTER, tt_zlink_write, &link};
     tt_device_init(&device, &port, arena, sizeof arena, slot0, slot1, slot_capacity);
+    if (sizeof CONFIG_TINYTRAIN_AUTH_KEY > 1) { /* provisioned (docs/security.md) */
+        uint8_t key[TT_AUTH_KEY_SIZE];
+        if (tt_auth_key_from_hex(CONFIG_TINYTRAIN_AUTH_KEY, key) != 0) {
+            printk("tinytrain: CONFIG_TINYTRAIN_AUTH_KEY is not 64 hex digits: not serving the "
+                   "link open\n");
+            return 0; /* fail closed: a mistyped key must not leave the device open */
+        }
+        tt_device_set_auth(&device, key, csrand_entropy, NULL);
+        tt_auth_wipe(key, sizeof key);
+    }
 #ifdef CONFIG_TINYTRAIN_FLASH_STORE
     tt_zstore_attach(&store, &device);
     tt_device_set_checkpoint(&device, checkpoint, &store);

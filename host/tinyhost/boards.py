@@ -72,7 +72,7 @@ _MAP = "build-arm/tinytrain_an386.map (`make qemu`, read by tinyhost.firmware_ma
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("mps2_an386", "the bare-metal Cortex-M4F firmware (firmware/ports/baremetal, `make "
           "qemu`, QEMU mps2-an386, `--port qemu`)",
-          ram=256 * KB, static_ram=4_600, stack=4 * KB, arena=None, arena_align=16,
+          ram=256 * KB, static_ram=4_752, stack=4 * KB, arena=None, arena_align=16,
           pointer_bytes=4, info_names=("mps2-an386",),
           sources={
               "ram": f"the RAM region of mps2_an386.ld (256K), {_MAP}",

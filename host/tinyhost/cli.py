@@ -19,6 +19,10 @@ PORT_HELP = ("serial port of the device (/dev/ttyACM0, COM3), a pyserial URL (so
              "executor")
 
 
+KEY_HELP = ("the device's key file (tinyhost keygen) when it is provisioned with one: every "
+            "request then carries its MAC and every reply is checked (docs/security.md); with "
+            "--port sim the simulated device is started provisioned with it; --port ref needs "
+            "none")
 ONE_SHOT_PORTS = ("ref", "sim", "qemu")  # a fresh device per command
 CHECKPOINT_EVERY = 100  # steps between checkpoints on a device with a store, by default
 # tinyhost.boards.BOARDS' names, written out: importing it here would load numpy (test_boards
@@ -121,6 +125,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     over_budget = budget["enforced"] and not budget["fits"]
     if not over_budget:
         Path(args.output).write_bytes(result.data)
+        if args.sign_key is not None:  # a detached signature beside it (docs/security.md)
+            from tinyhost.keys import read_signing_key
+            from tinyhost.plansign import sign_plan, signature_path
+            signature_path(args.output).write_bytes(
+                sign_plan(read_signing_key(args.sign_key), result.data))
     if args.json:
         out = {"plan": None if over_budget else args.output, "bytes": len(result.data),
                "memory": report.to_dict(), "budget": budget, "memory_chart": args.memory_chart,
@@ -170,9 +179,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     from tinyhost.link.transport import SimProcess
 
-    sim = SimProcess(arena=args.arena, board=args.board, state=args.state)
+    if args.key is not None:
+        from tinyhost.keys import read_key
+        read_key(args.key)  # a clear error here rather than from the simulated device
+    sim = SimProcess(arena=args.arena, board=args.board, state=args.state, key=args.key)
     print(sim.path, flush=True)
-    print(f"simulated device running; use --port {sim.path}. Ctrl-C stops it.", file=sys.stderr)
+    keyed = f" --key {args.key}" if args.key else ""
+    print(f"simulated device running; use --port {sim.path}{keyed}. Ctrl-C stops it.",
+          file=sys.stderr)
     try:
         while sim.proc.poll() is None:
             time.sleep(0.5)
@@ -180,6 +194,21 @@ def cmd_sim(args: argparse.Namespace) -> int:
         pass
     finally:
         sim.close()
+    return 0
+
+
+# -- keygen -----------------------------------------------------------------------------------
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from tinyhost.keys import new_key, write_key
+    signing = None
+    if args.sign:
+        from tinyhost.plansign import new_signing_pair
+        signing = new_signing_pair()
+    write_key(args.output, new_key(), force=args.force, signing=signing)
+    print(f"wrote {args.output} (readable by you only). Provision a device with it: `tinyhost "
+          f"sim --key {args.output}`, or build the Cortex-M4F firmware with "
+          f"-DTT_AN386_KEY_FILE={args.output} (docs/security.md); then pass --key "
+          f"{args.output} to every command that talks to it", file=sys.stderr)
     return 0
 
 
@@ -220,11 +249,14 @@ def _warn_int8_normalize(plan, normalize: bool) -> None:
               "--no-normalize", file=sys.stderr)
 
 
-def _upload(device, plan, data: bytes, quiet: bool) -> None:
+def _upload(device, plan, data: bytes, quiet: bool, plan_path: str) -> None:
     from tqdm import tqdm
+
+    from tinyhost.plansign import read_signature
+    signature = read_signature(plan_path, data)  # PLAN.sig (compile --sign-key), if any
     with tqdm(total=len(data), desc="upload plan", unit="B", unit_scale=True, leave=False,
               disable=quiet) as bar:
-        uploaded = device.load_plan(plan, data, bar.update)
+        uploaded = device.load_plan(plan, data, bar.update, signature=signature)
     if not quiet:
         print("plan uploaded" if uploaded else "device already runs this plan; continuing with "
               "its current parameters", file=sys.stderr)
@@ -232,7 +264,7 @@ def _upload(device, plan, data: bytes, quiet: bool) -> None:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from tinyhost.device import connect
-    device = connect(args.port)
+    device = connect(args.port, args.key)
     try:
         info = device.info()
     finally:
@@ -250,6 +282,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         if info.plan_slots == 1:
             print("one plan slot: an upload erases the running plan when it begins; until it is "
                   "committed no plan runs")
+        print("authorization: " + ("required: provisioned with a key, every request but HELLO "
+                                   "carries its MAC (--key)" if info.auth else
+                                   "none (not provisioned: anyone on the line may use it)"))
     if info.plan_loaded:
         print(f"plan {info.plan_hash.hex()[:16]} loaded, arena used {info.arena_used} bytes, "
               f"{info.steps} training steps since loading")
@@ -275,7 +310,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         plan, data = with_backbone_lr(plan, lr, args.backbone_lr)
     rates = plan_rates(plan, lr)
     quiet = args.json
-    device = connect(args.port)
+    device = connect(args.port, args.key)
     log = None
     try:
         info = device.info()
@@ -286,7 +321,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       "is no run of it to resume; train without --resume", file=sys.stderr)
                 return 2
             start = info.steps
-        _upload(device, plan, data, quiet)
+        _upload(device, plan, data, quiet, args.plan)
         every = args.checkpoint_every
         if every is None:
             every = CHECKPOINT_EVERY if info.checkpoints else 0
@@ -359,9 +394,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_dataset(plan, ds)
     _warn_int8_normalize(plan, args.normalize)
     x, y = (ds.x_test, ds.y_test) if args.split == "test" else (ds.x_train, ds.y_train)
-    device = connect(args.port)
+    device = connect(args.port, args.key)
     try:
-        _upload(device, plan, data, args.json)
+        _upload(device, plan, data, args.json, args.plan)
         acc, _ = evaluate(device, x, y, f"eval {args.split}", not args.json)
     finally:
         device.close()
@@ -383,7 +418,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
               "and pass its path as --port", file=sys.stderr)
         return 2
     plan, data = _load_plan(args.plan)
-    device = connect(args.port)
+    device = connect(args.port, args.key)
     try:
         info = device.info()
         from tinyhost.plan import plan_hash
@@ -418,9 +453,10 @@ def cmd_push(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"error: cannot read {args.params}: {e}", file=sys.stderr)
         return 2
-    device = connect(args.port)
+    device = connect(args.port, args.key)
     try:
-        uploaded = device.load_plan(plan, data)
+        from tinyhost.plansign import read_signature
+        uploaded = device.load_plan(plan, data, signature=read_signature(args.plan, data))
         try:
             written = push_parameters(device, plan, params)
         except ValueError as e:
@@ -592,6 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-chart", metavar="PNG",
                    help="draw the arena's tensor lifetimes (op span x arena bytes, by kind) here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--sign-key", metavar="FILE",
+                   help="sign the plan with FILE's signing key (tinyhost keygen --sign): writes "
+                        "OUTPUT.sig beside it, which train/eval/push send with the plan; a "
+                        "device that trusts FILE's public key takes only plans so signed")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("sim", help="run the simulated device on a pseudo-terminal",
@@ -603,10 +643,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the plan, trained parameters and step count in FILE: saved at "
                         "each checkpoint (`train --checkpoint-every`), restored at start, like a "
                         "board's flash")
+    p.add_argument("--key", metavar="FILE",
+                   help="provision the device with this key file (tinyhost keygen): it then "
+                        "refuses every request but HELLO/INFO without the key's MAC, and "
+                        "replays; pass the same --key to the commands that use it")
     p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("keygen", help="write a new device key file",
+                       description="Write a new secret key (32 random bytes, hex, in a text "
+                                   "file readable by you only) for provisioning a device and "
+                                   "authorizing requests to it (--key FILE; docs/security.md).")
+    p.add_argument("-o", "--output", required=True, help="key file to write, e.g. device.key")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing file (devices provisioned with the old key will "
+                        "refuse the new one)")
+    p.add_argument("--sign", action="store_true",
+                   help="also write an EdDSA key pair for signing plans (compile --sign-key "
+                        "FILE); a device given this file (tinyhost sim --key FILE) then takes "
+                        "only plans signed with it")
+    p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser("info", help="show what a device is and what it runs")
     p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--key", metavar="FILE", help=KEY_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
 
@@ -616,6 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "device reports for every step, and evaluate on the test "
                                    "split on the device after each epoch.")
     p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--key", metavar="FILE", help=KEY_HELP)
     _add_data_args(p)
     p.add_argument("--epochs", type=int, default=10,
                    help="passes over the train split (default 10)")
@@ -655,6 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="accuracy of the device's current parameters")
     p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--key", metavar="FILE", help=KEY_HELP)
     _add_data_args(p)
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -664,6 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read the trained parameters back from the device and save "
                                    "them as a PyTorch state_dict (.pt) or raw arrays (.npz).")
     p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--key", metavar="FILE", help=KEY_HELP)
     p.add_argument("--plan", required=True, help="the plan the device runs (.ttp)")
     p.add_argument("-o", "--output", required=True, help="model.pt or params.npz")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -675,6 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "trainable tensors, uploading the plan first if the device "
                                    "does not run it.")
     p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--key", metavar="FILE", help=KEY_HELP)
     p.add_argument("--plan", required=True, help="the plan the parameters belong to (.ttp)")
     p.add_argument("params", help="model.pt or params.npz")
     p.add_argument("--checkpoint", action="store_true",

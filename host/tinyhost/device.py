@@ -11,6 +11,7 @@ import numpy as np
 
 from tinyhost import __version__
 from tinyhost.boards import board_for_info, tables_lower_bound
+from tinyhost.keys import read_key
 from tinyhost.link.client import DeviceClient, DeviceError, StepReply
 from tinyhost.link.transport import open_link
 from tinyhost.lr import lr_ok
@@ -52,6 +53,8 @@ class DeviceInfo:
     stack_peak: int | None = None  # peak stack bytes since boot, from ports that measure it
     plan_slots: int = 2  # 1: an upload replaces the running plan as soon as it begins
     checkpoints: bool = False  # CHECKPOINT saves the trained state (a store file or flash)
+    auth: bool = False  # provisioned with a key: requests need its MAC (docs/security.md)
+    plan_signatures: bool = False  # takes only signed plans (compile --sign-key)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -64,7 +67,8 @@ class Device(Protocol):
 
     def info(self) -> DeviceInfo: ...
     def load_plan(self, plan: Plan, data: bytes,
-                  progress: Callable[[int], None] | None = None) -> bool: ...
+                  progress: Callable[[int], None] | None = None,
+                  signature: bytes | None = None) -> bool: ...
     def train_step(self, x: np.ndarray, label: int, lr: float) -> StepReply: ...
     def evaluate(self, x: np.ndarray) -> int: ...
     def read_tensor(self, index: int) -> np.ndarray: ...
@@ -115,9 +119,11 @@ class SerialDevice:
         return DeviceInfo(**{k: v for k, v in reply.items() if k in known})  # newer keys ignored
 
     def load_plan(self, plan: Plan, data: bytes,
-                  progress: Callable[[int], None] | None = None) -> bool:
+                  progress: Callable[[int], None] | None = None,
+                  signature: bytes | None = None) -> bool:
         """Uploads the plan unless the device already runs it (then its trained parameters are
-        kept). Returns True when it uploaded."""
+        kept). Returns True when it uploaded. `signature` (PLAN.sig, tinyhost.plansign) goes
+        with the plan to a device that takes only signed plans."""
         self.plan = plan
         info = self.info()
         if info.plan_loaded and info.plan_hash == plan_hash(data):
@@ -129,7 +135,8 @@ class SerialDevice:
                               f"{self.name} (firmware {info.firmware}) does not run {names}, "
                               "which this plan uses; the reference executor (--port ref) does")
         self.check_fits(plan, info)
-        self.client.upload_plan(data, self.chunk, progress, arena=plan.arena_size)
+        self.client.upload_plan(data, self.chunk, progress, arena=plan.arena_size,
+                                signature=signature if info.plan_signatures else None)
         return True
 
     def check_fits(self, plan: Plan, info: DeviceInfo) -> None:
@@ -208,7 +215,8 @@ class RefDevice:
             steps=self.exec.steps if self.exec else 0, ops=[])
 
     def load_plan(self, plan: Plan, data: bytes,
-                  progress: Callable[[int], None] | None = None) -> bool:
+                  progress: Callable[[int], None] | None = None,
+                  signature: bytes | None = None) -> bool:
         if self.exec is not None and plan_hash(data) == plan_hash(self.data):
             return False
         self.plan, self.data, self.exec = plan, data, RefExecutor(plan)
@@ -251,13 +259,16 @@ class RefDevice:
         pass
 
 
-def connect(port: str) -> SerialDevice | RefDevice:
-    """`ref`, `sim`, a serial device path, or a pyserial URL."""
+def connect(port: str, key_file: str | None = None) -> SerialDevice | RefDevice:
+    """`ref`, `sim`, a serial device path, or a pyserial URL. With key_file (tinyhost keygen's
+    file) every request carries its MAC and every reply is checked (docs/security.md); `sim`
+    then starts a simulated device provisioned with it, and `ref` (in-process) needs none."""
     if port == "ref":
         return RefDevice()
-    link = open_link(port)
+    key = read_key(key_file) if key_file is not None else None
+    link = open_link(port, sim_key=key_file)
     try:
-        return SerialDevice(DeviceClient(link))
+        return SerialDevice(DeviceClient(link, key))
     except BaseException:
         link.close()
         raise

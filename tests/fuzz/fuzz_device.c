@@ -6,6 +6,11 @@
  * read: odd, as raw link bytes (framing, COBS, resync); even, as records [type, length (2 B,
  * little-endian), payload] that are framed properly with increasing sequence numbers, so the
  * fuzzer reaches every message handler with payloads of its choosing.
+ * Bit 1 of the first byte provisions the device with a key and a plan key (docs/security.md):
+ * PLAN_BEGIN then needs a plan signature (the fuzzer's bytes, checked by EdDSA); raw bytes then
+ * meet the MAC check; records open a session (HELLO) and carry the session's counter and MAC
+ * (the type's bit 7 set: the counter of the previous record again, a replay; a length's top bit
+ * set: a flipped tag), so the handlers are reached through the authorization path too.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -13,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tt/tt_auth.h"
 #include "tt/tt_device.h"
 #include "tt/tt_frame.h"
 
@@ -77,19 +83,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0) {
         return 0;
     }
+    bool keyed = (data[0] & 2u) != 0;
+    static const uint8_t key[TT_AUTH_KEY_SIZE] = {1, 2, 3, 4, 5, 6, 7, 8};
+    if (keyed) { /* signed plans too: PLAN_BEGIN's signature meets crypto_eddsa_check */
+        tt_device_set_auth(&dev, key, NULL, NULL);
+        tt_device_set_plan_key(&dev, key);
+    }
     if (data[0] & 1u) {
         tt_device_receive(&dev, data + 1, size - 1);
         return 0;
     }
     uint8_t seq = 1;
+    uint32_t counter = 0;
+    if (keyed) { /* a session: HELLO, as a host starts one */
+        size_t n = tt_frame_encode(raw, TT_MSG_HELLO, seq++, 0, wire);
+        tt_device_receive(&dev, wire, n);
+    }
     for (size_t i = 1; i + 3 <= size;) {
         uint8_t type = data[i];
         size_t len = (size_t)data[i + 1] | (size_t)data[i + 2] << 8;
+        bool flip = (len & 0x8000u) != 0;
+        len &= 0x7FFFu;
         i += 3;
         len = len < size - i ? len : size - i;
         len = len < TT_MAX_PAYLOAD ? len : TT_MAX_PAYLOAD;
         memcpy(raw + 2, data + i, len);
         i += len;
+        if (keyed) {
+            bool replay = (type & 0x80u) != 0 && counter > 0;
+            type &= 0x7Fu;
+            counter = replay ? counter : counter + 1u;
+            uint8_t *trailer = raw + 2 + len;
+            for (unsigned b = 0; b < 4; b++) {
+                trailer[b] = (uint8_t)(counter >> (8u * b));
+            }
+            tt_auth_tag(&dev.auth, 'Q', counter, type, seq, raw + 2, len, trailer + 4);
+            trailer[4] ^= flip ? 1u : 0u;
+            len += TT_AUTH_TRAILER;
+        }
         size_t n = tt_frame_encode(raw, type, seq++, len, wire);
         tt_device_receive(&dev, wire, n);
     }

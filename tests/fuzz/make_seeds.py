@@ -72,6 +72,8 @@ def main() -> int:
     }
     for name, records in messages.items():
         (out / "device" / name).write_bytes(b"\0" + b"".join(records))
+        # The same on a provisioned device: fuzz_device adds the session's counter and MAC.
+        (out / "device" / f"{name}-keyed").write_bytes(b"\2" + b"".join(records))
     raw = encode_frame(Msg.HELLO, 7, b"") + encode_frame(Msg.TRAIN, 8,
                                                          cbor2.dumps([0, 0.01, sample]))
     (out / "device" / "raw").write_bytes(b"\1" + raw + b"\0\0garbage\0")

@@ -134,6 +134,41 @@ static int restore_state(const char *path)
     return rc;
 }
 
+/* --key FILE: the device's key (tinyhost keygen's file, its `mac-key` line); 0 read. A
+ * `sign-public-key` line (tinyhost keygen --sign) also makes the device take only plans signed
+ * with its secret half: *signed_plans set. */
+static int read_key(const char *path, uint8_t key[TT_AUTH_KEY_SIZE],
+                    uint8_t plan_key[TT_PLAN_KEY_SIZE], int *signed_plans)
+{
+    char text[4096];
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "tinytrain-sim: --key %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(text, 1, sizeof text - 1u, f);
+    fclose(f);
+    text[n] = '\0';
+    int rc = tt_auth_key_from_text(text, key);
+    *signed_plans = tt_auth_hex_from_text(text, "sign-public-key", plan_key, TT_PLAN_KEY_SIZE) ==
+                    0;
+    tt_auth_wipe(text, sizeof text);
+    if (rc != 0) {
+        fprintf(stderr,
+                "tinytrain-sim: --key %s: no line `mac-key = <64 hex digits>` (write one with "
+                "`tinyhost keygen -o FILE`)\n",
+                path);
+    }
+    return rc;
+}
+
+/* Each session's nonce is seeded from the OS (tt_auth.h). */
+static int os_entropy(void *ctx, uint8_t *out, size_t len)
+{
+    (void)ctx;
+    return getentropy(out, len);
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -169,12 +204,16 @@ static uint32_t micros(void *ctx)
 static void usage(const char *prog)
 {
     fprintf(stderr,
-            "usage: %s [--arena BYTES] [--board NAME] [--state FILE] [--exit-with-stdin]\n"
+            "usage: %s [--arena BYTES] [--board NAME] [--state FILE] [--key FILE] "
+            "[--exit-with-stdin]\n"
             "Runs the tinytrain firmware runtime on a pseudo-terminal and prints its path.\n"
             "  --arena BYTES      arena capacity (default 262144, at most %u)\n"
             "  --board NAME       board name reported by info (default posix-sim)\n"
             "  --state FILE       keep the plan, trained parameters and step count in FILE:\n"
             "                     saved at each CHECKPOINT, restored at start\n"
+            "  --key FILE         provision the device with FILE's key (tinyhost keygen): every\n"
+            "                     request but HELLO must then carry its MAC (docs/security.md);\n"
+            "                     with a sign-public-key line, only plans signed with it load\n"
             "  --exit-with-stdin  exit when standard input closes\n",
             prog, MAX_ARENA);
 }
@@ -184,6 +223,7 @@ int main(int argc, char **argv)
     size_t arena_capacity = 256u * 1024u;
     const char *board = "posix-sim";
     const char *state = NULL;
+    const char *key_file = NULL;
     int exit_with_stdin = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--arena") == 0 && i + 1 < argc) {
@@ -198,12 +238,20 @@ int main(int argc, char **argv)
             board = argv[++i];
         } else if (strcmp(argv[i], "--state") == 0 && i + 1 < argc) {
             state = argv[++i];
+        } else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) {
+            key_file = argv[++i];
         } else if (strcmp(argv[i], "--exit-with-stdin") == 0) {
             exit_with_stdin = 1;
         } else {
             usage(argv[0]);
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
+    }
+
+    uint8_t key[TT_AUTH_KEY_SIZE], plan_key[TT_PLAN_KEY_SIZE];
+    int signed_plans = 0;
+    if (key_file != NULL && read_key(key_file, key, plan_key, &signed_plans) != 0) {
+        return 2;
     }
 
     int master = posix_openpt(O_RDWR | O_NOCTTY);
@@ -230,13 +278,22 @@ int main(int argc, char **argv)
     tt_port port = {board, "us", micros, write_all, &master};
     tt_device_init(&device, &port, arena, arena_capacity, plan_slots[0], plan_slots[1],
                    PLAN_CAPACITY);
+    if (key_file != NULL) {
+        tt_device_set_auth(&device, key, os_entropy, NULL);
+        tt_auth_wipe(key, sizeof key);
+        if (signed_plans) {
+            tt_device_set_plan_key(&device, plan_key);
+        }
+    }
     int restored = 0;
     if (state != NULL) {
         tt_device_set_checkpoint(&device, save_state, (void *)state);
         restored = restore_state(state);
     }
     printf("tinytrain-sim: %s\n", path);
-    printf("firmware %s, arena %zu bytes, board %s\n", TT_FIRMWARE_VERSION, arena_capacity, board);
+    printf("firmware %s, arena %zu bytes, board %s%s%s\n", TT_FIRMWARE_VERSION, arena_capacity,
+           board, key_file != NULL ? ", provisioned with a key" : "",
+           signed_plans ? ", signed plans only" : "");
     if (restored > 0) {
         printf("restored plan and parameters at step %lu from %s\n",
                (unsigned long)tt_model_steps(&device.model), state);

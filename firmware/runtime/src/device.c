@@ -70,7 +70,7 @@ static void handle_hello(tt_device *dev, response *r)
     const char *unit = dev->port.cost_unit ? dev->port.cost_unit : "none";
     const tt_model *m = &dev->model;
     uint32_t used = m->loaded ? m->plan.arena_size + (uint32_t)m->plan.tables_bytes : 0;
-    bool ok = zcbor_map_start_encode(s, 16) && zcbor_tstr_put_lit(s, "firmware") &&
+    bool ok = zcbor_map_start_encode(s, 19) && zcbor_tstr_put_lit(s, "firmware") &&
               zcbor_tstr_put_term(s, TT_FIRMWARE_VERSION, 32) &&
               zcbor_tstr_put_lit(s, "protocol") && zcbor_uint32_put(s, TT_PROTOCOL_VERSION) &&
               zcbor_tstr_put_lit(s, "plan_format") &&
@@ -92,11 +92,18 @@ static void handle_hello(tt_device *dev, response *r)
               zcbor_tstr_put_lit(s, "checkpoints") && zcbor_bool_put(s, dev->checkpoint != NULL) &&
               (dev->stack_peak == NULL || (zcbor_tstr_put_lit(s, "stack_peak") &&
                                            zcbor_uint32_put(s, dev->stack_peak(dev->port.ctx)))) &&
+              /* Only a provisioned device says so: without a key INFO is what it was. */
+              (dev->plan_signed == NULL ||
+               (zcbor_tstr_put_lit(s, "plan_signatures") && zcbor_bool_put(s, true))) &&
+              (!dev->auth.enabled ||
+               (zcbor_tstr_put_lit(s, "auth") && zcbor_bool_put(s, true) &&
+                zcbor_tstr_put_lit(s, "nonce") &&
+                zcbor_bstr_encode_ptr(s, (const char *)dev->auth.nonce, TT_AUTH_NONCE_SIZE))) &&
               zcbor_tstr_put_lit(s, "ops") && zcbor_list_start_encode(s, sizeof opcodes);
     for (size_t i = 0; ok && i < sizeof opcodes; i++) {
         ok = zcbor_uint32_put(s, opcodes[i]);
     }
-    ok = ok && zcbor_list_end_encode(s, sizeof opcodes) && zcbor_map_end_encode(s, 16);
+    ok = ok && zcbor_list_end_encode(s, sizeof opcodes) && zcbor_map_end_encode(s, 19);
     finish_encode(dev, r, s, ok, TT_MSG_INFO);
 }
 
@@ -105,11 +112,29 @@ static void handle_plan_begin(tt_device *dev, zcbor_state_t *s, response *r)
     uint32_t size;
     uint32_t arena = 0; /* optional: the plan's arena_size, so an oversized plan is refused here */
     struct zcbor_string hash;
+    struct zcbor_string sig = {NULL, 0}; /* optional: the plan's signature (signed plans) */
     if (!(zcbor_list_start_decode(s) && zcbor_uint32_decode(s, &size) &&
           zcbor_bstr_decode(s, &hash) && hash.len == TT_SHA256_SIZE &&
-          (zcbor_array_at_end(s) || zcbor_uint32_decode(s, &arena)) && zcbor_list_end_decode(s))) {
+          (zcbor_array_at_end(s) || zcbor_uint32_decode(s, &arena)) &&
+          (zcbor_array_at_end(s) || zcbor_bstr_decode(s, &sig)) && zcbor_list_end_decode(s))) {
         reply_error(r, TT_ERR_PROTO, "PLAN_BEGIN needs [size, sha256] or [size, sha256, arena]");
         return;
+    }
+    /* A device that trusts a plan key takes only plans signed with it: checked on the announced
+     * sha256 (PLAN_COMMIT checks the bytes against it), before anything is unloaded or erased. */
+    if (dev->plan_signed != NULL) {
+        if (sig.len != TT_PLAN_SIG_SIZE) {
+            reply_error(r, TT_ERR_AUTH,
+                        "unsigned plan: this device takes only plans signed by its owner "
+                        "(tinyhost compile --sign-key)");
+            return;
+        }
+        if (!dev->plan_signed(dev->plan_key, sig.value, hash.value)) {
+            reply_error(r, TT_ERR_AUTH,
+                        "plan signature does not verify: not signed with the key this device "
+                        "trusts, or the plan was changed after signing");
+            return;
+        }
     }
     if (size > dev->plan_capacity) {
         tt_fail(&r->err, TT_ERR_TOO_LARGE, "plan of %lu bytes exceeds the plan store (%lu bytes)",
@@ -483,10 +508,23 @@ static void encode_error(tt_device *dev, response *r)
     r->len = ok ? (size_t)(e->payload - payload_buf(dev)) : 0;
 }
 
+/* A provisioned device's reply to an authenticated request carries a tag after its payload
+ * (tt_auth.h); returns the payload's new length. Refusals of unauthenticated requests do not. */
+static size_t seal_reply(tt_device *dev, uint8_t type, uint8_t seq, size_t len)
+{
+    if (!dev->auth.enabled || !dev->last_authed) {
+        return len;
+    }
+    tt_auth_tag(&dev->auth, 'R', dev->last_counter, type, seq, payload_buf(dev), len,
+                payload_buf(dev) + len);
+    return len + TT_AUTH_TAG_SIZE;
+}
+
 /* Sends the reply whose payload is at link + 2, keeping its raw frame for a retransmission
  * when it is small enough. */
 static void send(tt_device *dev, uint8_t type, uint8_t seq, size_t len)
 {
+    len = seal_reply(dev, type, seq, len);
     tt_frame_send(dev->link, type, seq, len, dev->port.write, dev->port.ctx);
     size_t raw_len = len + TT_FRAME_OVERHEAD;
     dev->last_reply_len = raw_len <= sizeof dev->last_reply ? raw_len : 0;
@@ -512,24 +550,95 @@ static bool is_stale(const tt_device *dev, const tt_frame *f)
     return dev->have_last && f->type != TT_MSG_HELLO && (ahead == 0 || ahead >= 128u);
 }
 
-static void handle_frame(tt_device *dev, const tt_frame *f)
+/* An ERROR sent without keeping it as the last reply (a refused request changes nothing). */
+static void send_refusal(tt_device *dev, response *r, uint8_t seq)
+{
+    r->type = TT_MSG_ERROR;
+    encode_error(dev, r);
+    size_t len = seal_reply(dev, r->type, seq, r->len);
+    tt_frame_send(dev->link, r->type, seq, len, dev->port.write, dev->port.ctx);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A provisioned device checks a request's counter and tag (tt_auth.h) before anything else
+ * and strips them from the payload. A replay is an authentic request whose counter is not above
+ * the last one; the one exception is the last request retransmitted byte for byte (its reply
+ * was too large to keep, a READ_TENSOR: answered again, which changes nothing). */
+static bool authenticate(tt_device *dev, tt_frame *f, response *r)
+{
+    dev->last_authed = false;
+    if (!dev->auth.enabled || f->type == TT_MSG_HELLO) {
+        return true;
+    }
+    if (!dev->auth.session || f->payload_len < TT_AUTH_TRAILER) {
+        tt_fail(&r->err, TT_ERR_AUTH,
+                "unauthenticated request: this device is provisioned with a key%s",
+                dev->auth.session ? "; every request needs its MAC" : ": HELLO first");
+        return false;
+    }
+    size_t len = f->payload_len - TT_AUTH_TRAILER;
+    uint32_t counter = get_u32(f->payload + len);
+    uint8_t tag[TT_AUTH_TAG_SIZE];
+    tt_auth_tag(&dev->auth, 'Q', counter, f->type, f->seq, f->payload, len, tag);
+    if (!tt_auth_tag_equal(tag, f->payload + len + 4u)) {
+        tt_fail(
+            &r->err, TT_ERR_AUTH,
+            "bad key: the request's MAC does not verify (no key, another key, or a request of an "
+            "earlier session)");
+        return false;
+    }
+    if (counter <= dev->auth.counter &&
+        !(counter == dev->auth.counter && is_retransmission(dev, f))) {
+        tt_fail(&r->err, TT_ERR_AUTH,
+                "replayed request: counter %lu is not above the session's last, %lu",
+                (unsigned long)counter, (unsigned long)dev->auth.counter);
+        return false;
+    }
+    dev->auth.counter = counter;
+    dev->last_authed = true;
+    dev->last_counter = counter;
+    f->payload_len = len;
+    return true;
+}
+
+/* HELLO opens a session with a fresh nonce, unless it is the last HELLO retransmitted (its
+ * INFO, carrying the nonce, was lost or is late: the host takes either reply). */
+static void open_session(tt_device *dev, const tt_frame *f)
+{
+    bool again = dev->have_last && dev->last_type == TT_MSG_HELLO && f->seq == dev->last_seq &&
+                 f->crc == dev->last_crc && dev->auth.session;
+    if (dev->auth.enabled && !again) {
+        tt_auth_new_session(&dev->auth);
+    }
+}
+
+static void handle_frame(tt_device *dev, tt_frame *f)
 {
     if (is_retransmission(dev, f) && dev->last_reply_len > 0) {
         tt_cobs_write(dev->last_reply, dev->last_reply_len, dev->port.write, dev->port.ctx);
         return; /* its kept reply again, nothing executed */
     }
     response r = {.type = 0, .len = 0, .err = {TT_OK, ""}};
+    if (!authenticate(dev, f, &r)) {
+        send_refusal(dev, &r, f->seq);
+        return; /* nothing executed; the session's state and kept reply are unchanged */
+    }
     if (is_stale(dev, f) && !is_retransmission(dev, f)) {
         tt_fail(&r.err, TT_ERR_PROTO, "stale sequence number %u (the last request had %u)",
                 (unsigned)f->seq, (unsigned)dev->last_seq);
-        r.type = TT_MSG_ERROR;
-        encode_error(dev, &r);
-        tt_frame_send(dev->link, r.type, f->seq, r.len, dev->port.write, dev->port.ctx);
+        send_refusal(dev, &r, f->seq);
         return; /* refused, and the kept reply stays that of the last request */
     }
     ZCBOR_STATE_D(s, 3, f->payload, f->payload_len, 1, 0);
     switch (f->type) {
-    case TT_MSG_HELLO: handle_hello(dev, &r); break;
+    case TT_MSG_HELLO:
+        open_session(dev, f);
+        handle_hello(dev, &r);
+        break;
     case TT_MSG_PLAN_BEGIN: handle_plan_begin(dev, s, &r); break;
     case TT_MSG_PLAN_CHUNK: handle_plan_chunk(dev, s, &r); break;
     case TT_MSG_PLAN_COMMIT: handle_plan_commit(dev, &r); break;
@@ -567,6 +676,19 @@ void tt_device_init(tt_device *dev, const tt_port *port, uint8_t *arena, size_t 
 void tt_device_set_plan_store(tt_device *dev, const tt_plan_store *store)
 {
     dev->store = *store;
+}
+
+void tt_device_set_auth(tt_device *dev, const uint8_t key[TT_AUTH_KEY_SIZE], tt_entropy_fn entropy,
+                        void *entropy_ctx)
+{
+    tt_auth_init(&dev->auth, key, entropy, entropy_ctx);
+}
+
+void tt_device_set_plan_key(tt_device *dev, const uint8_t key[TT_PLAN_KEY_SIZE])
+{
+    memcpy(dev->plan_key, key, TT_PLAN_KEY_SIZE);
+    dev->plan_signed = tt_auth_plan_signed; /* only here: a port that never calls this links no
+                                               signature code (--gc-sections) */
 }
 
 void tt_device_set_stack_probe(tt_device *dev, uint32_t (*stack_peak)(void *ctx))

@@ -19,6 +19,7 @@ const char *tt_status_name(tt_status status)
     case TT_ERR_INTERNAL: return "TT_ERR_INTERNAL";
     case TT_ERR_STORAGE: return "TT_ERR_STORAGE";
     case TT_ERR_NONFINITE: return "TT_ERR_NONFINITE";
+    case TT_ERR_AUTH: return "TT_ERR_AUTH";
     }
     return "TT_ERR_UNKNOWN";
 }

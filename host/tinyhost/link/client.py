@@ -12,7 +12,8 @@ from typing import Any
 
 import cbor2
 
-from tinyhost.link.framing import FrameError, FrameReader, Msg, decode_frame, encode_frame
+from tinyhost.link.auth import ERR_AUTH, ReplyNotAuthentic, Session
+from tinyhost.link.framing import Frame, FrameError, FrameReader, Msg, decode_frame, encode_frame
 from tinyhost.link.transport import Link, LinkError
 
 HELLO_TIMEOUT = 1.5   # seconds of silence per attempt: a silent port is reported within seconds
@@ -37,6 +38,19 @@ class DeviceError(RuntimeError):
         super().__init__(f"device error {code}: {message}")
         self.code = code
         self.message = message
+
+
+class AuthError(DeviceError):
+    """Authorization failed (docs/security.md): the device refused a request (no MAC, a wrong
+    key, a replay: ERROR TT_ERR_AUTH), a reply was not authentic, or the host's key and the
+    device's provisioning disagree."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ERR_AUTH, message)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class DeviceTimeout(LinkError):
@@ -78,8 +92,11 @@ class DeviceClient:
     a fixed count, a lost delimiter costs POKE or CUT_REPLY seconds instead of a timeout, and large
     transfers go in smaller chunks while attempts fail (chunk_size)."""
 
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, key: bytes | None = None) -> None:
         self.link = link
+        self.key = key            # the device's key (--key FILE); None: an open device
+        self.session: Session | None = None  # set by HELLO when the device is provisioned
+        self.device_auth = False  # INFO said the device requires a key
         self.reader = FrameReader()
         self.seq = int.from_bytes(os.urandom(1), "little")  # never matches a stale cached reply
         self.stats = LinkStats()
@@ -130,10 +147,11 @@ class DeviceClient:
         seconds each), and for up to `noisy_budget` seconds while replies come back NAKed or
         corrupt (or `max_noisy` such attempts: a chunked transfer then sends a smaller chunk)."""
         budget = NOISY_BUDGET if noisy_budget is None else noisy_budget
-        self.seq = (self.seq + 1) & 0xFF
         # A leading delimiter ends whatever line noise the device holds, so the request starts a
         # frame of its own.
-        frame = b"\0" + encode_frame(msg, self.seq, b"" if body is None else cbor2.dumps(body))
+        frame, counter = self._frame(msg, b"" if body is None else cbor2.dumps(body))
+        frame = b"\0" + frame
+        opener = self._opener(msg, counter)
         self.stats.requests += 1
         fails = {f: 0 for f in _Fail}
         noisy_since: float | None = None
@@ -141,13 +159,13 @@ class DeviceClient:
         while True:
             attempts += 1
             self._send(frame)
-            outcome = self._await(self.seq, timeout)
+            outcome = self._await(self.seq, timeout, opener)
             if not isinstance(outcome, _Fail):
                 self._adapt(attempts)
                 rtype, payload = outcome
                 if rtype == Msg.ERROR:
                     code, message = payload
-                    raise DeviceError(code, message)
+                    raise self._device_error(msg, code, message)
                 return rtype, payload
             fails[outcome] += 1
             self.stats.resends += 1
@@ -175,7 +193,60 @@ class DeviceClient:
                 f"of {attempts} got no reply in {timeout:g} s{also}: is the tinytrain firmware "
                 "running on that port?")
 
-    def _await(self, seq: int, timeout: float) -> tuple[int, Any] | _Fail:
+    # -- authorization (docs/security.md) ---------------------------------------------------------
+    def _frame(self, msg: Msg, payload: bytes) -> tuple[bytes, int | None]:
+        """The next request's frame under a new sequence number, with its counter and MAC in a
+        session (then also the counter, which the reply's MAC covers)."""
+        self.seq = (self.seq + 1) & 0xFF
+        counter = None
+        if self.session is not None and msg != Msg.HELLO:
+            payload, counter = self.session.seal(msg, self.seq, payload)
+        return encode_frame(msg, self.seq, payload), counter
+
+    def _opener(self, msg: Msg, counter: int | None) -> Callable[[Frame], bytes] | None:
+        """Checks a reply's MAC and returns its payload without it (None: an open exchange)."""
+        session = self.session
+        if session is None or counter is None:
+            return None
+
+        def open_reply(frame: Frame) -> bytes:
+            try:
+                return session.open(counter, frame.type, frame.seq, frame.payload)
+            except ReplyNotAuthentic as e:
+                refusal = self._refusal(msg, frame)
+                if refusal is not None:
+                    raise refusal from None
+                raise AuthError(f"{e} came from {self.link.name} to {msg.name}: not from the "
+                                "device holding this key, or altered on the way") from None
+        return open_reply
+
+    def _refusal(self, msg: Msg, frame: Frame) -> AuthError | None:
+        """An untagged ERROR TT_ERR_AUTH: the device refused the request before running it."""
+        if frame.type != Msg.ERROR:
+            return None
+        try:
+            code, message = cbor2.loads(frame.payload)
+        except Exception:
+            return None
+        err = self._device_error(msg, code, message)
+        return err if isinstance(err, AuthError) else None
+
+    def _device_error(self, msg: Msg, code: int, message: str) -> DeviceError:
+        if code != ERR_AUTH:
+            return DeviceError(code, message)
+        if "plan" in message.split(":")[0]:  # unsigned plan, plan signature ...
+            hint = ("sign it with the key the device trusts: tinyhost compile ... --sign-key "
+                    "FILE writes PLAN.sig beside the plan")
+        elif self.key is None:
+            hint = "the device requires a key: pass --key FILE with its key file"
+        elif message.startswith("bad key"):
+            hint = "is --key the file this device was provisioned with?"
+        else:
+            hint = "a copy of an earlier request, or another host on the line"
+        return AuthError(f"device refused {msg.name}: {message} ({hint})")
+
+    def _await(self, seq: int, timeout: float,
+               opener: Callable[[Frame], bytes] | None = None) -> tuple[int, Any] | _Fail:
         last_byte = last_poke = time.monotonic()
         while True:
             now = time.monotonic()
@@ -200,8 +271,9 @@ class DeviceClient:
                     return _Fail.NAK
                 if frame.seq != seq:
                     continue  # a late reply to an earlier attempt
+                body = frame.payload if opener is None else opener(frame)
                 try:
-                    payload = cbor2.loads(frame.payload) if frame.payload else None
+                    payload = cbor2.loads(body) if body else None
                 except Exception:
                     return _Fail.CORRUPT
                 return frame.type, payload
@@ -216,17 +288,39 @@ class DeviceClient:
         self._expect(rtype, Msg.INFO)
         if not isinstance(info, dict):
             raise LinkError(f"{self.link.name} sent INFO that is not a map: {info!r}")
+        self._start_session(info)
         return info
+
+    def _start_session(self, info: dict[str, Any]) -> None:
+        """HELLO opened a session: a provisioned device's INFO has `auth` and a fresh nonce. A
+        key for a device that requires none is refused: its replies could not be told from
+        anyone's (a device that should be provisioned, or another device on the port)."""
+        self.session = None
+        self.device_auth = info.get("auth") is True
+        if not self.device_auth:
+            if self.key is not None:
+                raise AuthError(f"{self.link.name} is not provisioned with a key (its INFO has no "
+                                "`auth`), but --key was given: provision it (docs/security.md) "
+                                "or drop --key")
+            return
+        nonce = info.get("nonce")
+        if not isinstance(nonce, bytes) or len(nonce) != 16:
+            raise AuthError(f"{self.link.name} requires a key but sent no valid session nonce")
+        if self.key is not None:
+            self.session = Session(self.key, nonce)
 
     def upload_plan(self, data: bytes, chunk: int,
                     progress: Callable[[int], None] | None = None,
-                    arena: int | None = None) -> None:
+                    arena: int | None = None, signature: bytes | None = None) -> None:
         """PLAN_BEGIN, the chunks, PLAN_COMMIT. With `arena` (the plan's arena_size) PLAN_BEGIN
         lets the device refuse a plan too large for its arena before any chunk is sent; a
         firmware older than that element answers ERROR (protocol) and gets the two-element form."""
         begin = [len(data), hashlib.sha256(data).digest()]
+        extra: list[Any] = [] if arena is None else [arena]
+        if signature is not None:  # a device that takes only signed plans (docs/security.md)
+            extra = [arena or 0, signature]
         try:
-            rtype, _ = self.request(Msg.PLAN_BEGIN, begin + ([] if arena is None else [arena]))
+            rtype, _ = self.request(Msg.PLAN_BEGIN, begin + extra)
         except DeviceError as e:
             if arena is None or e.code != ERR_PROTO or "[size, sha256]" not in e.message:
                 raise
@@ -309,14 +403,16 @@ class DeviceClient:
             window = window or [pending.popleft()]
             sent: dict[int, tuple[int, int]] = {}
             wire = bytearray()
+            openers: dict[int, Callable[[Frame], bytes] | None] = {}
             for offset, n in window:
-                self.seq = (self.seq + 1) & 0xFF
+                frame, counter = self._frame(msg, cbor2.dumps([*head, offset,
+                                                               data[offset:offset + n]]))
                 sent[self.seq] = (offset, n)
-                body = cbor2.dumps([*head, offset, data[offset:offset + n]])
-                wire += b"\0" + encode_frame(msg, self.seq, body)
+                openers[self.seq] = self._opener(msg, counter)
+                wire += b"\0" + frame
             self.stats.requests += len(window)
             self._send(bytes(wire))
-            acked = self._collect(msg, sent)
+            acked = self._collect(msg, sent, openers)
             failed = [chunk for seq, chunk in sent.items() if seq not in acked]
             if not failed:
                 self._adapt(1)
@@ -340,7 +436,8 @@ class DeviceClient:
         size = self.chunk_size(limit)
         return [(at, min(size, end - at)) for at in range(start, end, size)]
 
-    def _collect(self, msg: Msg, sent: dict[int, tuple[int, int]]) -> set[int]:
+    def _collect(self, msg: Msg, sent: dict[int, tuple[int, int]],
+                 openers: dict[int, Callable[[Frame], bytes] | None]) -> set[int]:
         """The sequence numbers of `sent` the device ACKed. Every request gets one reply (ACK,
         ERROR, or a NAK when it arrived corrupt), so this returns once as many replies came
         back, good or bad, or, once some came, after a silence longer than the first one took
@@ -377,7 +474,13 @@ class DeviceClient:
                     patience = max(2 * POKE, 1.5 * (now - start))
                 try:
                     frame = decode_frame(raw)
-                    payload = cbor2.loads(frame.payload) if frame.payload else None
+                except FrameError:
+                    self.stats.corrupt += 1
+                    continue
+                opener = openers.get(frame.seq) if frame.type != Msg.NAK else None
+                body = frame.payload if opener is None else opener(frame)
+                try:
+                    payload = cbor2.loads(body) if body else None
                 except Exception:
                     self.stats.corrupt += 1
                     continue
@@ -387,7 +490,7 @@ class DeviceClient:
                     acked.add(frame.seq)
                 elif frame.seq in sent and frame.type == Msg.ERROR:
                     code, message = payload if isinstance(payload, list) else (0, repr(payload))
-                    raise DeviceError(code, message)
+                    raise self._device_error(msg, code, message)
         return acked
 
     def checkpoint(self) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import serial
 
+from tinyhost.keys import read_key
 from tinyhost.link.errors import REPO_ROOT, LinkError
 from tinyhost.link.faults import Faults, FaultyPort
 from tinyhost.link.qemu import QemuProcess
@@ -41,10 +42,13 @@ class SimProcess:
     """The simulated device as a child process; it exits when we close its stdin."""
 
     def __init__(self, arena: int | None = None, board: str | None = None,
-                 exit_with_parent: bool = True, state: str | None = None) -> None:
+                 exit_with_parent: bool = True, state: str | None = None,
+                 key: str | None = None) -> None:
         args = [str(find_sim_binary())]
         if state is not None:
             args += ["--state", state]
+        if key is not None:  # provisioned with this key file (docs/security.md)
+            args += ["--key", key]
         if arena is not None:
             args += ["--arena", str(arena)]
         if board is not None:
@@ -94,8 +98,10 @@ class Link:
             self.sim.close()
 
 
-def open_link(port: str, baudrate: int = 115200) -> Link:
-    link = _open(port, baudrate)
+def open_link(port: str, baudrate: int = 115200, sim_key: str | None = None) -> Link:
+    """The port opened; `sim` and `qemu` start a device, provisioned with the key file sim_key
+    when given."""
+    link = _open(port, baudrate, sim_key)
     spec = os.environ.get(FAULTS_ENV)
     if spec:
         try:
@@ -108,14 +114,17 @@ def open_link(port: str, baudrate: int = 115200) -> Link:
     return link
 
 
-def _open(port: str, baudrate: int) -> Link:
+def _open(port: str, baudrate: int, sim_key: str | None) -> Link:
     if port == "qemu":
-        qemu = QemuProcess()
+        # A key file provisions this run's device by semihosting (`--key HEX`, main.c); an
+        # image built with a key (TT_AN386_KEY_FILE) keeps its own.
+        args = ("--key", read_key(sim_key).hex()) if sim_key is not None else ()
+        qemu = QemuProcess(firmware_args=args)
         assert qemu.serial is not None
         return Link(qemu.serial, f"qemu ({qemu.description})", qemu)
     sim = None
     if port == "sim":
-        sim = SimProcess()
+        sim = SimProcess(key=sim_key)
         target = sim.path
     else:
         target = port

@@ -12,17 +12,20 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "tt/tinytrain.h"
+#include "tt/tt_auth.h"
 #include "tt/tt_frame.h"
 
 #ifndef TT_MAX_PAYLOAD
 #define TT_MAX_PAYLOAD 4096u /* largest request or response payload, bytes */
 #endif
-#define TT_RAW_MAX (TT_MAX_PAYLOAD + TT_FRAME_OVERHEAD)
+/* A frame: type, seq, payload, CRC, and on a provisioned device a request's counter and tag (a
+ * reply's tag is smaller). */
+#define TT_RAW_MAX (TT_MAX_PAYLOAD + TT_FRAME_OVERHEAD + TT_AUTH_TRAILER)
 #define TT_ENCODED_MAX TT_COBS_MAX(TT_RAW_MAX)
 /* The raw bytes of a reply kept for a retransmitted request: every reply but INFO (to HELLO,
  * never replayed) and TENSOR (to READ_TENSOR, which changes nothing and is answered again) fits:
  * an ERROR is the largest, [code, message of up to TT_ERROR_MSG_MAX bytes]. */
-#define TT_REPLAY_MAX (TT_FRAME_OVERHEAD + 16u + TT_ERROR_MSG_MAX)
+#define TT_REPLAY_MAX (TT_FRAME_OVERHEAD + 16u + TT_ERROR_MSG_MAX + TT_AUTH_TAG_SIZE)
 
 /* Message types. Responses to a request of type T have type T | 0x80 or are ACK/ERROR. */
 enum {
@@ -107,6 +110,13 @@ typedef struct {
     uint32_t (*stack_peak)(void *ctx); /* NULL: INFO has no stack_peak */
     int (*checkpoint)(void *ctx);      /* NULL: the device keeps no checkpoints */
     void *checkpoint_ctx;
+    tt_auth auth;          /* auth.enabled: provisioned with a key (tt_device_set_auth) */
+    bool last_authed;      /* the request being answered passed its MAC: its reply gets a tag */
+    uint32_t last_counter; /* ... and its counter */
+    /* Signed plans (tt_device_set_plan_key): NULL, or the check PLAN_BEGIN's signature passes. */
+    bool (*plan_signed)(const uint8_t key[TT_PLAN_KEY_SIZE], const uint8_t sig[TT_PLAN_SIG_SIZE],
+                        const uint8_t sha256[32]);
+    uint8_t plan_key[TT_PLAN_KEY_SIZE];
 } tt_device;
 
 /* plan slots: two buffers of plan_capacity bytes each, 16-byte aligned; plan_slot1 == NULL: one
@@ -126,6 +136,17 @@ void tt_device_set_stack_probe(tt_device *dev, uint32_t (*stack_peak)(void *ctx)
  * `checkpoints: true`. The port writes what tt_device_params() walks, and gives it back at boot
  * with tt_device_restore_params(). Call after init. */
 void tt_device_set_checkpoint(tt_device *dev, int (*checkpoint)(void *ctx), void *ctx);
+/* Provisions the device with a 32-byte key (docs/security.md): from now on every request but
+ * HELLO must carry a MAC of the session HELLO opened, with a rising counter, or it is refused
+ * with ERROR TT_ERR_AUTH before anything runs; replies carry a MAC too, and INFO says `auth`
+ * and gives the session's nonce. entropy (NULL: none) seeds each nonce (tt_auth.h). The key is
+ * copied; the caller may wipe its copy. Call after init. */
+void tt_device_set_auth(tt_device *dev, const uint8_t key[TT_AUTH_KEY_SIZE], tt_entropy_fn entropy,
+                        void *entropy_ctx);
+/* Makes the device take only signed plans (docs/security.md): PLAN_BEGIN must carry, as its
+ * fourth element, the EdDSA signature that key (its public half) checks (tt_auth_plan_signed),
+ * or it is refused with ERROR TT_ERR_AUTH; INFO says `plan_signatures`. Call after init. */
+void tt_device_set_plan_key(tt_device *dev, const uint8_t key[TT_PLAN_KEY_SIZE]);
 /* Calls put(ctx, bytes, n) with each trainable parameter's bytes in tensor order (what a
  * checkpoint keeps besides the step count); returns their total size. put NULL: only the size.
  * (tt_model_params_walk on the device's model.) */

@@ -19,6 +19,7 @@ typedef enum {
     TT_ERR_INTERNAL = -13,
     TT_ERR_STORAGE = -14,   /* the plan store (flash) failed to erase or write */
     TT_ERR_NONFINITE = -15, /* a NaN/inf loss, or an update step refused: it would write NaN/inf */
+    TT_ERR_AUTH = -16,      /* refused by a keyed device: no MAC, a bad MAC, a replay */
 } tt_status;
 
 /* A short constant name for a status ("TT_ERR_ARG"), for messages. */
