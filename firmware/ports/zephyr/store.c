@@ -219,17 +219,17 @@ static void scan_log(tt_zstore *st)
     }
 }
 
-/* Appends a record of the device's running plan, step count and parameters. */
-static int append_record(tt_zstore *st)
+/* Appends a record of model's plan (len bytes, in `slot` or TT_ZSTORE_SLOT_IMAGE), step count and
+ * parameters. */
+static int append_record(tt_zstore *st, const tt_model *m, uint32_t slot, uint32_t plan_len)
 {
-    const tt_device *dev = st->dev;
     record_header h = {.magic = RECORD_MAGIC,
                        .seq = st->have_last ? st->last.seq + 1u : 1u,
-                       .slot = (uint32_t)dev->active,
-                       .plan_len = (uint32_t)dev->active_len,
-                       .steps = tt_model_steps(&dev->model)};
-    memcpy(h.plan_hash, dev->model.plan.hash, TT_SHA256_SIZE);
-    h.params_len = params_info(&dev->model.plan, &h.params_crc);
+                       .slot = slot,
+                       .plan_len = plan_len,
+                       .steps = tt_model_steps(m)};
+    memcpy(h.plan_hash, m->plan.hash, TT_SHA256_SIZE);
+    h.params_len = params_info(&m->plan, &h.params_crc);
     h.header_crc = header_crc(&h);
     size_t size = record_size(st, h.params_len);
     if (size > st->log_size) {
@@ -248,8 +248,8 @@ static int append_record(tt_zstore *st)
     st->log_next = -1; /* if this fails half-way, erase before the next record */
     writer_begin(&st->log, log_base(st) + at, size);
     rc = writer_put(st, &st->log, (const uint8_t *)&h, sizeof h); /* header first (see above) */
-    for (uint32_t i = 0; rc == 0 && i < dev->model.plan.n_tensors; i++) {
-        const tt_tensor *t = &dev->model.plan.tensors[i];
+    for (uint32_t i = 0; rc == 0 && i < m->plan.n_tensors; i++) {
+        const tt_tensor *t = &m->plan.tensors[i];
         if (t->kind == TT_KIND_PARAM_TRAINABLE) {
             rc = writer_put(st, &st->log, t->data, t->nbytes);
         }
@@ -268,6 +268,19 @@ static int append_record(tt_zstore *st)
     memcpy(st->last.plan_hash, h.plan_hash, TT_SHA256_SIZE);
     st->saves++;
     return 1;
+}
+
+/* True when the newest record is of model m's plan (len bytes, in `slot`) as it stands: same
+ * step count and parameters. */
+static bool newest_record_is(const tt_zstore *st, const tt_model *m, uint32_t slot, uint32_t len)
+{
+    uint32_t crc;
+    uint32_t params_len = params_info(&m->plan, &crc);
+    const tt_zstore_record *r = &st->last;
+    return st->have_last && r->slot == slot && r->plan_len == len &&
+           memcmp(r->plan_hash, m->plan.hash, TT_SHA256_SIZE) == 0 &&
+           r->steps == tt_model_steps(m) && r->params_len == params_len &&
+           r->params_crc == crc;
 }
 
 /* --- tt_device's plan store hooks --------------------------------------------------------------- */
@@ -318,9 +331,9 @@ static int hook_write(void *ctx, int slot, size_t offset, const uint8_t *data, s
 
 static void hook_committed(void *ctx, int slot, size_t len)
 {
-    ARG_UNUSED(slot);
-    ARG_UNUSED(len);
-    (void)append_record(ctx); /* a failure leaves the previous record: the old plan comes back */
+    tt_zstore *st = ctx;
+    /* a failure leaves the previous record: the old plan comes back */
+    (void)append_record(st, &st->dev->model, (uint32_t)slot, (uint32_t)len);
 }
 
 /* --- API ------------------------------------------------------------------------------------------ */
@@ -431,6 +444,11 @@ int tt_zstore_restore(tt_zstore *st, tt_error *err)
         return 0;
     }
     const tt_zstore_record *r = &st->last;
+    if (r->slot == TT_ZSTORE_SLOT_IMAGE) {
+        tt_fail(err, TT_ERR_STORAGE, "the saved parameters are of a plan built into another "
+                                     "application's image, not of an uploaded one");
+        return -EINVAL;
+    }
     if (r->slot >= (uint32_t)TT_ZSTORE_SLOTS || r->plan_len > st->slot_size) {
         tt_fail(err, TT_ERR_STORAGE, "saved record names slot %lu, %lu bytes",
                 (unsigned long)r->slot, (unsigned long)r->plan_len);
@@ -461,15 +479,42 @@ int tt_zstore_save(tt_zstore *st)
     if (dev == NULL || !tt_model_loaded(&dev->model)) {
         return 0;
     }
-    uint32_t crc;
-    uint32_t len = params_info(&dev->model.plan, &crc);
-    const tt_zstore_record *r = &st->last;
-    if (st->have_last && r->slot == (uint32_t)dev->active &&
-        r->plan_len == (uint32_t)dev->active_len &&
-        memcmp(r->plan_hash, dev->model.plan.hash, TT_SHA256_SIZE) == 0 &&
-        r->steps == tt_model_steps(&dev->model) &&
-        r->params_len == len && r->params_crc == crc) {
+    if (newest_record_is(st, &dev->model, (uint32_t)dev->active, (uint32_t)dev->active_len)) {
         return 0;
     }
-    return append_record(st);
+    return append_record(st, &dev->model, (uint32_t)dev->active, (uint32_t)dev->active_len);
+}
+
+int tt_zstore_save_model(tt_zstore *st, const tt_model *m, size_t plan_len)
+{
+    if (!tt_model_loaded(m)) {
+        return 0;
+    }
+    if (newest_record_is(st, m, TT_ZSTORE_SLOT_IMAGE, (uint32_t)plan_len)) {
+        return 0;
+    }
+    return append_record(st, m, TT_ZSTORE_SLOT_IMAGE, (uint32_t)plan_len);
+}
+
+int tt_zstore_restore_model(tt_zstore *st, tt_model *m, size_t plan_len, tt_error *err)
+{
+    const tt_zstore_record *r = &st->last;
+    if (!st->have_last || !tt_model_loaded(m) || r->slot != TT_ZSTORE_SLOT_IMAGE ||
+        r->plan_len != (uint32_t)plan_len ||
+        memcmp(r->plan_hash, m->plan.hash, TT_SHA256_SIZE) != 0) {
+        return 0; /* nothing saved for this plan */
+    }
+    const uint8_t *p = st->mapped + log_base(st) + st->last_at + HEADER_SIZE;
+    return tt_model_params_restore(m, p, r->params_len, r->steps, err) == TT_OK ? 1 : -EINVAL;
+}
+
+int tt_zstore_clear(tt_zstore *st)
+{
+    int rc = erase_range(st, log_base(st), st->log_size);
+    if (rc == 0) {
+        st->have_last = false;
+        st->log_next = 0;
+        st->log_erases++;
+    }
+    return rc;
 }

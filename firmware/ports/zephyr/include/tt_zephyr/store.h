@@ -82,4 +82,19 @@ int tt_zstore_restore(tt_zstore *st, tt_error *err);
  * record's. 1: saved, 0: nothing to save, negative errno: flash error. */
 int tt_zstore_save(tt_zstore *st);
 
+/* Plans that are not in a slot: built into the application's image, read in place, loaded with
+ * tt_model_init by the application itself (firmware/samples/sensor_learning). Their records name
+ * this slot; tt_zstore_restore refuses them (the attached device has no such plan). */
+#define TT_ZSTORE_SLOT_IMAGE 0xFFFFFFFFu
+
+/* Appends a record of m (its plan of plan_len bytes in the image) when its parameters or step
+ * count differ from the newest record's. 1: saved, 0: nothing to save, negative errno. */
+int tt_zstore_save_model(tt_zstore *st, const tt_model *m, size_t plan_len);
+/* Puts back the parameters and step count of the newest record when it is of m's plan (same
+ * hash and length, in the image). 1: restored, 0: nothing saved for this plan, negative: the
+ * record did not fit the plan (err says why). */
+int tt_zstore_restore_model(tt_zstore *st, tt_model *m, size_t plan_len, tt_error *err);
+/* Erases the parameter log: nothing is restored at the next boot. 0 or a negative errno. */
+int tt_zstore_clear(tt_zstore *st);
+
 #endif
