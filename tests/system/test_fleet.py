@@ -19,8 +19,6 @@ from tinyhost.fleet.params import initial_parameters, requantize
 from tinyhost.fleet.run import run_fleet
 from tinyhost.plan import DType, load_plan_file
 
-pytest.importorskip("flwr")
-
 DEMO = Path(__file__).resolve().parents[2] / "host" / "tinyhost" / "demo"
 DATA = str(DEMO / "basicmotions.npz")
 
@@ -147,6 +145,8 @@ def test_killed_device_mid_round_is_survived_and_reported(fp32_plan, tmp_path, c
     (["--split", "iid", "x"], "takes no COLUMN"),
     (["--rounds", "0"], "--rounds and --local-epochs must be at least 1"),
     (["--data", f"{DATA},{DATA}"], "lists 2 files for 3 devices"),
+    (["--ports", "ref,ref,/dev/ttyNOPE"], "cannot open port /dev/ttyNOPE"),
+    (["--split", "by-group", "subject"], "no arrays subject_train and subject_test"),
 ])
 def test_cli_errors(fp32_plan, args, message, capsys):
     base = ["fleet", "--ports", "ref,ref,ref", "--plan", fp32_plan, "--data", DATA]

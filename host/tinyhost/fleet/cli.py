@@ -42,9 +42,13 @@ def print_round_table(report_dict: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinyhost.fleet.run import plot_fleet, run_fleet
-
     cfg = config_from_args(args)
+    try:
+        from tinyhost.fleet.run import plot_fleet, run_fleet
+    except ImportError as e:
+        print(f"error: tinyhost fleet needs Flower ({e}): pip install -e '.[fleet]' "
+              "(make setup installs it)", file=sys.stderr)
+        return 2
     quiet = args.json
     if not quiet:
         print(f"fleet of {len(cfg.ports)} devices ({', '.join(cfg.ports)}), {cfg.strategy}, "

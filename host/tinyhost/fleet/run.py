@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tinyhost.device import connect
 from tinyhost.fleet.app import make_client_app, make_server_app
 from tinyhost.fleet.config import FleetConfig
 from tinyhost.fleet.server import FleetReport
@@ -36,6 +37,9 @@ def check(cfg: FleetConfig, devices: int) -> int:
         raise ValueError(f"{cfg.plan} trains nothing (no trainable tensors): nothing to federate")
     for d in range(devices):
         check_dataset(plan, device_shard(cfg.data, plan, d, devices, cfg.split, cfg.normalize))
+    for port in cfg.ports:  # a port that cannot be opened at the start is a typo, not a dropout
+        if port not in ("sim", "ref", "qemu"):
+            connect(port).close()
     return _test_total(cfg)
 
 
