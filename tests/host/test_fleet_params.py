@@ -142,3 +142,46 @@ def test_fedprox_proximal_step_contracts_towards_the_global_model():
     np.testing.assert_allclose(out["w"], [c, 1 + 2 * c], rtol=1e-6)
     assert out["q"].dtype == np.int8 and out["q"].tolist() == [round(10 * c), round(100 - 20 * c)]
     assert _proximal(plan, local, g, mu=0.0, lr=0.1, steps=4) is local
+
+
+def test_client_app_applies_fedprox_config_from_the_message(tmp_path, monkeypatch):
+    """Flower's FedProx puts `proximal-mu` in the train message's config; the ClientApp's train
+    function (called here directly, no runtime) passes it to the local training: its reply is
+    the plain local training's result pulled towards the global set by the proximal step."""
+    from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from tinyhost.cli import main
+    from tinyhost.fleet import FleetConfig
+    from tinyhost.fleet.app import client_handlers
+    from tinyhost.fleet.client import _proximal, fit
+    from tinyhost.fleet.params import initial_parameters
+    from tinyhost.fleet.server import to_record
+    from tinyhost.plan import load_plan_file
+
+    demo = Path(__file__).resolve().parents[2] / "host" / "tinyhost" / "demo"
+    plan_path = str(tmp_path / "p.ttp")
+    assert main(["compile", f"{demo / 'basicmotions_model.py'}:make_model", "--update",
+                 "last:1", "-o", plan_path, "--json"]) == 0
+    plan, _ = load_plan_file(plan_path)
+    cfg = FleetConfig(plan=plan_path, data=str(demo / "basicmotions.npz"), ports=["ref"] * 2,
+                      split=SplitSpec("iid"), lr=0.05)
+    g = {k: v + np.float32(0.5) for k, v in initial_parameters(plan).items()}
+    train, _ = client_handlers(cfg)
+    # what a Flower runtime sets for the process it runs a message in
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 7)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+    msg = Message(RecordDict({"arrays": to_record(g), "config": ConfigRecord(
+        {"server-round": 1, "proximal-mu": 2.0})}), dst_node_id=7, message_type=MessageType.TRAIN)
+    ctx = Context(run_id=1, node_id=7, node_config={"partition-id": 1, "num-partitions": 2},
+                  state=RecordDict(), run_config={})
+    reply = train(msg, ctx)
+    got = {k: v.numpy() for k, v in reply.content.array_records["arrays"].items()}
+    plain, m = fit(cfg, 1, (1, 2), "ref", g, 1)
+    steps = int(m["num-examples"])
+    want = _proximal(plan, plain, g, 2.0, 0.05, steps)
+    assert set(got) == set(want)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+        assert not np.array_equal(got[k], plain[k])  # the proximal step did something

@@ -46,10 +46,12 @@ def _params(msg: Message) -> dict[str, Any]:
     return {k: v.numpy() for k, v in msg.content.array_records["arrays"].items()}
 
 
-def make_client_app(cfg: FleetConfig | None = None) -> ClientApp:
-    app = ClientApp()
+Handler = Callable[[Message, Context], Message]
 
-    @app.train()
+
+def client_handlers(cfg: FleetConfig | None = None) -> tuple[Handler, Handler]:
+    """The ClientApp's train and evaluate functions (apart, so tests can call them)."""
+
     def train(msg: Message, context: Context) -> Message:
         c, index, shard, port = _where(cfg, context)
         config = msg.content.config_records["config"]
@@ -60,13 +62,20 @@ def make_client_app(cfg: FleetConfig | None = None) -> ClientApp:
                               "metrics": MetricRecord(dict(metrics))})
         return Message(content=content, reply_to=msg)
 
-    @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         c, index, shard, port = _where(cfg, context)
         metrics = evaluate_global(c, index, shard, port, _params(msg))
         return Message(content=RecordDict({"metrics": MetricRecord(dict(metrics))}),
                        reply_to=msg)
 
+    return train, evaluate
+
+
+def make_client_app(cfg: FleetConfig | None = None) -> ClientApp:
+    app = ClientApp()
+    train, evaluate = client_handlers(cfg)
+    app.train()(train)
+    app.evaluate()(evaluate)
     return app
 
 

@@ -3,7 +3,7 @@ API and the simulation, Flower's run config (`flwr run --run-config`) and node c
 (`flower-supernode --node-config`) in the deployment runtime."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from tinyhost.fleet.shards import SplitSpec
@@ -34,17 +34,6 @@ class FleetConfig:
             raise ValueError("--rounds and --local-epochs must be at least 1")
         if self.proximal_mu < 0:
             raise ValueError("--proximal-mu must be 0 or more")
-
-    def to_run_config(self) -> dict[str, Any]:
-        """Flower's run config holds scalars: lists and the split are flattened."""
-        d = asdict(self)
-        d["ports"] = ",".join(self.ports)
-        d.pop("split")
-        d |= {"split": self.split.kind, "split-column": self.split.column or "",
-              "split-seed": self.split.seed}
-        d["lr"] = 0.0 if self.lr is None else self.lr
-        d["report"] = self.report or ""
-        return {k.replace("_", "-"): v for k, v in d.items()}
 
     @classmethod
     def from_run_config(cls, rc: dict[str, Any]) -> FleetConfig:

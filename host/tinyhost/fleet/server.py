@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
@@ -132,6 +133,12 @@ def make_strategy(cfg: FleetConfig, plan: Plan, report: FleetReport,
         def configure_train(self, server_round: int, arrays: ArrayRecord,
                             config: ConfigRecord, grid: Grid) -> Iterable[Message]:
             self._round(server_round)
+            # every device in every round (fraction 1); the first round waits for all N to be
+            # connected, later ones go on with those still connected (a gateway that went away
+            # must not stop the fleet)
+            self.min_available_nodes = n if server_round == 1 else 1
+            while server_round == 1 and len(list(grid.get_node_ids())) < n:
+                time.sleep(1)  # (FedAvg samples from those connected when it is asked)
             if round_hook is not None:
                 round_hook(server_round)
             return super().configure_train(server_round, arrays, config, grid)
@@ -184,7 +191,7 @@ def make_strategy(cfg: FleetConfig, plan: Plan, report: FleetReport,
                 return None
             return super().aggregate_evaluate(server_round, replies)
 
-    kw: dict[str, Any] = dict(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
+    kw: dict[str, Any] = dict(min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=n)
     if cfg.strategy == "fedprox":
         kw["proximal_mu"] = cfg.proximal_mu
     return FleetStrategy(**kw)
