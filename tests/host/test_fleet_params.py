@@ -144,14 +144,46 @@ def test_fedprox_proximal_step_contracts_towards_the_global_model():
     assert _proximal(plan, local, g, mu=0.0, lr=0.1, steps=4) is local
 
 
-def test_client_app_applies_fedprox_config_from_the_message(tmp_path, monkeypatch):
+DEMO = Path(__file__).resolve().parents[2] / "host" / "tinyhost" / "demo"
+
+
+@pytest.fixture(scope="module")
+def demo_plan(tmp_path_factory) -> str:
+    from tinyhost.cli import main
+    path = str(tmp_path_factory.mktemp("fleet") / "p.ttp")
+    assert main(["compile", f"{DEMO / 'basicmotions_model.py'}:make_model", "--update",
+                 "last:1", "-o", path, "--json"]) == 0
+    return path
+
+
+def test_one_data_file_per_device(demo_plan, tmp_path):
+    """--data a.npz,b.npz: device k gets all of file k (standardized with its own statistics)."""
+    from tinyhost.datasets import load_dataset
+    from tinyhost.fleet.shards import device_shard
+    from tinyhost.plan import load_plan_file
+    plan, _ = load_plan_file(demo_plan)
+    ds = load_dataset(DEMO / "basicmotions.npz")
+    files = []
+    for k, part in enumerate((slice(0, 20), slice(20, 40))):
+        files.append(str(tmp_path / f"dev{k}.npz"))
+        np.savez(files[-1], x_train=ds.x_train[part], y_train=ds.y_train[part],
+                 x_test=ds.x_test[part], y_test=ds.y_test[part])
+    for k in range(2):
+        shard = device_shard(",".join(files), plan, k, 2, SplitSpec("iid"))
+        assert len(shard.y_train) == 20 and len(shard.y_test) == 20
+        np.testing.assert_array_equal(shard.y_train, ds.y_train[20 * k:20 * (k + 1)])
+        np.testing.assert_allclose(shard.x_train.mean(axis=(0, 2)), 0, atol=1e-5)
+    with pytest.raises(ValueError, match="lists 2 files for 3 devices"):
+        device_shard(",".join(files), plan, 0, 3, SplitSpec("iid"))
+
+
+def test_client_app_applies_fedprox_config_from_the_message(demo_plan, monkeypatch):
     """Flower's FedProx puts `proximal-mu` in the train message's config; the ClientApp's train
     function (called here directly, no runtime) passes it to the local training: its reply is
     the plain local training's result pulled towards the global set by the proximal step."""
     from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
     from flwr.supercore.task_identity import TaskIdentity
 
-    from tinyhost.cli import main
     from tinyhost.fleet import FleetConfig
     from tinyhost.fleet.app import client_handlers
     from tinyhost.fleet.client import _proximal, fit
@@ -159,12 +191,8 @@ def test_client_app_applies_fedprox_config_from_the_message(tmp_path, monkeypatc
     from tinyhost.fleet.server import to_record
     from tinyhost.plan import load_plan_file
 
-    demo = Path(__file__).resolve().parents[2] / "host" / "tinyhost" / "demo"
-    plan_path = str(tmp_path / "p.ttp")
-    assert main(["compile", f"{demo / 'basicmotions_model.py'}:make_model", "--update",
-                 "last:1", "-o", plan_path, "--json"]) == 0
-    plan, _ = load_plan_file(plan_path)
-    cfg = FleetConfig(plan=plan_path, data=str(demo / "basicmotions.npz"), ports=["ref"] * 2,
+    plan, _ = load_plan_file(demo_plan)
+    cfg = FleetConfig(plan=demo_plan, data=str(DEMO / "basicmotions.npz"), ports=["ref"] * 2,
                       split=SplitSpec("iid"), lr=0.05)
     g = {k: v + np.float32(0.5) for k, v in initial_parameters(plan).items()}
     train, _ = client_handlers(cfg)
