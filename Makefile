@@ -36,7 +36,7 @@ $(VENV)/.ready: pyproject.toml $(BUILD)/.system-deps-base
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,bench,sign]"
+	$(PY) -m pip install -q -e ".[test,bench,sign,fleet]"
 	@touch $@
 
 setup: $(VENV)/.ready

@@ -485,6 +485,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from tinyhost.fleet.cli import run
+    return run(args)
+
+
 # -- parser -----------------------------------------------------------------------------------
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024,
                "m": 1024 ** 2, "mb": 1024 ** 2, "mib": 1024 ** 2}
@@ -744,6 +749,48 @@ def build_parser() -> argparse.ArgumentParser:
                    help="then have the device save them (a device with a store)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("fleet", help="federated training over many devices (Flower)",
+                       description="Each device (--ports) is a Flower client: every round it "
+                                   "gets the global trainable parameters (set-parameters), "
+                                   "trains them on its own data shard for --local-epochs, and "
+                                   "sends back only the trained set; a Flower strategy averages "
+                                   "them (int8/int32 requantized as the plan's update rule, "
+                                   "docs/fleet.md) and every device evaluates the result on its "
+                                   "own test data. Runs in Flower's simulation engine on this "
+                                   "machine; for a real fleet over gateways see docs/fleet.md "
+                                   "(SuperLink + SuperNodes).")
+    p.add_argument("--ports", required=True,
+                   help="comma list, one per device: sim (a simulated device each), ref, qemu, "
+                        "serial ports or pyserial URLs, e.g. sim,sim,sim,sim")
+    p.add_argument("--plan", required=True, help="compiled plan (.ttp) every device runs")
+    p.add_argument("--data", required=True,
+                   help="one dataset (.npz/.ts/.csv) split over the devices by --split, or a "
+                        "comma list of one file per device")
+    p.add_argument("--split", nargs="+", default=["iid"], metavar="KIND",
+                   help="iid (default), by-label (non-IID: each device about 2 labels, the "
+                        "pathological split of McMahan et al.), or by-group COLUMN (the .npz "
+                        "arrays COLUMN_train/COLUMN_test, e.g. a subject id: whole groups per "
+                        "device); the test split is divided the same way")
+    p.add_argument("--rounds", type=int, default=10, help="federated rounds (default 10)")
+    p.add_argument("--local-epochs", type=int, default=1,
+                   help="epochs each device trains on its shard per round (default 1)")
+    p.add_argument("--strategy", choices=("fedavg", "fedprox"), default="fedavg",
+                   help="Flower strategy: fedavg (default) or fedprox (its proximal term "
+                        "applied on the host after each local epoch; docs/fleet.md)")
+    p.add_argument("--proximal-mu", type=float, default=0.01,
+                   help="fedprox's mu (default 0.01)")
+    p.add_argument("--lr", type=learning_rate, help="local learning rate (default: the plan's)")
+    p.add_argument("--seed", type=int, default=0, help="split and shuffling seed (default 0)")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false",
+                   help="send raw values (default: standardize with the train split's "
+                        "statistics)")
+    p.add_argument("--plot", metavar="PNG", help="plot accuracy over rounds here")
+    p.add_argument("--save-params", metavar="FILE",
+                   help="save the final aggregated trainable parameters (.npz or .pt)")
+    p.add_argument("--json", action="store_true",
+                   help="print the JSON summary (per-round entries, final test_accuracy)")
+    p.set_defaults(func=cmd_fleet)
 
     p = sub.add_parser("data", help="convert a dataset to the compact .npz form",
                        description="Read a .ts/.npz/.csv dataset and write it as .npz.")
