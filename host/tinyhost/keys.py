@@ -56,12 +56,16 @@ def write_key(path: str | Path, key: bytes, force: bool = False,
     os.chmod(p, stat.S_IRUSR | stat.S_IWUSR)
 
 
-def read_key(path: str | Path) -> bytes:
-    """The key of a key file, with an error that names the file and what is wrong."""
+def _read_key_file(path: str | Path) -> str:
     try:
-        text = Path(path).read_text(encoding="ascii", errors="replace")
+        return Path(path).read_text(encoding="ascii", errors="replace")
     except OSError as e:
         raise KeyFileError(f"cannot read key file {path}: {e.strerror or e}") from None
+
+
+def read_key(path: str | Path) -> bytes:
+    """The key of a key file, with an error that names the file and what is wrong."""
+    text = _read_key_file(path)
     m = _LINE.search(text)
     if m is None:
         raise KeyFileError(f"{path} is not a tinytrain key file: no line `mac-key = <64 hex "
@@ -74,10 +78,7 @@ def read_key(path: str | Path) -> bytes:
 
 def read_signing_key(path: str | Path) -> bytes:
     """The plan-signing secret key of a key file written by `tinyhost keygen --sign`."""
-    try:
-        text = Path(path).read_text(encoding="ascii", errors="replace")
-    except OSError as e:
-        raise KeyFileError(f"cannot read key file {path}: {e.strerror or e}") from None
+    text = _read_key_file(path)
     m = _SIGN.search(text)
     if m is None or len(m.group(1)) != 128:
         raise KeyFileError(f"{path} has no line `sign-secret-key = <128 hex digits>`: write a "
