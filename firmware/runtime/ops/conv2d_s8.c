@@ -298,15 +298,15 @@ static void conv_1x1(const conv_rows *r, const int8_t *x_g, int32_t n, int32_t x
         const int32_t base = o * hw;
         int32_t j = 0;
         for (; j + 4 <= hw; j += 4) {
-            uint32_t a[4] = {init, init, init, init};
-            tt_pw_acc4(x_g + j, hw, wo, k, a);
+            uint32_t acc[4] = {init, init, init, init};
+            tt_pw_acc4(x_g + j, hw, wo, k, acc);
             const int32_t i = base + j;
-            y[i] = tt_s8_out_mask(tt_requant_ch_apply(rq, (int32_t)a[0]), yz, lo, hi, mask, i);
-            y[i + 1] = tt_s8_out_mask(tt_requant_ch_apply(rq, (int32_t)a[1]), yz, lo, hi, mask,
+            y[i] = tt_s8_out_mask(tt_requant_ch_apply(rq, (int32_t)acc[0]), yz, lo, hi, mask, i);
+            y[i + 1] = tt_s8_out_mask(tt_requant_ch_apply(rq, (int32_t)acc[1]), yz, lo, hi, mask,
                                       i + 1);
-            y[i + 2] = tt_s8_out_mask(tt_requant_ch_apply(rq, (int32_t)a[2]), yz, lo, hi, mask,
+            y[i + 2] = tt_s8_out_mask(tt_requant_ch_apply(rq, (int32_t)acc[2]), yz, lo, hi, mask,
                                       i + 2);
-            y[i + 3] = tt_s8_out_mask(tt_requant_ch_apply(rq, (int32_t)a[3]), yz, lo, hi, mask,
+            y[i + 3] = tt_s8_out_mask(tt_requant_ch_apply(rq, (int32_t)acc[3]), yz, lo, hi, mask,
                                       i + 3);
         }
         for (; j < hw; j++) { /* the last hw % 4 positions */

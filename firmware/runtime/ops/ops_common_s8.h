@@ -260,15 +260,15 @@ static inline int32_t tt_smlad(uint32_t x, uint32_t y, int32_t acc)
 #endif
 
 /* One output channel of a 1x1 conv at four consecutive positions of CHW planes hw apart:
- * a[j] += sum_{i < n} w[i] * x[i * hw + j] (modulo 2^32; the caller folds x_zero into the initial
+ * acc[j] += sum_{i < n} w[i] * x[i * hw + j] (modulo 2^32; the caller folds x_zero into the initial
  * sums as -x_zero * sum w). The DSP build reads four positions of a channel with one LDR and four
  * weights with another, splits both with SXTB16 (positions (0, 2) and (1, 3); weights (0, 2) and
  * (1, 3)) and multiplies the halfwords it needs with SMLA<x><y>: no column to gather. x may be
  * unaligned. */
 static TT_S8_INLINE void tt_pw_acc4(const int8_t *x, int32_t hw, const int8_t *w, int32_t n,
-                                    uint32_t *a)
+                                    uint32_t *acc)
 {
-    uint32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    uint32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     int32_t i = 0;
 #if TT_S8_DSP
 #define TT_PW_CH(v_, wv_, B_, T_)                                                                 \
@@ -337,7 +337,7 @@ static TT_S8_INLINE void tt_pw_acc4(const int8_t *x, int32_t hw, const int8_t *w
         a3 += (uint32_t)(wv * x[3]);
     }
 #endif
-    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
 
 /* The x_zero correction of a 1x1 conv's channel: -x_zero * sum w (modulo 2^32). */

@@ -95,12 +95,12 @@ static void pointwise_channel(const tt_conv2d_params *pw, const tt_s8_requant *q
     const uint32_t init = (uint32_t)bias + tt_pw_zero_term(w_c, n, q->x_zero);
     int32_t j = 0;
     for (; j + 4 <= hw; j += 4) {
-        uint32_t a[4] = {init, init, init, init};
-        tt_pw_acc4(x + j, hw, w_c, n, a);
-        plane[j] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)a[0]), yz, lo, hi);
-        plane[j + 1] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)a[1]), yz, lo, hi);
-        plane[j + 2] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)a[2]), yz, lo, hi);
-        plane[j + 3] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)a[3]), yz, lo, hi);
+        uint32_t acc[4] = {init, init, init, init};
+        tt_pw_acc4(x + j, hw, w_c, n, acc);
+        plane[j] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)acc[0]), yz, lo, hi);
+        plane[j + 1] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)acc[1]), yz, lo, hi);
+        plane[j + 2] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)acc[2]), yz, lo, hi);
+        plane[j + 3] = tt_s8_out(tt_requant_ch_apply(rq, (int32_t)acc[3]), yz, lo, hi);
     }
     for (; j < hw; j++) { /* the last hw % 4 positions */
         uint32_t a = init;
