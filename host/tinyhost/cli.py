@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -293,6 +295,24 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _unwritable(path: str | None) -> str | None:
+    """Why an output file cannot be written there, or None (also for no path)."""
+    if not path:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        return "is a directory"
+    if not p.parent.is_dir():
+        return f"its directory {p.parent} does not exist"
+    if not os.access(p if p.exists() else p.parent, os.W_OK):
+        return "not writable"
+    return None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tinyhost.device import connect
     from tinyhost.lr import plan_rates, with_backbone_lr
@@ -301,6 +321,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tinyhost.plot import plot_training
     from tinyhost.train import MetricsLog, TrainConfig, check_dataset, train
 
+    if args.live and (args.json or not sys.stdout.isatty()):
+        print("error: --live draws the curves in a terminal, and "
+              f"{'--json asks for JSON' if args.json else 'stdout is not a terminal'}: use "
+              "--plot PNG (and --log CSV) for files instead", file=sys.stderr)
+        return 2
+    for flag, path in (("--log", args.log), ("--plot", args.plot),
+                       ("--save-params", args.save_params)):
+        problem = _unwritable(path)
+        if problem:  # found out now, not after the training it would have recorded
+            print(f"error: {flag} {path}: {problem}", file=sys.stderr)
+            return 2
     plan, data = _load_plan(args.plan)
     ds = _load_data(args.data, args.normalize, plan, args.layout)
     check_dataset(plan, ds)
@@ -335,11 +366,23 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"{f', resuming after step {start}' if args.resume else ''}"
                   f"{f', checkpoint every {every} steps' if every else ''}", file=sys.stderr)
         log = MetricsLog(args.log, keep_until=start if args.resume else None) if args.log else None
+        live = None
+        if args.live:
+            from tinyhost.live import LiveView
+            live = LiveView(total_steps=len(ds.x_train) * args.epochs
+                            if args.steps is None else min(args.steps,
+                                                           len(ds.x_train) * args.epochs))
         cfg = TrainConfig(epochs=args.epochs, lr=lr, seed=args.seed, shuffle=args.shuffle,
                           max_steps=args.steps, progress=not quiet, start_step=start,
-                          checkpoint_every=every, log=log,
+                          checkpoint_every=every, log=log, live=live,
                           blowup_factor=max(0.0, args.max_loss_ratio))
-        result = train(device, ds, cfg)
+        # `timeout`, systemd and kill send SIGTERM: stop as Ctrl-C does, keeping the metrics
+        # CSV's every row and pulling what was trained (--save-params)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            result = train(device, ds, cfg)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         saved = None
         if args.save_params:  # also after Ctrl-C: what was trained so far is kept
             try:
@@ -704,6 +747,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", metavar="CSV",
                    help="write per-step metrics here, as training goes")
     p.add_argument("--plot", metavar="PNG", help="write the loss and accuracy plot here")
+    p.add_argument("--live", action="store_true",
+                   help="redraw the loss and accuracy curves in the terminal as training goes "
+                        "(instead of the progress bar; needs a terminal, not with --json)")
     p.add_argument("--save-params", metavar="FILE",
                    help="pull the trained parameters at the end (.pt state_dict or .npz); a "
                         "failed pull is an error (exit 1)")

@@ -15,6 +15,7 @@ from tinyhost.datasets import Dataset
 from tinyhost.device import NONFINITE, Device
 from tinyhost.layout import check_shape
 from tinyhost.link.client import DeviceError
+from tinyhost.live import LiveView
 from tinyhost.ops import Opcode
 from tinyhost.plan import Plan, TensorKind
 
@@ -45,6 +46,7 @@ class TrainConfig:
     start_step: int = 0         # resume: the device has made this many steps of this run already
     checkpoint_every: int = 0   # have the device save its state every N steps (and at the end)
     log: MetricsLog | None = None  # each step's row is written as training goes
+    live: LiveView | None = None   # `train --live`: curves redrawn in the terminal (no bar then)
     # Loss blow-up: stop when the mean of the last `blowup_window` losses exceeds
     # `blowup_factor` x the reference loss: the first step's (taken before any update, so a run
     # that diverges at once cannot raise its own bar), at least ln(classes), a uniform guess's
@@ -140,7 +142,8 @@ def check_dataset(plan: Plan, ds: Dataset) -> None:
 def evaluate(device: Device, x: np.ndarray, y: np.ndarray, desc: str = "eval",
              progress: bool = True) -> tuple[float, np.ndarray]:
     preds = np.array([device.evaluate(x[i]) for i in tqdm(range(len(x)), desc=desc, leave=False,
-                                                          disable=not progress, unit="sample")],
+                                                          disable=None if progress else True,
+                                                          unit="sample")],
                      dtype=np.int64)
     return (float(np.mean(preds == y)) if len(y) else 0.0), preds
 
@@ -154,8 +157,9 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
     total = len(ds.x_train) * cfg.epochs
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
+    # disable=None: no bar when stderr is not a terminal (a log file gets no carriage returns)
     bar = tqdm(total=total, initial=min(cfg.start_step, total), desc="training", unit="step",
-               disable=not cfg.progress)
+               disable=True if not cfg.progress or cfg.live else None)
     plan: Plan | None = getattr(device, "plan", None)
     watch = LossWatch(cfg.blowup_factor, cfg.blowup_window,
                       math.log(plan.num_classes) if plan and plan.num_classes > 1 else 0.0)
@@ -189,6 +193,8 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
                                                  reply.loss, reply.cost))
                 if cfg.log:
                     cfg.log.add(result.records[-1])
+                if cfg.live:
+                    cfg.live.step(step, reply.loss, reply.pred == label)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.4f}",
                                 acc=f"{correct / seen:.1%}")
@@ -208,10 +214,12 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
                 break
             result.train_accuracy.append(correct / seen)
             test_acc, _ = evaluate(device, ds.x_test, ds.y_test, f"epoch {epoch} test",
-                                   cfg.progress)
+                                   cfg.progress and not cfg.live)
             result.test_accuracy.append(test_acc)
             result.records[-1].test_accuracy = test_acc
-            if cfg.progress:
+            if cfg.live:
+                cfg.live.epoch(epoch, test_acc)
+            elif cfg.progress:
                 bar.write(f"epoch {epoch}: mean loss {loss_sum / seen:.4f}, train accuracy "
                           f"{correct / seen:.1%}, test accuracy (on device) {test_acc:.1%}")
     except KeyboardInterrupt:
@@ -220,6 +228,8 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
         result.interrupted = f"link failure: {e}"
     finally:
         bar.close()
+        if cfg.live:
+            cfg.live.close()
         if cfg.log:
             cfg.log.flush()
     # The steps since the last checkpoint (also after Ctrl-C); not a diverged state, which would
