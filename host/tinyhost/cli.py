@@ -229,7 +229,8 @@ def _run_search(args: argparse.Namespace, quiet: bool):  # -> SearchResult
     cfg = SearchConfig(budget=args.budget, board=board(args.board) if args.board else None,
                        max_drop=args.max_drop, progress=not quiet,
                        **{k: getattr(args, k) for k in ("method", "seed", "sim_size", "samples",
-                                                         "holdout", "epochs", "layers", "refine")
+                                                         "holdout", "epochs", "layers", "refine",
+                                                         "bias_points")
                           if getattr(args, k, None) is not None})
     return search(source, options, ds.x_train, ds.y_train, cfg)
 
@@ -745,6 +746,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "most at the largest ratio that fits (default 8; the others: that ratio "
                         "only)")
     p.add_argument("--epochs", type=int, default=1, help="epochs per run (default 1)")
+    p.add_argument("--bias-points", type=int, default=8, metavar="N",
+                   help="bias counts k measured (evenly spaced up to the largest that fits; "
+                        "linear in between; default 8)")
     p.add_argument("--layers", type=int, metavar="N",
                    help="only the last N convs' weights are candidates (default: every conv "
                         "whose update can fit)")

@@ -136,8 +136,9 @@ def knapsack_min_memory(c: Costs, target: float, limit: int) -> Choice | None:
 def evolve(c: Costs, limit: int, rng: np.random.Generator, population: int = 50,
            generations: int = 60, mutate: float = 0.2) -> Choice | None:
     """The paper's evolutionary search over (k, ratio per conv) under the additive memory."""
-    convs = sorted({i for i, _ in c.gains})
-    ratios = {i: [0.0] + sorted(r for (j, r) in c.extra if j == i) for i in convs}
+    known = [key for key in c.gains if key in c.extra]  # measured, and with a memory figure
+    convs = sorted({i for i, _ in known})
+    ratios = {i: [0.0] + sorted(r for (j, r) in known if j == i) for i in convs}
     ks = sorted(k for k, m in c.bias.items() if m <= limit)
     if not ks:
         return None
@@ -151,7 +152,7 @@ def evolve(c: Costs, limit: int, rng: np.random.Generator, population: int = 50,
     def fitness(k: int, w: dict[int, float]) -> float:
         if k not in c.bias or c.estimate(k, w) > limit:
             return -math.inf
-        return c.gain(k, w)
+        return c.gain(k, w) - 1e-9 * c.estimate(k, w)  # ties: the smaller
 
     def random_member() -> tuple[int, dict[int, float]]:
         k = int(rng.choice(ks))
@@ -177,6 +178,6 @@ def evolve(c: Costs, limit: int, rng: np.random.Generator, population: int = 50,
             children.append(repair(k, w))
         pop = children
     k, w = max(pop, key=lambda m: fitness(*m))
-    if fitness(k, w) == -math.inf:
+    if fitness(k, w) == -math.inf:  # nothing feasible
         return None
     return Choice(k, w, c.gain(k, w), c.estimate(k, w))
