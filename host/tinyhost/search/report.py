@@ -23,7 +23,8 @@ def describe(r: SearchResult) -> str:
         f"memory {_kb(r.memory.bytes)} {where}, int8 update rule {r.memory.rule}; limit "
         f"{_kb(r.limit)}" + ("" if r.compiled_memory == r.memory.bytes else
                              f" (a whole compile says {r.compiled_memory} B)"),
-        f"search time {r.seconds:.1f} s ({r.cpu_seconds:.1f} s CPU): {c.runs} fine-tuning runs ({c.seconds:.1f} s), "
+        f"search time {r.seconds:.1f} s ({r.cpu_seconds:.1f} s CPU): {c.runs} fine-tuning runs "
+        f"({c.seconds:.1f} s), "
         f"{r.compiles} compiles",
     ]
     if c.diverged:
