@@ -93,7 +93,7 @@ class Row:
 def pretrain_own(d: Path, size: int, epochs: int, seed: int) -> str:
     """The user's model: a small CNN trained in fp32 on digits 0-4 (all of them but those in the
     transfer task's own test split is not needed: other classes)."""
-    ds = digits(size, 1797 // 2, 0, seed + 100)
+    ds = digits(size, 1796, 1, seed + 100)
     keep = ds.y_train < 5
     x, y = torch.from_numpy(ds.x_train[keep]), torch.from_numpy(ds.y_train[keep])
     src = OWN_MODEL.replace("SIZE", str(size))
@@ -116,7 +116,7 @@ def pretrain_own(d: Path, size: int, epochs: int, seed: int) -> str:
 
 def own_task(size: int, n_train: int, n_test: int, seed: int) -> Dataset:
     """Digits 5-9 (never seen in pretraining) as labels 0-4."""
-    ds = digits(size, 1797 - 1, 0, seed)
+    ds = digits(size, 1796, 1, seed)
     keep = ds.y_train >= 5
     x, y = ds.x_train[keep], ds.y_train[keep] - 5
     order = np.random.default_rng(seed).permutation(len(y))
