@@ -127,6 +127,9 @@ def _resize(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def search_data(net: SimNet, x: np.ndarray, y: np.ndarray, model_shape: tuple[int, ...],
                 cfg: SearchConfig) -> SearchData:
     """DATA's train split -> held-back and fine-tuning samples, as the simulation's inputs."""
+    if tuple(x.shape[1:]) != tuple(model_shape) and \
+            [d for d in x.shape[1:] if d != 1] == [d for d in model_shape if d != 1]:
+        x = x.reshape((len(x), *model_shape))  # C x L samples of a Conv1d model (C x 1 x L)
     if tuple(x.shape[1:]) != tuple(model_shape):
         raise ValueError(f"DATA's samples are {'x'.join(map(str, x.shape[1:]))}, the model's "
                          f"input is {'x'.join(map(str, model_shape))}")
