@@ -185,6 +185,8 @@ def user_model(tmp_path_factory) -> tuple[str, str]:
     x, y = _samples(240, 0)
     xt, yt = _samples(60, 9)
     np.savez(d / "quadrants.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
+    # a small one for the searches that take the default sample counts (compile --update auto)
+    np.savez(d / "few.npz", x_train=x[:60], y_train=y[:60], x_test=xt, y_test=yt)
     return f"{d / 'net.py'}:make", str(d / "quadrants.npz")
 
 
@@ -222,13 +224,14 @@ def test_search_on_a_board_and_compile_update_auto(user_model, tmp_path, capsys)
     base = [model, "--int8", "--calib", data, "--board", "mps2_an386"]
     budget = "48KB"
     assert main(["search", *base, "--data", data, "--budget", budget, "--seed", "3",
-                 "-o", str(tmp_path / "s.json"), "--json", "--samples", "80",
-                 "--holdout", "40"]) == 0
+                 "-o", str(tmp_path / "s.json"), "--json", "--samples", "60",
+                 "--holdout", "30", "--refine", "2", "--bias-points", "3"]) == 0
     s = _json_out(capsys)["search"]
     assert s["board"] == "mps2_an386" and s["memory_kind"] == "board total"
     assert s["memory"] <= 48 * 1024
     plan = tmp_path / "auto.ttp"
-    assert main(["compile", *base, "--update", "auto", "--data", data, "--budget", budget,
+    few = str(Path(data).with_name("few.npz"))
+    assert main(["compile", *base, "--update", "auto", "--data", few, "--budget", budget,
                  "-o", str(plan), "--json"]) == 0
     out = _json_out(capsys)
     assert out["board"]["total"] <= 48 * 1024 and plan.is_file()
@@ -239,7 +242,8 @@ def test_max_drop_takes_less_memory_than_full(user_model, tmp_path, capsys) -> N
     model, data = user_model
     base = [model, "--int8", "--calib", data, "--int8-update", "round"]
     assert main(["search", *base, "--data", data, "--max-drop", "2", "-o",
-                 str(tmp_path / "s.json"), "--json", "--samples", "80", "--holdout", "40"]) == 0
+                 str(tmp_path / "s.json"), "--json", "--samples", "60", "--holdout", "30",
+                 "--refine", "2", "--bias-points", "3"]) == 0
     s = _json_out(capsys)["search"]
     full_gain = s["full_update_gain"]
     assert full_gain is not None
