@@ -37,22 +37,9 @@ def _print_json(obj: Any) -> None:
 
 
 # -- compile ----------------------------------------------------------------------------------
-def cmd_compile(args: argparse.Namespace) -> int:
-    from tinyhost.boards import board, board_fit
-    from tinyhost.compiler import (
-        INT8_UPDATE_DEFAULT,
-        compile_model,
-        compile_quantized,
-        compile_tiny_training,
-    )
-    from tinyhost.compiler.report import (
-        budget_status,
-        format_over_board,
-        format_over_budget,
-        format_report,
-    )
-    from tinyhost.lr import LR_DEFAULT, TINY_LR_DEFAULT, plan_rates
-
+def _check_model_args(args: argparse.Namespace, data_too: bool = False) -> int:
+    """compile's and search's MODEL flags checked together: 0, or 2 after saying what is wrong.
+    data_too: --no-normalize also applies to the search's DATA (any int8 model)."""
     int8 = args.int8 or args.from_tiny_training is not None
     given = lambda flags: [f for f, g in flags if g]  # noqa: E731
     tiny_only = given((("--num-classes", args.num_classes is not None),
@@ -71,7 +58,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print("error: --int8 needs --calib DATA: calibration samples (the train split of a "
               ".npz/.ts/.csv dataset) that set the int8 activation ranges", file=sys.stderr)
         return 2
-    if not args.int8 and (args.calib is not None or not args.normalize):
+    if not args.int8 and (args.calib is not None or (not args.normalize and not data_too)):
         flag = "--calib" if args.calib is not None else "--no-normalize"
         print(f"error: {flag} applies to --int8 only (post-training quantization of a float "
               "MODEL)", file=sys.stderr)
@@ -84,6 +71,40 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"error: {', '.join(int8_only)} apply to int8 models only (--int8 or "
               "--from-tiny-training)", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from tinyhost.boards import board, board_fit
+    from tinyhost.compiler import (
+        INT8_UPDATE_DEFAULT,
+        compile_model,
+        compile_quantized,
+        compile_tiny_training,
+    )
+    from tinyhost.compiler.report import (
+        budget_status,
+        format_over_board,
+        format_over_budget,
+        format_report,
+    )
+    from tinyhost.lr import LR_DEFAULT, TINY_LR_DEFAULT, plan_rates
+
+    auto = args.update == "auto"  # --update auto: search first (tinyhost.search)
+    status = _check_model_args(args, data_too=auto)
+    if status:
+        return status
+    if auto and (args.data is None or (args.budget is None and args.max_drop is None)):
+        print("error: --update auto needs --data DATA (its train split trains the search's "
+              "runs) and --budget SIZE (or --max-drop PCT)", file=sys.stderr)
+        return 2
+    if not auto and (args.data is not None or args.max_drop is not None):
+        print("error: --data and --max-drop apply to --update auto only", file=sys.stderr)
+        return 2
+    if auto:
+        status = _search_then(args)
+        if status:
+            return status
     rule = args.int8_update or INT8_UPDATE_DEFAULT
     target = board(args.board) if args.board else None
     # The arena "auto" must fit: with --board, the device's arena (--budget is then its SRAM).
@@ -174,6 +195,98 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"error: {why}\nno plan written "
               f"({args.output} not touched)", file=sys.stderr)
         return 1
+    return 0
+
+
+# -- search ---------------------------------------------------------------------------------
+def _model_options(args: argparse.Namespace):  # -> tuple[str, CompileOptions]
+    """MODEL and its flags (compile's) as the compiler's options, for the search."""
+    from tinyhost.boards import board
+    from tinyhost.compiler import (
+        INT8_UPDATE_DEFAULT,
+        QUANTIZE,
+        TINY_TRAINING,
+        TORCH,
+        CompileOptions,
+    )
+    from tinyhost.lr import LR_DEFAULT, TINY_LR_DEFAULT
+
+    rule = args.int8_update or INT8_UPDATE_DEFAULT
+    target = board(args.board) if args.board else None
+    arena_budget = args.budget if target is None else target.arena_capacity(args.budget)
+    if args.from_tiny_training is not None:
+        if args.num_classes is None:
+            raise ValueError("--from-tiny-training needs --num-classes N (the new head's classes)")
+        return args.from_tiny_training, CompileOptions(
+            TINY_TRAINING, lr=TINY_LR_DEFAULT if args.lr is None else args.lr,
+            input_size=args.input_size, qas=args.qas, int8_update=rule, reorder=args.reorder,
+            budget=arena_budget, num_classes=args.num_classes, backbone_lr=args.backbone_lr)
+    if args.int8:
+        calib = _load_data(args.calib, args.normalize)
+        return args.model, CompileOptions(
+            QUANTIZE, lr=LR_DEFAULT if args.lr is None else args.lr, qas=args.qas,
+            int8_update=rule, reorder=args.reorder, budget=arena_budget, calib=calib.x_train,
+            backbone_lr=args.backbone_lr,
+            calibration={"data": args.calib, "split": "train", "normalize": args.normalize})
+    return args.model, CompileOptions(TORCH, lr=LR_DEFAULT if args.lr is None else args.lr,
+                                      reorder=args.reorder)
+
+
+def _run_search(args: argparse.Namespace, quiet: bool):  # -> SearchResult
+    from tinyhost.boards import board
+    from tinyhost.search.run import SearchConfig, search
+
+    source, options = _model_options(args)
+    ds = _load_data(args.data, args.normalize)
+    cfg = SearchConfig(budget=args.budget, board=board(args.board) if args.board else None,
+                       max_drop=args.max_drop, progress=not quiet,
+                       **{k: getattr(args, k) for k in ("method", "seed", "sim_size", "samples",
+                                                         "holdout", "epochs", "layers", "refine",
+                                                         "bias_points")
+                          if getattr(args, k, None) is not None})
+    return search(source, options, ds.x_train, ds.y_train, cfg)
+
+
+def _describe_search(r) -> str:  # r: SearchResult
+    from tinyhost.search.report import describe
+    return describe(r)
+
+
+def _search_then(args: argparse.Namespace) -> int:
+    """compile --update auto: the search, its scheme written beside the plan, then compile it."""
+    r = _run_search(args, quiet=args.json)
+    path = str(Path(args.output).with_suffix("")) + ".scheme.json"
+    Path(path).write_text(json.dumps(r.to_json(), indent=2) + "\n")
+    if not args.json:
+        print(_describe_search(r))
+        print(f"wrote {path}; compiling with --update {path}")
+    args.update = path
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    status = _check_model_args(args, data_too=True)
+    if status:
+        return status
+    if args.budget is None and args.max_drop is None:
+        print("error: give --budget SIZE (the memory the scheme must fit), --max-drop PCT, or "
+              "both", file=sys.stderr)
+        return 2
+    if args.momentum or args.accumulate != 1:
+        print("error: the search simulates and measures plain SGD; --momentum and --accumulate "
+              "are not searched with yet: search without them, then compile the scheme with "
+              "them (the compile report gives their memory)", file=sys.stderr)
+        return 2
+    r = _run_search(args, quiet=args.json)
+    Path(args.output).write_text(json.dumps(r.to_json(), indent=2) + "\n")
+    if args.plot:
+        from tinyhost.search.plot import plot_contributions
+        plot_contributions(r, args.plot)
+    if args.json:
+        _print_json({"scheme": args.output, "plot": args.plot} | r.to_json())
+    else:
+        print(_describe_search(r))
+        print(f"wrote {args.output}" + (f", {args.plot}" if args.plot else ""))
     return 0
 
 
@@ -578,19 +691,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                         "the plan's channels-first input; default: as the plan's input shape")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tinyhost",
-        description="Compile PyTorch models into training plans and train them on a "
-                    "microcontroller (or a simulated one) over a serial link.")
-    parser.add_argument("--version", action="version", version=f"tinyhost {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("compile", help="compile a model into a training plan",
-                       description="Compile a PyTorch model (fp32, or quantized to int8 with "
-                                   "--int8 --calib DATA), or a pretrained int8 model of the "
-                                   "paper (--from-tiny-training), into a training plan (.ttp) "
-                                   "and print its memory report.")
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    """MODEL and its flags: `compile`'s, and `search`'s exactly."""
     p.add_argument("model", nargs="?",
                    help="FILE.py:FACTORY (returns (nn.Module, example_input)) or a torch.export "
                         ".pt2 file; or use --from-tiny-training")
@@ -607,21 +709,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "`train` does unless --no-normalize")
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="--int8: calibrate on raw values (for training with --no-normalize)")
-    p.add_argument("-o", "--output", required=True, help="plan file to write (.ttp)")
     p.add_argument("--from-tiny-training", metavar="PKL",
                    help="compile one of the paper's pretrained int8 models (tiny-training's .pkl, "
                         "e.g. mcunet-5fps.pkl) with a new fp32 head of --num-classes")
     p.add_argument("--num-classes", type=int, help="classes of the new head (int8 models)")
     p.add_argument("--input-size", type=int,
                    help="input resolution N (NxN) of an int8 model (default: the model's, 128)")
-    p.add_argument("--update", default="full",
-                   help="what trains: full (default), last:K (last K layers with parameters, the "
-                        "head included), bias-only, or a comma list of layer/parameter names "
-                        "(e.g. 7,3.bias; fp32 models); for int8 models (--int8, "
-                        "--from-tiny-training) also a sparse-update scheme: "
-                        "scheme.json (one scheme) or sparse_schemes.json:MODEL:BUDGET (the "
-                        "paper's file, e.g. ...:mcunet-5fps:99kb; ...:BUDGET takes the model's "
-                        "name from the .pkl)")
     p.add_argument("--no-qas", dest="qas", action="store_false",
                    help="int8 models: no quantization-aware scaling of the gradients (for "
                         "comparison: int8 weights and biases then barely move)")
@@ -665,6 +758,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "device's own check). mps2_an386 is the bare-metal Cortex-M4F build "
                         "(--port qemu), sim the simulated device. Without it the verdict compares "
                         "the planned arena alone with --budget or 256 KB")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinyhost",
+        description="Compile PyTorch models into training plans and train them on a "
+                    "microcontroller (or a simulated one) over a serial link.")
+    parser.add_argument("--version", action="version", version=f"tinyhost {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="compile a model into a training plan",
+                       description="Compile a PyTorch model (fp32, or quantized to int8 with "
+                                   "--int8 --calib DATA), or a pretrained int8 model of the "
+                                   "paper (--from-tiny-training), into a training plan (.ttp) "
+                                   "and print its memory report.")
+    _add_model_args(p)
+    p.add_argument("-o", "--output", required=True, help="plan file to write (.ttp)")
+    p.add_argument("--update", default="full",
+                   help="what trains: full (default), last:K (last K layers with parameters, the "
+                        "head included), bias-only, or a comma list of layer/parameter names "
+                        "(e.g. 7,3.bias; fp32 models); for int8 models (--int8, "
+                        "--from-tiny-training) also a sparse-update scheme: "
+                        "scheme.json (one scheme) or sparse_schemes.json:MODEL:BUDGET (the "
+                        "paper's file, e.g. ...:mcunet-5fps:99kb; ...:BUDGET takes the model's "
+                        "name from the .pkl); or auto (int8 models): run `tinyhost search` with "
+                        "--data and --budget (or --max-drop) first, write its scheme beside the "
+                        "plan (PLAN.scheme.json) and compile that")
     p.add_argument("--budget", type=byte_size, metavar="SIZE",
                    help="fail (exit status 1, no plan written) when the plan does not fit SIZE: "
                         "256KB, 256K, 262144, 1.5MB (KB = 1024 bytes); the error says by how "
@@ -680,7 +800,68 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sign the plan with FILE's signing key (tinyhost keygen --sign): writes "
                         "OUTPUT.sig beside it, which train/eval/push send with the plan; a "
                         "device that trusts FILE's public key takes only plans so signed")
+    p.add_argument("--data", metavar="DATA",
+                   help="--update auto: the dataset whose train split the search trains on")
+    p.add_argument("--max-drop", type=float, metavar="PCT",
+                   help="--update auto: as `search --max-drop`")
     p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser(
+        "search", help="find what to update under a memory budget (a sparse-update scheme)",
+        description="Contribution analysis and search (the paper's section 3.2): short "
+                    "fine-tuning runs of an int8 MODEL on DATA's train split (simulated on the "
+                    "host with the device's numerics: int8 forward, QAS, the update rule, batch 1 "
+                    "SGD), scored on samples held back from that split, measure how much each "
+                    "choice buys (the last k biases; each conv's weights at channel ratios 1/8, "
+                    "1/4, 1/2, 1); the compiler measures what each costs in memory on --board; "
+                    "the search picks the choice of largest summed gain that fits --budget. "
+                    "Writes a scheme that `compile --update scheme.json` takes. docs/search.md.")
+    _add_model_args(p)
+    p.add_argument("--data", required=True,
+                   help="dataset (.npz, .ts, .csv as for `train`): its train split trains and "
+                        "scores the search's runs (its test split is never read); samples "
+                        "standardized per channel unless --no-normalize (the paper's models "
+                        "want raw images in [-1, 1]: give --no-normalize)")
+    p.add_argument("-o", "--output", required=True, help="scheme file to write (.json)")
+    p.add_argument("--budget", type=byte_size, metavar="SIZE",
+                   help="the memory the scheme must fit, as `compile --budget`: with --board the "
+                        "board's whole SRAM, without it the planned arena (256KB, 1.5MB, bytes)")
+    p.add_argument("--max-drop", type=float, metavar="PCT",
+                   help="instead of the most accurate scheme within --budget: the smallest-memory "
+                        "scheme whose predicted accuracy is within PCT points of the full "
+                        "update's (freeze until accuracy dips); with --budget, within it too")
+    p.add_argument("--method", choices=("knapsack", "evolution"), default="knapsack",
+                   help="knapsack (default): exact dynamic programming over the layers' memory "
+                        "costs; evolution: the paper's evolutionary search")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the held-back split, the sample order and the evolution "
+                        "(default 0)")
+    p.add_argument("--sim-size", type=int, default=32, metavar="N",
+                   help="--from-tiny-training: the input size NxN the runs simulate at "
+                        "(default 32; the memory is always the compiled --input-size's); DATA's "
+                        "images are resized to it")
+    p.add_argument("--samples", type=int, default=150,
+                   help="train samples per fine-tuning run (default 150)")
+    p.add_argument("--holdout", type=int, default=100,
+                   help="train-split samples held back to score the runs (default 100, at most "
+                        "a third of the split)")
+    p.add_argument("--refine", type=int, default=8, metavar="N",
+                   help="every channel ratio is measured for the N convs whose weights gained "
+                        "most at the largest ratio that fits (default 8; the others: that ratio "
+                        "only)")
+    p.add_argument("--epochs", type=int, default=1, help="epochs per run (default 1)")
+    p.add_argument("--bias-points", type=int, default=8, metavar="N",
+                   help="bias counts k measured (evenly spaced up to the largest that fits; "
+                        "linear in between; default 8)")
+    p.add_argument("--layers", type=int, metavar="N",
+                   help="only the last N convs' weights are candidates (default: every conv "
+                        "whose update can fit)")
+    p.add_argument("--plot", metavar="PNG",
+                   help="draw the contributions (bias counts; conv x channel ratio, the paper's "
+                        "Figure 5) with the chosen scheme marked")
+    p.add_argument("--json", action="store_true",
+                   help="print the scheme and the search's record as JSON, no progress bar")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("sim", help="run the simulated device on a pseudo-terminal",
                        description="Start the host-native firmware on a pseudo-terminal, print "

@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-from tinyhost.live import LiveView
-
 REPO = Path(__file__).resolve().parents[2]
 DATA = str(REPO / "host" / "tinyhost" / "demo" / "basicmotions.npz")
 CLI = [sys.executable, "-m", "tinyhost.cli"]

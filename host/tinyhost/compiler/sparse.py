@@ -185,6 +185,12 @@ def parse_update(update: str, n_conv: int, model: str) -> Scheme:
             raise _err(update, f"K must be 1..{n_conv + 1} (the head and the model's {n_conv} "
                        "backbone convs)")
         return Scheme(k - 1, list(range(n_conv - k + 1, n_conv)), [1.0] * (k - 1), u)
+    if u.startswith("{"):  # one scheme as inline JSON (what `tinyhost search` compiles)
+        try:
+            d = json.loads(u)
+        except json.JSONDecodeError as e:
+            raise _err(update, f"not valid JSON: {e}") from None
+        return scheme_from_dict(d, n_conv, update, "inline")
     if ".json" in u:
         return scheme_from_file(u, n_conv, model)
     raise _err(update, f"int8 models take {SIMPLE_FORMS}, or a scheme file: {SCHEME_FORMS}")
