@@ -368,9 +368,10 @@ def _upload(device, plan, data: bytes, quiet: bool, plan_path: str) -> None:
     from tqdm import tqdm
 
     from tinyhost.plansign import read_signature
+    from tinyhost.progress import bar_off
     signature = read_signature(plan_path, data)  # PLAN.sig (compile --sign-key), if any
     with tqdm(total=len(data), desc="upload plan", unit="B", unit_scale=True, leave=False,
-              disable=quiet) as bar:
+              disable=bar_off(quiet)) as bar:
         uploaded = device.load_plan(plan, data, bar.update, signature=signature)
     if not quiet:
         print("plan uploaded" if uploaded else "device already runs this plan; continuing with "
@@ -561,6 +562,60 @@ def cmd_eval(args: argparse.Namespace) -> int:
                      "accuracy": acc})
     else:
         print(f"{args.split} accuracy on {device.name}: {acc:.1%} ({len(y)} samples)")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from tinyhost.datasets import load_dataset
+    from tinyhost.device import connect
+    from tinyhost.layout import fit_samples, fit_to_plan
+    from tinyhost.predict import (
+        apply_standardization,
+        load_samples,
+        standardizer,
+        write_predictions,
+    )
+    from tinyhost.train import evaluate
+
+    problem = _unwritable(args.output)
+    if problem:
+        print(f"error: -o {args.output}: {problem}", file=sys.stderr)
+        return 2
+    plan, data = _load_plan(args.plan)
+    samples, labeled = load_samples(args.data, args.split)
+    need = plan.tensors[plan.bindings.input].shape
+    samples.x = fit_samples(samples.x, need, args.layout, f"dataset {samples.name!r}")
+    if args.normalize:
+        source = load_dataset(args.normalize_with) if args.normalize_with else labeled
+        if source is None:
+            print(f"error: {args.data} is unlabeled, so it cannot say how training standardized "
+                  "its samples: give --normalize-with TRAIN_DATA (the data the model was "
+                  "trained with) or --no-normalize", file=sys.stderr)
+            return 2
+        # per channel of the plan's input shape, as train computed them
+        mean, std = standardizer(fit_to_plan(source, tuple(need), args.layout))
+        samples.x = apply_standardization(samples.x, mean, std)
+        if samples.class_names is None:
+            samples.class_names = list(source.class_names)
+    _warn_int8_normalize(plan, args.normalize)
+    device = connect(args.port, args.key)
+    try:
+        _upload(device, plan, data, args.json, args.plan)
+        labels = samples.labels if samples.labels is not None else np.zeros(len(samples.x),
+                                                                             np.int64)
+        acc, preds = evaluate(device, samples.x, labels, "predict", not args.json)
+    finally:
+        device.close()
+    write_predictions(args.output, preds, samples)
+    summary = {"device": device.name, "samples": len(preds), "output": args.output,
+               "accuracy": acc if samples.labels is not None else None}
+    if args.json:
+        _print_json(summary)
+    else:
+        scored = f", accuracy {acc:.1%} against its labels" if samples.labels is not None else ""
+        print(f"{len(preds)} predictions on {device.name} written to {args.output}{scored}")
     return 0
 
 
@@ -952,6 +1007,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="on-device inference on samples into a CSV of predictions",
+                       description="Runs the plan's forward pass on the device for every sample "
+                                   "of DATA and writes one row per sample: index, pred, class "
+                                   "(and label, correct when DATA is labeled).")
+    p.add_argument("--port", required=True, help=PORT_HELP)
+    p.add_argument("--key", metavar="FILE", help=KEY_HELP)
+    p.add_argument("--plan", required=True)
+    p.add_argument("--data", required=True,
+                   help="a dataset file as for train (its --split; labels kept to score the "
+                        "predictions), or unlabeled samples: .npy [N, ...] or .npz with `x`")
+    p.add_argument("--split", choices=("test", "train", "all"), default="test",
+                   help="of a labeled DATA: which samples (default test)")
+    p.add_argument("--normalize-with", metavar="TRAIN_DATA",
+                   help="standardize with the train split of this dataset (the one the model "
+                        "was trained with), as train did; default: DATA's own, when labeled")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false",
+                   help="send the samples as they are")
+    p.add_argument("--layout", choices=("nchw", "nhwc", "ncw", "nwc"),
+                   help="the samples' axis order, converted to the plan's (as for train)")
+    p.add_argument("-o", "--output", required=True, metavar="CSV", help="predictions CSV")
+    p.add_argument("--json", action="store_true", help="print a JSON summary, no progress bar")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("pull", help="trained parameters from the device into a state_dict",
                        description="Read the trained parameters back from the device and save "

@@ -83,17 +83,22 @@ def fit_to_plan(ds: Dataset, need: tuple[int, ...], layout: str | None) -> Datas
     `layout` (None: as stored), a flat sample reshaped to it in row-major order; a DatasetError
     naming the axes that disagree otherwise."""
     where = f"dataset {ds.name!r}"
-    x_train, x_test = ds.x_train, ds.x_test
+    return replace(ds, x_train=fit_samples(ds.x_train, need, layout, where),
+                   x_test=fit_samples(ds.x_test, need, layout, where))
+
+
+def fit_samples(x: np.ndarray, need: tuple[int, ...], layout: str | None,
+                where: str) -> np.ndarray:
+    """fit_to_plan for one array of samples [N, ...] (unlabeled data too); `where` names it in
+    errors."""
     if layout is not None:
-        lay = LAYOUTS[layout]
-        x_train, x_test = _convert(x_train, lay, where), _convert(x_test, lay, where)
-    have = tuple(int(d) for d in x_train.shape[1:])
+        x = _convert(x, LAYOUTS[layout], where)
+    have = tuple(int(d) for d in x.shape[1:])
     if have != need:
         flat = len(have) == 1 and layout is None and have[0] == int(np.prod(need))
         # axes of size 1 do not order values: (C, L) data fits an int8 plan's (C, 1, L) input
         same = _squeeze(have) == _squeeze(tuple(need))
         if not (flat or same):
             raise DatasetError(f"{where}: {_mismatch(have, tuple(need))}")
-        x_train = x_train.reshape(len(x_train), *need)
-        x_test = x_test.reshape(len(x_test), *need)
-    return replace(ds, x_train=x_train, x_test=x_test)
+        x = x.reshape(len(x), *need)
+    return x

@@ -18,6 +18,7 @@ from tinyhost.link.client import DeviceError
 from tinyhost.live import LiveView
 from tinyhost.ops import Opcode
 from tinyhost.plan import Plan, TensorKind
+from tinyhost.progress import bar_off
 
 CSV_FIELDS = ["step", "epoch", "sample", "label", "pred", "loss", "correct", "cost",
               "test_accuracy"]
@@ -142,7 +143,7 @@ def check_dataset(plan: Plan, ds: Dataset) -> None:
 def evaluate(device: Device, x: np.ndarray, y: np.ndarray, desc: str = "eval",
              progress: bool = True) -> tuple[float, np.ndarray]:
     preds = np.array([device.evaluate(x[i]) for i in tqdm(range(len(x)), desc=desc, leave=False,
-                                                          disable=None if progress else True,
+                                                          disable=bar_off(not progress),
                                                           unit="sample")],
                      dtype=np.int64)
     return (float(np.mean(preds == y)) if len(y) else 0.0), preds
@@ -157,9 +158,8 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
     total = len(ds.x_train) * cfg.epochs
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
-    # disable=None: no bar when stderr is not a terminal (a log file gets no carriage returns)
     bar = tqdm(total=total, initial=min(cfg.start_step, total), desc="training", unit="step",
-               disable=True if not cfg.progress or cfg.live else None)
+               disable=bar_off(not cfg.progress or cfg.live is not None))
     plan: Plan | None = getattr(device, "plan", None)
     watch = LossWatch(cfg.blowup_factor, cfg.blowup_window,
                       math.log(plan.num_classes) if plan and plan.num_classes > 1 else 0.0)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from tinyhost.fleet.config import FleetConfig
 from tinyhost.fleet.params import initial_parameters, requantize
 from tinyhost.plan import Plan, load_plan_file
+from tinyhost.progress import bar_off
 
 _DEVICE_IN_REASON = re.compile(r"device (\d+) \(([^)]*)\)")
 
@@ -204,7 +205,7 @@ def run_server(grid: Grid, cfg: FleetConfig, devices: int, progress: bool = True
     plan, _ = load_plan_file(cfg.plan)
     report = FleetReport(devices, cfg.strategy, ports=list(cfg.ports),
                          test_samples_total=test_samples_total)
-    bar = tqdm(total=cfg.rounds, desc="fleet rounds", unit="round", disable=not progress)
+    bar = tqdm(total=cfg.rounds, desc="fleet rounds", unit="round", disable=bar_off(not progress))
 
     def hook(server_round: int) -> None:
         if server_round > 1:

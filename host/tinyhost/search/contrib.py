@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tinyhost.compiler.sparse import select_channels
+from tinyhost.progress import bar_off
 from tinyhost.search.simulate import Diverged, SimNet, TrainSpec
 
 RATIOS = (0.125, 0.25, 0.5, 1.0)
@@ -137,8 +138,8 @@ def analyse(an: Analyser, bias_ks: list[int], weights: list[tuple[int, float]], 
         jobs.append(("full", None, an.spec_full()))
     an.prepare({an.net.first_op(spec) for _, _, spec in jobs})
     c = into or Contributions(base=0.0)
-    with tqdm(total=len(jobs), desc="contribution analysis", unit="run", disable=not progress,
-              leave=False) as bar:
+    with tqdm(total=len(jobs), desc="contribution analysis", unit="run",
+              disable=bar_off(not progress), leave=False) as bar:
         for kind, key, spec in jobs:
             r = an.run(spec)
             c.runs += 1

@@ -29,6 +29,7 @@ from tinyhost.compiler.pipeline import (
 from tinyhost.compiler.sparse import Scheme
 from tinyhost.lr import BACKBONE_LR_RATIO, lr_scale
 from tinyhost.ops import UpdateRule
+from tinyhost.progress import bar_off
 from tinyhost.search.contrib import RATIOS, Analyser, Contributions, SearchData, analyse
 from tinyhost.search.memory import Fit, MemoryModel
 from tinyhost.search.optimize import QUANTUM, Choice, Costs, evolve, knapsack, knapsack_min_memory
@@ -165,7 +166,7 @@ def costs_of(mm: MemoryModel, cfg: SearchConfig, limit: int) -> tuple[dict[int, 
     bias: dict[int, int] = {}
     extra: dict[tuple[int, float], int] = {}
     with tqdm(total=n + 1, desc="memory: bias counts", unit="compile", leave=False,
-              disable=not cfg.progress) as bar:
+              disable=bar_off(not cfg.progress)) as bar:
         for k in range(n + 1):
             f = mm.fit(Scheme(k, [], []))
             bar.update()
@@ -175,7 +176,7 @@ def costs_of(mm: MemoryModel, cfg: SearchConfig, limit: int) -> tuple[dict[int, 
     first = 0 if cfg.layers is None else max(0, n - cfg.layers)
     layers = [i for i in range(n - 1, first - 1, -1) if n - i in bias]
     with tqdm(total=len(layers) * len(RATIOS), desc="memory: weights", unit="compile",
-              leave=False, disable=not cfg.progress) as bar:
+              leave=False, disable=bar_off(not cfg.progress)) as bar:
         for i in layers:
             for r in RATIOS:
                 f = mm.fit(Scheme(n - i, [i], [r]))
