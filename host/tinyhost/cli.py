@@ -717,6 +717,17 @@ def byte_size(text: str) -> int:
                                      "262144 or 1.5MB (KB = 1024 bytes)")
 
 
+def count(text: str) -> int:
+    """argparse type of --epochs, --steps, --rounds...: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
+    return n
+
+
 def learning_rate(text: str) -> float:
     """argparse type of the learning-rate flags: a finite number above 0 (0 trains nothing, a
     negative one climbs the loss, NaN/inf make every update non-finite)."""
@@ -904,7 +915,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="every channel ratio is measured for the N convs whose weights gained "
                         "most at the largest ratio that fits (default 8; the others: that ratio "
                         "only)")
-    p.add_argument("--epochs", type=int, default=1, help="epochs per run (default 1)")
+    p.add_argument("--epochs", type=count, default=1, help="epochs per run (default 1)")
     p.add_argument("--bias-points", type=int, default=8, metavar="N",
                    help="bias counts k measured (evenly spaced up to the largest that fits; "
                         "linear in between; default 8)")
@@ -961,7 +972,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", required=True, help=PORT_HELP)
     p.add_argument("--key", metavar="FILE", help=KEY_HELP)
     _add_data_args(p)
-    p.add_argument("--epochs", type=int, default=10,
+    p.add_argument("--epochs", type=count, default=10,
                    help="passes over the train split (default 10)")
     p.add_argument("--lr", type=learning_rate,
                    help="learning rate (default: the plan's): of every parameter of an fp32 "
@@ -976,7 +987,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "turns it off). A NaN/inf loss, or an update the device refuses as "
                         "non-finite, always stops training. Either way the parameters are still "
                         "pulled (--save-params) and the exit status is 1")
-    p.add_argument("--steps", type=int, help="stop after this many training steps")
+    p.add_argument("--steps", type=count, help="stop after this many training steps")
     p.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
                    help="shuffle the train split every epoch (default on)")
@@ -1077,8 +1088,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "pathological split of McMahan et al.), or by-group COLUMN (the .npz "
                         "arrays COLUMN_train/COLUMN_test, e.g. a subject id: whole groups per "
                         "device); the test split is divided the same way")
-    p.add_argument("--rounds", type=int, default=10, help="federated rounds (default 10)")
-    p.add_argument("--local-epochs", type=int, default=1,
+    p.add_argument("--rounds", type=count, default=10, help="federated rounds (default 10)")
+    p.add_argument("--local-epochs", type=count, default=1,
                    help="epochs each device trains on its shard per round (default 1)")
     p.add_argument("--strategy", choices=("fedavg", "fedprox"), default="fedavg",
                    help="Flower strategy: fedavg (default) or fedprox (its proximal term "

@@ -160,7 +160,6 @@ def test_killed_device_mid_round_is_survived_and_reported(fp32_plan, tmp_path, c
 @pytest.mark.parametrize("args,message", [
     (["--split", "by-group"], "--split by-group needs the COLUMN"),
     (["--split", "iid", "x"], "takes no COLUMN"),
-    (["--rounds", "0"], "--rounds and --local-epochs must be at least 1"),
     (["--data", f"{DATA},{DATA}"], "lists 2 files for 3 devices"),
     (["--ports", "ref,ref,/dev/ttyNOPE"], "cannot open port /dev/ttyNOPE"),
     (["--split", "by-group", "subject"], "no arrays subject_train and subject_test"),
@@ -170,3 +169,10 @@ def test_cli_errors(fp32_plan, args, message, capsys):
     capsys.readouterr()
     assert main(base + args) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--rounds", "--local-epochs"])
+def test_counts_below_one_are_refused(fp32_plan, flag, capsys):
+    with pytest.raises(SystemExit) as e:  # argparse's usage error
+        main(["fleet", "--ports", "ref,ref,ref", "--plan", fp32_plan, "--data", DATA, flag, "0"])
+    assert e.value.code == 2 and "give 1 or more" in capsys.readouterr().err
