@@ -113,6 +113,34 @@ def test_fp32_plan_trains_like_ref(micropython: Path, demo_plan_file: Path,
     assert mp_acc == ref_acc
 
 
+def _run_sim(plan_path: Path) -> tuple[list[tuple[int, int]], bytes]:
+    """The same samples on the simulated device (the C runtime behind the link)."""
+    from tinyhost.device import connect
+    plan, data = load_plan_file(str(plan_path))
+    x, y = _samples()
+    device = connect("sim")
+    try:
+        device.load_plan(plan, data)
+        steps = []
+        for s, label in zip(x, y, strict=True):
+            r = device.train_step(s, int(label), plan.default_lr)
+            steps.append((struct.unpack("<I", struct.pack("<f", r.loss))[0], r.pred))
+        params = b"".join(device.read_tensor(i).tobytes() for i in plan.trainable)
+    finally:
+        device.close()
+    return steps, params
+
+
+def test_fp32_plan_trains_bit_for_bit_like_the_sim(micropython: Path, demo_plan_file: Path,
+                                                   sim_binary: Path, tmp_path: Path) -> None:
+    """fp32: numpy (ref) sums in another order than C, on every port; the C runtime in
+    MicroPython and in the simulated device give the same bits."""
+    mp_steps, _, mp_params = _run_micropython(micropython, demo_plan_file, tmp_path)
+    sim_steps, sim_params = _run_sim(demo_plan_file)
+    assert mp_steps == sim_steps
+    assert mp_params == sim_params
+
+
 def test_bad_input_raises_a_python_error(micropython: Path, demo_plan_file: Path) -> None:
     code = f"""
 import tinytrain
