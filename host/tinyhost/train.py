@@ -169,7 +169,7 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
             order = rng.permutation(len(ds.x_train)) if cfg.shuffle else np.arange(len(ds.x_train))
             correct = seen = 0
             loss_sum = 0.0
-            for i in order:
+            for position, i in enumerate(order):
                 if cfg.max_steps is not None and step >= cfg.max_steps:
                     break
                 if step < cfg.start_step:  # done before the checkpoint the device resumed from
@@ -191,8 +191,10 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
                 loss_sum += reply.loss
                 result.records.append(StepRecord(step, epoch, int(i), label, reply.pred,
                                                  reply.loss, reply.cost))
-                if cfg.log:
-                    cfg.log.add(result.records[-1])
+                if cfg.log:  # the epoch's last row waits for its test accuracy
+                    last = position == len(order) - 1 or (cfg.max_steps is not None
+                                                          and step >= cfg.max_steps)
+                    cfg.log.add(result.records[-1], hold=last)
                 if cfg.live:
                     cfg.live.step(step, reply.loss, reply.pred == label)
                 bar.update(1)
@@ -217,6 +219,8 @@ def train(device: Device, ds: Dataset, cfg: TrainConfig) -> TrainResult:
                                    cfg.progress and not cfg.live)
             result.test_accuracy.append(test_acc)
             result.records[-1].test_accuracy = test_acc
+            if cfg.log:
+                cfg.log.flush()
             if cfg.live:
                 cfg.live.epoch(epoch, test_acc)
             elif cfg.progress:
@@ -252,8 +256,8 @@ def _checkpoint(device: Device, result: TrainResult) -> bool:
 
 
 class MetricsLog:
-    """The per-step CSV, written as training goes (a killed run keeps its rows). A step's row
-    goes out when the next step starts, so an epoch's last row carries its test accuracy. On
+    """The per-step CSV, written as training goes (a killed run keeps its rows): each row is
+    flushed at once, except an epoch's last, which waits for the epoch's test accuracy. On
     resume (`keep_until`), rows past the step the device resumed from are dropped first: they
     are trained again."""
 
@@ -270,9 +274,12 @@ class MetricsLog:
         self.writer.writerows(kept)
         self.pending: StepRecord | None = None
 
-    def add(self, record: StepRecord) -> None:
+    def add(self, record: StepRecord, hold: bool = False) -> None:
+        """Writes the row now, or with hold keeps it until the next flush (or add)."""
         self.flush()
         self.pending = record
+        if not hold:
+            self.flush()
 
     def flush(self) -> None:
         if self.pending is not None:

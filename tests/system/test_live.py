@@ -82,3 +82,23 @@ def test_sigterm_keeps_every_step_in_the_metrics_csv(demo_plan_file: Path, sim_b
     rows = list(csv.DictReader(log.open()))
     steps = [int(r["step"]) for r in rows]
     assert len(steps) > 30 and steps == list(range(1, len(steps) + 1))
+
+
+def test_sigkill_leaves_every_finished_row(demo_plan_file: Path, sim_binary: Path,
+                                          tmp_path: Path) -> None:
+    """kill -9 runs no handler: the CSV holds what was flushed, each row as it was trained (an
+    epoch's last row waits only for the epoch's evaluation)."""
+    log = tmp_path / "metrics.csv"
+    proc = subprocess.Popen([*CLI, "train", "--port", "sim", "--plan", str(demo_plan_file),
+                             "--data", DATA, "--epochs", "50", "--log", str(log)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    seen = 0
+    while time.monotonic() < deadline and seen <= 50:
+        seen = len(log.read_text().splitlines()) - 1 if log.exists() else 0
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=30)
+    steps = [int(r["step"]) for r in csv.DictReader(log.open())]
+    assert len(steps) >= seen > 50 and steps == list(range(1, len(steps) + 1))
+    assert all(r["loss"] for r in csv.DictReader(log.open()))  # no torn row
