@@ -7,6 +7,7 @@ the demo model compiled at the demo's learning rate, built into the image.
 tests/host/test_sensor_sample.py checks that both are what this script writes."""
 from __future__ import annotations
 
+import contextlib
 import struct
 import sys
 from pathlib import Path
@@ -39,8 +40,11 @@ def recording_bytes() -> bytes:
 
 def plan_bytes() -> bytes:
     from tinyhost.compiler import compile_model
-    return compile_model(f"{DEMO / 'basicmotions_model.py'}:make_model", update="full",
-                         lr=DEMO_LR).data
+    # from the repository root with a relative path: the plan's meta names its model source, and
+    # the bytes must not depend on where the repository is checked out
+    with contextlib.chdir(REPO):
+        model = f"{(DEMO / 'basicmotions_model.py').relative_to(REPO)}:make_model"
+        return compile_model(model, update="full", lr=DEMO_LR).data
 
 
 def main() -> int:
