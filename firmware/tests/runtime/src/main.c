@@ -345,6 +345,58 @@ ZTEST(tt_zstore, test_new_plan_replaces_saved_one)
     zassert_equal(device.model.steps, 0u);
 }
 
+/* A plan built into the application's image (firmware/samples/sensor_learning): its trained
+ * parameters are saved in the log and come back after a reboot into a model loaded from the
+ * same bytes; tt_zstore_restore refuses them (the device has no such plan); a clear forgets them. */
+static tt_model image_model;
+static uint8_t image_arena[ARENA_SIZE] __aligned(16);
+
+ZTEST(tt_zstore, test_image_plan_parameters_survive_a_reboot)
+{
+    (void)boot();
+    tt_error err = {TT_OK, ""};
+    zassert_equal(tt_model_init(&image_model, fixture_plan, sizeof fixture_plan, image_arena,
+                                sizeof image_arena, &err), TT_OK, "%s", err.msg);
+    const struct fixture_step *st = &fixture_steps[0];
+    size_t n;
+    tt_model_input(&image_model, &n);
+    tt_step_result r;
+    zassert_equal(tt_train_step(&image_model, st->sample, n, st->label, st->lr, &r, &err),
+                  TT_OK, "%s", err.msg);
+    zassert_true(close_rel(r.loss, st->loss), "loss %.9g", (double)r.loss);
+    zassert_equal(tt_zstore_save_model(&store, &image_model, sizeof fixture_plan), 1);
+    zassert_equal(tt_zstore_save_model(&store, &image_model, sizeof fixture_plan), 0,
+                  "nothing changed: nothing to save");
+    static uint8_t saved[4096], back[4096]; /* the fixture plan is 2,302 bytes in all */
+    size_t len = tt_model_params_size(&image_model);
+    zassert_true(len <= sizeof saved);
+    zassert_equal(tt_model_params_save(&image_model, saved, sizeof saved, &err), TT_OK);
+
+    /* reboot: the device's own restore refuses the record, the image model takes it */
+    zassert_equal(tt_zstore_open(&store), 0);
+    tt_port port = {"ztest", "none", NULL, capture, NULL};
+    tt_device_init(&device, &port, arena, sizeof arena, tt_zstore_slot(&store, 0),
+                   tt_zstore_slot(&store, 1), tt_zstore_slot_capacity(&store));
+    tt_zstore_attach(&store, &device);
+    zassert_true(tt_zstore_restore(&store, &err) < 0);
+    zassert_not_null(strstr(err.msg, "built into another application's image"), "%s", err.msg);
+    zassert_equal(tt_model_init(&image_model, fixture_plan, sizeof fixture_plan, image_arena,
+                                sizeof image_arena, &err), TT_OK);
+    zassert_equal(tt_model_steps(&image_model), 0u);
+    zassert_equal(tt_zstore_restore_model(&store, &image_model, sizeof fixture_plan, &err), 1,
+                  "%s", err.msg);
+    zassert_equal(tt_model_steps(&image_model), 1u);
+    zassert_equal(tt_model_params_save(&image_model, back, sizeof back, &err), TT_OK);
+    zassert_equal(memcmp(saved, back, len), 0, "the restored parameters differ");
+    zassert_equal(tt_zstore_restore_model(&store, &image_model, sizeof fixture_plan - 16, &err),
+                  0, "another plan length: nothing saved for it");
+
+    zassert_equal(tt_zstore_clear(&store), 0);
+    zassert_equal(tt_zstore_open(&store), 0);
+    zassert_equal(tt_zstore_restore_model(&store, &image_model, sizeof fixture_plan, &err), 0,
+                  "cleared: nothing to restore");
+}
+
 #if TT_ZSTORE_SLOTS == 1
 /* One slot: an upload that stops after PLAN_BEGIN leaves no plan, at once and after a reboot
  * (the saved record names the plan whose bytes were erased); a complete upload recovers. */
