@@ -319,7 +319,8 @@ def _npz_labels(path: Path, key: str, y: np.ndarray) -> np.ndarray:
                        f"{y.dtype}")
 
 
-def _npz_x(path: Path, key: str, x: np.ndarray) -> np.ndarray:
+def checked_samples(path: Path, key: str, x: np.ndarray) -> np.ndarray:
+    """Array `key` of `path` as float32 samples [N, ...], or a DatasetError saying what is wrong."""
     if x.dtype.kind not in "fiub":
         raise DatasetError(f"{path}: {key} must be numeric, got dtype {x.dtype}")
     if x.ndim < 2:
@@ -359,14 +360,14 @@ def _read_npz(path: Path, test_fraction: float, seed: int) -> Dataset:
                                f"{cn.shape}")
         class_names = [str(c) for c in cn.tolist()]
     if all(k in arrays for k in _NPZ_SPLIT_KEYS):
-        xs = [_npz_x(path, k, arrays[k]) for k in ("x_train", "x_test")]
+        xs = [checked_samples(path, k, arrays[k]) for k in ("x_train", "x_test")]
         ys = [_npz_labels(path, k, arrays[k]) for k in ("y_train", "y_test")]
         ys, class_names = _npz_class_indices(path, ys, class_names)
         x_tr, y_tr, x_te, y_te = _check_splits(xs[0], ys[0], xs[1], ys[1], class_names,
                                                where=str(path))
         return Dataset(x_tr, y_tr, x_te, y_te, class_names, name)
     if "x" in arrays and "y" in arrays:
-        x = _npz_x(path, "x", arrays["x"])
+        x = checked_samples(path, "x", arrays["x"])
         [y], class_names = _npz_class_indices(path, [_npz_labels(path, "y", arrays["y"])],
                                               class_names)
         return _split_dataset(path, x, y, class_names, name, test_fraction, seed)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyhost.datasets import Dataset, DatasetError, load_dataset, standardize
+from tinyhost.datasets import Dataset, DatasetError, checked_samples, load_dataset, standardize
 
 
 @dataclass
@@ -27,21 +27,13 @@ class Samples:
 def read_unlabeled(path: Path) -> np.ndarray | None:
     """The samples of an unlabeled file (.npy, or .npz with `x` and no labels), else None."""
     if path.suffix == ".npy":
-        x = np.load(path, allow_pickle=False)
-    elif path.suffix == ".npz":
+        return checked_samples(path, "the array", np.load(path, allow_pickle=False))
+    if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as f:
             if "x" not in f.files or any(k.startswith("y") for k in f.files):
                 return None
-            x = f["x"]
-    else:
-        return None
-    if x.dtype.kind not in "fiub" or x.ndim < 2:
-        raise DatasetError(f"{path}: unlabeled samples must be a numeric [N, ...] array, got "
-                           f"{x.dtype} {x.shape}")
-    x = x.astype(np.float32)
-    if not np.isfinite(x).all():
-        raise DatasetError(f"{path}: samples have missing (NaN) or infinite values")
-    return x
+            return checked_samples(path, "x", f["x"])
+    return None
 
 
 def load_samples(path: str, split: str) -> tuple[Samples, Dataset | None]:

@@ -17,8 +17,9 @@ low, the search runs again with the capacity lowered by the overshoot.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -100,14 +101,19 @@ def _trace(trace: list[tuple[int, np.ndarray, list[tuple[float, int, float]]]],
     return choice
 
 
+def _per_bias_count(c: Costs, limit: int) -> Iterator[tuple[int, int, np.ndarray, Any]]:
+    """For each bias count k that fits `limit`: (k, the weights' capacity in quanta, and the DP
+    table and trace over the convs for it), which both knapsack forms search."""
+    for k in range(c.n + 1):
+        if k in c.bias and c.bias[k] <= limit:
+            cap = (limit - c.bias[k]) // QUANTUM
+            yield (k, cap, *_dp(c, k, cap))
+
+
 def knapsack(c: Costs, limit: int) -> Choice | None:
     """The best choice whose additive memory is within `limit` (exact for that model)."""
     best: Choice | None = None
-    for k in range(c.n + 1):
-        if k not in c.bias or c.bias[k] > limit:
-            continue
-        cap = (limit - c.bias[k]) // QUANTUM
-        table, trace = _dp(c, k, cap)
+    for k, cap, _table, trace in _per_bias_count(c, limit):
         weights = _trace(trace, cap)
         ch = Choice(k, weights, c.gain(k, weights), c.estimate(k, weights))
         if best is None or ch.gain > best.gain + 1e-9:
@@ -118,11 +124,7 @@ def knapsack(c: Costs, limit: int) -> Choice | None:
 def knapsack_min_memory(c: Costs, target: float, limit: int) -> Choice | None:
     """The choice of least additive memory whose gain reaches `target` (within `limit`)."""
     best: Choice | None = None
-    for k in range(c.n + 1):
-        if k not in c.bias or c.bias[k] > limit:
-            continue
-        cap = (limit - c.bias[k]) // QUANTUM
-        table, trace = _dp(c, k, cap)
+    for k, _cap, table, trace in _per_bias_count(c, limit):
         ok = np.nonzero(c.bias_gain(k) + table >= target - 1e-9)[0]
         if not ok.size:
             continue
